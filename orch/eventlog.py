@@ -1,0 +1,165 @@
+"""The append-only event log, ``.orch/run/log``.
+
+One event per line::
+
+    2026-11-21T14:02:11Z | RUNNING | T1.i2 | ITERATE | FAIL sig=3fa2c1 | run/tasks/T1/iter-2.log
+
+Fields: UTC timestamp, state, iteration id (``TASK.iN``, a task id for a task-wide event, or ``-``),
+action, result, artifacts (comma-separated paths). Inside a field ``\\`` ``|`` and newlines are escaped,
+so a line always splits back into exactly six fields. Each event is one ``write`` on an ``O_APPEND``
+descriptor under ``flock``: lines from many concurrent writers never interleave.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from orch.errors import UsageError
+
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("|", "\\|").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def unescape(value: str) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(value):
+        c = value[i]
+        if c == "\\" and i + 1 < len(value):
+            nxt = value[i + 1]
+            out.append({"n": "\n", "r": "\r"}.get(nxt, nxt))
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class Event:
+    ts: str
+    state: str
+    iteration: str
+    action: str
+    result: str
+    artifacts: tuple[str, ...] = ()
+
+    @property
+    def task(self) -> str | None:
+        if self.iteration in ("", "-"):
+            return None
+        return re.sub(r"\.i\d+$", "", self.iteration)
+
+    def line(self) -> str:
+        fields = [self.ts, self.state, self.iteration, self.action, self.result, ",".join(self.artifacts)]
+        return " | ".join(escape(f) or "-" for f in fields) + "\n"
+
+    def to_json(self) -> dict[str, object]:
+        data = asdict(self)
+        data["artifacts"] = list(self.artifacts)
+        data["task"] = self.task
+        return data
+
+
+def parse_line(line: str) -> Event | None:
+    """The event on one line, or None for a line that is not one (a torn or foreign line)."""
+    line = line.rstrip("\n")
+    parts = line.split(" | ")  # a '|' inside a field is escaped, so this split is exact
+    if len(parts) != 6:
+        return None
+    ts, state, iteration, action, result, artifacts = (unescape(p) for p in parts)
+    arts = tuple(a for a in artifacts.split(",") if a and a != "-") if artifacts != "-" else ()
+    return Event(ts, state, iteration, action, "" if result == "-" else result, arts)
+
+
+def append(
+    log_path: Path,
+    *,
+    state: str,
+    action: str,
+    result: str = "",
+    task: str | None = None,
+    iteration: int | None = None,
+    artifacts: list[str] | tuple[str, ...] = (),
+) -> Event:
+    it = "-" if task is None else (f"{task}.i{iteration}" if iteration is not None else task)
+    event = Event(utcnow(), state, it, action, result, tuple(artifacts))
+    data = event.line().encode("utf-8", "surrogateescape")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        view = memoryview(data)
+        while view:  # a short write is rare but legal: finish the line while holding the lock
+            written = os.write(fd, view)
+            view = view[written:]
+    finally:
+        os.close(fd)  # closing releases the flock
+    return event
+
+
+def read(log_path: Path) -> list[Event]:
+    try:
+        with log_path.open(encoding="utf-8", errors="surrogateescape") as handle:
+            return [e for e in (parse_line(line) for line in handle) if e is not None]
+    except FileNotFoundError:
+        return []
+
+
+def parse_since(value: str, *, now: datetime | None = None) -> str:
+    """``10m``, ``2h``, ``3d``, ``45s`` ago, or an ISO date/time; returns a comparable UTC timestamp."""
+    now = now or datetime.now(timezone.utc)
+    m = re.fullmatch(r"(\d+)\s*([smhdw])", value.strip())
+    if m:
+        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[m[2]]
+        when = now - timedelta(**{unit: int(m[1])})
+    else:
+        try:
+            when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise UsageError(
+                f"--since: cannot read '{value}'",
+                hint="use a duration (30s, 10m, 2h, 3d, 1w) or an ISO time (2026-11-21T14:00:00Z)",
+            ) from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def matches(event: Event, *, task: str | None, since: str | None) -> bool:
+    if task is not None and event.task != task:
+        return False
+    return since is None or event.ts >= since
+
+
+def follow(log_path: Path, *, poll: float = 0.25) -> Iterator[Event]:
+    """Yield events as they are appended (like ``tail -f``), starting at the current end."""
+    while not log_path.exists():
+        time.sleep(poll)
+    with log_path.open(encoding="utf-8", errors="surrogateescape") as handle:
+        handle.seek(0, os.SEEK_END)
+        pending = ""
+        while True:
+            chunk = handle.readline()
+            if not chunk:
+                time.sleep(poll)
+                continue
+            pending += chunk
+            if not pending.endswith("\n"):
+                continue
+            event = parse_line(pending)
+            pending = ""
+            if event is not None:
+                yield event

@@ -1,0 +1,58 @@
+"""Is a process still the one we started?
+
+A pid alone is not enough: pids are reused. We record the process start time next to the pid and
+compare both; a process whose start time differs is someone else.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+
+def start_time(pid: int) -> str | None:
+    """An opaque token for when ``pid`` started, or None if there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read().decode("ascii", "replace")
+        # Field 22 (starttime, clock ticks since boot) counted after the ')' that ends the command name.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] == "Z":
+            return None  # a zombie has finished: it is not running
+        return fields[19]
+    except FileNotFoundError:
+        return None
+    except OSError:
+        pass
+    try:  # no /proc (macOS): ask ps
+        out = subprocess.run(
+            ["ps", "-o", "lstart=", "-p", str(pid)], capture_output=True, text=True, check=False
+        ).stdout.strip()
+    except OSError:
+        return None
+    return out or None
+
+
+def alive(pid: int | None, started: str | None) -> bool:
+    """True if ``pid`` runs and is the process that started at ``started``."""
+    if not pid or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    now = start_time(pid)
+    if now is None:
+        return False
+    return started is None or now == started
+
+
+def tmux_alive(session: str) -> bool:
+    """True if tmux has a session of exactly this name."""
+    try:
+        r = subprocess.run(["tmux", "has-session", "-t", f"={session}"], capture_output=True, check=False)
+    except OSError:
+        return False
+    return r.returncode == 0

@@ -1,0 +1,127 @@
+"""Output for people: rich tables on a terminal, plain aligned text elsewhere, JSON on request."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+STATE_STYLE = {
+    "PENDING": "dim", "RUNNING": "cyan", "SUCCESS": "green", "MERGED": "bold green", "CLEANED": "dim green",
+    "FAILED": "red", "CRASHED": "red", "REVERTED": "yellow", "CONFLICT": "yellow", "BLOCKED": "magenta",
+    "PAUSED": "magenta", "SKIPPED": "dim yellow", "SCOPE_VIOLATION": "bold red", "LOCK_VIOLATION": "bold red",
+    "QUARANTINED": "bold red",
+}  # fmt: skip
+
+
+def fancy() -> bool:
+    """Rich output only for a person at a terminal who did not ask for plain text."""
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False)
+
+
+def age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 86400}d{(s % 86400) // 3600}h"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None) -> str | None:
+    """Print a table; returns the plain text (or None after printing a rich table)."""
+    if fancy():
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(title=title, header_style="bold", box=None, pad_edge=False)
+        for h in headers:
+            t.add_column(h)
+        for row in rows:
+            cells = list(row)
+            if "STATE" in headers:
+                i = list(headers).index("STATE")
+                style = STATE_STYLE.get(cells[i].split()[0] if cells[i] else "", "")
+                cells[i] = f"[{style}]{cells[i]}[/]" if style else cells[i]
+            t.add_row(*cells)
+        Console().print(t)
+        return None
+    return plain_table(headers, rows, title=title)
+
+
+def plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None) -> str:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    lines = [title] if title else []
+    for row in [headers, *rows]:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def status_rows(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    headers = ["ID", "STATE", "AGENT", "BRANCH", "AGE", "ITER", "TOKENS", "COST", "VERDICT", "TITLE"]
+    out = []
+    for r in rows:
+        state = r["state"] + (" (ready)" if r["ready"] else "")
+        verdict = r["verdict"] or "-"
+        if r["verdict"] and r["verdict_stale"]:
+            verdict += " (stale)"
+        out.append(
+            [
+                r["id"],
+                state,
+                r["agent"] or "-",
+                r["branch"] or "-",
+                age(r["age_seconds"]),
+                "-" if r["iterations"] is None else str(r["iterations"]),
+                "-" if r["tokens"] is None else f"{r['tokens']:,}",
+                "-" if r["cost_usd"] is None else f"${r['cost_usd']:.2f}",
+                verdict,
+                r["title"],
+            ]
+        )
+    return headers, out
+
+
+def mermaid(plan: Any, states: dict[str, str]) -> str:
+    """The dependency graph as Mermaid ``graph TD`` (GitHub renders it in Markdown)."""
+    lines = ["graph TD"]
+    for task in plan.tasks:
+        label = f"{task.id}: {task.title}".replace('"', "#quot;")
+        st = states.get(task.id)
+        if st:
+            label += f"<br/>{st}"
+        lines.append(f'  {_node(task.id)}["{label}"]')
+    for task in plan.tasks:
+        for dep in task.deps:
+            lines.append(f"  {_node(dep)} --> {_node(task.id)}")
+    classes = {
+        "done": ("MERGED", "CLEANED"),
+        "good": ("SUCCESS",),
+        "active": ("RUNNING",),
+        "bad": ("FAILED", "CRASHED", "REVERTED", "CONFLICT", "QUARANTINED", "SCOPE_VIOLATION", "LOCK_VIOLATION"),
+    }
+    colors = {"done": "#2e7d32", "good": "#66bb6a", "active": "#29b6f6", "bad": "#ef5350"}
+    for cls, members in classes.items():
+        ids = [_node(t.id) for t in plan.tasks if states.get(t.id) in members]
+        if ids:
+            lines.append(f"  classDef {cls} fill:{colors[cls]},color:#fff")
+            lines.append(f"  class {','.join(ids)} {cls}")
+    return "\n".join(lines)
+
+
+def _node(task_id: str) -> str:
+    # Mermaid node ids: keep letters, digits, '_'; '-' would read as an edge.
+    return "t_" + task_id.replace("-", "_h_")

@@ -1,0 +1,313 @@
+"""Files are the database: atomic, locked, schema-validated reads and writes.
+
+* Every YAML file is validated on read against ``schemas/<name>.schema.json``; errors name the file,
+  the line and the field, with a closest-match hint for unknown keys.
+* A file that is empty, truncated or carries merge-conflict markers is reported and left exactly
+  as it is: never replaced by defaults.
+* Every write goes to a temp file in the same folder, is fsynced and renamed over the target with
+  ``os.replace``, under a ``filelock`` lock kept in ``.orch/run/locks/``. Lock files are never deleted.
+* Validating with jsonschema costs more than reading the files, so a content digest of every file
+  that passed is remembered in ``.orch/run/cache/valid/``: re-reading an unchanged file is cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import functools
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orch.errors import EnvError, InputError
+
+try:  # the C loader is several times faster; fall back quietly where libyaml is missing
+    from yaml import CSafeDumper as _Dumper
+    from yaml import CSafeLoader as _Loader
+except ImportError:  # pragma: no cover - depends on the PyYAML build
+    from yaml import SafeDumper as _Dumper  # type: ignore[assignment]
+    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+
+_CONFLICT_PREFIXES = ("<<<<<<< ", ">>>>>>> ", "||||||| ")
+
+
+def data_dir(kind: str) -> Path:
+    """``schemas`` or ``templates``: inside the wheel, or at the top of a source checkout."""
+    here = Path(__file__).resolve().parent
+    shipped = here / "_data" / kind
+    return shipped if shipped.is_dir() else here.parent / kind
+
+
+@functools.cache
+def schema_text(name: str) -> str:
+    return (data_dir("schemas") / f"{name}.schema.json").read_text(encoding="utf-8")
+
+
+def schema(name: str) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(schema_text(name))
+    return result
+
+
+def template(name: str) -> str:
+    return (data_dir("templates") / name).read_text(encoding="utf-8")
+
+
+def conflict_marker_line(text: str) -> int | None:
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.startswith(_CONFLICT_PREFIXES) or line == "=======":
+            return number
+    return None
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """Parse YAML text, turning problems into ``InputError`` naming ``where:line``."""
+    if not text.strip():
+        raise InputError(
+            f"{where}: the file is empty",
+            hint="restore it (git checkout -- FILE, or from .bak) or delete it and run orch init",
+        )
+    marker = conflict_marker_line(text)
+    if marker is not None:
+        raise InputError(
+            f"{where}:{marker}: unresolved merge conflict marker",
+            hint="resolve the conflict by hand; orch leaves the file as it is",
+        )
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise InputError(
+            f"{where}{line}: not valid YAML: {problem}",
+            hint="fix the syntax; orch leaves the file as it is",
+        ) from exc
+
+
+def dump_yaml(data: Any) -> str:
+    """YAML with a stable key order (insertion order), so diffs stay small."""
+    text: str = yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    return text
+
+
+# -- validation -------------------------------------------------------------------------------------
+
+
+def _line_of(text: str, path: list[Any], key: str | None = None) -> int | None:
+    """The 1-based line of the node at ``path`` (or of its key ``key``) in the YAML ``text``."""
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+    except yaml.YAMLError:
+        return None
+    line = node.start_mark.line + 1 if node is not None else None
+    for step in [*path, key] if key is not None else path:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if k.value == str(step):
+                    line = k.start_mark.line + 1
+                    node = v if step is not key else k
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
+            node = node.value[step]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def _describe(error: Any) -> tuple[str, str | None, list[Any]]:
+    """A readable message, a hint and the path for one jsonschema error."""
+    path = list(error.absolute_path)
+    field = ".".join(str(p) for p in path) or "(top level)"
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = sorted((error.schema.get("properties") or {}).keys())
+        extras = [k for k in error.instance if k not in known]
+        key = extras[0] if extras else None
+        close = difflib.get_close_matches(str(key), known, n=1) if key is not None else []
+        hint = f"did you mean '{close[0]}'?" if close else f"known fields: {', '.join(known)}"
+        return f"unknown field '{key}'" + (f" in {field}" if path else ""), hint, [*path, key]
+    if error.validator == "required":
+        return f"{field}: {error.message}", None, path
+    if error.validator == "enum":
+        allowed = ", ".join(str(v) for v in error.validator_value if v is not None)
+        return f"{field}: {error.instance!r} is not one of {allowed}", None, path
+    return f"{field}: {error.message}", None, path
+
+
+class _ValidCache:
+    """Digests of (schema, content) pairs that passed validation, one empty file each."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+
+    def key(self, name: str, text: str) -> str:
+        h = hashlib.blake2b(digest_size=16)
+        h.update(schema_text(name).encode())
+        h.update(b"\0")
+        h.update(text.encode("utf-8", "surrogateescape"))
+        return f"{name}-{h.hexdigest()}"
+
+    def hit(self, name: str, text: str) -> bool:
+        return self.folder is not None and (self.folder / self.key(name, text)).exists()
+
+    def remember(self, name: str, text: str) -> None:
+        if self.folder is None:
+            return
+        with contextlib.suppress(OSError):
+            self.folder.mkdir(parents=True, exist_ok=True)
+            (self.folder / self.key(name, text)).touch()
+
+
+def validate(data: Any, name: str, *, text: str, where: str) -> None:
+    """Check ``data`` (parsed from ``text``) against schema ``name``; report every problem at once."""
+    import jsonschema  # heavy: only when a file is new or changed
+
+    validator_cls = jsonschema.validators.validator_for(schema(name))
+    validator = validator_cls(schema(name))
+    errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
+    if not errors:
+        return
+    lines: list[str] = []
+    hints: list[str] = []
+    for error in errors[:20]:
+        message, hint, path = _describe(error)
+        line = _line_of(text, path[:-1], path[-1]) if path else 1
+        lines.append(f"{where}:{line or 1}: {message}")
+        if hint:
+            hints.append(hint)
+    raise InputError("\n".join(lines), hint="; ".join(hints) or "fix the file; orch leaves it as it is")
+
+
+class Store:
+    """Reads and writes the files under one ``.orch/`` folder."""
+
+    def __init__(self, root: Path, orch_dir: Path) -> None:
+        self.root = root  # paths in messages are relative to it
+        self.orch_dir = orch_dir
+        run = orch_dir / "run"
+        self.lock_dir = run / "locks"
+        self._cache = _ValidCache(run / "cache" / "valid" if run.is_dir() else None)
+
+    def where(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+    # -- reading ------------------------------------------------------------------------------------
+
+    def read_text(self, path: Path) -> str:
+        try:
+            return path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{self.where(path)}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+        except OSError as exc:
+            raise EnvError(f"cannot read {self.where(path)}: {exc.strerror}") from exc
+
+    def load(self, path: Path, schema_name: str) -> Any:
+        """Parse and validate a YAML file; ``FileNotFoundError`` passes through for the caller."""
+        text = self.read_text(path)
+        return self.loads(text, schema_name, where=self.where(path))
+
+    def loads(self, text: str, schema_name: str, *, where: str) -> Any:
+        data = parse_yaml(text, where)
+        if not self._cache.hit(schema_name, text):
+            validate(data, schema_name, text=text, where=where)
+            self._cache.remember(schema_name, text)
+        return data
+
+    # -- writing ------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self, name: str, timeout: float = 60.0) -> Iterator[None]:
+        """An exclusive lock named ``name`` (a file in .orch/run/locks/, never deleted)."""
+        from filelock import FileLock, Timeout
+
+        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        safe = name.replace("/", "%")
+        lock = FileLock(str(self.lock_dir / f"{safe}.lock"), timeout=timeout)
+        try:
+            with lock:
+                yield
+        except Timeout as exc:
+            raise EnvError(
+                f"timed out after {timeout:.0f}s waiting for the lock on {name}",
+                hint="another orch command holds it; wait for it to finish",
+            ) from exc
+
+    def lock_name(self, path: Path) -> str:
+        return self.where(path)
+
+    def write_text(self, path: Path, text: str) -> None:
+        """Atomic replace of ``path``; the caller holds the lock."""
+        atomic_write(path, text)
+
+    def dump(self, path: Path, data: Any, schema_name: str) -> str:
+        """Validate ``data``, then write it atomically; the caller holds the lock."""
+        text = dump_yaml(data)
+        validate(data, schema_name, text=text, where=self.where(path))
+        atomic_write(path, text)
+        self._cache.remember(schema_name, text)
+        return text
+
+    def save(self, path: Path, data: Any, schema_name: str) -> None:
+        with self.lock(self.lock_name(path)):
+            self.dump(path, data, schema_name)
+
+    def update(
+        self,
+        path: Path,
+        schema_name: str,
+        change: Callable[[Any], Any],
+        *,
+        default: Callable[[], Any] | None = None,
+    ) -> Any:
+        """Read-modify-write under the lock: ``change`` gets the state as it is *after* locking.
+
+        ``change`` returns the new data (or mutates and returns it). ``default`` builds the state of a
+        file that does not exist yet; without it, a missing file is an error.
+        """
+        with self.lock(self.lock_name(path)):
+            try:
+                current = self.load(path, schema_name)
+            except FileNotFoundError:
+                if default is None:
+                    raise InputError(f"{self.where(path)}: missing") from None
+                current = default()
+            new = change(current)
+            self.dump(path, new, schema_name)
+            return new
+
+
+def atomic_write(path: Path, text: str | bytes) -> None:
+    """Write to a temp file in the same folder, fsync it, rename it over ``path``, fsync the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(tmp, 0o644 if not path.exists() else path.stat().st_mode & 0o7777)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

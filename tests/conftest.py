@@ -1,0 +1,142 @@
+"""Fixtures: real git repositories in temporary folders, pinned identities and dates, no GIT_* leaks.
+
+Every test runs with HOME pointing at an empty folder (so no personal git config is read), an empty
+GIT_TEMPLATE_DIR (no sample hooks), and author/committer pinned so commit ids are reproducible.
+orch is run as a real process (``python -m orch``) from the folder the test names: no chdir.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PINNED = {
+    "GIT_AUTHOR_NAME": "Ada Tester",
+    "GIT_AUTHOR_EMAIL": "ada@example.com",
+    "GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z",
+    "GIT_COMMITTER_NAME": "Ada Tester",
+    "GIT_COMMITTER_EMAIL": "ada@example.com",
+    "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+@pytest.fixture(autouse=True)
+def _git_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for key in list(os.environ):
+        if key.startswith("GIT_") or key in ("ORCH_TASK", "ORCH_WORKTREE", "ORCH_CONTEXT", "ORCH_HOME"):
+            monkeypatch.delenv(key, raising=False)
+    home = tmp_path_factory.mktemp("home")
+    (home / ".gitconfig").write_text(
+        "[user]\n\tname = Ada Tester\n\temail = ada@example.com\n"
+        "[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n"
+    )
+    templates = tmp_path_factory.mktemp("git-template")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("GIT_TEMPLATE_DIR", str(templates))
+    monkeypatch.setenv("NO_COLOR", "1")
+    for key, value in PINNED.items():
+        monkeypatch.setenv(key, value)
+    yield
+
+
+def git(cwd: Path, *args: str, check: bool = True, input: str | None = None) -> str:
+    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False, input=input)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc.stdout.strip()
+
+
+def commit_file(repo: Path, rel: str, text: str, message: str | None = None) -> str:
+    path = repo / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    git(repo, "add", "--", rel)
+    git(repo, "commit", "-q", "-m", message or f"add {rel}")
+    return git(repo, "rev-parse", "HEAD")
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def run_orch(
+    cwd: Path, *args: str, input: str | None = None, env: dict[str, str] | None = None, timeout: float = 120
+) -> Run:
+    proc = subprocess.run(
+        [sys.executable, "-m", "orch", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        input=input,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+        check=False,
+    )
+    return Run(proc.returncode, proc.stdout, proc.stderr)
+
+
+class Orch:
+    """Call orch in a folder: ``orch("status", "--json")``; asserts nothing by itself."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+
+    def __call__(self, *args: str, cwd: Path | None = None, **kw: object) -> Run:
+        return run_orch(cwd or self.cwd, *args, **kw)  # type: ignore[arg-type]
+
+    def ok(self, *args: str, cwd: Path | None = None, **kw: object) -> Run:
+        r = self(*args, cwd=cwd, **kw)
+        assert r.returncode == 0, f"orch {' '.join(args)} exited {r.returncode}:\n{r.stdout}\n{r.stderr}"
+        return r
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A repository on branch main with one commit."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    commit_file(root, "README.md", "hello\n", "initial commit")
+    return root
+
+
+@pytest.fixture
+def orch(repo: Path) -> Orch:
+    return Orch(repo)
+
+
+@pytest.fixture
+def project(repo: Path, orch: Orch) -> Path:
+    """A repository with orch initialised (no hooks) and .orch/ committed."""
+    orch.ok("init", "--test-cmd", "true", *no_hooks_flag())
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "orch init")
+    return repo
+
+
+def no_hooks_flag() -> Sequence[str]:
+    """``--no-hooks`` where ``orch init`` installs git hooks (fixtures want a repository without them)."""
+    import inspect
+
+    from orch import cli
+
+    return ["--no-hooks"] if "no_hooks" in inspect.signature(cli.init).parameters else []
+
+
+def write_plan(repo: Path, text: str) -> None:
+    (repo / ".orch" / "plan.md").write_text(text)
