@@ -275,7 +275,7 @@ def _starts_field_list(raw: str) -> bool:
     m = _FIELD_LINE.match(raw.rstrip("\r\n"))
     if m is None:
         return False
-    return (m["key"] in FIELDS or bool(difflib.get_close_matches(m["key"], FIELDS, n=1, cutoff=0.75)))
+    return m["key"] in FIELDS or bool(difflib.get_close_matches(m["key"], FIELDS, n=1, cutoff=0.75))
 
 
 def _validate(plan: Plan, where: str) -> list[tuple[int, str]]:

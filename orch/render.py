@@ -125,3 +125,59 @@ def mermaid(plan: Any, states: dict[str, str]) -> str:
 def _node(task_id: str) -> str:
     # Mermaid node ids: keep letters, digits, '_'; '-' would read as an edge.
     return "t_" + task_id.replace("-", "_h_")
+
+
+class _Progress:
+    """A one-line progress display on a terminal (rich), plain lines on stderr otherwise."""
+
+    def __init__(self) -> None:
+        self.status: Any = None
+
+    def __enter__(self) -> _Progress:
+        if sys.stderr.isatty() and "NO_COLOR" not in os.environ:
+            from rich.console import Console
+
+            self.status = Console(stderr=True).status("starting")
+            self.status.__enter__()
+        return self
+
+    def __call__(self, message: str) -> None:
+        if self.status is not None:
+            self.status.update(message)
+        else:
+            sys.stderr.write(f"orch: {message}\n")
+            sys.stderr.flush()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.status is not None:
+            self.status.__exit__(None, None, None)
+
+
+def progress() -> _Progress:
+    return _Progress()
+
+
+def merge_outcome(o: Any) -> str:
+    headers = ["TASK", "OUTCOME", "DETAIL"]
+    rows = []
+    for r in o.results:
+        detail = r.detail or ""
+        if r.paths and r.outcome in ("CONFLICT", "QUARANTINED"):
+            detail += ": " + ", ".join(r.paths[:5]) + (" ..." if len(r.paths) > 5 else "")
+        rows.append([r.task, "NOT READY" if r.outcome == "NOT_READY" else r.outcome, detail])
+    lines = []
+    if o.mode == "dry-run":
+        lines.append(f"forecast for merging into {o.into} at {o.base_before[:12]} (nothing changed):")
+    else:
+        lines.append(f"merge ceremony {o.id} into {o.into}: {o.mode}, {o.test_runs} test run(s)")
+    lines.append(plain_table(headers, rows) if rows else "nothing to merge")
+    if o.mode != "dry-run":
+        if o.landed in ("update-ref", "fast-forward"):
+            lines.append(f"\n{o.into}: {o.base_before[:12]} -> {(o.base_after or '')[:12]}")
+        if o.message:
+            lines.append(f"\n{o.message}")
+        if o.report:
+            lines.append(f"report: {o.report}")
+        if o.rollback:
+            lines.append(f"roll back with: {o.rollback}")
+    return "\n".join(lines)
