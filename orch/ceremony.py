@@ -41,6 +41,7 @@ EXCERPT_LINES = 30
 BATCH_ALLOWANCE = 2
 
 Progress = Callable[[str], None]
+_KILL_AT = os.environ.get("ORCH_TEST_KILL_AT", "")
 
 
 @dataclass
@@ -363,6 +364,10 @@ class Ceremony:
     def save(self, step: str) -> None:
         self.j["step"] = step
         self.ctx.store.dump(self.ctx.project.merges_dir / JOURNAL, self.j, "merge_journal")
+        if _KILL_AT and step == _KILL_AT:
+            # Fault injection for the crash-safety tests (like git's GIT_TEST_* variables): die as
+            # abruptly as a power cut would, right after this step's journal entry is on disk.
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def decided(self) -> set[str]:
         return {r["task"] for r in self.j["results"]}

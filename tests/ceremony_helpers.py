@@ -1,0 +1,63 @@
+"""Build task branches the way a finished agent leaves them, without running an agent.
+
+The ceremony tests need many finished tasks quickly: a branch ``orch/<id>`` with the agent's commit,
+a worktree, a status file in state SUCCESS and a task in plan.md. The commits and branches are real
+git; only the agent's run is skipped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from conftest import git
+
+
+def add_tasks_to_plan(repo: Path, tasks: list[tuple[str, str, list[str]]]) -> None:
+    """tasks: (id, scope, deps)."""
+    lines = ["# Plan: ceremony test\n"]
+    for task_id, scope, deps in tasks:
+        lines.append(f"\n## {task_id}: task {task_id}\n- scope: {scope}\n- deps: {', '.join(deps) or 'none'}\n")
+    (repo / ".orch" / "plan.md").write_text("".join(lines))
+    git(repo, "add", ".orch/plan.md")
+    git(repo, "commit", "-q", "-m", "plan")
+
+
+def finished_task(repo: Path, task_id: str, files: dict[str, str | None], *, base: str = "main",
+                  state: str = "SUCCESS", message: str | None = None) -> str:
+    """Create branch orch/<id> from ``base`` with one commit writing (or deleting, for None) ``files``."""
+    worktree = repo / ".orch" / "worktrees" / task_id
+    base_sha = git(repo, "rev-parse", base)
+    git(repo, "worktree", "add", "-q", "-b", f"orch/{task_id}", str(worktree), base_sha)
+    for rel, text in files.items():
+        path = worktree / rel
+        if text is None:
+            git(worktree, "rm", "-q", "--", rel)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        git(worktree, "add", "--", rel)
+    git(worktree, "commit", "-q", "-m", message or f"{task_id}: work")
+    sha = git(worktree, "rev-parse", "HEAD")
+    status_dir = repo / ".orch" / "run" / "tasks" / task_id
+    status_dir.mkdir(parents=True, exist_ok=True)
+    (status_dir / "status.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "id": task_id,
+                "state": state,
+                "agent": "shell",
+                "branch": f"orch/{task_id}",
+                "worktree": str(worktree),
+                "base_sha": base_sha,
+                "head_sha": sha,
+                "exit_code": 0,
+            },
+            sort_keys=False,
+        )
+    )
+    return sha
+
+
+def status_of(repo: Path, task_id: str) -> dict:
+    return yaml.safe_load((repo / ".orch" / "run" / "tasks" / task_id / "status.yaml").read_text())
