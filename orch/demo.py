@@ -29,14 +29,14 @@ EXPECTED = {"T1": "MERGED", "T2": "MERGED", "T3": "REVERTED", "T4": "QUARANTINED
 FILES = {
     "calc/__init__.py": '"""A tiny calculator package."""\n',
     "calc/core.py": textwrap.dedent(
-        '''\
+        """\
         def add(a, b):
             return a + b
 
 
         def mul(a, b):
             return a * b
-        '''
+        """
     ),
     "tests/test_core.py": textwrap.dedent(
         """\
@@ -164,8 +164,9 @@ def run(folder: Path | None = None, *, keep: bool = False, echo: Callable[[str],
     if wrong:
         detail = ", ".join(f"{t} is {got} (expected {want})" for t, (got, want) in wrong.items())
         raise CheckFailed(f"the demo did not end as it should: {detail}")
-    return DemoResult(folder=folder if (keep or not made_here) else folder, states=states, seconds=elapsed,
-                      kept=keep or not made_here)
+    return DemoResult(
+        folder=folder if (keep or not made_here) else folder, states=states, seconds=elapsed, kept=keep or not made_here
+    )
 
 
 def _env(repo: Path) -> dict[str, str]:

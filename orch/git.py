@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orch.errors import EnvError, GitError
+
+if TYPE_CHECKING:  # pathlib and dataclasses cost milliseconds the git hooks do not have
+    from pathlib import Path
 
 # Variables a person may legitimately set for every git they run: identity, dates (tests pin them),
 # transport and tracing. Everything else named GIT_* is dropped.
@@ -47,12 +49,17 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-@dataclass(frozen=True)
 class Result:
-    argv: list[str]
-    returncode: int
-    stdout: str
-    stderr: str
+    __slots__ = ("argv", "returncode", "stdout", "stderr")
+
+    def __init__(self, argv: list[str], returncode: int, stdout: str, stderr: str) -> None:
+        self.argv = argv
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def __repr__(self) -> str:
+        return f"Result(argv={self.argv!r}, returncode={self.returncode})"
 
     @property
     def ok(self) -> bool:
@@ -95,7 +102,7 @@ def run(
             check=False,
         )
     except FileNotFoundError as exc:
-        if not Path(cwd).is_dir():
+        if not os.path.isdir(cwd):
             raise EnvError(f"folder does not exist: {cwd}") from exc
         raise EnvError("git is not installed or not on PATH", hint="install git >= 2.38") from exc
     except subprocess.TimeoutExpired as exc:
@@ -141,3 +148,34 @@ def worktree_is_dirty(*, cwd: Path | str) -> bool:
     """True if tracked files differ from HEAD or untracked, non-ignored files exist."""
     r = run(["status", "--porcelain=v1", "-z", "--untracked-files=all"], cwd=cwd, optional_locks=False)
     return bool(r.stdout)
+
+
+def cat_blobs(shas: Sequence[str], *, cwd: Path | str) -> dict[str, bytes]:
+    """The raw bytes of each object in ``shas`` (one ``git cat-file --batch``; no filters, no textconv)."""
+    wanted = list(dict.fromkeys(shas))
+    if not wanted:
+        return {}
+    argv = ["git", *HARDENED, "cat-file", "--batch"]
+    proc = subprocess.run(
+        argv,
+        cwd=cwd,
+        input=("\n".join(wanted) + "\n").encode(),
+        capture_output=True,
+        env=clean_env(),
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise GitError(argv, proc.returncode, "", proc.stderr.decode("utf-8", "replace"))
+    data = proc.stdout
+    result: dict[str, bytes] = {}
+    pos = 0
+    for sha in wanted:
+        end = data.index(b"\n", pos)
+        header = data[pos:end].split()
+        pos = end + 1
+        if len(header) < 3 or header[1] == b"missing":
+            continue
+        size = int(header[2])
+        result[sha] = data[pos : pos + size]
+        pos += size + 1
+    return result

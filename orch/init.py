@@ -21,6 +21,7 @@ class InitResult:
     created: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
     rewritten: list[str] = field(default_factory=list)  # with a .bak beside each
+    hooks: list[str] = field(default_factory=list)  # what installing the git hooks did
     base_branch: str = ""
     test_command: str | None = None
 
@@ -37,6 +38,7 @@ def run(
     base_branch: str | None = None,
     test_command: str | None = None,
     force: bool = False,
+    hooks: bool = True,
 ) -> InitResult:
     project = find_project(start, require_init=False)
     root = project.root
@@ -76,6 +78,13 @@ def run(
     store.load(project.config_path, "config")
     store.load(project.locks_path, "locks")
     project.run_dir.mkdir(parents=True, exist_ok=True)
+    if hooks:
+        from orch import hooks as hooks_mod
+
+        try:
+            result.hooks = hooks_mod.install(project)
+        except InputError as exc:  # core.hooksPath set: init still succeeds, and says why
+            result.hooks = [f"not installed: {exc.message}", f"hint: {exc.hint}"]
     return result
 
 

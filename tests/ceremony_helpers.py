@@ -23,8 +23,15 @@ def add_tasks_to_plan(repo: Path, tasks: list[tuple[str, str, list[str]]]) -> No
     git(repo, "commit", "-q", "-m", "plan")
 
 
-def finished_task(repo: Path, task_id: str, files: dict[str, str | None], *, base: str = "main",
-                  state: str = "SUCCESS", message: str | None = None) -> str:
+def finished_task(
+    repo: Path,
+    task_id: str,
+    files: dict[str, str | None],
+    *,
+    base: str = "main",
+    state: str = "SUCCESS",
+    message: str | None = None,
+) -> str:
     """Create branch orch/<id> from ``base`` with one commit writing (or deleting, for None) ``files``."""
     worktree = repo / ".orch" / "worktrees" / task_id
     base_sha = git(repo, "rev-parse", base)

@@ -11,7 +11,7 @@ from ceremony_helpers import add_tasks_to_plan, finished_task, status_of
 from conftest import Orch, commit_file, git
 
 # The integration test: fails when any file named fail-* exists at the top of the tree.
-CHECK = "#!/bin/sh\nfor f in fail-*; do [ -e \"$f\" ] && { echo \"broken by $f\"; exit 1; }; done\necho ok\n"
+CHECK = '#!/bin/sh\nfor f in fail-*; do [ -e "$f" ] && { echo "broken by $f"; exit 1; }; done\necho ok\n'
 
 
 @pytest.fixture
@@ -184,8 +184,17 @@ def test_resume_without_an_interrupted_ceremony(ceremony_repo: Path, orch: Orch)
     assert "no interrupted merge ceremony" in r.stderr
 
 
-STEPS = ["decided T9", "merging T1", "testing T1", "decided T1", "merging T2", "testing T2", "decided T2",
-         "landing", "landed"]
+STEPS = [
+    "decided T9",
+    "merging T1",
+    "testing T1",
+    "decided T1",
+    "merging T2",
+    "testing T2",
+    "decided T2",
+    "landing",
+    "landed",
+]
 
 
 @pytest.mark.parametrize("step", STEPS)

@@ -1,0 +1,344 @@
+"""Locks: what agents must not change, read from the main checkout's ``.orch/locks.yaml`` only.
+
+Kinds:
+
+* ``path``: a gitignore-style glob (``src/billing/pricing.py``, ``tests/**/test_checkout*.py``,
+  ``docs/``); any change to a matching path is a violation.
+* ``test``: a glob of test files that must stay byte-identical: editing, deleting or renaming one is
+  a violation (adding a new file that matches is not).
+* ``region``: ``path::Name``: the region between comment lines ``orch-lock: begin Name`` and
+  ``orch-lock: end Name`` (any language), or, in a Python file, the function or class with that
+  qualified name (``Cart.total``), located with ``ast``. The rest of the file stays editable.
+* ``requirement``: an English requirement with a ``check`` command (run through ``sh -c``) and a
+  ``via`` (schema, static, test, e2e).
+
+``hard`` blocks the merge; ``soft`` needs ``orch ack TASK LOCK``. ``AGENTS.md`` at the root is
+hard-locked for agents unless ``agents_md_lock: false``.
+
+A missing, unreadable or invalid locks file is an error (exit 3), never "no locks". Loading is
+fast on the second read: the validated, compiled form of each version of the file is kept as JSON
+in ``.orch/run/cache/locks/`` keyed by a digest of its bytes, so git hooks need neither yaml nor
+jsonschema nor pathspec.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from orch.errors import InputError
+
+if TYPE_CHECKING:
+    from orch.repo import Project
+
+KINDS = ("path", "test", "region", "requirement")
+VIAS = ("schema", "static", "test", "e2e")
+AGENTS_MD_LOCK = "AGENTS_MD"
+_COMPILER = "3"  # bump when the compiled form changes
+LOCK_ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,39}")
+_BEGIN = "orch-lock: begin"
+_END = "orch-lock: end"
+
+
+class Lock:
+    """One lock. ``regex`` is the compiled glob for path and test locks."""
+
+    __slots__ = (
+        "id", "kind", "mode", "pattern", "reason", "text", "check", "via", "hash", "line", "rx", "file", "name",
+    )  # fmt: skip
+
+    def __init__(self, data: dict[str, Any], *, rx: str | None = None, line: int = 0) -> None:
+        self.id: str = data["id"]
+        self.kind: str = data["kind"]
+        self.mode: str = data["mode"]
+        self.pattern: str | None = data.get("pattern")
+        self.reason: str | None = data.get("reason")
+        self.text: str | None = data.get("text")
+        self.check: str | None = data.get("check")
+        self.via: str | None = data.get("via")
+        self.hash: str | None = data.get("hash")
+        self.line = line
+        self.rx: re.Pattern[str] | None = re.compile(rx, re.DOTALL) if rx else None
+        self.file: str | None = None
+        self.name: str | None = None
+        if self.kind == "region" and self.pattern:
+            file, _, name = self.pattern.partition("::")
+            self.file, self.name = file.lstrip("/"), name
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": self.id, "kind": self.kind, "mode": self.mode}
+        for key in ("pattern", "text", "check", "via", "reason", "hash"):
+            value = getattr(self, key)
+            if value is not None:
+                data[key] = value
+        return data
+
+    def matches(self, path: str) -> bool:
+        """Does this path or test lock cover ``path``? (Region locks: the path is their file.)"""
+        if self.rx is not None:
+            return self.rx.match(path) is not None
+        return self.kind == "region" and path == self.file
+
+    @property
+    def label(self) -> str:
+        return self.pattern or self.text or self.id
+
+    def describe(self) -> str:
+        why = f": {self.reason}" if self.reason else ""
+        return f"{self.mode} {self.kind} lock {self.id} ({self.label}){why}"
+
+
+class LockSet:
+    def __init__(self, locks: list[Lock], agents_md_lock: bool) -> None:
+        self.locks = locks
+        self.agents_md_lock = agents_md_lock
+        self._combined: re.Pattern[str] | None = None
+
+    def get(self, lock_id: str) -> Lock | None:
+        for lock in self.locks:
+            if lock.id == lock_id:
+                return lock
+        return None
+
+    def for_agents(self) -> list[Lock]:
+        """The locks a task branch answers to, including the implicit AGENTS.md lock."""
+        extra = [agents_md_lock()] if self.agents_md_lock and self.get(AGENTS_MD_LOCK) is None else []
+        return [*self.locks, *extra]
+
+    def of_kind(self, *kinds: str, agents: bool = True) -> list[Lock]:
+        return [lk for lk in (self.for_agents() if agents else self.locks) if lk.kind in kinds]
+
+
+def agents_md_lock() -> Lock:
+    return Lock(
+        {
+            "id": AGENTS_MD_LOCK,
+            "kind": "path",
+            "mode": "hard",
+            "pattern": "/AGENTS.md",
+            "reason": "people curate AGENTS.md (agents_md_lock in .orch/locks.yaml)",
+        },
+        rx=glob_regex("/AGENTS.md"),
+    )
+
+
+def glob_regex(pattern: str) -> str:
+    """A regex (for ``re.match``) equivalent to one gitignore-style pattern."""
+    try:  # pathspec >= 0.13 names it GitIgnoreSpecPattern; older releases GitWildMatchPattern
+        from pathspec.patterns.gitignore.spec import GitIgnoreSpecPattern as _Pattern
+    except ImportError:  # pragma: no cover - depends on the pathspec release
+        from pathspec.patterns.gitwildmatch import GitWildMatchPattern as _Pattern
+    regex, include = _Pattern.pattern_to_regex(pattern)
+    if regex is None or not include:
+        raise ValueError("a lock pattern cannot be empty, a comment or a negation ('!')")
+    # Named groups would clash once patterns are combined; '$' would accept a trailing newline.
+    return re.sub(r"\(\?P<[A-Za-z_0-9]+>", "(?:", regex).replace("|$)", "|\\Z)")
+
+
+# -- loading ----------------------------------------------------------------------------------------
+
+
+def load(project: Project) -> LockSet:
+    """The project's locks; a missing, unreadable or invalid file raises ``InputError`` (exit 3)."""
+    return load_dir(str(project.orch_dir))
+
+
+def load_dir(orch_dir: str) -> LockSet:
+    """``load`` for the ``.orch`` folder at ``orch_dir`` (git hooks avoid building a Project)."""
+    path = os.path.join(orch_dir, "locks.yaml")
+    where = ".orch/locks.yaml"
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        raise InputError(
+            f"{where} is missing, so orch cannot tell what is locked (it never assumes 'no locks')",
+            hint="restore it (git checkout -- .orch/locks.yaml) or run orch init to recreate the default",
+        ) from None
+    except OSError as exc:
+        raise InputError(f"{where}: cannot read it: {exc.strerror}", hint="fix its permissions") from None
+    digest = hashlib.blake2b(raw + b"\0" + _COMPILER.encode() + _schema_bytes(), digest_size=16)
+    cached = os.path.join(orch_dir, "run", "cache", "locks", digest.hexdigest() + ".json")
+    try:
+        with open(cached, encoding="utf-8") as handle:
+            compiled = json.load(handle)
+    except (OSError, ValueError):
+        compiled = _compile(orch_dir, raw, where)
+        _remember(cached, compiled)
+    return LockSet(
+        [Lock(item["lock"], rx=item.get("rx"), line=item.get("line", 0)) for item in compiled["locks"]],
+        bool(compiled["agents_md_lock"]),
+    )
+
+
+def _schema_bytes() -> bytes:
+    """The locks schema, read without importing orch.store (and yaml): git hooks start fast."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for folder in (os.path.join(here, "_data", "schemas"), os.path.join(os.path.dirname(here), "schemas")):
+        try:
+            with open(os.path.join(folder, "locks.schema.json"), "rb") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            continue
+    return b""
+
+
+def _remember(path: str, compiled: dict[str, Any]) -> None:
+    import contextlib
+    from pathlib import Path
+
+    from orch.store import atomic_write
+
+    with contextlib.suppress(OSError):  # a cache that cannot be written only costs speed
+        atomic_write(Path(path), json.dumps(compiled))
+
+
+def _compile(orch_dir: str, raw: bytes, where: str) -> dict[str, Any]:
+    """Parse, validate against the schema and check each lock; report every problem at once."""
+    from pathlib import Path
+
+    from orch.store import Store, _line_of
+
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{where}: not UTF-8 text (byte {exc.start})", hint="fix the file by hand") from None
+    data = Store(Path(orch_dir).parent, Path(orch_dir)).loads(text, "locks", where=where)
+    if not isinstance(data, dict):
+        raise InputError(f"{where}:1: expected a mapping with a 'locks' list", hint="see orch lock --help")
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    out: list[dict[str, Any]] = []
+    for i, item in enumerate(data.get("locks") or []):
+        line = _line_of(text, ["locks", i]) or 1
+        lock_id = item["id"]
+        if lock_id in seen:
+            problems.append(f"{where}:{line}: duplicate lock id '{lock_id}' (first at line {seen[lock_id]})")
+            continue
+        seen[lock_id] = line
+        problem, rx = check_fields(item)
+        if problem:
+            problems.append(f"{where}:{line}: lock {lock_id}: {problem}")
+            continue
+        out.append({"lock": item, "rx": rx, "line": line})
+    if problems:
+        raise InputError("\n".join(problems), hint="fix the file; verification fails closed until it is valid")
+    return {"locks": out, "agents_md_lock": data.get("agents_md_lock", True) is not False}
+
+
+def check_fields(item: dict[str, Any]) -> tuple[str | None, str | None]:
+    """A problem with one lock's fields (or None) and, for path/test locks, the compiled regex."""
+    kind = item["kind"]
+    pattern = item.get("pattern")
+    if kind in ("path", "test", "region") and not pattern:
+        return f"a {kind} lock needs a 'pattern'", None
+    if kind == "requirement":
+        missing = [k for k in ("text", "check", "via") if not item.get(k)]
+        if missing:
+            return f"a requirement lock needs {', '.join(repr(m) for m in missing)}", None
+        return None, None
+    if kind == "region":
+        file, sep, name = str(pattern).partition("::")
+        if not sep or not file.strip("/") or not name:
+            return f"a region pattern is 'path::Name' (got '{pattern}')", None
+        return None, None
+    try:
+        return None, glob_regex(str(pattern))
+    except (ValueError, re.error) as exc:
+        return f"bad pattern '{pattern}': {exc}", None
+
+
+# -- code regions -----------------------------------------------------------------------------------
+
+
+class RegionError(Exception):
+    """The file cannot be read for regions (a Python file that does not parse)."""
+
+
+def region_text(source: str, name: str, *, python: bool) -> str | None:
+    """The text of region ``name``: comment markers first, then (Python) a function or class.
+
+    None when the file has no such region. Raises ``RegionError`` when a Python file cannot be
+    parsed, so a caller can treat "cannot tell" as a change.
+    """
+    lines = source.splitlines(keepends=True)
+    begin = re.compile(rf"{re.escape(_BEGIN)}\s+{re.escape(name)}(?:\s|$)")
+    end = re.compile(rf"{re.escape(_END)}\s+{re.escape(name)}(?:\s|$)")
+    for i, line in enumerate(lines):
+        if begin.search(line):
+            for j in range(i + 1, len(lines)):
+                if end.search(lines[j]):
+                    return "".join(lines[i : j + 1])
+            return "".join(lines[i:])  # an unterminated region runs to the end of the file
+    if not python:
+        return None
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError) as exc:
+        raise RegionError(f"cannot parse it as Python: {exc}") from None
+    node = _find(tree.body, name.split("."))
+    if node is None:
+        return None
+    first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+    last = node.end_lineno or node.lineno
+    return "".join(lines[first - 1 : last])
+
+
+def _find(body: list[Any], parts: list[str]) -> Any:
+    import ast
+
+    for node in body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == parts[0]:
+            return node if len(parts) == 1 else _find(node.body, parts[1:])
+    return None
+
+
+def region_hash(text: str | None) -> str | None:
+    return None if text is None else hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+# -- scope overlap ----------------------------------------------------------------------------------
+
+
+def _samples(pattern: str) -> list[str]:
+    """A few concrete paths a glob matches, to test a scope regex against."""
+    p = pattern.lstrip("/")
+    out = set()
+    for filler in ("x", "x.py", "a/x.py"):
+        s = p.replace("**/", "").replace("**", filler)
+        s = re.sub(r"\[[^\]]*\]", "x", s).replace("*", "x").replace("?", "x")
+        if s.endswith("/"):
+            s += filler
+        out.add(s)
+        s2 = p.replace("**", "a").replace("*", filler.split("/")[-1]).replace("?", "x")
+        out.add(s2 + (filler if s2.endswith("/") else ""))
+    return sorted(out)
+
+
+def touches_scope(lock: Lock, scope: str | None, *, files: Iterable[str] | None = None) -> bool:
+    """Could a task with ``scope`` change what ``lock`` protects?
+
+    A task without a scope touches every lock; a requirement lock concerns every task. Otherwise a
+    path the lock covers must match the scope: tracked ``files`` when given (exact), plus sample
+    paths built from the glob (so a lock on files that do not exist yet still counts).
+    """
+    if scope is None or lock.kind == "requirement":
+        return True
+    try:
+        rx = re.compile(scope)
+    except re.error:
+        return True
+    if lock.kind == "region":
+        return rx.search(lock.file or "") is not None
+    assert lock.pattern is not None
+    if any(rx.search(s) for s in _samples(lock.pattern) if lock.matches(s)):
+        return True
+    if files is not None:
+        return any(lock.matches(f) and rx.search(f) for f in files)
+    return False
