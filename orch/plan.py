@@ -8,7 +8,6 @@ brief. Text before the first task is free text. Every problem is reported at onc
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,6 +136,8 @@ class Plan:
     def require(self, task_id: str) -> Task:
         task = self.get(task_id)
         if task is None:
+            import difflib
+
             close = difflib.get_close_matches(task_id, self.ids(), n=1)
             hint = f"did you mean '{close[0]}'?" if close else "see the tasks with: orch plan"
             raise InputError(f"no task '{task_id}' in .orch/plan.md", hint=hint)
@@ -253,6 +254,8 @@ def _parse_task(lines: list[str], start: int, end: int) -> tuple[Task | None, li
             else:
                 key, value = m["key"], (m["value"] or "")
                 if key not in FIELDS:
+                    import difflib
+
                     close = difflib.get_close_matches(key, FIELDS, n=1)
                     hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(FIELDS)})"
                     problems.append((i + 1, f"unknown field '{key}'{hint}"))
@@ -275,7 +278,11 @@ def _starts_field_list(raw: str) -> bool:
     m = _FIELD_LINE.match(raw.rstrip("\r\n"))
     if m is None:
         return False
-    return (m["key"] in FIELDS or bool(difflib.get_close_matches(m["key"], FIELDS, n=1, cutoff=0.75)))
+    if m["key"] in FIELDS:
+        return True
+    import difflib
+
+    return bool(difflib.get_close_matches(m["key"], FIELDS, n=1, cutoff=0.75))
 
 
 def _validate(plan: Plan, where: str) -> list[tuple[int, str]]:
@@ -302,6 +309,8 @@ def _validate(plan: Plan, where: str) -> list[tuple[int, str]]:
             if dep == task.id:
                 continue  # reported as a cycle below
             if dep not in seen:
+                import difflib
+
                 close = difflib.get_close_matches(dep, ids, n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
                 problems.append((fl["deps"], f"unknown dependency '{dep}' of {task.id}{hint}"))
