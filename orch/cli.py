@@ -460,12 +460,12 @@ def _crash_log(exc: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
-    from orch._click_compat import click_exceptions
+    from orch._click_compat import click_exceptions, command
 
     ClickException, Abort, Exit = click_exceptions()
     code: int = ExitCode.OK
     try:
-        result = app(args=argv, standalone_mode=False, prog_name="orch")
+        result = command(app).main(args=argv, standalone_mode=False, prog_name="orch")
         code = result if isinstance(result, int) else ExitCode.OK
     except OrchError as exc:
         err(f"orch: {exc.render()}" if not isinstance(exc, UsageError) else f"orch: usage: {exc.render()}")

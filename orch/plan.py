@@ -8,7 +8,6 @@ brief. Text before the first task is free text. Every problem is reported at onc
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,6 +136,8 @@ class Plan:
     def require(self, task_id: str) -> Task:
         task = self.get(task_id)
         if task is None:
+            import difflib
+
             close = difflib.get_close_matches(task_id, self.ids(), n=1)
             hint = f"did you mean '{close[0]}'?" if close else "see the tasks with: orch plan"
             raise InputError(f"no task '{task_id}' in .orch/plan.md", hint=hint)
@@ -194,15 +195,15 @@ def _parse(text: str, where: str) -> tuple[Plan, list[tuple[int, str]]]:
     plan = Plan()
     # Find level-2 headings outside fenced code blocks.
     heads: list[int] = []
-    fence: str | None = None
+    fence: str | None = None  # the marker that opened the code block we are in
     for i, raw in enumerate(lines):
         m = _FENCE.match(raw)
         if m:
             marker = m.group(1)
             if fence is None:
-                fence = marker[0] * 3
-            elif marker.startswith(fence):
-                fence = None
+                fence = marker
+            elif marker[0] == fence[0] and len(marker) >= len(fence) and not raw[m.end() :].strip():
+                fence = None  # CommonMark: same character, at least as long, nothing after it
             continue
         if fence is None and (raw.startswith("## ") or raw.rstrip("\r\n") == "##"):
             heads.append(i)
@@ -253,6 +254,8 @@ def _parse_task(lines: list[str], start: int, end: int) -> tuple[Task | None, li
             else:
                 key, value = m["key"], (m["value"] or "")
                 if key not in FIELDS:
+                    import difflib
+
                     close = difflib.get_close_matches(key, FIELDS, n=1)
                     hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(FIELDS)})"
                     problems.append((i + 1, f"unknown field '{key}'{hint}"))
@@ -275,7 +278,11 @@ def _starts_field_list(raw: str) -> bool:
     m = _FIELD_LINE.match(raw.rstrip("\r\n"))
     if m is None:
         return False
-    return m["key"] in FIELDS or bool(difflib.get_close_matches(m["key"], FIELDS, n=1, cutoff=0.75))
+    if m["key"] in FIELDS:
+        return True
+    import difflib
+
+    return bool(difflib.get_close_matches(m["key"], FIELDS, n=1, cutoff=0.75))
 
 
 def _validate(plan: Plan, where: str) -> list[tuple[int, str]]:
@@ -302,8 +309,11 @@ def _validate(plan: Plan, where: str) -> list[tuple[int, str]]:
             if dep == task.id:
                 continue  # reported as a cycle below
             if dep not in seen:
+                import difflib
+
                 close = difflib.get_close_matches(dep, ids, n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                known = ", ".join(ids[:8]) + (", ..." if len(ids) > 8 else "")
+                hint = f" (did you mean '{close[0]}'?)" if close else f" (known ids: {known or 'none'})"
                 problems.append((fl["deps"], f"unknown dependency '{dep}' of {task.id}{hint}"))
         agent = task.fields.get("agent")
         if agent and not AGENT_RE.fullmatch(agent):
@@ -312,7 +322,7 @@ def _validate(plan: Plan, where: str) -> list[tuple[int, str]]:
         if level and level not in LEVELS:
             problems.append((fl["level"], f"bad level '{level}': one of {', '.join(LEVELS)}"))
         iters = task.fields.get("max_iterations")
-        if iters and not (iters.isdigit() and int(iters) > 0):
+        if iters and not (re.fullmatch(r"[0-9]+", iters) and int(iters) > 0):
             problems.append((fl["max_iterations"], f"bad max_iterations '{iters}': a whole number above 0"))
         budget = task.fields.get("budget")
         if budget:
@@ -415,26 +425,47 @@ def add_task(
     assert isinstance(store, Store)
     if not ID_RE.fullmatch(task_id):
         raise InputError(f"bad task id '{task_id}': {ID_RULE}")
-    for name, value in [("title", title), *fields.items(), ("brief", None)]:
+    for name, value in [("title", title), *fields.items()]:
         if value is not None and ("\n" in value or "\r" in value):
-            raise InputError(f"--{name} must be a single line")
+            raise InputError(f"--{name.replace('_', '-')} must be a single line", hint="edit .orch/plan.md for more")
+    unknown = [k for k in fields if k not in FIELDS]
+    if unknown:
+        raise InputError(f"unknown field '{unknown[0]}'", hint=f"known fields: {', '.join(FIELDS)}")
     if not title.strip():
         raise InputError("--title must not be empty")
+    wanted = {k: v.strip() for k, v in fields.items() if v is not None and v.strip()}
     block = [f"## {task_id}: {title.strip()}\n"]
-    block += [f"- {k}: {v.strip()}\n" for k, v in fields.items() if v is not None and v.strip()]
-    if brief:
-        block.append("\n" + brief.rstrip("\n") + "\n")
+    block += [f"- {k}: {v}\n" for k, v in wanted.items()]
+    if brief and brief.strip():
+        block.append("\n" + brief.strip("\n") + "\n")
     with store.lock(where):
-        text = path.read_text(encoding="utf-8") if path.exists() else ""
-        current, _ = _parse(text, where)
-        if current.get(task_id) is not None:
-            existing = current.get(task_id)
-            line = existing.line if existing else 0
-            raise InputError(f"{where}:{line}: a task '{task_id}' exists already", hint="pick another id")
-        sep = "" if not text or text.endswith("\n\n") else ("\n" if text.endswith("\n") else "\n\n")
-        new_text = text + sep + "".join(block)
-        plan = parse(new_text, where=where)  # everything must still be valid, new task included
+        try:  # newline="": the bytes as written, CRLF included
+            text = path.open(encoding="utf-8", newline="").read() if path.exists() else ""
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{where}: not UTF-8 text", hint="fix the file's encoding by hand") from exc
+        current = parse(text, where=where)  # a broken plan is reported as it is, before anything else
+        existing = current.get(task_id)
+        if existing is not None:
+            raise InputError(f"{where}:{existing.line}: a task '{task_id}' exists already", hint="pick another id")
+        nl = "\r\n" if "\r\n" in text else "\n"  # follow the file's own line endings
+        sep = "" if not text or text.endswith(nl + nl) else (nl if text.endswith("\n") else nl + nl)
+        new_text = text + sep + "".join(block).replace("\n", nl)
+        try:
+            plan = parse(new_text, where=where)  # the plan with the new task must be valid as a whole
+        except ManyErrors as exc:
+            raise ManyErrors(exc.problems, hint=f"{task_id} was not added; nothing was written") from None
+        added = plan.get(task_id)
+        if (
+            added is None
+            or len(plan.tasks) != len(current.tasks) + 1
+            or added.fields != wanted
+            or added.title != title.strip()
+            or added.brief_text() != (brief or "").strip("\n")
+        ):
+            raise InputError(
+                f"appending {task_id} would not read back as one task with these fields",
+                hint="the plan may end inside an open ``` code block, or the brief holds a '## ' heading "
+                "or starts with a '- field:' line; edit .orch/plan.md by hand",
+            )
         store.write_text(path, new_text)
-    added = plan.get(task_id)
-    assert added is not None
     return added

@@ -99,7 +99,7 @@ def mermaid(plan: Any, states: dict[str, str]) -> str:
     """The dependency graph as Mermaid ``graph TD`` (GitHub renders it in Markdown)."""
     lines = ["graph TD"]
     for task in plan.tasks:
-        label = f"{task.id}: {task.title}".replace('"', "#quot;")
+        label = f"{task.id}: {task.title}".replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
         st = states.get(task.id)
         if st:
             label += f"<br/>{st}"
@@ -123,8 +123,9 @@ def mermaid(plan: Any, states: dict[str, str]) -> str:
 
 
 def _node(task_id: str) -> str:
-    # Mermaid node ids: keep letters, digits, '_'; '-' would read as an edge.
-    return "t_" + task_id.replace("-", "_h_")
+    # Mermaid node ids: letters, digits, '_'; a '-' would read as an edge. Every '_' of ours starts an
+    # escape ('_u' for '_', '_d' for '-'), so two different task ids never share a node.
+    return "t_" + task_id.replace("_", "_u").replace("-", "_d")
 
 
 class _Progress:

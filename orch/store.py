@@ -7,32 +7,22 @@
 * Every write goes to a temp file in the same folder, is fsynced and renamed over the target with
   ``os.replace``, under a ``filelock`` lock kept in ``.orch/run/locks/``. Lock files are never deleted.
 * Validating with jsonschema costs more than reading the files, so a content digest of every file
-  that passed is remembered in ``.orch/run/cache/valid/``: re-reading an unchanged file is cheap.
+  that passed is remembered in ``.orch/run/cache/valid/``, holding the parsed data as JSON (several
+  times faster to load than YAML): re-reading an unchanged file is cheap, and a changed file has a
+  new digest, so it is parsed and validated again.
 """
 
 from __future__ import annotations
 
 import contextlib
-import difflib
 import functools
-import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from orch.errors import EnvError, InputError
-
-try:  # the C loader is several times faster; fall back quietly where libyaml is missing
-    from yaml import CSafeDumper as _Dumper
-    from yaml import CSafeLoader as _Loader
-except ImportError:  # pragma: no cover - depends on the PyYAML build
-    from yaml import SafeDumper as _Dumper  # type: ignore[assignment]
-    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
 
 _CONFLICT_PREFIXES = ("<<<<<<< ", ">>>>>>> ", "||||||| ")
 
@@ -58,6 +48,21 @@ def template(name: str) -> str:
     return (data_dir("templates") / name).read_text(encoding="utf-8")
 
 
+@functools.cache
+def _yaml() -> tuple[Any, Any, Any]:
+    """(yaml, Loader, Dumper), imported on first use: a warm cache answers without PyYAML at all.
+
+    The C loader and dumper (libyaml) are several times faster; fall back quietly where they are
+    missing.
+    """
+    import yaml
+
+    try:
+        return yaml, yaml.CSafeLoader, yaml.CSafeDumper
+    except AttributeError:  # pragma: no cover - depends on the PyYAML build
+        return yaml, yaml.SafeLoader, yaml.SafeDumper
+
+
 def conflict_marker_line(text: str) -> int | None:
     for number, line in enumerate(text.splitlines(), 1):
         if line.startswith(_CONFLICT_PREFIXES) or line == "=======":
@@ -78,8 +83,9 @@ def parse_yaml(text: str, where: str) -> Any:
             f"{where}:{marker}: unresolved merge conflict marker",
             hint="resolve the conflict by hand; orch leaves the file as it is",
         )
+    yaml, loader, _ = _yaml()
     try:
-        return yaml.load(text, Loader=_Loader)
+        return yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -92,7 +98,8 @@ def parse_yaml(text: str, where: str) -> Any:
 
 def dump_yaml(data: Any) -> str:
     """YAML with a stable key order (insertion order), so diffs stay small."""
-    text: str = yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    yaml, _, dumper = _yaml()
+    text: str = yaml.dump(data, Dumper=dumper, sort_keys=False, allow_unicode=True, default_flow_style=False)
     return text
 
 
@@ -101,8 +108,9 @@ def dump_yaml(data: Any) -> str:
 
 def _line_of(text: str, path: list[Any], key: str | None = None) -> int | None:
     """The 1-based line of the node at ``path`` (or of its key ``key``) in the YAML ``text``."""
+    yaml, loader, _ = _yaml()
     try:
-        node = yaml.compose(text, Loader=_Loader)
+        node = yaml.compose(text, Loader=loader)
     except yaml.YAMLError:
         return None
     line = node.start_mark.line + 1 if node is not None else None
@@ -128,6 +136,8 @@ def _describe(error: Any) -> tuple[str, str | None, list[Any]]:
     path = list(error.absolute_path)
     field = ".".join(str(p) for p in path) or "(top level)"
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        import difflib
+
         known = sorted((error.schema.get("properties") or {}).keys())
         extras = [k for k in error.instance if k not in known]
         key = extras[0] if extras else None
@@ -142,14 +152,30 @@ def _describe(error: Any) -> tuple[str, str | None, list[Any]]:
     return f"{field}: {error.message}", None, path
 
 
+def _blake2b() -> Any:
+    try:  # the built-in module: hashlib would load OpenSSL first, which costs more than the hashing
+        from _blake2 import blake2b
+    except ImportError:  # pragma: no cover - CPython always has it
+        from hashlib import blake2b
+    return blake2b(digest_size=16)
+
+
+_MISS = object()
+
+
 class _ValidCache:
-    """Digests of (schema, content) pairs that passed validation, one empty file each."""
+    """Digests of (schema, content) pairs that passed validation, one file each holding the data as JSON.
+
+    The digest covers the schema text and the file's bytes, so an edited file or an edited schema
+    never hits an old entry. An entry that is empty or unreadable (data JSON cannot represent, such
+    as a YAML date) still says "valid"; the caller then parses the YAML again.
+    """
 
     def __init__(self, folder: Path | None) -> None:
         self.folder = folder
 
     def key(self, name: str, text: str) -> str:
-        h = hashlib.blake2b(digest_size=16)
+        h = _blake2b()
         h.update(schema_text(name).encode())
         h.update(b"\0")
         h.update(text.encode("utf-8", "surrogateescape"))
@@ -158,12 +184,34 @@ class _ValidCache:
     def hit(self, name: str, text: str) -> bool:
         return self.folder is not None and (self.folder / self.key(name, text)).exists()
 
-    def remember(self, name: str, text: str) -> None:
+    def get(self, name: str, text: str) -> Any:
+        """The data remembered for this content, ``None`` if valid but not remembered, else ``_MISS``."""
+        if self.folder is None:
+            return _MISS
+        try:
+            cached = (self.folder / self.key(name, text)).read_bytes()
+        except OSError:
+            return _MISS
+        if not cached:
+            return None
+        try:
+            return json.loads(cached)
+        except ValueError:
+            return None
+
+    def remember(self, name: str, text: str, data: Any = None) -> None:
         if self.folder is None:
             return
+        payload = b""
+        try:
+            encoded = json.dumps(data, ensure_ascii=False, allow_nan=False)
+            if json.loads(encoded) == data:  # int keys, dates, tuples would not come back the same
+                payload = encoded.encode("utf-8", "surrogateescape")
+        except (TypeError, ValueError):
+            pass
         with contextlib.suppress(OSError):
             self.folder.mkdir(parents=True, exist_ok=True)
-            (self.folder / self.key(name, text)).touch()
+            atomic_write(self.folder / self.key(name, text), payload, durable=False)
 
 
 def validate(data: Any, name: str, *, text: str, where: str) -> None:
@@ -220,10 +268,13 @@ class Store:
         return self.loads(text, schema_name, where=self.where(path))
 
     def loads(self, text: str, schema_name: str, *, where: str) -> Any:
+        cached = self._cache.get(schema_name, text)
+        if cached is not None and cached is not _MISS:
+            return cached
         data = parse_yaml(text, where)
-        if not self._cache.hit(schema_name, text):
+        if cached is _MISS:
             validate(data, schema_name, text=text, where=where)
-            self._cache.remember(schema_name, text)
+            self._cache.remember(schema_name, text, data)
         return data
 
     # -- writing ------------------------------------------------------------------------------------
@@ -257,7 +308,7 @@ class Store:
         text = dump_yaml(data)
         validate(data, schema_name, text=text, where=self.where(path))
         atomic_write(path, text)
-        self._cache.remember(schema_name, text)
+        self._cache.remember(schema_name, text, data)
         return text
 
     def save(self, path: Path, data: Any, schema_name: str) -> None:
@@ -289,8 +340,14 @@ class Store:
             return new
 
 
-def atomic_write(path: Path, text: str | bytes) -> None:
-    """Write to a temp file in the same folder, fsync it, rename it over ``path``, fsync the folder."""
+def atomic_write(path: Path, text: str | bytes, *, durable: bool = True) -> None:
+    """Write to a temp file in the same folder, fsync it, rename it over ``path``, fsync the folder.
+
+    ``durable=False`` skips the fsyncs (for caches that are rebuilt when lost); the rename still makes
+    the write all-or-nothing for readers.
+    """
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
     data = text.encode("utf-8") if isinstance(text, str) else text
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -298,7 +355,8 @@ def atomic_write(path: Path, text: str | bytes) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         with contextlib.suppress(FileNotFoundError):
             os.chmod(tmp, 0o644 if not path.exists() else path.stat().st_mode & 0o7777)
         os.replace(tmp, path)
@@ -306,6 +364,8 @@ def atomic_write(path: Path, text: str | bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    if not durable:
+        return
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
