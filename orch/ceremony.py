@@ -44,6 +44,13 @@ Progress = Callable[[str], None]
 _KILL_AT = os.environ.get("ORCH_TEST_KILL_AT", "")
 
 
+def _fault_point(step: str) -> None:
+    """Fault injection for the crash-safety tests (like git's GIT_TEST_* variables): with
+    ORCH_TEST_KILL_AT naming this step, die as abruptly as a power cut would, right here."""
+    if _KILL_AT and step == _KILL_AT:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 @dataclass
 class Result:
     task: str
@@ -132,11 +139,18 @@ class Triage:
     shas: dict[str, str]
     results: list[Result]  # decided without merging: not ready, quarantined
     statuses: dict[str, state.Status]
+    verdicts: dict[str, dict[str, Any]] = field(default_factory=dict)  # fresh verdicts, by task
 
 
-def _branch_tip(ctx: Ctx, task_id: str, status: state.Status) -> str | None:
-    branch = status.get("branch") or f"orch/{task_id}"
-    return git.rev_parse(f"refs/heads/{branch}", cwd=ctx.project.root)
+def _branch_tip(tips: dict[str, str], task_id: str, status: state.Status) -> str | None:
+    return tips.get(status.get("branch") or f"orch/{task_id}")
+
+
+def _tips(ctx: Ctx) -> dict[str, str]:
+    """The sha of every orch/* branch, from one git call."""
+    from orch.status import branch_heads
+
+    return branch_heads(ctx)
 
 
 def triage(ctx: Ctx, ids: list[str] | None) -> Triage:
@@ -151,10 +165,11 @@ def triage(ctx: Ctx, ids: list[str] | None) -> Triage:
     queue: list[str] = []
     shas: dict[str, str] = {}
     results: list[Result] = []
+    tips = _tips(ctx)
     for task_id in wanted:
         st = statuses[task_id]
         current = st.get("state", "PENDING")
-        tip = _branch_tip(ctx, task_id, st) if current not in ("PENDING", "CLEANED", "MERGED") else None
+        tip = _branch_tip(tips, task_id, st) if current not in ("PENDING", "CLEANED", "MERGED") else None
         merge = st.get("merge") or {}
         verdict = st.get("verdict") or {}
         if current in ("MERGED", "CLEANED"):
@@ -207,14 +222,26 @@ def _quarantined(task_id: str, sha: str, verdict: dict[str, Any] | Any) -> Resul
     )
 
 
-def _reverify(ctx: Ctx, tri: Triage, *, record: bool) -> list[str]:
-    """Trust but verify: judge each queued task again at the exact sha that would be merged."""
+def _reverify(ctx: Ctx, tri: Triage, *, log: bool) -> list[str]:
+    """Trust but verify: judge each queued task again at the exact sha that would be merged.
+
+    The verdicts are kept in ``tri.verdicts`` and written to the statuses together with the outcome,
+    one write per task.
+    """
     from orch import verify
 
     ok: list[str] = []
     for task_id in tri.queue:
         sha = tri.shas[task_id]
-        verdict = verify.verify_task(ctx, task_id, sha=sha, record=record)
+        verdict = verify.verify_task(ctx, task_id, sha=sha, record=False)
+        tri.verdicts[task_id] = verdict.to_dict()
+        if log:
+            ctx.log(
+                tri.statuses[task_id].get("state", "PENDING"),
+                "VERIFY",
+                f"{verdict.result} sha={sha[:12]}",
+                task=task_id,
+            )
         if verdict.violations and verdict.result != "OK":
             tri.results.append(_quarantined(task_id, sha, verdict))
         elif not verdict.mergeable:
@@ -261,6 +288,7 @@ class Integration:
     def __init__(self, ctx: Ctx, path: Path) -> None:
         self.ctx = ctx
         self.path = path
+        self._head_file: Path | None = None
 
     def prepare(self, sha: str) -> None:
         root = self.ctx.project.root
@@ -293,7 +321,7 @@ class Integration:
             env=git.ORCH_IDENT,
         )
         if r.ok:
-            return git.out(["rev-parse", "HEAD"], cwd=self.path), []
+            return self.head(), []
         paths = git.out(["diff", "--name-only", "--diff-filter=U", "-z"], cwd=self.path).split("\0")
         paths = [p for p in paths if p]
         git.run(["merge", "--abort"], cwd=self.path, check=False)
@@ -302,7 +330,11 @@ class Integration:
         return None, paths
 
     def head(self) -> str:
-        return git.out(["rev-parse", "HEAD"], cwd=self.path)
+        """HEAD of the integration worktree (always detached), read from its file: no git process."""
+        if self._head_file is None:
+            gitdir = Path(git.out(["rev-parse", "--absolute-git-dir"], cwd=self.path))
+            self._head_file = gitdir / "HEAD"
+        return self._head_file.read_text().strip()
 
 
 def run_tests(command: str, cwd: Path, timeout: float, log_path: Path) -> tuple[bool, str]:
@@ -363,11 +395,10 @@ class Ceremony:
 
     def save(self, step: str) -> None:
         self.j["step"] = step
-        self.ctx.store.dump(self.ctx.project.merges_dir / JOURNAL, self.j, "merge_journal")
-        if _KILL_AT and step == _KILL_AT:
-            # Fault injection for the crash-safety tests (like git's GIT_TEST_* variables): die as
-            # abruptly as a power cut would, right after this step's journal entry is on disk.
-            os.kill(os.getpid(), signal.SIGKILL)
+        # Renamed into place, not fsynced: the journal must outlive a killed orch, which the atomic
+        # rename guarantees; against power loss git's own refs are not fsynced either (core.fsync).
+        self.ctx.store.dump(self.ctx.project.merges_dir / JOURNAL, self.j, "merge_journal", durable=False, check=False)
+        _fault_point(step)
 
     def decided(self) -> set[str]:
         return {r["task"] for r in self.j["results"]}
@@ -426,8 +457,8 @@ class Ceremony:
         n = self.j["test_runs"] = int(self.j.get("test_runs", 0)) + 1
         log_path = self.folder / f"test-{n:03d}-{label}.log"
         rel = self.ctx.project.rel(log_path)
-        self.save(f"testing {label}")
         self.progress(f"testing {label} (run {n})")
+        _fault_point(f"testing {label}")
         command = self.j.get("test_command")
         if command:
             passed, excerpt = run_tests(command, self.integration.path, self.ctx.config.test_timeout, log_path)
@@ -449,12 +480,12 @@ class Ceremony:
         """The sequential step: merge on top of the good head, test, keep or undo."""
         sha = self.j["shas"][task_id]
         good = self.j["good"]
-        if git.is_ancestor(sha, good, cwd=self.ctx.project.root):
-            self.decide(Result(task_id, "MERGED", "already contained in the base", sha=sha, merged_sha=good))
-            return
         self.save(f"merging {task_id}")
         self.progress(f"merging {task_id}")
         head, conflicts = self.integration.merge(task_id, sha, self.title(task_id))
+        if head == good:  # "Already up to date": its work is in the base already
+            self.decide(Result(task_id, "MERGED", "already contained in the base", sha=sha, merged_sha=good))
+            return
         if head is None:
             self.integration.reset(good)
             self.decide(Result(task_id, "CONFLICT", f"conflicts in {len(conflicts)} path(s)", sha=sha, paths=conflicts))
@@ -669,7 +700,7 @@ def _start(ctx: Ctx, ids: list[str] | None, *, batch: bool, into: str | None, pr
     if base is None:
         raise InputError(f"no branch '{target}' to merge into", hint="check base_branch in .orch/config.yaml or --into")
     tri = triage(ctx, ids)
-    mergeable = _reverify(ctx, tri, record=True)
+    mergeable = _reverify(ctx, tri, log=True)
     order = _order(ctx, mergeable)
     stamp = _stamp()
     pre_ref = f"refs/orch/pre-merge/{stamp}"
@@ -690,6 +721,7 @@ def _start(ctx: Ctx, ids: list[str] | None, *, batch: bool, into: str | None, pr
         "test_command": ctx.config.test_command,
         "queue": order,
         "shas": {t: tri.shas[t] for t in order},
+        "verdicts": tri.verdicts,
         "results": [],
         "good": base,
         "step": "start",
@@ -785,7 +817,16 @@ def _finish(ceremony: Ceremony) -> Outcome:
         if r.outcome == "MERGED" and not landed:
             continue  # parked or base moved: the task stays as it was and is merged next time
 
-        def apply(st: state.Status, r: Result = r, outcome_state: str = outcome_state) -> None:
+        verdict = (j.get("verdicts") or {}).get(r.task)
+
+        def apply(
+            st: state.Status,
+            r: Result = r,
+            outcome_state: str = outcome_state,
+            verdict: dict[str, Any] | None = verdict,
+        ) -> None:
+            if verdict is not None:
+                st["verdict"] = verdict
             st["state"] = outcome_state
             st["reason"] = r.detail
             st["merge"] = {
@@ -899,7 +940,7 @@ def dry_run(ctx: Ctx, ids: list[str] | None = None, *, into: str | None = None) 
     if base is None:
         raise InputError(f"no branch '{target}' to merge into")
     tri = triage(ctx, ids)
-    mergeable = _reverify(ctx, tri, record=False)
+    mergeable = _reverify(ctx, tri, log=False)
     order = _order(ctx, mergeable)
     results = list(tri.results)
     sim = base
@@ -964,10 +1005,11 @@ def conflicts(ctx: Ctx) -> tuple[list[str], list[Clash]]:
     if base is None:
         raise InputError(f"no branch '{base_name}'")
     tips: dict[str, str] = {}
+    heads = _tips(ctx)
     for task_id, st in statuses.items():
         if st.get("state") in ("MERGED", "CLEANED", "PENDING"):
             continue
-        tip = _branch_tip(ctx, task_id, st)
+        tip = _branch_tip(heads, task_id, st)
         if tip is not None:
             tips[task_id] = tip
     ids = _order(ctx, list(tips))

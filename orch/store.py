@@ -303,11 +303,15 @@ class Store:
         """Atomic replace of ``path``; the caller holds the lock."""
         atomic_write(path, text)
 
-    def dump(self, path: Path, data: Any, schema_name: str) -> str:
-        """Validate ``data``, then write it atomically; the caller holds the lock."""
+    def dump(self, path: Path, data: Any, schema_name: str, *, durable: bool = True, check: bool = True) -> str:
+        """Validate ``data`` (unless ``check`` is False: a hot path writing what orch built itself; it
+        is validated when read back), then write it atomically; the caller holds the lock."""
         text = dump_yaml(data)
+        if not check:
+            atomic_write(path, text, durable=durable)
+            return text
         validate(data, schema_name, text=text, where=self.where(path))
-        atomic_write(path, text)
+        atomic_write(path, text, durable=durable)
         self._cache.remember(schema_name, text, data)
         return text
 
