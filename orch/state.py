@@ -79,6 +79,11 @@ def _running(status: Status) -> bool:
     return procs.alive(pid, start)
 
 
+def owner_alive(status: Status) -> bool:
+    """Public form of the check above, for commands that wait on or stop a task."""
+    return _running(status)
+
+
 def _mark_crashed(project: Project, store: Store, task_id: str) -> Status:
     changed = False
 

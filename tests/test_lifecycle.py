@@ -1,0 +1,500 @@
+"""Worktree lifecycle: spin, supervised runs, stop, wait, report, clean, doctor, hostile input.
+
+Agents here are small real programs (Python scripts run through the ``shell`` preset's ``run:``
+field, or through manifests written by the test); orch runs as a real process on real git.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import Orch, git, write_plan
+
+AGENT = textwrap.dedent(
+    """
+    import os, signal, subprocess, sys, time
+    mode = sys.argv[1]
+    print("task", os.environ["ORCH_TASK"], "in", os.environ["ORCH_WORKTREE"], flush=True)
+    assert os.getcwd() == os.environ["ORCH_WORKTREE"]
+    assert os.path.isfile(os.environ["ORCH_CONTEXT"])
+    os.makedirs("src", exist_ok=True)
+    if mode == "commit":
+        open("src/done.txt", "w").write("done\\n")
+        subprocess.run(["git", "add", "src/done.txt"], check=True)
+        subprocess.run(["git", "commit", "-q", "-m", "agent work"], check=True)
+    elif mode == "dirty":
+        open("src/wip.txt", "w").write("work in progress\\n")
+    elif mode == "fail":
+        print("giving up", flush=True)
+        sys.exit(3)
+    elif mode == "hang":
+        open("src/wip.txt", "w").write("half done\\n")
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("hanging", flush=True)
+        time.sleep(600)
+    elif mode == "report":
+        subprocess.run([sys.executable, "-m", "orch", "report", "PROGRESS", "--note", "halfway"], check=True)
+        subprocess.run([sys.executable, "-m", "orch", "report", "BLOCKED", "--note", "need the API key"], check=True)
+    elif mode == "tokens":
+        import json
+        for n in range(1000):
+            usage = {"input_tokens": 400, "cached_input_tokens": 0, "output_tokens": 100}
+            print(json.dumps({"type": "turn.completed", "usage": usage}), flush=True)
+            time.sleep(0.2)
+    """
+)
+
+
+@pytest.fixture
+def agent_script(tmp_path: Path) -> Path:
+    path = tmp_path / "agent.py"
+    path.write_text(AGENT)
+    return path
+
+
+def task(task_id: str, run: str | None = None, *, extra: str = "", deps: str = "none") -> str:
+    lines = [f"## {task_id}: Task {task_id}", "- scope: ^src/", f"- deps: {deps}", "- agent: shell"]
+    if run:
+        lines.append(f"- run: {run}")
+    return "\n".join(lines) + ("\n" + extra if extra else "") + f"\n\nBrief of {task_id}.\n\n"
+
+
+def agent_run(script: Path, mode: str) -> str:
+    return f"{shlex.quote(sys.executable)} {shlex.quote(str(script))} {mode}"
+
+
+def plan(repo: Path, *tasks: str) -> None:
+    write_plan(repo, "# Plan: lifecycle\n\n" + "".join(tasks))
+    git(repo, "commit", "-q", "-m", "plan", "--", ".orch/plan.md")
+
+
+def status_of(repo: Path, task_id: str) -> dict:
+    return yaml.safe_load((repo / ".orch/run/tasks" / task_id / "status.yaml").read_text())
+
+
+def wait_state(orch: Orch, task_id: str, timeout: float = 60) -> str:
+    r = orch("wait", task_id, "--timeout", str(timeout))
+    assert r.returncode in (0, 1), r.output
+    return r.stdout.split(": ", 1)[1].split()[0]
+
+
+def wait_for(predicate, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.1)
+
+
+# -- spin and supervised runs ------------------------------------------------------------------------
+
+
+def test_spin_runs_agent_that_commits(project: Path, orch: Orch, agent_script: Path) -> None:
+    plan(project, task("T1", agent_run(agent_script, "commit"), extra="- accept: test -f src/done.txt"))
+    main_head = git(project, "rev-parse", "HEAD")
+    r = orch.ok("spin", "T1")
+    wt = project / ".orch/worktrees/T1"
+    assert f"T1: orch/T1 at {wt} (shell, running)" in r.stdout
+    assert "[1/1] T1: worktree .orch/worktrees/T1" in r.stderr
+    assert wait_state(orch, "T1") == "SUCCESS"
+    st = status_of(project, "T1")
+    assert st["exit_code"] == 0 and st["accept"]["exit_code"] == 0
+    assert st["base_sha"] == main_head
+    assert st["head_sha"] == git(project, "rev-parse", "orch/T1")
+    assert git(project, "log", "-1", "--format=%s", "orch/T1") == "agent work"
+    assert git(project, "rev-parse", "refs/orch/base/T1") == main_head
+    manifest = yaml.safe_load((project / ".orch/run/tasks/T1/manifest.yaml").read_text())
+    assert manifest["branch"] == "orch/T1" and manifest["scope"] == "^src/" and manifest["base_sha"] == main_head
+    context = (project / ".orch/run/tasks/T1/context.md").read_text()
+    assert "Brief of T1." in context and "`^src/`" in context and "orch report BLOCKED" in context
+    assert "AGENTS.md" in context and "test -f src/done.txt" in context
+    log = (project / ".orch/run/tasks/T1/agent.log").read_text()
+    assert f"task T1 in {wt}" in log
+    events = (project / ".orch/run/log").read_text()
+    for action in ("| SPIN |", "| START |", "| EXIT |", "| ACCEPT | PASS", "| DONE |"):
+        assert action in events
+    # the person's checkout is untouched
+    assert git(project, "rev-parse", "HEAD") == main_head
+    assert git(project, "status", "--porcelain") == ""
+
+
+def test_uncommitted_work_becomes_a_snapshot_commit(project: Path, orch: Orch, agent_script: Path) -> None:
+    plan(project, task("T1", agent_run(agent_script, "dirty")))
+    orch.ok("spin", "T1")
+    assert wait_state(orch, "T1") == "SUCCESS"
+    st = status_of(project, "T1")
+    assert st["snapshot_sha"] == st["head_sha"] == git(project, "rev-parse", "orch/T1")
+    assert git(project, "log", "-1", "--format=%an <%ae>|%s", "orch/T1") == (
+        "orch <orch@localhost>|orch: snapshot of task T1 (left uncommitted when the agent ended)"
+    )
+    assert git(project, "show", "orch/T1:src/wip.txt") == "work in progress"
+
+
+def test_nonzero_exit_and_failing_accept_are_failed(project: Path, orch: Orch, agent_script: Path) -> None:
+    plan(
+        project,
+        task("T1", agent_run(agent_script, "fail")),
+        task("T2", agent_run(agent_script, "dirty"), extra="- accept: test -f src/missing.txt"),
+    )
+    orch.ok("spin", "T1", "T2")
+    r = orch("wait", "T1", "T2", "--timeout", "60")
+    assert r.returncode == 1
+    assert r.stdout.splitlines() == ["T1: FAILED", "T2: FAILED"]
+    st1, st2 = status_of(project, "T1"), status_of(project, "T2")
+    assert st1["exit_code"] == 3 and st1["reason"] == "the agent exited with code 3"
+    assert "giving up" in (project / ".orch/run/tasks/T1/agent.log").read_text()
+    assert st2["exit_code"] == 0 and st2["reason"] == "the accept command failed (exit 1)"
+
+
+def test_stop_ends_a_hanging_agent_and_keeps_its_work(project: Path, orch: Orch, agent_script: Path) -> None:
+    plan(project, task("T1", agent_run(agent_script, "hang")))
+    orch.ok("spin", "T1")
+    log = project / ".orch/run/tasks/T1/agent.log"
+    wait_for(lambda: log.exists() and "hanging" in log.read_text())
+    assert orch("wait", "T1", "--timeout", "0.5").stdout == "T1: RUNNING (still running: timed out waiting)\n"
+    r = orch.ok("stop", "T1", "--grace", "1")  # the agent ignores SIGTERM: SIGKILL after the grace period
+    assert r.stdout.startswith("T1: FAILED (stopped by orch stop")
+    st = status_of(project, "T1")
+    assert st["state"] == "FAILED" and st["stop_requested_at"]
+    assert git(project, "show", "orch/T1:src/wip.txt") == "half done"
+    assert orch("stop", "T1").returncode == 3  # not running any more
+
+
+def test_manifest_timeout_bounds_a_run(project: Path, orch: Orch, agent_script: Path) -> None:
+    agents = project / ".orch/agents"
+    (agents / "quick.yaml").write_text(
+        f"command: [{json.dumps(sys.executable)}, {json.dumps(str(agent_script))}, hang]\ntimeout: 1\n"
+    )
+    plan(project, task("T1").replace("- agent: shell", "- agent: quick"))
+    orch.ok("spin", "T1")
+    # SIGTERM is ignored by this agent, so the run ends by SIGKILL after the supervisor's grace period
+    assert wait_state(orch, "T1", timeout=90) == "FAILED"
+    assert status_of(project, "T1")["reason"] == "timed out after 1s"
+
+
+def test_budget_bounds_a_run_from_streamed_usage(project: Path, orch: Orch, agent_script: Path) -> None:
+    (project / ".orch/agents/streamer.yaml").write_text(
+        f"command: [{json.dumps(sys.executable)}, {json.dumps(str(agent_script))}, tokens]\n"
+        "usage: codex-jsonl\nmax_tokens: 1000\n"
+    )
+    plan(project, task("T1").replace("- agent: shell", "- agent: streamer"))
+    orch.ok("spin", "T1")
+    assert wait_state(orch, "T1", timeout=90) == "FAILED"
+    st = status_of(project, "T1")
+    assert st["reason"].startswith("over budget: ") and st["reason"].endswith("the limit is 1,000")
+    assert st["tokens"]["total"] > 1000 and st["tokens"]["input"] == st["tokens"]["total"] * 4 // 5
+
+
+def test_killed_supervisor_becomes_crashed_and_keeps_work(project: Path, orch: Orch, agent_script: Path) -> None:
+    plan(project, task("T1", agent_run(agent_script, "hang")))
+    orch.ok("spin", "T1")
+    log = project / ".orch/run/tasks/T1/agent.log"
+    wait_for(lambda: log.exists() and "hanging" in log.read_text() and status_of(project, "T1").get("pid"))
+    st = status_of(project, "T1")
+    os.kill(st["supervisor_pid"], signal.SIGKILL)
+    os.killpg(st["pid"], signal.SIGKILL)
+    wait_for(lambda: not Path(f"/proc/{st['pid']}").exists() or "Z" in Path(f"/proc/{st['pid']}/stat").read_text())
+    r = orch.ok("status", "--json")
+    row = json.loads(r.stdout)["tasks"][0]
+    assert row["state"] == "CRASHED"
+    wip = project / ".orch/worktrees/T1/src/wip.txt"
+    assert wip.read_text() == "half done\n"
+    r = orch("doctor")
+    assert r.returncode == 1 and "[found] crashed: T1:" in r.stdout
+    orch.ok("doctor", "--fix")
+    assert git(project, "show", "orch/T1:src/wip.txt") == "half done"
+    assert "[info] crashed: T1" in orch.ok("doctor").stdout
+
+
+def test_report_blocked_from_inside_the_worktree(project: Path, orch: Orch, agent_script: Path) -> None:
+    plan(project, task("T1", agent_run(agent_script, "report")))
+    orch.ok("spin", "T1")
+    assert wait_state(orch, "T1") == "BLOCKED"
+    st = status_of(project, "T1")
+    assert st["reason"] == "the agent reported BLOCKED: need the API key"
+    assert [n["text"] for n in st["notes"]] == ["halfway", "need the API key"]
+    assert "need the API key" in (project / ".orch/run/tasks/T1/BLOCKER_REPORT.md").read_text()
+    # a person can report too, from a subfolder of the worktree, with an artifact
+    sub = project / ".orch/worktrees/T1/src"
+    (sub / "notes.txt").write_text("n\n")
+    r = orch.ok("report", "PROGRESS", "--note", "checked", "--artifact", "notes.txt", cwd=sub)
+    assert r.stdout == "T1: reported PROGRESS (task is BLOCKED)\n"
+    assert status_of(project, "T1")["artifacts"] == ["src/notes.txt"]
+    r = orch("report", "BLOCKED", cwd=sub)
+    assert r.returncode == 2 and "needs a reason" in r.stderr
+    r = orch("report", "PROGRESS", "--note", "x")
+    assert r.returncode == 2 and "not inside a task's worktree" in r.stderr
+
+
+def test_spin_refuses_unmerged_deps_and_respin(project: Path, orch: Orch, agent_script: Path) -> None:
+    plan(project, task("T1", agent_run(agent_script, "commit")), task("T2", "true", deps="T1"))
+    r = orch("spin", "T2", "--no-start")
+    assert r.returncode == 3 and "depends on T1, not merged yet" in r.stderr
+    assert not (project / ".orch/worktrees/T2").exists()
+    assert git(project, "branch", "--list", "orch/*") == ""
+    r = orch.ok("spin", "--ready", "--no-start")
+    assert r.stdout == f"T1: orch/T1 at {project}/.orch/worktrees/T1 (shell, not started)\n"
+    r = orch("spin", "T1")
+    assert r.returncode == 3 and "already spun" in r.stderr
+    orch.ok("spin", "T2", "--force", "--no-start")
+    orch.ok("start", "T1")
+    assert wait_state(orch, "T1") == "SUCCESS"
+
+
+@pytest.mark.parametrize("bad", ["--x", "../x", "$(touch p)", "a\nb", "a@{b", "x..y", "T1.lock"])
+def test_hostile_ids_are_refused_and_nothing_is_created(project: Path, orch: Orch, bad: str) -> None:
+    plan(project, task("T1", "true"))
+    r = orch("spin", "--no-start", "--", "T1", bad)
+    assert r.returncode == 3, r.output
+    assert "refused task id" in r.stderr and "Traceback" not in r.output
+    assert not (project / "p").exists() and not (project / ".orch/worktrees").exists()
+    assert git(project, "for-each-ref", "refs/heads/orch/", "refs/orch/") == ""
+    assert orch("clean", "--", bad).returncode == 3
+    assert orch("stop", "--", bad).returncode == 3
+
+
+# -- agents as data ----------------------------------------------------------------------------------
+
+
+def test_agents_listing_and_broken_manifest_only_fails_its_tasks(project: Path, orch: Orch) -> None:
+    (project / ".orch/agents/broken.yaml").write_text("command: [x]\nmodle: y\n")
+    infos = {i["name"]: i for i in json.loads(orch("agents", "--json").stdout)}
+    assert set(infos) == {"aider", "broken", "claude", "codex", "gemini", "shell"}
+    assert infos["shell"]["valid"] and infos["claude"]["usage"] == "claude-json"
+    assert not infos["broken"]["valid"]
+    assert infos["broken"]["error"].startswith(".orch/agents/broken.yaml:2: unknown field 'modle'")
+    assert "did you mean 'model'?" in infos["broken"]["error"]
+    plan(project, task("T1", "true").replace("- agent: shell", "- agent: broken"), task("T2", "true"))
+    r = orch("spin", "T1", "T2", "--no-start")
+    assert r.returncode == 3
+    assert "orch: T1: .orch/agents/broken.yaml:2: unknown field 'modle'" in r.stderr
+    assert "T2: orch/T2" in r.stdout
+    assert (project / ".orch/worktrees/T2").is_dir() and not (project / ".orch/worktrees/T1").exists()
+
+
+def test_manifest_added_while_tasks_run_is_used_at_once(project: Path, orch: Orch, agent_script: Path) -> None:
+    plan(project, task("T1", agent_run(agent_script, "hang")), task("T2"))
+    orch.ok("spin", "T1")
+    r = orch("spin", "T2", "--agent", "fresh")
+    assert r.returncode == 3 and "no agent 'fresh'" in r.stderr
+    (project / ".orch/agents/fresh.yaml").write_text(
+        f"command: [{json.dumps(sys.executable)}, {json.dumps(str(agent_script))}, commit]\n"
+    )
+    orch.ok("spin", "T2", "--agent", "fresh")
+    assert wait_state(orch, "T2") == "SUCCESS"
+    assert status_of(project, "T2")["agent"] == "fresh"
+    assert status_of(project, "T1")["state"] == "RUNNING"
+    orch.ok("stop", "T1", "--kill")
+
+
+# -- clean -------------------------------------------------------------------------------------------
+
+
+def test_clean_dirty_worktree_keeps_a_restorable_snapshot(project: Path, orch: Orch, agent_script: Path) -> None:
+    plan(project, task("T1", agent_run(agent_script, "commit")))
+    orch.ok("spin", "T1")
+    assert wait_state(orch, "T1") == "SUCCESS"
+    wt = project / ".orch/worktrees/T1"
+    (wt / "src/later.txt").write_text("written after the run\n")
+    (wt / "src/done.txt").write_text("changed\n")
+    tip = git(project, "rev-parse", "orch/T1")
+    r = orch.ok("clean", "T1")
+    assert not wt.exists()
+    snap = git(project, "for-each-ref", "--format=%(refname)", "refs/orch/snapshots/T1/")
+    assert snap.startswith("refs/orch/snapshots/T1/")
+    assert f"kept uncommitted work as {snap}" in r.stdout
+    assert f"restore: git worktree add --detach .orch/worktrees/T1 {snap}" in r.stdout
+    assert "kept branch orch/T1" in r.stdout
+    assert git(project, "rev-parse", "orch/T1") == tip  # the unmerged branch keeps its commits
+    assert git(project, "rev-parse", f"{snap}^") == tip
+    git(project, "worktree", "add", "--detach", ".orch/worktrees/T1", snap)
+    assert (wt / "src/later.txt").read_text() == "written after the run\n"
+    assert (wt / "src/done.txt").read_text() == "changed\n"
+    st = status_of(project, "T1")
+    assert st["state"] == "CLEANED" and st["previous_state"] == "SUCCESS" and snap in st["kept_refs"]
+    assert git(project, "status", "--porcelain") == ""
+
+
+def test_clean_force_hides_an_unmerged_branch_under_a_kept_ref(project: Path, orch: Orch, agent_script: Path) -> None:
+    plan(project, task("T1", agent_run(agent_script, "commit")))
+    orch.ok("spin", "T1")
+    wait_state(orch, "T1")
+    tip = git(project, "rev-parse", "orch/T1")
+    r = orch.ok("clean", "--all", "--force")
+    kept = git(project, "for-each-ref", "--format=%(refname)", "refs/orch/kept/T1/")
+    assert git(project, "rev-parse", kept) == tip
+    assert git(project, "branch", "--list", "orch/T1") == ""
+    assert f"restore: git branch orch/T1 {kept}" in r.stdout
+    assert orch.ok("clean", "--all").stdout == "nothing to clean\n"
+
+
+def test_clean_merged_by_default_keeps_the_merge_record(project: Path, orch: Orch, agent_script: Path) -> None:
+    plan(project, task("T1", agent_run(agent_script, "commit")), task("T2", agent_run(agent_script, "commit")))
+    orch.ok("spin", "T1", "T2")
+    orch.ok("wait", "T1", "T2")
+    git(project, "merge", "-q", "--no-ff", "-m", "merge T1", "orch/T1")
+    path = project / ".orch/run/tasks/T1/status.yaml"
+    st = yaml.safe_load(path.read_text())
+    st.update(state="MERGED", merge={"outcome": "MERGED", "sha": st["head_sha"]})
+    path.write_text(yaml.safe_dump(st))
+    r = orch.ok("clean")
+    assert r.stdout.startswith(
+        "T1: cleaned (was MERGED)\n  removed worktree .orch/worktrees/T1\n  deleted branch orch/T1"
+    )
+    assert "T2" not in r.stdout
+    assert git(project, "branch", "--list", "orch/*", "--format=%(refname:short)") == "orch/T2"
+    st = status_of(project, "T1")
+    assert st["state"] == "CLEANED" and st["merge"]["outcome"] == "MERGED"
+    rows = {row["id"]: row for row in json.loads(orch.ok("status", "--json").stdout)["tasks"]}
+    assert rows["T1"]["state"] == "CLEANED"
+
+
+def test_clean_of_a_symlinked_worktree_removes_only_the_link(project: Path, orch: Orch, tmp_path: Path) -> None:
+    plan(project, task("T1", "true"))
+    orch.ok("spin", "T1", "--no-start")
+    wt = project / ".orch/worktrees/T1"
+    moved = tmp_path / "elsewhere"
+    wt.rename(moved)
+    wt.symlink_to(moved)
+    (moved / "src").mkdir()
+    (moved / "src/mine.txt").write_text("keep me\n")
+    git(project, "update-ref", "refs/heads/main", git(project, "rev-parse", "main"))  # no-op, repo sane
+    r = orch.ok("clean", "T1")
+    assert not wt.is_symlink() and not wt.exists()
+    assert (moved / "src/mine.txt").read_text() == "keep me\n"
+    assert f"removed the link .orch/worktrees/T1; kept the folder it pointed to: {moved}" in r.stdout
+    snap = git(project, "for-each-ref", "--format=%(refname)", "refs/orch/snapshots/T1/")
+    assert git(project, "show", f"{snap}:src/mine.txt") == "keep me"
+
+
+def test_clean_refuses_a_running_task(project: Path, orch: Orch, agent_script: Path) -> None:
+    plan(project, task("T1", agent_run(agent_script, "hang")))
+    orch.ok("spin", "T1")
+    r = orch("clean", "T1")
+    assert r.returncode == 3 and "stop it first: orch stop T1" in r.stderr
+    assert (project / ".orch/worktrees/T1").is_dir()
+    orch.ok("stop", "T1", "--kill")
+
+
+# -- doctor ------------------------------------------------------------------------------------------
+
+
+def test_doctor_finds_and_repairs_half_spun_tasks(project: Path, orch: Orch) -> None:
+    plan(project, task("T1", "true"), task("T2", "true"))
+    base = git(project, "rev-parse", "HEAD")
+    git(project, "update-ref", "refs/heads/orch/T1", base)  # spin killed after the refs
+    git(project, "update-ref", "refs/orch/base/T1", base)
+    git(project, "worktree", "add", "-q", "-b", "orch/T2", ".orch/worktrees/T2")  # killed before the status
+    gone = project / ".orch/worktrees/T3"
+    git(project, "worktree", "add", "-q", "--detach", str(gone))
+    import shutil
+
+    shutil.rmtree(gone)
+    lock = project / ".git/index.lock"
+    lock.write_text("")
+    os.utime(lock, (time.time() - 60, time.time() - 60))
+    r = orch("doctor")
+    assert r.returncode == 1
+    assert "[found] branch-without-worktree: orch/T1:" in r.stdout
+    assert f"[found] unknown-worktree: {project}/.orch/worktrees/T2:" in r.stdout
+    assert f"[found] prunable: {gone}" in r.stdout
+    assert "[found] stale-index-lock: .git/index.lock" in r.stdout
+    r = orch.ok("doctor", "--fix")
+    assert "[fixed]" in r.stdout and "[found]" not in r.stdout
+    assert git(project, "branch", "--list", "orch/T1") == "" and not lock.exists()
+    assert status_of(project, "T2")["state"] == "CRASHED"
+    assert orch.ok("doctor").stdout.startswith("[info] crashed: T2")
+    orch.ok("clean", "T2")
+    assert orch.ok("doctor").stdout == "all good: worktrees, branches and statuses agree\n"
+
+
+# -- tmux --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not any((Path(p) / "tmux").exists() for p in os.environ["PATH"].split(":")), reason="no tmux")
+def test_tmux_run_completes_and_attach_needs_tmux(
+    project: Path, orch: Orch, agent_script: Path, tmp_path: Path
+) -> None:
+    sock = tmp_path / "tmux"
+    sock.mkdir()
+    env = {"TMUX_TMPDIR": str(sock)}
+    plan(project, task("T1", agent_run(agent_script, "dirty")), task("T2", "true"))
+    try:
+        r = orch.ok("spin", "T1", "--tmux", env=env)
+        assert "tmux orch-T1" in r.stdout
+        assert orch("wait", "T1", "--timeout", "60", env=env).stdout == "T1: SUCCESS\n"
+        assert git(project, "show", "orch/T1:src/wip.txt") == "work in progress"
+        assert "task T1 in" in (project / ".orch/run/tasks/T1/agent.log").read_text()
+        orch.ok("spin", "T2", "--no-start")
+        r = orch("attach", "T2", env=env)
+        assert r.returncode == 2 and "does not run in tmux" in r.stderr
+    finally:
+        import subprocess
+
+        subprocess.run(["tmux", "kill-server"], env={**os.environ, **env}, capture_output=True, check=False)
+
+
+# -- pure parts --------------------------------------------------------------------------------------
+
+
+def test_render_command_drops_flags_without_values() -> None:
+    from orch.agents import render_command
+
+    template = ["claude", "-p", "{prompt}", "--model", "{model}", "--max-turns", "{max_turns}", "x{task}y"]
+    assert render_command(template, {"prompt": "do it; rm -rf /", "model": None, "max_turns": "5", "task": "T1"}) == [
+        "claude", "-p", "do it; rm -rf /", "--max-turns", "5", "xT1y",
+    ]  # fmt: skip
+    assert render_command(["sh", "-c", "{run}", "${HOME}"], {"run": "make"}) == ["sh", "-c", "make", "${HOME}"]
+
+
+def test_usage_parsers() -> None:
+    from orch.agents import parse_usage
+
+    claude = json.dumps(
+        {
+            "type": "result",
+            "subtype": "success",
+            "total_cost_usd": 0.25,
+            "usage": {
+                "input_tokens": 10,
+                "output_tokens": 20,
+                "cache_creation_input_tokens": 5,
+                "cache_read_input_tokens": 100,
+            },
+        },
+        indent=2,
+    )
+    u = parse_usage("claude-json", "noise\n" + claude)
+    assert (u.input, u.output, u.cached, u.total, u.cost_usd) == (15, 20, 100, 135, 0.25)
+    codex = "\n".join(
+        json.dumps(e)
+        for e in [
+            {"type": "thread.started"},
+            {"type": "turn.completed", "usage": {"input_tokens": 50, "cached_input_tokens": 10, "output_tokens": 5}},
+            {"type": "turn.completed", "usage": {"input_tokens": 30, "cached_input_tokens": 0, "output_tokens": 5}},
+        ]
+    )
+    u = parse_usage("codex-jsonl", codex)
+    assert (u.input, u.cached, u.output, u.cost_usd) == (70, 10, 10, None)
+    aider = "\n".join(
+        json.dumps(
+            {"event": "message_send", "properties": {"prompt_tokens": p, "completion_tokens": 3, "total_cost": c}}
+        )
+        for p, c in [(100, 0.01), (200, 0.03)]
+    )
+    u = parse_usage("aider-analytics", "", aider)
+    assert (u.input, u.output, u.cost_usd) == (300, 6, 0.03)
+    gemini = json.dumps(
+        {"response": "ok", "stats": {"models": {"g": {"tokens": {"prompt": 40, "candidates": 7, "cached": 4}}}}}
+    )
+    u = parse_usage("gemini-json", gemini)
+    assert (u.input, u.cached, u.output) == (36, 4, 7)
+    assert not parse_usage("claude-json", "not json at all").found
