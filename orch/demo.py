@@ -194,16 +194,18 @@ def _script(repo: Path, echo: Callable[[str], None]) -> dict[str, str]:
             shown = " ".join(shlex.quote(a) for a in argv)
             shown = shown.replace(shlex.quote(sys.executable) + " -m orch", "orch")
             echo(f"\n$ {shown}")
-        proc = subprocess.run(list(argv), cwd=repo, env=env, capture_output=True, text=True, check=False)
-        text = (proc.stdout + proc.stderr).rstrip()
+        proc = subprocess.run(
+            list(argv), cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False
+        )
+        text = proc.stdout.rstrip()
         if show and text:
             echo(textwrap.indent(text, "  "))
         if proc.returncode not in ok:
             raise EnvError(f"demo step failed (exit {proc.returncode}): {' '.join(argv)}\n{text}")
         return proc.stdout
 
-    def orch(*args: str, ok: tuple[int, ...] = (0,)) -> str:
-        return sh(sys.executable, "-m", "orch", *args, ok=ok)
+    def orch(*args: str, ok: tuple[int, ...] = (0,), show: bool = True) -> str:
+        return sh(sys.executable, "-m", "orch", *args, ok=ok, show=show)
 
     echo(f"orch demo: a throwaway repository in {repo}")
     sh("git", "init", "-q", "-b", "main", show=False)
@@ -240,7 +242,7 @@ def _script(repo: Path, echo: Callable[[str], None]) -> dict[str, str]:
     sh("git", "log", "--oneline", "--graph", "main")
     import json
 
-    data = json.loads(orch("status", "--json"))
+    data = json.loads(orch("status", "--json", show=False))
     states = {}
     for row in data["tasks"]:
         st = row["state"]
