@@ -198,11 +198,12 @@ def log(
         if eventlog.matches(event, task=task, since=cutoff):
             out(json.dumps(event.to_json(), ensure_ascii=False) if as_json else event.line().rstrip("\n"))
 
-    for event in eventlog.read(c.project.log_path):
+    events, offset = eventlog.read_from(c.project.log_path)
+    for event in events:
         show(event)
     if follow:
         sys.stdout.flush()
-        for event in eventlog.follow(c.project.log_path):
+        for event in eventlog.follow(c.project.log_path, offset=offset):
             show(event)
             sys.stdout.flush()
 
