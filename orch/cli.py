@@ -31,8 +31,18 @@ plan_app = typer.Typer(help="Show, check and extend .orch/plan.md.", invoke_with
 app.add_typer(plan_app, name="plan")
 
 
+class _StdoutClosed(Exception):
+    """The reader of our output went away (``orch log | head``): not an error, nothing more to say.
+
+    Not an ``OSError``, so click does not turn it into exit code 1 on its way to ``main``.
+    """
+
+
 def out(text: str = "") -> None:
-    sys.stdout.write(text + ("\n" if not text.endswith("\n") else ""))
+    try:
+        sys.stdout.write(text + ("\n" if not text.endswith("\n") else ""))
+    except BrokenPipeError:
+        raise _StdoutClosed() from None
 
 
 def err(text: str) -> None:
@@ -201,13 +211,17 @@ def log(
         if eventlog.matches(event, task=task, since=cutoff):
             out(json.dumps(event.to_json(), ensure_ascii=False) if as_json else event.line().rstrip("\n"))
 
-    for event in eventlog.read(c.project.log_path):
+    events, offset = eventlog.read_from(c.project.log_path)
+    for event in events:
         show(event)
     if follow:
         sys.stdout.flush()
-        for event in eventlog.follow(c.project.log_path):
+        for event in eventlog.follow(c.project.log_path, offset=offset):
             show(event)
-            sys.stdout.flush()
+            try:
+                sys.stdout.flush()
+            except BrokenPipeError:
+                raise _StdoutClosed() from None
 
 
 # -- worktree lifecycle: spin, start, agents, wait, stop, report, attach, clean, doctor --------------
@@ -638,6 +652,13 @@ def _crash_log(exc: BaseException) -> str:
     return path
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the flush at exit does not hit the closed pipe again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     from orch._click_compat import click_exceptions, command
 
@@ -657,13 +678,15 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except (KeyboardInterrupt, Abort):
         err("orch: interrupted")
         code = ExitCode.INTERRUPTED
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+    except (_StdoutClosed, BrokenPipeError):
+        _silence_stdout()
         code = ExitCode.OK
     except Exception as exc:  # a bug: one line for the person, the traceback in a file
         path = _crash_log(exc)
         err(f"orch: internal error: {type(exc).__name__}: {exc}\n  the traceback is in {path}; please report it")
         code = ExitCode.GIT
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
     sys.exit(code)

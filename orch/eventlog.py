@@ -111,11 +111,28 @@ def append(
 
 
 def read(log_path: Path) -> list[Event]:
+    return read_from(log_path)[0]
+
+
+def read_from(log_path: Path, offset: int = 0) -> tuple[list[Event], int]:
+    """The complete events from byte ``offset`` on, and the offset just after the last whole line.
+
+    Lines that are not events (torn by a crash, written by hand) are skipped; a last line without
+    its newline yet is left for the next read.
+    """
     try:
-        with log_path.open(encoding="utf-8", errors="surrogateescape") as handle:
-            return [e for e in (parse_line(line) for line in handle) if e is not None]
+        with log_path.open("rb") as handle:
+            handle.seek(offset)
+            data = handle.read()
     except FileNotFoundError:
-        return []
+        return [], offset
+    end = data.rfind(b"\n") + 1
+    events = []
+    for raw in data[:end].splitlines():
+        event = parse_line(raw.decode("utf-8", "surrogateescape"))
+        if event is not None:
+            events.append(event)
+    return events, offset + end
 
 
 def parse_since(value: str, *, now: datetime | None = None) -> str:
@@ -144,22 +161,19 @@ def matches(event: Event, *, task: str | None, since: str | None) -> bool:
     return since is None or event.ts >= since
 
 
-def follow(log_path: Path, *, poll: float = 0.25) -> Iterator[Event]:
-    """Yield events as they are appended (like ``tail -f``), starting at the current end."""
-    while not log_path.exists():
-        time.sleep(poll)
-    with log_path.open(encoding="utf-8", errors="surrogateescape") as handle:
-        handle.seek(0, os.SEEK_END)
-        pending = ""
-        while True:
-            chunk = handle.readline()
-            if not chunk:
-                time.sleep(poll)
-                continue
-            pending += chunk
-            if not pending.endswith("\n"):
-                continue
-            event = parse_line(pending)
-            pending = ""
-            if event is not None:
-                yield event
+def follow(log_path: Path, *, poll: float = 0.25, offset: int | None = None) -> Iterator[Event]:
+    """Yield events as they are appended (like ``tail -f``), from byte ``offset`` (default: the end).
+
+    Pass the offset ``read_from`` returned to continue exactly where a read stopped, so no event
+    appended in between is lost or shown twice.
+    """
+    while offset is None:
+        try:
+            offset = log_path.stat().st_size
+        except FileNotFoundError:
+            time.sleep(poll)
+    while True:
+        events, offset = read_from(log_path, offset)
+        yield from events
+        if not events:
+            time.sleep(poll)

@@ -138,7 +138,8 @@ class Plan:
         if task is None:
             import difflib
 
-            close = difflib.get_close_matches(task_id, self.ids(), n=1)
+            same = [i for i in self.ids() if i.lower() == task_id.lower()]  # ids are case-sensitive
+            close = same or difflib.get_close_matches(task_id, self.ids(), n=1)
             hint = f"did you mean '{close[0]}'?" if close else "see the tasks with: orch plan"
             raise InputError(f"no task '{task_id}' in .orch/plan.md", hint=hint)
         return task

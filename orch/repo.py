@@ -83,7 +83,14 @@ def find_project(start: Path | str | None = None, *, require_init: bool = True) 
     """Locate the project that ``start`` (default: the current folder) belongs to."""
     cwd = Path(start) if start is not None else Path(os.getcwd())
     r = git.run(
-        ["rev-parse", "--path-format=absolute", "--git-common-dir", "--is-bare-repository", "--show-toplevel"],
+        [
+            "rev-parse",
+            "--path-format=absolute",
+            "--git-common-dir",
+            "--is-bare-repository",
+            "--absolute-git-dir",
+            "--show-toplevel",
+        ],
         cwd=cwd,
         check=False,
     )
@@ -101,12 +108,20 @@ def find_project(start: Path | str | None = None, *, require_init: bool = True) 
             f"{common_dir} is a bare repository",
             hint="orch needs a checkout: clone it (git clone) and run orch there",
         )
-    here = Path(lines[2]) if len(lines) > 2 else None  # None inside the .git folder itself
+    git_dir = Path(lines[2]) if len(lines) > 2 else common_dir
+    here = Path(lines[3]) if len(lines) > 3 else None  # None inside the .git folder itself
     if common_dir.name == ".git" and (common_dir.parent / ".git").exists():
         root = common_dir.parent
-    else:  # a separate git dir: ask git which worktree is the main one
+    elif here is not None and git_dir == common_dir:  # the main checkout of a separate git dir
+        root = here
+    else:  # a separate git dir, seen from a linked worktree or from inside it: ask git
         listing = git.out(["worktree", "list", "--porcelain"], cwd=cwd)
         root = Path(listing.splitlines()[0].removeprefix("worktree "))
+        if root == common_dir or not (root / ".git").exists():
+            raise InputError(
+                f"cannot tell where the main checkout of {common_dir} is from here",
+                hint="run orch from the main checkout (this repository keeps its .git folder elsewhere)",
+            )
     project = Project(root=root, common_dir=common_dir, here=here)
     if require_init and not project.initialized:
         raise InputError(

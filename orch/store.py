@@ -131,25 +131,27 @@ def _line_of(text: str, path: list[Any], key: str | None = None) -> int | None:
     return line
 
 
-def _describe(error: Any) -> tuple[str, str | None, list[Any]]:
-    """A readable message, a hint and the path for one jsonschema error."""
+def _describe(error: Any) -> list[tuple[str, list[Any]]]:
+    """Readable messages, each with the path of the node it is about, for one jsonschema error."""
     path = list(error.absolute_path)
     field = ".".join(str(p) for p in path) or "(top level)"
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         import difflib
 
         known = sorted((error.schema.get("properties") or {}).keys())
-        extras = [k for k in error.instance if k not in known]
-        key = extras[0] if extras else None
-        close = difflib.get_close_matches(str(key), known, n=1) if key is not None else []
-        hint = f"did you mean '{close[0]}'?" if close else f"known fields: {', '.join(known)}"
-        return f"unknown field '{key}'" + (f" in {field}" if path else ""), hint, [*path, key]
+        found = []
+        for key in [k for k in error.instance if k not in known]:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"known fields: {', '.join(known)}"
+            where = f" in {field}" if path else ""
+            found.append((f"unknown field '{key}'{where} ({hint})", [*path, key]))
+        return found
     if error.validator == "required":
-        return f"{field}: {error.message}", None, path
+        return [(f"{field}: {error.message}", path)]
     if error.validator == "enum":
         allowed = ", ".join(str(v) for v in error.validator_value if v is not None)
-        return f"{field}: {error.instance!r} is not one of {allowed}", None, path
-    return f"{field}: {error.message}", None, path
+        return [(f"{field}: {error.instance!r} is not one of {allowed}", path)]
+    return [(f"{field}: {error.message}", path)]
 
 
 def _blake2b() -> Any:
@@ -218,20 +220,25 @@ def validate(data: Any, name: str, *, text: str, where: str) -> None:
     """Check ``data`` (parsed from ``text``) against schema ``name``; report every problem at once."""
     import jsonschema  # heavy: only when a file is new or changed
 
+    if data is None:
+        raise InputError(
+            f"{where}: holds no settings (only comments or blank lines)",
+            hint="restore it (git checkout -- FILE, or from .bak); orch leaves it as it is",
+        )
     validator_cls = jsonschema.validators.validator_for(schema(name))
     validator = validator_cls(schema(name))
-    errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
-    if not errors:
+    found: list[tuple[int, str]] = []
+    for error in validator.iter_errors(data):
+        for message, path in _describe(error):
+            line = _line_of(text, path[:-1], path[-1]) if path else 1
+            found.append((line or 1, message))
+    if not found:
         return
-    lines: list[str] = []
-    hints: list[str] = []
-    for error in errors[:20]:
-        message, hint, path = _describe(error)
-        line = _line_of(text, path[:-1], path[-1]) if path else 1
-        lines.append(f"{where}:{line or 1}: {message}")
-        if hint:
-            hints.append(hint)
-    raise InputError("\n".join(lines), hint="; ".join(hints) or "fix the file; orch leaves it as it is")
+    found.sort()
+    lines = [f"{where}:{line}: {message}" for line, message in found[:20]]
+    if len(found) > 20:
+        lines.append(f"{where}: ... and {len(found) - 20} more")
+    raise InputError("\n".join(lines), hint="fix the file by hand; orch leaves it as it is")
 
 
 class Store:
