@@ -439,6 +439,8 @@ def _record(ctx: Ctx, verdict: Verdict) -> None:
     def change(st: state.Status) -> None:
         nonlocal new_state
         st["verdict"] = verdict.to_dict()
+        if not st.get("branch"):  # so `orch status` can tell when a later commit makes the verdict stale
+            st["branch"] = task_branch(verdict.task_id)
         if verdict.result != "OK" and st.get("state") not in ("MERGED", "CLEANED"):
             st["state"] = verdict.result
             n = len([v for v in verdict.violations if v.mode == "hard"])
@@ -467,7 +469,7 @@ class _checkout_at:
         wt = self.ctx.config.worktree_root / self.task_id
         if wt.is_dir():
             head = git.rev_parse("HEAD", cwd=wt)
-            if head == self.sha and not git.worktree_is_dirty(cwd=wt):
+            if head == self.sha and not _dirty(wt):
                 return wt
         root = self.ctx.project.root
         self.temp = self.ctx.project.run_dir / "verify" / f"{self.task_id}-{self.sha[:12]}"
@@ -495,6 +497,12 @@ class _checkout_at:
 
             shutil.rmtree(self.temp, ignore_errors=True)
         git.run(["worktree", "prune"], cwd=root, check=False)
+
+
+def _dirty(wt: Path) -> bool:
+    """``git status`` with every configured filter blanked (status may run clean filters)."""
+    args = [*_no_filters(wt), "status", "--porcelain=v1", "-z", "--untracked-files=all"]
+    return bool(git.run(args, cwd=wt, optional_locks=False).stdout)
 
 
 def _no_filters(root: Path) -> list[str]:
