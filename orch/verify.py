@@ -52,18 +52,32 @@ class Change:
 def parse_raw(out: str) -> list[Change]:
     """Parse ``git diff-tree/diff-index -r -z --no-renames`` output (``:m1 m2 s1 s2 X\\0path\\0``)."""
     parts = out.split("\0")
+    start = 0
+    while start < len(parts) and not parts[start].startswith(":"):
+        start += 1  # a commit id line (diff-tree given one commit); not ours
     changes: list[Change] = []
-    i = 0
-    n = len(parts) - 1  # the output ends with a NUL
-    while i < n:
-        meta = parts[i]
-        if not meta.startswith(":"):
-            i += 1  # a commit id line (diff-tree given one commit); not ours
-            continue
+    append = changes.append
+    for meta, path in zip(parts[start::2], parts[start + 1 :: 2], strict=False):  # a trailing "" is left over
         m1, m2, s1, s2, status = meta[1:].split(" ")
-        changes.append(Change(m1, m2, s1, s2, status[:1], parts[i + 1]))
-        i += 2
+        append(Change(m1, m2, s1, s2, status[:1], path))
     return changes
+
+
+def _literal_dir(pattern: str) -> str:
+    """The folder every path a glob can match lies in (``src/m4/`` for ``src/m4/*.py``), or ``""``.
+
+    Per gitignore rules a pattern without a slash before its end matches at any depth: ``""``.
+    """
+    body = pattern.lstrip("/")
+    if "/" not in body.rstrip("/") and not pattern.startswith("/"):
+        return ""
+    segments = body.split("/")[:-1]
+    prefix = []
+    for seg in segments:
+        if any(c in seg for c in "*?[\\"):
+            break
+        prefix.append(seg + "/")
+    return "".join(prefix)
 
 
 class Violation:
@@ -173,14 +187,30 @@ def check_changes(
     for lk in locks:
         if lk.kind == "region" and lk.file:
             regions.setdefault(lk.file, []).append(lk)
-    alternatives = [f"(?:{lk.rx.pattern})" for lk in path_locks if lk.rx is not None]
-    combined = re.compile("|".join(alternatives), re.DOTALL) if alternatives else None
+    # Locks indexed by the literal folder they live in, so each path meets only the few that could
+    # match it (one combined regex per folder) rather than every lock.
+    by_dir: dict[str, list[locks_mod.Lock]] = {}
+    for lk in path_locks:
+        by_dir.setdefault(_literal_dir(lk.pattern or ""), []).append(lk)
+    combined = {
+        d: re.compile("|".join(f"(?:{lk.rx.pattern})" for lk in group if lk.rx is not None), re.DOTALL)
+        for d, group in by_dir.items()
+    }
+    floating = combined.get("")
     scope_rx = re.compile(scope) if (agent and scope) else None
 
     def locked_by(path: str) -> list[locks_mod.Lock]:
-        if combined is None or combined.match(path) is None:
-            return []
-        return [lk for lk in path_locks if lk.rx is not None and lk.rx.match(path)]
+        hits: list[locks_mod.Lock] = []
+        if floating is not None and floating.match(path):
+            hits += [lk for lk in by_dir[""] if lk.rx is not None and lk.rx.match(path)]
+        i = path.find("/")
+        while i != -1:
+            folder = path[: i + 1]
+            rx = combined.get(folder)
+            if rx is not None and rx.match(path):
+                hits += [lk for lk in by_dir[folder] if lk.rx is not None and lk.rx.match(path)]
+            i = path.find("/", i + 1)
+        return hits
 
     out: list[Violation] = []
     region_changes: list[Change] = []
