@@ -48,7 +48,8 @@ class Lock:
     """One lock. ``regex`` is the compiled glob for path and test locks."""
 
     __slots__ = (
-        "id", "kind", "mode", "pattern", "reason", "text", "check", "via", "hash", "line", "rx", "file", "name",
+        "id", "kind", "mode", "pattern", "reason", "text", "check", "via", "hash", "line", "rx_src", "_rx", "file",
+        "name",
     )  # fmt: skip
 
     def __init__(self, data: dict[str, Any], *, rx: str | None = None, line: int = 0) -> None:
@@ -62,12 +63,19 @@ class Lock:
         self.via: str | None = data.get("via")
         self.hash: str | None = data.get("hash")
         self.line = line
-        self.rx: re.Pattern[str] | None = re.compile(rx, re.DOTALL) if rx else None
+        self.rx_src = rx  # compiled on first use: hooks meet only the few locks near the staged paths
+        self._rx: re.Pattern[str] | None = None
         self.file: str | None = None
         self.name: str | None = None
         if self.kind == "region" and self.pattern:
             file, _, name = self.pattern.partition("::")
             self.file, self.name = file.lstrip("/"), name
+
+    @property
+    def rx(self) -> re.Pattern[str] | None:
+        if self._rx is None and self.rx_src:
+            self._rx = re.compile(self.rx_src, re.DOTALL)
+        return self._rx
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"id": self.id, "kind": self.kind, "mode": self.mode}

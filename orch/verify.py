@@ -182,7 +182,7 @@ def check_changes(
     for symlink targets and code regions only.
     """
     locks = lockset.for_agents() if agent else lockset.locks
-    path_locks = [lk for lk in locks if lk.kind in ("path", "test") and lk.rx is not None]
+    path_locks = [lk for lk in locks if lk.kind in ("path", "test") and lk.rx_src]
     regions: dict[str, list[locks_mod.Lock]] = {}
     for lk in locks:
         if lk.kind == "region" and lk.file:
@@ -192,22 +192,24 @@ def check_changes(
     by_dir: dict[str, list[locks_mod.Lock]] = {}
     for lk in path_locks:
         by_dir.setdefault(_literal_dir(lk.pattern or ""), []).append(lk)
-    combined = {
-        d: re.compile("|".join(f"(?:{lk.rx.pattern})" for lk in group if lk.rx is not None), re.DOTALL)
-        for d, group in by_dir.items()
-    }
-    floating = combined.get("")
+    combined: dict[str, re.Pattern[str]] = {}
+
+    def folder_rx(folder: str) -> re.Pattern[str]:
+        rx = combined.get(folder)
+        if rx is None:
+            rx = combined[folder] = re.compile("|".join(f"(?:{lk.rx_src})" for lk in by_dir[folder]), re.DOTALL)
+        return rx
+
     scope_rx = re.compile(scope) if (agent and scope) else None
 
     def locked_by(path: str) -> list[locks_mod.Lock]:
         hits: list[locks_mod.Lock] = []
-        if floating is not None and floating.match(path):
+        if "" in by_dir and folder_rx("").match(path):
             hits += [lk for lk in by_dir[""] if lk.rx is not None and lk.rx.match(path)]
         i = path.find("/")
         while i != -1:
             folder = path[: i + 1]
-            rx = combined.get(folder)
-            if rx is not None and rx.match(path):
+            if folder in by_dir and folder_rx(folder).match(path):
                 hits += [lk for lk in by_dir[folder] if lk.rx is not None and lk.rx.match(path)]
             i = path.find("/", i + 1)
         return hits
