@@ -540,9 +540,9 @@ def hooks_status(as_json: bool = typer.Option(False, "--json", help="Print as JS
 
 
 def _run_hook(name: str) -> int:
-    from orch import hookmain
+    from orch import hookrun
 
-    return hookmain.main([name])
+    return hookrun.main([name])
 
 
 @hook_app.command("pre-commit")

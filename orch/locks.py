@@ -48,7 +48,8 @@ class Lock:
     """One lock. ``regex`` is the compiled glob for path and test locks."""
 
     __slots__ = (
-        "id", "kind", "mode", "pattern", "reason", "text", "check", "via", "hash", "line", "rx", "file", "name",
+        "id", "kind", "mode", "pattern", "reason", "text", "check", "via", "hash", "line", "rx_src", "_rx", "file",
+        "name",
     )  # fmt: skip
 
     def __init__(self, data: dict[str, Any], *, rx: str | None = None, line: int = 0) -> None:
@@ -62,12 +63,19 @@ class Lock:
         self.via: str | None = data.get("via")
         self.hash: str | None = data.get("hash")
         self.line = line
-        self.rx: re.Pattern[str] | None = re.compile(rx, re.DOTALL) if rx else None
+        self.rx_src = rx  # compiled on first use: hooks meet only the few locks near the staged paths
+        self._rx: re.Pattern[str] | None = None
         self.file: str | None = None
         self.name: str | None = None
         if self.kind == "region" and self.pattern:
             file, _, name = self.pattern.partition("::")
             self.file, self.name = file.lstrip("/"), name
+
+    @property
+    def rx(self) -> re.Pattern[str] | None:
+        if self._rx is None and self.rx_src:
+            self._rx = re.compile(self.rx_src, re.DOTALL)
+        return self._rx
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"id": self.id, "kind": self.kind, "mode": self.mode}
@@ -306,18 +314,51 @@ def region_hash(text: str | None) -> str | None:
 # -- scope overlap ----------------------------------------------------------------------------------
 
 
-def _samples(pattern: str) -> list[str]:
-    """A few concrete paths a glob matches, to test a scope regex against."""
+def _fragments(scope: str) -> list[str]:
+    """The literal runs inside a regex (``^tests/test_x\\.py$`` -> ``tests/test_x.py``)."""
+    import importlib
+
+    try:
+        sre = importlib.import_module("re._parser")  # Python >= 3.11
+    except ImportError:  # pragma: no cover - Python 3.10
+        sre = importlib.import_module("sre_parse")
+    found: set[str] = set()
+
+    def walk(items: Any) -> None:
+        run: list[str] = []
+        for op, av in items:
+            name = str(op)
+            if name == "LITERAL":
+                run.append(chr(av))
+                continue
+            if run:
+                found.add("".join(run))
+                run = []
+            if name == "SUBPATTERN":
+                walk(av[-1])
+            elif name == "BRANCH":
+                for branch in av[1]:
+                    walk(branch)
+            elif name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+                walk(av[2])
+        if run:
+            found.add("".join(run))
+
+    try:
+        walk(sre.parse(scope))
+    except Exception:  # an odd regex only loses precision here
+        return []
+    return sorted(found)[:50]
+
+
+def _samples(pattern: str, fills: list[str]) -> list[str]:
+    """Concrete paths built from a glob, its wildcards filled with ``fills``."""
     p = pattern.lstrip("/")
-    out = set()
-    for filler in ("x", "x.py", "a/x.py"):
-        s = p.replace("**/", "").replace("**", filler)
-        s = re.sub(r"\[[^\]]*\]", "x", s).replace("*", "x").replace("?", "x")
-        if s.endswith("/"):
-            s += filler
-        out.add(s)
-        s2 = p.replace("**", "a").replace("*", filler.split("/")[-1]).replace("?", "x")
-        out.add(s2 + (filler if s2.endswith("/") else ""))
+    out: set[str] = set()
+    for fill in ["x", *fills]:
+        s = re.sub(r"\[[^\]]*\]", "x", p).replace("**", fill).replace("*", fill).replace("?", "x")
+        out.add(s + fill if s.endswith("/") else s)
+        out.add(p.replace("**/", "").replace("*", fill))
     return sorted(out)
 
 
@@ -337,7 +378,9 @@ def touches_scope(lock: Lock, scope: str | None, *, files: Iterable[str] | None 
     if lock.kind == "region":
         return rx.search(lock.file or "") is not None
     assert lock.pattern is not None
-    if any(rx.search(s) for s in _samples(lock.pattern) if lock.matches(s)):
+    fragments = _fragments(scope)
+    candidates = [*fragments, *(f.lstrip("/") for f in fragments), *_samples(lock.pattern, fragments)]
+    if any(lock.matches(c) and rx.search(c) for c in candidates):
         return True
     if files is not None:
         return any(lock.matches(f) and rx.search(f) for f in files)

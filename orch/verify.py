@@ -52,18 +52,32 @@ class Change:
 def parse_raw(out: str) -> list[Change]:
     """Parse ``git diff-tree/diff-index -r -z --no-renames`` output (``:m1 m2 s1 s2 X\\0path\\0``)."""
     parts = out.split("\0")
+    start = 0
+    while start < len(parts) and not parts[start].startswith(":"):
+        start += 1  # a commit id line (diff-tree given one commit); not ours
     changes: list[Change] = []
-    i = 0
-    n = len(parts) - 1  # the output ends with a NUL
-    while i < n:
-        meta = parts[i]
-        if not meta.startswith(":"):
-            i += 1  # a commit id line (diff-tree given one commit); not ours
-            continue
+    append = changes.append
+    for meta, path in zip(parts[start::2], parts[start + 1 :: 2], strict=False):  # a trailing "" is left over
         m1, m2, s1, s2, status = meta[1:].split(" ")
-        changes.append(Change(m1, m2, s1, s2, status[:1], parts[i + 1]))
-        i += 2
+        append(Change(m1, m2, s1, s2, status[:1], path))
     return changes
+
+
+def _literal_dir(pattern: str) -> str:
+    """The folder every path a glob can match lies in (``src/m4/`` for ``src/m4/*.py``), or ``""``.
+
+    Per gitignore rules a pattern without a slash before its end matches at any depth: ``""``.
+    """
+    body = pattern.lstrip("/")
+    if "/" not in body.rstrip("/") and not pattern.startswith("/"):
+        return ""
+    segments = body.split("/")[:-1]
+    prefix = []
+    for seg in segments:
+        if any(c in seg for c in "*?[\\"):
+            break
+        prefix.append(seg + "/")
+    return "".join(prefix)
 
 
 class Violation:
@@ -168,19 +182,37 @@ def check_changes(
     for symlink targets and code regions only.
     """
     locks = lockset.for_agents() if agent else lockset.locks
-    path_locks = [lk for lk in locks if lk.kind in ("path", "test") and lk.rx is not None]
+    path_locks = [lk for lk in locks if lk.kind in ("path", "test") and lk.rx_src]
     regions: dict[str, list[locks_mod.Lock]] = {}
     for lk in locks:
         if lk.kind == "region" and lk.file:
             regions.setdefault(lk.file, []).append(lk)
-    alternatives = [f"(?:{lk.rx.pattern})" for lk in path_locks if lk.rx is not None]
-    combined = re.compile("|".join(alternatives), re.DOTALL) if alternatives else None
+    # Locks indexed by the literal folder they live in, so each path meets only the few that could
+    # match it (one combined regex per folder) rather than every lock.
+    by_dir: dict[str, list[locks_mod.Lock]] = {}
+    for lk in path_locks:
+        by_dir.setdefault(_literal_dir(lk.pattern or ""), []).append(lk)
+    combined: dict[str, re.Pattern[str]] = {}
+
+    def folder_rx(folder: str) -> re.Pattern[str]:
+        rx = combined.get(folder)
+        if rx is None:
+            rx = combined[folder] = re.compile("|".join(f"(?:{lk.rx_src})" for lk in by_dir[folder]), re.DOTALL)
+        return rx
+
     scope_rx = re.compile(scope) if (agent and scope) else None
 
     def locked_by(path: str) -> list[locks_mod.Lock]:
-        if combined is None or combined.match(path) is None:
-            return []
-        return [lk for lk in path_locks if lk.rx is not None and lk.rx.match(path)]
+        hits: list[locks_mod.Lock] = []
+        if "" in by_dir and folder_rx("").match(path):
+            hits += [lk for lk in by_dir[""] if lk.rx is not None and lk.rx.match(path)]
+        i = path.find("/")
+        while i != -1:
+            folder = path[: i + 1]
+            if folder in by_dir and folder_rx(folder).match(path):
+                hits += [lk for lk in by_dir[folder] if lk.rx is not None and lk.rx.match(path)]
+            i = path.find("/", i + 1)
+        return hits
 
     out: list[Violation] = []
     region_changes: list[Change] = []
@@ -439,6 +471,8 @@ def _record(ctx: Ctx, verdict: Verdict) -> None:
     def change(st: state.Status) -> None:
         nonlocal new_state
         st["verdict"] = verdict.to_dict()
+        if not st.get("branch"):  # so `orch status` can tell when a later commit makes the verdict stale
+            st["branch"] = task_branch(verdict.task_id)
         if verdict.result != "OK" and st.get("state") not in ("MERGED", "CLEANED"):
             st["state"] = verdict.result
             n = len([v for v in verdict.violations if v.mode == "hard"])
@@ -467,7 +501,7 @@ class _checkout_at:
         wt = self.ctx.config.worktree_root / self.task_id
         if wt.is_dir():
             head = git.rev_parse("HEAD", cwd=wt)
-            if head == self.sha and not git.worktree_is_dirty(cwd=wt):
+            if head == self.sha and not _dirty(wt):
                 return wt
         root = self.ctx.project.root
         self.temp = self.ctx.project.run_dir / "verify" / f"{self.task_id}-{self.sha[:12]}"
@@ -495,6 +529,12 @@ class _checkout_at:
 
             shutil.rmtree(self.temp, ignore_errors=True)
         git.run(["worktree", "prune"], cwd=root, check=False)
+
+
+def _dirty(wt: Path) -> bool:
+    """``git status`` with every configured filter blanked (status may run clean filters)."""
+    args = [*_no_filters(wt), "status", "--porcelain=v1", "-z", "--untracked-files=all"]
+    return bool(git.run(args, cwd=wt, optional_locks=False).stdout)
 
 
 def _no_filters(root: Path) -> list[str]:

@@ -1,0 +1,352 @@
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import Orch, git
+from vhelpers import CART, commit_in, make_task, setup_project
+
+
+@pytest.fixture
+def proj(repo: Path, orch: Orch) -> Path:
+    return setup_project(repo, orch)
+
+
+def verdict(orch: Orch, *ids: str, code: int | None = None) -> dict[str, Any]:
+    r = orch("verify", *ids, "--json")
+    assert r.returncode in (0, 1), r.output
+    if code is not None:
+        assert r.returncode == code, r.output
+    data: dict[str, Any] = json.loads(r.stdout)["verdicts"][0]
+    return data
+
+
+def rules(v: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(x["path"], x["rule"]) for x in v["violations"]}
+
+
+def status_of(repo: Path, task: str) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((repo / f".orch/run/tasks/{task}/status.yaml").read_text())
+    return data
+
+
+def test_ok_verdict_is_recorded_for_the_exact_sha_and_goes_stale(proj: Path, orch: Orch) -> None:
+    wt = make_task(proj, "T1")
+    sha = commit_in(wt, "src/auth/session.py", "TTL = 120\n")
+    r = orch("verify", "T1")
+    assert r.returncode == 0, r.output
+    assert r.stdout.startswith(f"T1: OK at {sha[:12]}")
+    assert "mergeable" in r.stdout
+    st = status_of(proj, "T1")
+    assert st["verdict"]["result"] == "OK"
+    assert st["verdict"]["sha"] == sha
+    assert st["verdict"]["base_sha"] == git(proj, "rev-parse", "main")
+    assert st["state"] == "PENDING"  # an OK verdict leaves the state alone
+    assert any("VERIFY" in line and "OK" in line for line in (proj / ".orch/run/log").read_text().splitlines())
+    commit_in(wt, "src/auth/session.py", "TTL = 180\n")
+    row = json.loads(orch.ok("status", "--json").stdout)["tasks"][0]
+    assert row["verdict"] == "OK" and row["verdict_stale"] is True
+
+
+def test_out_of_scope_change_is_a_scope_violation(proj: Path, orch: Orch) -> None:
+    wt = make_task(proj, "T1")
+    commit_in(wt, "src/dashboard/w.py", "W = 2\n")
+    r = orch("verify", "T1")
+    assert r.returncode == 1
+    assert "src/dashboard/w.py: scope: outside the task's scope ^src/auth/" in r.stdout
+    st = status_of(proj, "T1")
+    assert st["state"] == "SCOPE_VIOLATION"
+    assert st["verdict"]["violations"] == [
+        {
+            "path": "src/dashboard/w.py",
+            "rule": "scope",
+            "lock": None,
+            "mode": "hard",
+            "message": "outside the task's scope ^src/auth/",
+        }
+    ]
+
+
+def test_task_without_scope_may_touch_anything_unlocked(proj: Path, orch: Orch) -> None:
+    wt = make_task(proj, "T3")
+    commit_in(wt, "anywhere/new.txt", "x\n")
+    assert verdict(orch, "T3", code=0)["result"] == "OK"
+    commit_in(wt, "src/billing/pricing.py", "PRICE = 0\n")
+    v = verdict(orch, "T3", code=1)
+    assert v["result"] == "LOCK_VIOLATION"
+    assert rules(v) == {("src/billing/pricing.py", "path-lock")}
+
+
+def test_no_verify_commit_of_a_locked_file_is_caught(proj: Path, orch: Orch) -> None:
+    orch.ok("hooks", "install")
+    wt = make_task(proj, "T3")
+    commit_in(wt, "src/billing/pricing.py", "PRICE = 0\n", "--no-verify")
+    assert rules(verdict(orch, "T3", code=1)) == {("src/billing/pricing.py", "path-lock")}
+
+
+def test_rename_of_a_locked_file_checks_both_paths(proj: Path, orch: Orch) -> None:
+    wt = make_task(proj, "T1")
+    git(wt, "mv", "src/billing/pricing.py", "src/auth/pricing.py")
+    git(wt, "commit", "-q", "-m", "move")
+    v = verdict(orch, "T1", code=1)
+    assert ("src/billing/pricing.py", "path-lock") in rules(v)
+    assert ("src/billing/pricing.py", "scope") in rules(v)
+    assert not any(p == "src/auth/pricing.py" for p, _ in rules(v))  # the new path is in scope and unlocked
+
+
+def test_symlinks_to_a_locked_file_and_out_of_the_repo(proj: Path, orch: Orch) -> None:
+    wt = make_task(proj, "T1")
+    os.symlink("../billing/pricing.py", wt / "src/auth/price_link.py")
+    os.symlink("/etc", wt / "src/auth/etc")
+    os.symlink("../../../outside", wt / "src/auth/up")
+    git(wt, "add", "-A")
+    git(wt, "commit", "-q", "-m", "links")
+    v = verdict(orch, "T1", code=1)
+    assert v["result"] == "LOCK_VIOLATION"
+    assert rules(v) == {
+        ("src/auth/price_link.py", "symlink-to-lock"),
+        ("src/auth/etc", "symlink-escape"),
+        ("src/auth/up", "symlink-escape"),
+    }
+
+
+def test_tampered_locks_in_the_worktree_change_nothing_and_are_a_violation(proj: Path, orch: Orch) -> None:
+    wt = make_task(proj, "T3")
+    (wt / ".orch/locks.yaml").write_text("version: 1\nagents_md_lock: false\nlocks: []\n")
+    (wt / "src/billing/pricing.py").write_text("PRICE = 0\n")
+    (wt / "AGENTS.md").write_text("agents may do anything\n")
+    git(wt, "add", "-A")
+    git(wt, "commit", "-q", "-m", "loosen the rules")
+    # Even run from inside the task worktree, the rules come from the main checkout.
+    r = orch("verify", "T3", "--json", cwd=wt)
+    assert r.returncode == 1
+    v = json.loads(r.stdout)["verdicts"][0]
+    assert rules(v) == {
+        (".orch/locks.yaml", "orch-state"),
+        ("src/billing/pricing.py", "path-lock"),
+        ("AGENTS.md", "path-lock"),
+    }
+
+
+def test_deleted_and_whitespace_changed_locked_tests(proj: Path, orch: Orch) -> None:
+    wt = make_task(proj, "T2")
+    test = "tests/unit/test_checkout_flow.py"
+    commit_in(wt, test, (proj / test).read_text() + " \n")
+    v = verdict(orch, "T2", code=1)
+    assert (test, "test-lock") in rules(v)
+    assert "modified; must stay byte-identical" in v["violations"][-1]["message"]
+    git(wt, "rm", "-q", "--", test)
+    git(wt, "commit", "-q", "-m", "drop it")
+    v = verdict(orch, "T2", code=1)
+    assert [x["message"].split(";")[0] for x in v["violations"] if x["rule"] == "test-lock"] == [
+        "deleted (or renamed away)"
+    ]
+
+
+def test_new_test_matching_a_test_lock_is_allowed(proj: Path, orch: Orch) -> None:
+    wt = make_task(proj, "T3")
+    commit_in(wt, "tests/unit/test_checkout_new.py", "def test_new():\n    pass\n")
+    assert verdict(orch, "T3", code=0)["result"] == "OK"
+
+
+def test_python_region_lock_edit_inside_vs_elsewhere(proj: Path, orch: Orch) -> None:
+    wt = make_task(proj, "T1")
+    commit_in(wt, "src/auth/cart.py", CART.replace("return len(self.items)", "return len(self.items) + 0"))
+    assert verdict(orch, "T1", code=0)["result"] == "OK"
+    commit_in(wt, "src/auth/cart.py", CART.replace("return sum(self.items)", "return sum(self.items) * 2"))
+    v = verdict(orch, "T1", code=1)
+    assert rules(v) == {("src/auth/cart.py", "region-lock")}
+    assert v["violations"][0]["lock"] == "L3"
+    assert v["violations"][0]["message"].startswith("region edited")
+
+
+def test_python_region_removed_or_file_unparsable(proj: Path, orch: Orch) -> None:
+    wt = make_task(proj, "T1")
+    commit_in(wt, "src/auth/cart.py", CART.replace("def total", "def grand_total"))
+    assert verdict(orch, "T1", code=1)["violations"][0]["message"].startswith("region removed or renamed")
+    commit_in(wt, "src/auth/cart.py", "class Cart(:\n")
+    assert "cannot parse" in verdict(orch, "T1", code=1)["violations"][0]["message"]
+
+
+def test_comment_region_lock_in_any_language(repo: Path, orch: Orch) -> None:
+    locks = "version: 1\nlocks:\n  - {id: JS, kind: region, mode: hard, pattern: web/app.js::Pricing}\n"
+    proj = setup_project(repo, orch, locks=locks)
+    wt = make_task(proj, "T3")
+    text = (proj / "web/app.js").read_text()
+    commit_in(wt, "web/app.js", text.replace("let b = 2;", "let b = 3;"))
+    assert verdict(orch, "T3", code=0)["result"] == "OK"
+    commit_in(wt, "web/app.js", text.replace("const p = 10;", "const p = 11;"))
+    assert rules(verdict(orch, "T3", code=1)) == {("web/app.js", "region-lock")}
+
+
+def test_paths_with_spaces_unicode_and_newlines(proj: Path, orch: Orch) -> None:
+    wt = make_task(proj, "T1")
+    names = ["src/auth/with space.py", "src/auth/ünïcode.py", "docs/naïve guide.md", "odd\nname.txt", "x y/é.txt"]
+    for name in names:
+        (wt / name).parent.mkdir(parents=True, exist_ok=True)
+        (wt / name).write_text("x\n")
+    git(wt, "add", "-A")
+    git(wt, "commit", "-q", "-m", "odd names")
+    v = verdict(orch, "T1", code=1)
+    assert rules(v) == {
+        ("docs/naïve guide.md", "scope"),
+        ("docs/naïve guide.md", "path-lock"),
+        ("odd\nname.txt", "scope"),
+        ("x y/é.txt", "scope"),
+    }
+
+
+def test_corrupt_or_missing_locks_fail_closed(proj: Path, orch: Orch) -> None:
+    wt = make_task(proj, "T1")
+    commit_in(wt, "src/auth/session.py", "TTL = 1\n")
+    locks = proj / ".orch/locks.yaml"
+    good = locks.read_text()
+    locks.write_text(good.replace("mode: hard\n    pattern: src/billing", "mode: hardd\n    pattern: src/billing"))
+    r = orch("verify", "T1")
+    assert r.returncode == 3
+    assert ".orch/locks.yaml:7: locks.0.mode: 'hardd' is not one of hard, soft" in r.stderr
+    assert "Traceback" not in r.output
+    locks.write_text("locks: [\n")
+    r = orch("verify", "T1")
+    assert r.returncode == 3 and "not valid YAML" in r.stderr
+    locks.write_text(good + "  - id: L1\n    kind: path\n    mode: hard\n    pattern: x\n")
+    r = orch("verify", "T1")
+    assert r.returncode == 3 and "duplicate lock id 'L1'" in r.stderr
+    locks.unlink()
+    r = orch("verify", "T1")
+    assert r.returncode == 3 and "never assumes 'no locks'" in r.stderr
+    assert "verdict" not in status_of_or_empty(proj, "T1")
+
+
+def status_of_or_empty(repo: Path, task: str) -> dict[str, Any]:
+    path = repo / f".orch/run/tasks/{task}/status.yaml"
+    return yaml.safe_load(path.read_text()) if path.exists() else {}
+
+
+def test_soft_lock_needs_an_ack(proj: Path, orch: Orch) -> None:
+    wt = make_task(proj, "T3")
+    commit_in(wt, "docs/guide.md", "better guide\n")
+    r = orch("verify", "T3")
+    assert r.returncode == 1
+    assert "needs a person's ack before the merge: orch ack T3 L4" in r.stdout
+    v = verdict(orch, "T3")
+    assert v["result"] == "OK" and v["pending_acks"] == ["L4"] and v["mergeable"] is False
+    r = orch("ack", "T3", "L1")
+    assert r.returncode == 3 and "hard lock" in r.stderr
+    r = orch("ack", "T3", "L9")
+    assert r.returncode == 3 and "known locks: L1, L2, L3, L4" in r.stderr
+    assert orch.ok("ack", "T3", "L4").stdout == "acked L4 for T3; still waiting for an ack: none\n"
+    assert status_of(proj, "T3")["acks"] == ["L4"]
+    assert "ACK" in (proj / ".orch/run/log").read_text()
+    v = verdict(orch, "T3", code=0)
+    assert v["pending_acks"] == [] and v["mergeable"] is True
+
+
+def test_requirement_locks_run_in_the_task_worktree(proj: Path, orch: Orch) -> None:
+    orch.ok("lock", "require", "TTL stays positive", "--check", "grep -q 'TTL = [1-9]' src/auth/session.py",
+            "--via", "static")  # fmt: skip
+    git(proj, "commit", "-q", "-am", "requirement")
+    wt = make_task(proj, "T1")
+    commit_in(wt, "src/auth/session.py", "TTL = 5\n")
+    assert verdict(orch, "T1", code=0)["result"] == "OK"
+    commit_in(wt, "src/auth/session.py", "TTL = 0\n")
+    v = verdict(orch, "T1", code=1)
+    assert v["result"] == "LOCK_VIOLATION"
+    assert rules(v) == {("(requirement R1)", "requirement")}
+    # the worktree moved on and is dirty: the exact verified sha is checked out elsewhere, then removed
+    (wt / "src/auth/session.py").write_text("TTL = 9\n")
+    assert verdict(orch, "T1", code=1)["result"] == "LOCK_VIOLATION"
+    assert not (proj / ".orch/run/verify").exists() or not any((proj / ".orch/run/verify").iterdir())
+    assert "verify" not in git(proj, "worktree", "list")
+
+
+def test_check_requirements_in_a_given_folder(proj: Path, orch: Orch, tmp_path: Path) -> None:
+    from orch import verify
+    from orch.context import open_ctx
+
+    orch.ok("lock", "require", "has a README", "--check", "test -f README.md", "--via", "static")
+    orch.ok("lock", "require", "soft one", "--check", "exit 3", "--via", "test", "--soft")
+    ctx = open_ctx(proj)
+    assert verify.check_requirements(ctx, proj) == []
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    failures = verify.check_requirements(ctx, empty)
+    assert [(f.lock_id, f.exit_code, f.mode) for f in failures] == [("R1", 1, "hard")]
+    failures = verify.check_requirements(ctx, empty, hard_only=False)
+    assert [(f.lock_id, f.exit_code) for f in failures] == [("R1", 1), ("R2", 3)]
+
+
+def test_submodule_gitattributes_and_gitmodules_need_an_explicit_scope(proj: Path, orch: Orch) -> None:
+    wt = make_task(proj, "T3")
+    commit_in(wt, ".gitattributes", "*.py diff=python\n")
+    sub_sha = git(proj, "rev-parse", "HEAD")
+    git(wt, "update-index", "--add", "--cacheinfo", f"160000,{sub_sha},vendor/lib")
+    git(wt, "commit", "-q", "-m", "submodule")
+    v = verdict(orch, "T3", code=1)
+    assert v["result"] == "SCOPE_VIOLATION"
+    assert rules(v) == {(".gitattributes", "gitattributes"), ("vendor/lib", "submodule")}
+    text = (
+        (proj / ".orch/plan.md")
+        .read_text()
+        .replace("## T3: Anything\n", "## T3: Anything\n- scope: ^(\\.gitattributes|vendor/lib)$\n")
+    )
+    (proj / ".orch/plan.md").write_text(text)
+    assert verdict(orch, "T3", code=0)["result"] == "OK"
+
+
+def test_agents_md_is_locked_unless_switched_off(proj: Path, orch: Orch) -> None:
+    wt = make_task(proj, "T3")
+    commit_in(wt, "AGENTS.md", "rewritten by an agent\n")
+    v = verdict(orch, "T3", code=1)
+    assert [(x["path"], x["lock"]) for x in v["violations"]] == [("AGENTS.md", "AGENTS_MD")]
+    locks = proj / ".orch/locks.yaml"
+    locks.write_text(locks.read_text().replace("agents_md_lock: true", "agents_md_lock: false"))
+    assert verdict(orch, "T3", code=0)["result"] == "OK"
+
+
+def test_planted_git_config_runs_nothing_during_verify(proj: Path, orch: Orch, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    script = tmp_path / "evil.sh"
+    script.write_text(f'#!/bin/sh\necho "$0 $*" >> {marker}\ncat\n')
+    script.chmod(0o755)
+    orch.ok("lock", "require", "readme", "--check", "test -f README.md", "--via", "static")
+    git(proj, "commit", "-q", "-am", "req")
+    wt = make_task(proj, "T1")
+    (wt / ".gitattributes").write_text("* filter=evil diff=evil\n")
+    commit_in(wt, "src/auth/session.py", "TTL = 3\n")
+    git(wt, "add", ".gitattributes")
+    git(wt, "commit", "-q", "-m", "attrs")
+    for key, value in [
+        ("diff.external", str(script)),
+        ("diff.evil.textconv", str(script)),
+        ("filter.evil.smudge", str(script)),
+        ("filter.evil.clean", str(script)),
+        ("core.fsmonitor", str(script)),
+        ("core.hooksPath", str(tmp_path)),
+    ]:
+        git(proj, "config", key, value)
+    (tmp_path / "post-checkout").write_text(f"#!/bin/sh\ntouch {marker}\n")
+    (tmp_path / "post-checkout").chmod(0o755)
+    (wt / "dirty.txt").write_text("x")  # forces the temporary checkout for the requirement check
+    v = verdict(orch, "T1", code=1)
+    assert rules(v) == {(".gitattributes", "scope"), (".gitattributes", "gitattributes")}
+    assert not marker.exists(), marker.read_text()
+
+
+def test_verify_all_and_unknown_tasks(proj: Path, orch: Orch) -> None:
+    commit_in(make_task(proj, "T1"), "src/auth/session.py", "TTL = 2\n")
+    commit_in(make_task(proj, "T2"), "src/auth/session.py", "TTL = 3\n")
+    r = orch("verify", "--all", "--json")
+    assert r.returncode == 1
+    got = {v["id"]: v["result"] for v in json.loads(r.stdout)["verdicts"]}
+    assert got == {"T1": "OK", "T2": "SCOPE_VIOLATION"}
+    r = orch("verify", "T9")
+    assert r.returncode == 3 and "T9" in r.stderr
+    r = orch("verify", "T3")
+    assert r.returncode == 3 and "no branch orch/T3" in r.stderr
+    r = orch("verify")
+    assert r.returncode == 3 and "no task to verify" in r.stderr
