@@ -222,7 +222,7 @@ def _quarantined(task_id: str, sha: str, verdict: dict[str, Any] | Any) -> Resul
     )
 
 
-def _reverify(ctx: Ctx, tri: Triage, *, log: bool) -> list[str]:
+def _reverify(ctx: Ctx, tri: Triage, *, log: bool, base_tip: str) -> list[str]:
     """Trust but verify: judge each queued task again at the exact sha that would be merged.
 
     The verdicts are kept in ``tri.verdicts`` and written to the statuses together with the outcome,
@@ -233,7 +233,7 @@ def _reverify(ctx: Ctx, tri: Triage, *, log: bool) -> list[str]:
     ok: list[str] = []
     for task_id in tri.queue:
         sha = tri.shas[task_id]
-        verdict = verify.verify_task(ctx, task_id, sha=sha, record=False)
+        verdict = verify.verify_task(ctx, task_id, sha=sha, record=False, base_tip=base_tip, resolved=True)
         tri.verdicts[task_id] = verdict.to_dict()
         if log:
             ctx.log(
@@ -700,7 +700,7 @@ def _start(ctx: Ctx, ids: list[str] | None, *, batch: bool, into: str | None, pr
     if base is None:
         raise InputError(f"no branch '{target}' to merge into", hint="check base_branch in .orch/config.yaml or --into")
     tri = triage(ctx, ids)
-    mergeable = _reverify(ctx, tri, log=True)
+    mergeable = _reverify(ctx, tri, log=True, base_tip=base)
     order = _order(ctx, mergeable)
     stamp = _stamp()
     pre_ref = f"refs/orch/pre-merge/{stamp}"
@@ -838,7 +838,9 @@ def _finish(ceremony: Ceremony) -> Outcome:
                 "detail": r.detail,
             }
 
-        state.update(ctx.project, ctx.store, r.task, apply)
+        # Not fsynced one by one: if a power cut loses them, the next ceremony finds merged shas already
+        # in the base (MERGED without a test run) and re-derives the rest.
+        state.update(ctx.project, ctx.store, r.task, apply, durable=False, check=False)
     summary = ", ".join(
         f"{sum(1 for r in results if r.outcome == o)} {o.lower()}"
         for o in ("MERGED", "REVERTED", "CONFLICT", "QUARANTINED", "SKIPPED")
@@ -940,7 +942,7 @@ def dry_run(ctx: Ctx, ids: list[str] | None = None, *, into: str | None = None) 
     if base is None:
         raise InputError(f"no branch '{target}' to merge into")
     tri = triage(ctx, ids)
-    mergeable = _reverify(ctx, tri, log=False)
+    mergeable = _reverify(ctx, tri, log=False, base_tip=base)
     order = _order(ctx, mergeable)
     results = list(tri.results)
     sim = base

@@ -56,8 +56,21 @@ def read_all(project: Project, store: Store) -> dict[str, Status]:
     return result
 
 
-def update(project: Project, store: Store, task_id: str, change: Callable[[Status], Status | None]) -> Status:
-    """Read-modify-write one status under its lock; ``change`` may mutate in place and return None."""
+def update(
+    project: Project,
+    store: Store,
+    task_id: str,
+    change: Callable[[Status], Status | None],
+    *,
+    durable: bool = True,
+    check: bool = True,
+) -> Status:
+    """Read-modify-write one status under its lock; ``change`` may mutate in place and return None.
+
+    ``durable=False`` skips the fsyncs and ``check=False`` the schema check on write (the file is
+    validated when next read): for the many writes at the end of a merge ceremony, which a later
+    ceremony re-derives from the base branch if a power cut loses them.
+    """
 
     def apply(current: Status) -> Status:
         result = change(current)
@@ -66,7 +79,9 @@ def update(project: Project, store: Store, task_id: str, change: Callable[[Statu
         return new
 
     path = project.task_dir(task_id) / "status.yaml"
-    result: Status = store.update(path, "task_status", apply, default=lambda: {"id": task_id, "state": "PENDING"})
+    result: Status = store.update(
+        path, "task_status", apply, default=lambda: {"id": task_id, "state": "PENDING"}, durable=durable, check=check
+    )
     return result
 
 

@@ -333,11 +333,14 @@ class Store:
         change: Callable[[Any], Any],
         *,
         default: Callable[[], Any] | None = None,
+        durable: bool = True,
+        check: bool = True,
     ) -> Any:
         """Read-modify-write under the lock: ``change`` gets the state as it is *after* locking.
 
         ``change`` returns the new data (or mutates and returns it). ``default`` builds the state of a
-        file that does not exist yet; without it, a missing file is an error.
+        file that does not exist yet; without it, a missing file is an error. ``durable`` and
+        ``check`` are passed to ``dump``.
         """
         with self.lock(self.lock_name(path)):
             try:
@@ -347,7 +350,7 @@ class Store:
                     raise InputError(f"{self.where(path)}: missing") from None
                 current = default()
             new = change(current)
-            self.dump(path, new, schema_name)
+            self.dump(path, new, schema_name, durable=durable, check=check)
             return new
 
 

@@ -403,8 +403,21 @@ def _check_task_id(task_id: str) -> None:
         raise InputError(f"'{task_id}' is not a task id", hint=ID_RULE)
 
 
-def verify_task(ctx: Ctx, task_id: str, *, sha: str | None = None, record: bool = True) -> Verdict:
-    """Judge the exact commit ``sha`` (default: the tip of ``orch/<id>``) of task ``task_id``."""
+def verify_task(
+    ctx: Ctx,
+    task_id: str,
+    *,
+    sha: str | None = None,
+    record: bool = True,
+    base_tip: str | None = None,
+    resolved: bool = False,
+) -> Verdict:
+    """Judge the exact commit ``sha`` (default: the tip of ``orch/<id>``) of task ``task_id``.
+
+    ``base_tip`` is the commit the change set is measured from (through the merge-base); default: the
+    tip of the configured base branch. ``resolved=True`` says ``sha`` is a full commit id the caller
+    read from git itself (the merge ceremony verifies many tasks and saves a lookup for each).
+    """
     from orch import state
     from orch.eventlog import utcnow
 
@@ -420,15 +433,16 @@ def verify_task(ctx: Ctx, task_id: str, *, sha: str | None = None, record: bool 
                 f"task {task_id} has no branch {task_branch(task_id)}",
                 hint=f"spin it first (orch spin {task_id}), or pass the commit to verify",
             )
-    else:
-        resolved = git.rev_parse(sha, cwd=root)
-        if resolved is None:
+    elif not resolved:
+        full = git.rev_parse(sha, cwd=root)
+        if full is None:
             raise InputError(f"'{sha}' names no commit in this repository")
-        sha = resolved
+        sha = full
     base = ctx.config.base_branch
-    base_tip = git.rev_parse(f"refs/heads/{base}", cwd=root)
     if base_tip is None:
-        raise InputError(f"the base branch '{base}' does not exist", hint="fix base_branch in .orch/config.yaml")
+        base_tip = git.rev_parse(f"refs/heads/{base}", cwd=root)
+        if base_tip is None:
+            raise InputError(f"the base branch '{base}' does not exist", hint="fix base_branch in .orch/config.yaml")
     mb = git.run(["merge-base", base_tip, sha], cwd=root, check=False)
     if not mb.ok:
         raise InputError(f"{task_branch(task_id)} at {sha[:12]} shares no history with {base}")
