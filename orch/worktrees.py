@@ -145,6 +145,9 @@ def spin(
     )
     results: list[SpinResult] = []
     prepared: list[_Prepared] = []
+    slots = config.max_parallel
+    if start:
+        slots -= sum(1 for s in state.read_all(project, store).values() if s.get("state") == "RUNNING")
     for task_id in seen:
         result = SpinResult(task_id, branch=branch_name(task_id), base_sha=base_sha)
         results.append(result)
@@ -184,6 +187,13 @@ def spin(
                 )
             if path.exists() or path.is_symlink():
                 raise InputError(f"{project.rel(path)} exists already", hint="run orch doctor to see what it is")
+            if start and slots <= 0:
+                raise InputError(
+                    f"task {task_id} not spun: {config.max_parallel} agents run already (max_parallel)",
+                    where=".orch/config.yaml",
+                    hint="wait for one to finish (orch wait), or raise max_parallel",
+                )
+            slots -= 1
             prepared.append(_Prepared(task, manifest, result, path))
         except OrchError as exc:
             result.error = exc.render()

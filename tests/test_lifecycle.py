@@ -498,3 +498,15 @@ def test_usage_parsers() -> None:
     u = parse_usage("gemini-json", gemini)
     assert (u.input, u.cached, u.output) == (36, 4, 7)
     assert not parse_usage("claude-json", "not json at all").found
+
+
+def test_max_parallel_bounds_the_agents_started(project: Path, orch: Orch, agent_script: Path) -> None:
+    config = project / ".orch/config.yaml"
+    config.write_text(config.read_text().replace("max_parallel: 4", "max_parallel: 1"))
+    plan(project, task("T1", agent_run(agent_script, "hang")), task("T2", "true"))
+    r = orch("spin", "T1", "T2")
+    assert r.returncode == 3
+    assert "T2: .orch/config.yaml: task T2 not spun: 1 agents run already (max_parallel)" in r.stderr
+    assert not (project / ".orch/worktrees/T2").exists()
+    orch.ok("spin", "T2", "--no-start")  # preparing a worktree starts nothing
+    orch.ok("stop", "T1", "--kill")
