@@ -8,6 +8,7 @@ brief. Text before the first task is free text. Every problem is reported at onc
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,7 +184,70 @@ def load(path: Path, *, where: str = ".orch/plan.md") -> Plan:
     marker = conflict_marker_line(text)
     if marker is not None:
         raise InputError(f"{where}:{marker}: unresolved merge conflict marker", hint="resolve it by hand")
-    return parse(text, where=where)
+    cache = path.parent / "run" / "cache" / "plan"
+    key = _cache_key(text)
+    cached = _cache_get(cache, key)
+    if cached is not None:
+        return cached
+    plan = parse(text, where=where)
+    if (path.parent / "run").is_dir():
+        _cache_put(cache, key, plan)
+    return plan
+
+
+# A valid plan is remembered, parsed, under a digest of its text and of this parser's source, so
+# `orch status` and `orch plan` on an unchanged plan skip parsing and compiling every scope regex.
+
+
+def _cache_key(text: str) -> str:
+    from _blake2 import blake2b
+
+    here = os.stat(__file__)
+    h = blake2b(digest_size=16)
+    h.update(f"{here.st_size}:{here.st_mtime_ns}\0".encode())
+    h.update(text.encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
+
+
+def _cache_get(folder: Path, key: str) -> Plan | None:
+    import json
+
+    try:
+        data = json.loads((folder / f"{key}.json").read_bytes())
+        tasks = [
+            Task(t["id"], t["title"], t["fields"], t["brief"], t["gap"], t["line"], t["field_lines"])
+            for t in data["tasks"]
+        ]
+        return Plan(data["preamble"], tasks)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _cache_put(folder: Path, key: str, plan: Plan) -> None:
+    import json
+
+    from orch.store import atomic_write
+
+    data = {
+        "preamble": plan.preamble,
+        "tasks": [
+            {
+                "id": t.id,
+                "title": t.title,
+                "fields": t.fields,
+                "brief": t.brief,
+                "gap": t.gap,
+                "line": t.line,
+                "field_lines": t.field_lines,
+            }
+            for t in plan.tasks
+        ],
+    }
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(folder / f"{key}.json", json.dumps(data, ensure_ascii=False), durable=False)
+    except OSError:
+        pass  # a cache that cannot be written is only slower
 
 
 def _split_lines(text: str) -> list[str]:
