@@ -19,15 +19,17 @@ from __future__ import annotations
 import math
 import os
 import shlex
+import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from orch import eventlog, git, state
+from orch import eventlog, git, procs, state
 from orch.context import Ctx
 from orch.errors import CheckFailed, EnvError, InputError
 from orch.store import atomic_write
@@ -36,9 +38,6 @@ JOURNAL = "journal.yaml"
 INTEGRATION_DIR = "_integration"
 PARK_BRANCH = "orch/integration"
 EXCERPT_LINES = 30
-# How many failed batch runs the bisecting queue may spend beyond one-by-one before it falls back
-# to one-by-one: bisection pays for itself when failures are sparse and costs extra when dense.
-BATCH_ALLOWANCE = 2
 
 Progress = Callable[[str], None]
 _KILL_AT = os.environ.get("ORCH_TEST_KILL_AT", "")
@@ -91,12 +90,19 @@ class Outcome:
     report: str | None
     rollback: str | None
     titles: dict[str, str]
+    named: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
-        if self.landed == "base-moved":
+        """Exit 1: something did not make it (or, for a forecast, would not), or nothing landed."""
+        if self.landed in ("base-moved", "parked"):
             return True
-        return any(r.outcome in ("REVERTED", "CONFLICT", "QUARANTINED", "SKIPPED") for r in self.results)
+        for r in self.results:
+            if r.outcome in ("REVERTED", "CONFLICT", "QUARANTINED", "SKIPPED"):
+                return True
+            if r.outcome == "NOT_READY" and r.task in self.named:
+                return True
+        return False
 
     def to_json(self) -> dict[str, Any]:
         tasks = []
@@ -140,6 +146,7 @@ class Triage:
     results: list[Result]  # decided without merging: not ready, quarantined
     statuses: dict[str, state.Status]
     verdicts: dict[str, dict[str, Any]] = field(default_factory=dict)  # fresh verdicts, by task
+    named: list[str] = field(default_factory=list)  # tasks the person asked for by id
 
 
 def _branch_tip(tips: dict[str, str], task_id: str, status: state.Status) -> str | None:
@@ -154,9 +161,16 @@ def _tips(ctx: Ctx) -> dict[str, str]:
 
 
 def triage(ctx: Ctx, ids: list[str] | None) -> Triage:
+    """Sort every spun task (or the ``ids`` named) into the queue and the rest, with reasons.
+
+    SUCCESS and SKIPPED go in the queue; so do REVERTED, CONFLICT and quarantined tasks whose branch
+    has new commits since, or that are named explicitly (to try again). FAILED, BLOCKED, PAUSED,
+    CRASHED and RUNNING are not ready. A task no longer in the plan is not merged.
+    """
     statuses = state.read_all(ctx.project, ctx.store)  # turns dead RUNNING tasks CRASHED
-    wanted = ids if ids else [t for t in statuses]
-    for task_id in ids or []:
+    named = list(dict.fromkeys(ids or []))
+    wanted = named if named else list(statuses)
+    for task_id in named:
         if task_id not in statuses:
             ctx.plan.require(task_id)
             raise InputError(
@@ -173,30 +187,35 @@ def triage(ctx: Ctx, ids: list[str] | None) -> Triage:
         merge = st.get("merge") or {}
         verdict = st.get("verdict") or {}
         if current in ("MERGED", "CLEANED"):
-            if ids:
+            if named:
                 results.append(Result(task_id, "NOT_READY", f"already {current.lower()}"))
             continue
         if current == "PENDING":
-            if ids:
+            if named:
                 results.append(Result(task_id, "NOT_READY", "not spun yet"))
             continue
         if tip is None:
             results.append(Result(task_id, "NOT_READY", f"its branch {st.get('branch') or 'orch/' + task_id} is gone"))
             continue
-        if current == "SUCCESS" or current == "SKIPPED":
+        if ctx.plan.get(task_id) is None:
+            results.append(
+                Result(task_id, "NOT_READY", "no longer in .orch/plan.md (add it back to merge it)", sha=tip)
+            )
+            continue
+        if current in ("SUCCESS", "SKIPPED"):
             queue.append(task_id)
         elif current in ("REVERTED", "CONFLICT"):
-            if merge.get("sha") != tip:  # new work since the last ceremony: try again
+            if merge.get("sha") != tip or named:  # new work since, or asked for: try again
                 queue.append(task_id)
-            elif ids:
-                results.append(Result(task_id, "NOT_READY", f"{current} at {tip[:12]}; no new commits since"))
             else:
-                continue
+                continue  # reported by the ceremony that decided it
         elif current in state.VIOLATIONS:
-            if verdict.get("sha") != tip:
-                queue.append(task_id)  # changed since the verdict: verification decides again
+            if verdict.get("sha") != tip or named:
+                queue.append(task_id)  # changed since the verdict, or asked for: verification decides
+            elif current != "QUARANTINED":
+                results.append(_quarantined(task_id, tip, verdict))  # a fresh verdict: quarantine it now
             else:
-                results.append(_quarantined(task_id, tip, verdict))
+                continue  # quarantined by an earlier ceremony and unchanged
         elif current == "RUNNING":
             results.append(Result(task_id, "NOT_READY", "still running"))
         else:  # FAILED BLOCKED PAUSED CRASHED
@@ -204,7 +223,7 @@ def triage(ctx: Ctx, ids: list[str] | None) -> Triage:
             results.append(Result(task_id, "NOT_READY", current + (f": {reason}" if reason else "")))
         if task_id in queue:
             shas[task_id] = tip
-    return Triage(queue, shas, results, statuses)
+    return Triage(queue, shas, results, statuses, named=named)
 
 
 def _quarantined(task_id: str, sha: str, verdict: dict[str, Any] | Any) -> Result:
@@ -283,61 +302,91 @@ def _order(ctx: Ctx, ids: list[str]) -> list[str]:
 
 
 class Integration:
-    """orch's own worktree where merges are made and tested; the user's checkout is never used."""
+    """orch's own worktree where merges are made and tested; the user's checkout is never used.
+
+    Every git command here names the worktree's private git folder and its tree explicitly
+    (``--git-dir``/``--work-tree``): if a test command deleted the worktree's ``.git`` file, git would
+    otherwise search upwards and find the user's checkout.
+    """
 
     def __init__(self, ctx: Ctx, path: Path) -> None:
         self.ctx = ctx
         self.path = path
-        self._head_file: Path | None = None
+        self.admin: Path | None = None  # <common dir>/worktrees/<name>
+
+    def _find_admin(self) -> Path | None:
+        """The private git folder of our worktree, if the worktree is intact."""
+        try:
+            text = (self.path / ".git").read_text(encoding="utf-8").strip()
+        except OSError:
+            return None
+        admin = Path(text.removeprefix("gitdir: ")) if text.startswith("gitdir: ") else None
+        worktrees = (self.ctx.project.common_dir / "worktrees").resolve()
+        if admin is None or not admin.is_absolute() or admin.resolve().parent != worktrees:
+            return None
+        try:
+            back = Path((admin / "gitdir").read_text(encoding="utf-8").strip())
+        except OSError:
+            return None
+        return admin if back.resolve() == (self.path / ".git").resolve() else None
 
     def prepare(self, sha: str) -> None:
         root = self.ctx.project.root
-        if not (self.path / ".git").exists():
+        self.admin = self._find_admin()
+        if self.admin is None:
+            if self.path.exists():  # a broken scratch tree of ours: everything in it is in git's objects
+                shutil.rmtree(self.path)
             git.run(["worktree", "prune"], cwd=root)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             git.run(["worktree", "add", "--detach", "--force", "--", str(self.path), sha], cwd=root, no_hooks=True)
+            self.admin = self._find_admin()
+            if self.admin is None:
+                raise EnvError(f"could not set up the integration worktree at {self.path}")
         self.reset(sha)
+
+    def git(self, args: list[str], **kw: Any) -> git.Result:
+        assert self.admin is not None, "prepare() first"
+        where = [f"--git-dir={self.admin}", f"--work-tree={self.path}"]
+        return git.run([*where, *args], cwd=self.path, **kw)
 
     def reset(self, sha: str) -> None:
         """Back to ``sha`` with a clean tree, whatever a killed merge left behind."""
-        lock = Path(git.out(["rev-parse", "--git-path", "index.lock"], cwd=self.path))
-        if not lock.is_absolute():
-            lock = self.path / lock
+        assert self.admin is not None
+        lock = self.admin / "index.lock"
         if lock.exists():  # left by a git killed with us; this worktree is ours alone
             lock.unlink()
-        git.run(["merge", "--abort"], cwd=self.path, check=False)
-        git.run(["checkout", "--detach", "--force", sha], cwd=self.path, no_hooks=True)
-        git.run(["reset", "--hard", "--quiet", sha], cwd=self.path, no_hooks=True)
-        git.run(["clean", "-fdxq"], cwd=self.path)
+        self.git(["merge", "--abort"], check=False)
+        self.git(["checkout", "--detach", "--force", sha], no_hooks=True)
+        self.git(["reset", "--hard", "--quiet", sha], no_hooks=True)
+        self.git(["clean", "-fdxq"])
 
     def merge(self, task_id: str, sha: str, title: str) -> tuple[str | None, list[str]]:
         """Merge ``sha``; return (new head, []) or (None, conflicting paths) after aborting."""
         message = f"orch: merge {task_id}: {title}\n\nMerged by orch merge at {sha}."
-        r = git.run(
+        r = self.git(
             ["merge", "--no-ff", "--no-edit", "--no-verify", "-m", message, sha],
-            cwd=self.path,
             check=False,
             no_hooks=True,
             env=git.ORCH_IDENT,
         )
         if r.ok:
             return self.head(), []
-        paths = git.out(["diff", "--name-only", "--diff-filter=U", "-z"], cwd=self.path).split("\0")
+        paths = self.git(["diff", "--name-only", "--diff-filter=U", "-z"]).stdout.split("\0")
         paths = [p for p in paths if p]
-        git.run(["merge", "--abort"], cwd=self.path, check=False)
+        self.git(["merge", "--abort"], check=False)
         if not paths:
             raise EnvError(f"git merge of {task_id} failed without a conflict: {(r.stderr or r.stdout).strip()}")
         return None, paths
 
     def head(self) -> str:
         """HEAD of the integration worktree (always detached), read from its file: no git process."""
-        if self._head_file is None:
-            gitdir = Path(git.out(["rev-parse", "--absolute-git-dir"], cwd=self.path))
-            self._head_file = gitdir / "HEAD"
-        return self._head_file.read_text().strip()
+        assert self.admin is not None
+        return (self.admin / "HEAD").read_text().strip()
 
 
-def run_tests(command: str, cwd: Path, timeout: float, log_path: Path) -> tuple[bool, str]:
+def run_tests(
+    command: str, cwd: Path, timeout: float, log_path: Path, *, on_start: Callable[[int], None] | None = None
+) -> tuple[bool, str]:
     """Run the integration test command through ``sh -c`` (a person wrote it); (passed, excerpt)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = git.clean_env({"ORCH_INTEGRATION": "1"})
@@ -353,6 +402,8 @@ def run_tests(command: str, cwd: Path, timeout: float, log_path: Path) -> tuple[
             env=env,
             start_new_session=True,
         )
+        if on_start is not None:
+            on_start(proc.pid)
         try:
             code = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -403,7 +454,7 @@ class Ceremony:
     def decided(self) -> set[str]:
         return {r["task"] for r in self.j["results"]}
 
-    def decide(self, result: Result, *, good: str | None = None) -> None:
+    def decide(self, result: Result, *, good: str | None = None, save: bool = True) -> None:
         self.j["results"].append({k: v for k, v in result.to_json().items() if v not in (None, [])})
         if good is not None:
             self.j["good"] = good
@@ -414,7 +465,8 @@ class Ceremony:
             task=result.task,
             artifacts=[result.log] if result.log else [],
         )
-        self.save(f"decided {result.task}")
+        if save:
+            self.save(f"decided {result.task}")
 
     def outcome_of(self, task_id: str) -> str | None:
         for r in self.j["results"]:
@@ -428,10 +480,14 @@ class Ceremony:
         task = self.ctx.plan.get(task_id)
         return task.title if task else task_id
 
-    def blocked_by(self, task_id: str) -> str | None:
-        """The first dependency that is not merged, now or earlier; None if all are."""
+    def blocked_by(self, task_id: str, ahead: frozenset[str] = frozenset()) -> str | None:
+        """The first dependency that is not merged, now or earlier; None if all are.
+
+        A dependency in ``ahead`` (undecided, earlier in the same batch) counts as satisfiable: the
+        batch merges it first, and if it fails the batch is split and this is asked again.
+        """
         for dep in _deps(self.ctx, task_id):
-            if self.outcome_of(dep) == "MERGED":
+            if self.outcome_of(dep) == "MERGED" or (dep in ahead and self.outcome_of(dep) is None):
                 continue
             if self.outcome_of(dep) is None and state.merged(state.read(self.ctx.project, self.ctx.store, dep)):
                 continue
@@ -442,10 +498,10 @@ class Ceremony:
             return f"dependency {dep} is not merged ({now})"
         return None
 
-    def skip_blocked(self, tasks: list[str]) -> list[str]:
-        keep = []
+    def skip_blocked(self, tasks: list[str], *, batch: bool = False) -> list[str]:
+        keep: list[str] = []
         for task_id in tasks:
-            reason = self.blocked_by(task_id)
+            reason = self.blocked_by(task_id, frozenset(keep) if batch else frozenset())
             if reason:
                 self.decide(Result(task_id, "SKIPPED", reason, sha=self.j["shas"][task_id]))
             else:
@@ -458,10 +514,16 @@ class Ceremony:
         log_path = self.folder / f"test-{n:03d}-{label}.log"
         rel = self.ctx.project.rel(log_path)
         self.progress(f"testing {label} (run {n})")
-        _fault_point(f"testing {label}")
         command = self.j.get("test_command")
+
+        def started(pid: int) -> None:  # so that a resumed ceremony can stop a test run we left behind
+            self.j["test_pid"], self.j["test_start"] = pid, procs.start_time(pid)
+            self.save(f"testing {label}")
+
         if command:
-            passed, excerpt = run_tests(command, self.integration.path, self.ctx.config.test_timeout, log_path)
+            passed, excerpt = run_tests(
+                command, self.integration.path, self.ctx.config.test_timeout, log_path, on_start=started
+            )
         else:
             passed, excerpt = True, ""
             atomic_write(log_path, "no test command configured (test_command in .orch/config.yaml)\n")
@@ -474,6 +536,8 @@ class Ceremony:
                 excerpt = "\n".join(_describe_requirement(f) for f in failures)
                 with open(log_path, "a", encoding="utf-8") as log:
                     log.write("\nhard requirement checks failed:\n" + excerpt + "\n")
+        self.j["test_pid"] = self.j["test_start"] = None
+        self.ctx.log("RUNNING", "TEST", f"{label}: {'pass' if passed else 'FAIL'} (run {n})", artifacts=[rel])
         return passed, excerpt, rel
 
     def merge_one(self, task_id: str) -> None:
@@ -516,7 +580,15 @@ class Ceremony:
 
     def run_batch(self, tasks: list[str]) -> None:
         total = len([t for t in tasks if t not in self.decided()])
-        allowance = BATCH_ALLOWANCE
+        # Bisection costs runs when a half fails; it pays off when failures are sparse. Until the
+        # first culprit is found it may spend up to ~log2(N) runs beyond one-by-one (that is what
+        # finds a single failure in 1 + 2*log2(N) runs); once failures show up, it keeps the total
+        # within one-by-one + 1 from there on and falls back to one-by-one when bisecting cannot.
+        first_allowance = _first_allowance(total)
+
+        def allowance() -> int:
+            culprits = sum(1 for r in self.j["results"] if r["task"] in tasks and r["outcome"] == "REVERTED")
+            return first_allowance if culprits == 0 else 0
 
         def slack() -> int:
             undecided = len([t for t in tasks if t not in self.decided()])
@@ -524,7 +596,7 @@ class Ceremony:
 
         def process(batch: list[str]) -> None:
             batch = [t for t in batch if t not in self.decided()]
-            batch = self.skip_blocked(batch)
+            batch = self.skip_blocked(batch, batch=True)
             if len(batch) <= 1:
                 self.run_sequential(batch)
                 return
@@ -558,23 +630,26 @@ class Ceremony:
             passed, excerpt, log = self.test(f"batch-{len(merged)}")
             if passed:
                 head = self.integration.head()
-                for task_id in merged:
+                for task_id in merged:  # decided together: one journal entry for the whole batch
                     self.decide(
                         Result(
                             task_id,
                             "MERGED",
                             f"in a batch of {len(merged)}",
                             sha=self.j["shas"][task_id],
+                            merged_sha=head,
                             log=log or None,
                         ),
                         good=head,
+                        save=False,
                     )
+                self.save(f"decided {', '.join(merged)}")
                 return
             self.integration.reset(good)
             split(merged)
 
         def split(batch: list[str]) -> None:
-            if slack() >= 1 - allowance:
+            if slack() >= 1 - allowance():
                 mid = len(batch) // 2
                 process(batch[:mid])
                 process(batch[mid:])
@@ -602,6 +677,9 @@ class Ceremony:
                 f"The tested result is on {PARK_BRANCH}; run orch merge again to integrate onto the new {target}."
             )
         checkout = _checkout_of(root, target)
+        # The way of landing is in the journal before the base moves, so that a resumed ceremony
+        # reports it right even if orch dies right after.
+        self.j["landed"] = "update-ref" if checkout is None else "fast-forward"
         self.save("landing")
         if checkout is None:
             r = git.run(
@@ -621,7 +699,9 @@ class Ceremony:
                 f"The tested result is on {PARK_BRANCH}; when your checkout is clean, land it with: "
                 f"git -C {shlex.quote(str(checkout))} merge --ff-only {PARK_BRANCH}"
             )
-        r = git.run(["merge", "--ff-only", "--quiet", good], cwd=checkout, check=False, no_hooks=True)
+        r = git.run(
+            ["merge", "--ff-only", "--no-overwrite-ignore", "--quiet", good], cwd=checkout, check=False, no_hooks=True
+        )
         if not r.ok:
             self._park(good)
             return "parked", (
@@ -631,10 +711,25 @@ class Ceremony:
         return "fast-forward", None
 
     def _park(self, sha: str) -> None:
+        # PARK_BRANCH can never be a task's branch: plan.md refuses the task id "integration".
+        old = git.rev_parse(f"refs/heads/{PARK_BRANCH}", cwd=self.ctx.project.root) or ""
         git.run(
-            ["update-ref", "-m", "orch merge: parked result", f"refs/heads/{PARK_BRANCH}", sha],
+            ["update-ref", "-m", "orch merge: parked result", f"refs/heads/{PARK_BRANCH}", sha, old],
             cwd=self.ctx.project.root,
         )
+
+
+def _first_allowance(n: int) -> int:
+    """Runs beyond one-by-one the batch queue may risk before any failure is found: none where
+    bisecting a single failure (1 + 2*log2 n runs) would not beat one-by-one (n)."""
+    if n < 2 or 1 + 2 * math.ceil(math.log2(n)) >= n + 1:
+        return 0
+    return max(1, math.ceil(math.log2(n)) - 2)
+
+
+def batch_bound(n: int) -> int:
+    """The most test runs the batch queue makes for ``n`` tasks, whatever fails (one-by-one: n)."""
+    return n + 1 + 2 * _first_allowance(n)
 
 
 def _describe_requirement(failure: Any) -> str:
@@ -667,22 +762,28 @@ def merge(
     batch: bool = False,
     into: str | None = None,
     resume: bool = False,
+    abort: bool = False,
     progress: Progress = _quiet,
 ) -> Outcome:
     with ctx.store.lock("merge", timeout=5):
-        journal_path = ctx.project.merges_dir / JOURNAL
         existing = _load_journal(ctx)
-        if resume:
+        if resume or abort:
             if existing is None:
-                raise InputError("there is no interrupted merge ceremony to resume", hint="run: orch merge")
-            return _resume(ctx, existing, progress)
+                raise InputError("there is no interrupted merge ceremony", hint="run: orch merge")
+            return _abort(ctx, existing, progress) if abort else _resume(ctx, existing, progress)
         if existing is not None:
             raise InputError(
                 f"a merge ceremony ({existing['id']}) was interrupted at step '{existing['step']}'",
                 hint="run orch merge --resume: it finishes the ceremony or rolls it back",
             )
-        del journal_path
         return _start(ctx, ids, batch=batch, into=into, progress=progress)
+
+
+def pending(ctx: Ctx) -> dict[str, Any] | None:
+    """The journal of an interrupted ceremony, if there is one (other commands leave its tasks alone)."""
+    if not (ctx.project.merges_dir / JOURNAL).exists():
+        return None
+    return _load_journal(ctx)
 
 
 def _load_journal(ctx: Ctx) -> dict[str, Any] | None:
@@ -719,6 +820,7 @@ def _start(ctx: Ctx, ids: list[str] | None, *, batch: bool, into: str | None, pr
         "integration": str(ctx.config.worktree_root / INTEGRATION_DIR),
         "batch": batch,
         "test_command": ctx.config.test_command,
+        "named": tri.named,
         "queue": order,
         "shas": {t: tri.shas[t] for t in order},
         "verdicts": tri.verdicts,
@@ -726,47 +828,93 @@ def _start(ctx: Ctx, ids: list[str] | None, *, batch: bool, into: str | None, pr
         "good": base,
         "step": "start",
         "test_runs": 0,
+        "test_pid": None,
+        "test_start": None,
         "landed": None,
         "land_detail": None,
     }
     ceremony = Ceremony(ctx, journal, progress)
     for result in tri.results:
-        ceremony.decide(result)
+        ceremony.decide(result, save=False)
     ctx.log(
         "RUNNING",
         "MERGE_START",
         f"into {target} at {base[:12]}; queue: {', '.join(order) or 'empty'}",
         artifacts=[pre_ref],
     )
+    ceremony.save("triaged")
     return _run(ceremony)
+
+
+def _landed(ctx: Ctx, j: dict[str, Any]) -> bool:
+    """Did the interrupted ceremony already move the base to its result (maybe with commits since)?"""
+    if j["good"] == j["base_sha"]:
+        return False
+    now = git.rev_parse(f"refs/heads/{j['target']}", cwd=ctx.project.root)
+    return now is not None and (now == j["good"] or git.is_ancestor(j["good"], now, cwd=ctx.project.root))
+
+
+def _stop_orphan_test(j: dict[str, Any]) -> None:
+    """A test run the killed ceremony left behind must not race the resumed one in the same tree."""
+    pid = j.get("test_pid")
+    if pid and procs.alive(pid, j.get("test_start")):
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                break
+            for _ in range(50):
+                if not procs.alive(pid, j.get("test_start")):
+                    break
+                time.sleep(0.1)
+    j["test_pid"] = j["test_start"] = None
 
 
 def _resume(ctx: Ctx, journal: dict[str, Any], progress: Progress) -> Outcome:
     root = ctx.project.root
     ceremony = Ceremony(ctx, journal, progress)
+    _stop_orphan_test(journal)
     now = git.rev_parse(f"refs/heads/{journal['target']}", cwd=root)
-    if now not in (journal["base_sha"], journal["good"]):
-        # Someone moved the base meanwhile: nothing of ours landed; roll back by forgetting the attempt.
+    if now not in (journal["base_sha"], journal["good"]) and not _landed(ctx, journal):
+        # Someone moved the base before we landed: nothing of ours is on it. Roll back.
         progress("the base moved since the interrupted ceremony: rolling back")
-        ceremony.integration.prepare(journal["base_sha"])
-        (ctx.project.merges_dir / JOURNAL).unlink()
-        ctx.log(
-            "REVERTED", "MERGE_ROLLBACK", f"{journal['target']} moved; interrupted ceremony {journal['id']} dropped"
-        )
+        _drop(ctx, journal)
         raise CheckFailed(
-            f"{journal['target']} moved since ceremony {journal['id']} was interrupted; it was rolled back "
-            "(nothing had landed, no task branch was touched)",
+            f"{journal['target']} moved since ceremony {journal['id']} was interrupted, before it landed; the "
+            "ceremony was rolled back (nothing landed, no task branch was touched)",
             hint="run orch merge again",
         )
     ctx.log("RUNNING", "MERGE_RESUME", f"ceremony {journal['id']} from step '{journal['step']}'")
     return _run(ceremony)
 
 
+def _abort(ctx: Ctx, journal: dict[str, Any], progress: Progress) -> Outcome:
+    if _landed(ctx, journal):
+        raise InputError(
+            f"ceremony {journal['id']} already moved {journal['target']}; it can only be finished",
+            hint="run orch merge --resume (and roll back with the command its report gives, if you want)",
+        )
+    _stop_orphan_test(journal)
+    progress("dropping the interrupted ceremony")
+    _drop(ctx, journal)
+    raise CheckFailed(
+        f"ceremony {journal['id']} was rolled back: nothing landed, no task branch was touched",
+        hint="run orch merge to start again",
+    )
+
+
+def _drop(ctx: Ctx, journal: dict[str, Any]) -> None:
+    integration = Integration(ctx, Path(journal["integration"]))
+    integration.prepare(journal["base_sha"])
+    (ctx.project.merges_dir / JOURNAL).unlink()
+    ctx.log(
+        "REVERTED", "MERGE_ROLLBACK", f"interrupted ceremony {journal['id']} dropped; {journal['target']} untouched"
+    )
+
+
 def _run(ceremony: Ceremony) -> Outcome:
     ctx, j = ceremony.ctx, ceremony.j
-    root = ctx.project.root
-    landed_already = git.rev_parse(f"refs/heads/{j['target']}", cwd=root) == j["good"] != j["base_sha"]
-    if not landed_already and j["step"] != "landed":
+    if j["step"] != "landed" and not _landed(ctx, j):
         ceremony.integration.prepare(j["good"])
         todo = [t for t in j["queue"] if t not in ceremony.decided()]
         if j.get("batch"):
@@ -775,10 +923,10 @@ def _run(ceremony: Ceremony) -> Outcome:
             ceremony.run_sequential(todo)
         how, message = ceremony.land()
         j["landed"], j["land_detail"] = how, message
-        ceremony.save("landed")
+        ctx.log("MERGED" if how in ("update-ref", "fast-forward") else "RUNNING", "LAND", f"{how}: {message or ''}")
     else:
         j["landed"] = j.get("landed") or "update-ref"
-        ceremony.save("landed")
+    ceremony.save("landed")
     return _finish(ceremony)
 
 
@@ -807,6 +955,7 @@ def _finish(ceremony: Ceremony) -> Outcome:
         report=ctx.project.rel(report_path),
         rollback=rollback,
         titles=titles,
+        named=list(j.get("named") or []),
     )
     atomic_write(report_path, render_report(outcome))
     at = eventlog.utcnow()
@@ -827,7 +976,8 @@ def _finish(ceremony: Ceremony) -> Outcome:
         ) -> None:
             if verdict is not None:
                 st["verdict"] = verdict
-            st["state"] = outcome_state
+            if st.get("state") != "CLEANED":  # cleaned while the ceremony was interrupted: stays cleaned
+                st["state"] = outcome_state
             st["reason"] = r.detail
             st["merge"] = {
                 "outcome": r.outcome,
@@ -860,8 +1010,8 @@ def _rollback_command(root: Path, j: dict[str, Any], base_after: str | None) -> 
     target, pre = j["target"], j["pre_ref"]
     checkout = _checkout_of(root, target)
     if checkout is not None:
-        return f"git -C {shlex.quote(str(checkout))} reset --keep {pre}"
-    return f"git update-ref refs/heads/{target} {pre} {base_after}"
+        return f"git -C {shlex.quote(str(checkout))} reset --keep {shlex.quote(pre)}"
+    return f"git update-ref {shlex.quote('refs/heads/' + target)} {shlex.quote(pre)} {base_after}"
 
 
 # -- the report --------------------------------------------------------------------------------------
@@ -949,6 +1099,12 @@ def dry_run(ctx: Ctx, ids: list[str] | None = None, *, into: str | None = None) 
     ahead: list[str] = []
     for task_id in order:
         sha = tri.shas[task_id]
+        missing = [
+            d for d in _deps(ctx, task_id) if d not in ahead and not state.merged(state.read(ctx.project, ctx.store, d))
+        ]
+        if missing:
+            results.append(Result(task_id, "SKIPPED", f"dependency {missing[0]} would not be merged", sha=sha))
+            continue
         _, with_base = _merge_tree(root, base, sha)
         if with_base:
             results.append(Result(task_id, "CONFLICT", "would conflict with the base", sha=sha, paths=with_base))
@@ -988,6 +1144,7 @@ def dry_run(ctx: Ctx, ids: list[str] | None = None, *, into: str | None = None) 
         report=None,
         rollback=None,
         titles=titles,
+        named=tri.named,
     )
 
 
@@ -1025,13 +1182,3 @@ def conflicts(ctx: Ctx) -> tuple[list[str], list[Clash]]:
             if tree is None:
                 clashes.append(Clash(a, b, paths))
     return ids, clashes
-
-
-def batch_bound(n: int) -> int:
-    """The most test runs the batch queue may make for ``n`` tasks (one-by-one makes ``n``)."""
-    return n + 1 + 2 * BATCH_ALLOWANCE if n > 1 else n
-
-
-def single_failure_bound(n: int) -> int:
-    """Test runs when exactly one of ``n`` tasks fails: one batch run plus two per halving."""
-    return 1 + 2 * math.ceil(math.log2(n)) if n > 1 else 1

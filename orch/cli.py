@@ -572,25 +572,35 @@ def merge(
     dry_run: bool = typer.Option(False, "--dry-run", help="Forecast conflicts with git merge-tree; change nothing."),
     batch: bool = typer.Option(False, "--batch", help="Test many merges at once and bisect failures."),
     resume: bool = typer.Option(False, "--resume", help="Finish (or roll back) an interrupted ceremony."),
+    abort: bool = typer.Option(False, "--abort", help="Roll back an interrupted ceremony that has not landed."),
     into: str | None = typer.Option(None, "--into", help="Branch to merge into (default: the base branch)."),
     as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON (schemas/merge_report.schema.json)."),
 ) -> int:
     """Merge verified work in dependency order, test after each merge, undo what breaks the tests."""
     from orch import ceremony, render
 
+    if resume and abort:
+        raise UsageError("--resume and --abort exclude each other")
+    if (resume or abort) and (ids or batch or into or dry_run):
+        raise UsageError(
+            "--resume and --abort take no ids, --batch, --into or --dry-run: "
+            "they continue or drop the interrupted ceremony as it was started"
+        )
+    if dry_run and batch:
+        raise UsageError("--dry-run forecasts conflicts only; leave out --batch")
     c = ctx()
     if dry_run:
-        if resume or batch:
-            raise UsageError("--dry-run cannot be combined with --resume or --batch")
         outcome = ceremony.dry_run(c, ids or None, into=into)
     else:
         with render.progress() as progress:
-            outcome = ceremony.merge(c, ids or None, batch=batch, into=into, resume=resume, progress=progress)
+            outcome = ceremony.merge(
+                c, ids or None, batch=batch, into=into, resume=resume, abort=abort, progress=progress
+            )
     if as_json:
         out(render.dumps(outcome.to_json()))
     else:
         out(render.merge_outcome(outcome))
-    return ExitCode.CHECK_FAILED if outcome.failed and not dry_run else ExitCode.OK
+    return ExitCode.CHECK_FAILED if outcome.failed else ExitCode.OK
 
 
 @app.command()

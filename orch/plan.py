@@ -26,6 +26,9 @@ _BUDGET_PART = re.compile(
     r"|(?P<tok>\d+(?:\.\d+)?)\s*(?P<mult>[kKmM]?)\s*tokens?)$"
 )
 
+# Branch orch/<id> belongs to task <id>; these names are orch's own (orch/integration holds a parked
+# merge ceremony result).
+RESERVED_IDS = frozenset({"integration"})
 ID_RULE = "ids start with a letter, then letters, digits, '-' or '_', at most 40 characters"
 
 
@@ -353,6 +356,11 @@ def _starts_field_list(raw: str) -> bool:
 def _validate(plan: Plan, where: str) -> list[tuple[int, str]]:
     problems: list[tuple[int, str]] = []
     seen: dict[str, int] = {}
+    for task in plan.tasks:
+        if task.id.lower() in RESERVED_IDS:
+            problems.append(
+                (task.line, f"task id '{task.id}' is reserved (orch/{task.id.lower()} is orch's own branch)")
+            )
     for task in plan.tasks:
         if task.id in seen:
             problems.append((task.line, f"duplicate task id '{task.id}' (first defined at line {seen[task.id]})"))

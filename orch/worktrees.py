@@ -500,7 +500,16 @@ def clean(
         selected = [i for i, s in statuses.items() if s.get("state") != "CLEANED" and state.merged(s)]
     report = CleanReport()
     listing = _git_worktrees(project.root)
+    from orch import ceremony
+
+    journal = ceremony.pending(ctx)
+    held = set(journal["queue"]) if journal else set()
     for task_id in selected:
+        if task_id in held:
+            entry = CleanEntry(task_id, str(statuses[task_id].get("state", "PENDING")))
+            entry.skipped = "an interrupted merge ceremony holds it (orch merge --resume or --abort first)"
+            report.entries.append(entry)
+            continue
         with store.lock(f"finish-{task_id}"):
             st = state.read(project, store, task_id) or {}
             report.entries.append(_clean_one(ctx, task_id, st, listing, force=force))

@@ -88,7 +88,7 @@ def test_conflicting_tasks(ceremony_repo: Path, orch: Orch) -> None:
     finished_task(repo, "T2", {"src/shared.py": "x = 3\n"})
 
     dry = orch("merge", "--dry-run", "--json")
-    assert dry.returncode == 0, dry.output
+    assert dry.returncode == 1, dry.output  # a forecast conflict is a failed check
     forecast = json.loads(dry.stdout)
     assert outcomes(dry.stdout) == {"T1": "CLEAN", "T2": "CONFLICT"}
     assert forecast["tasks"][1]["conflicts_with"] == ["T1"]
@@ -149,6 +149,7 @@ def test_dirty_checkout_is_left_alone(ceremony_repo: Path, orch: Orch) -> None:
     before = head(repo)
     (repo / "README.md").write_text("my unsaved edit\n")
     r = orch("merge", "--json")
+    assert r.returncode == 1  # nothing landed
     data = json.loads(r.stdout)
     assert data["landed"] == "parked"
     assert "merge --ff-only orch/integration" in data["message"]
@@ -186,7 +187,7 @@ def test_resume_without_an_interrupted_ceremony(ceremony_repo: Path, orch: Orch)
 
 
 STEPS = [
-    "decided T9",
+    "triaged",
     "merging T1",
     "testing T1",
     "decided T1",
@@ -264,3 +265,162 @@ def test_batch_of_sixteen_with_one_failure(ceremony_repo: Path, orch: Orch) -> N
     assert data["test_runs"] <= 9
     assert outcomes(r.stdout)["T11"] == "REVERTED"
     assert sum(1 for o in outcomes(r.stdout).values() if o == "MERGED") == 15
+
+
+# -- findings of the adversarial review, each pinned by a test ---------------------------------------
+
+
+def _set_test_command(repo: Path, command: str) -> None:
+    config = repo / ".orch" / "config.yaml"
+    text = config.read_text()
+    line = next(line for line in text.splitlines() if line.startswith("test_command:"))
+    config.write_text(text.replace(line, f"test_command: {json.dumps(command)}"))
+    git(repo, "commit", "-qam", "test command")
+
+
+def test_a_test_command_that_deletes_the_integration_git_file_cannot_reach_the_user(
+    ceremony_repo: Path, orch: Orch
+) -> None:
+    repo = ceremony_repo
+    _set_test_command(repo, "rm -f .git; exit 1")
+    add_tasks_to_plan(repo, [("T1", "^", []), ("T2", "^", [])])
+    finished_task(repo, "T1", {"one.txt": "1\n"})
+    finished_task(repo, "T2", {"two.txt": "2\n"})
+    git(repo, "checkout", "-q", "-b", "feature")
+    (repo / "README.md").write_text("unsaved work\n")
+    before = head(repo, "feature")
+    r = orch("merge", "--json")
+    assert outcomes(r.stdout) == {"T1": "REVERTED", "T2": "REVERTED"}, r.output
+    assert (repo / "README.md").read_text() == "unsaved work\n"
+    assert git(repo, "symbolic-ref", "--short", "HEAD") == "feature"
+    assert head(repo, "feature") == before
+
+
+def test_the_task_id_integration_is_reserved(project: Path, orch: Orch) -> None:
+    r = orch("plan", "add", "integration", "--title", "x")
+    assert r.returncode == 3
+    assert "reserved" in r.stderr
+
+
+def test_resume_after_landing_finishes_even_if_the_base_moved_since(ceremony_repo: Path, orch: Orch) -> None:
+    repo = ceremony_repo
+    add_tasks_to_plan(repo, [("T1", "^", [])])
+    finished_task(repo, "T1", {"one.txt": "1\n"})
+    assert orch("merge", env={"ORCH_TEST_KILL_AT": "landed"}).returncode == -9
+    git(repo, "commit", "-q", "--allow-empty", "-m", "a person commits meanwhile")
+    r = orch("merge", "--resume", "--json")
+    assert r.returncode == 0, r.output
+    assert outcomes(r.stdout) == {"T1": "MERGED"}
+    assert status_of(repo, "T1")["state"] == "MERGED"
+    assert (repo / json.loads(r.stdout)["report"]).is_file()
+
+
+def test_batch_merges_a_dependency_and_its_dependent_together(ceremony_repo: Path, tmp_path: Path) -> None:
+    repo = ceremony_repo
+    add_tasks_to_plan(repo, [("T1", "^", []), ("T2", "^", ["T1"]), ("T3", "^", [])])
+    finished_task(repo, "T1", {"one.txt": "1\n"})
+    finished_task(repo, "T2", {"two.txt": "2\n"}, base="orch/T1")
+    finished_task(repo, "T3", {"fail-T3": "3\n"})
+    twin = tmp_path / "twin"
+    shutil.copytree(repo, twin, symlinks=True)
+    seq = Orch(repo)("merge", "--json")
+    bat = Orch(twin)("merge", "--batch", "--json")
+    assert outcomes(seq.stdout) == outcomes(bat.stdout) == {"T1": "MERGED", "T2": "MERGED", "T3": "REVERTED"}
+
+
+def test_a_task_dropped_from_the_plan_does_not_block_the_others(ceremony_repo: Path, orch: Orch) -> None:
+    repo = ceremony_repo
+    add_tasks_to_plan(repo, [("T1", "^", [])])
+    finished_task(repo, "T1", {"one.txt": "1\n"})
+    finished_task(repo, "T2", {"two.txt": "2\n"})  # spun, then removed from the plan by a person
+    r = orch("merge", "--json")
+    assert r.returncode == 0, r.output
+    assert outcomes(r.stdout) == {"T2": "NOT_READY", "T1": "MERGED"}
+    assert "no longer in .orch/plan.md" in r.stdout
+
+
+def test_resume_stops_the_test_run_a_killed_ceremony_left_behind(ceremony_repo: Path, orch: Orch) -> None:
+    import os
+    import signal
+
+    repo = ceremony_repo
+    _set_test_command(repo, "sleep 60; sh check.sh")
+    add_tasks_to_plan(repo, [("T1", "^", [])])
+    finished_task(repo, "T1", {"one.txt": "1\n"})
+    assert orch("merge", env={"ORCH_TEST_KILL_AT": "testing T1"}).returncode == -9
+    journal = (repo / ".orch" / "run" / "merges" / "journal.yaml").read_text()
+    pid = int(next(line for line in journal.splitlines() if line.startswith("test_pid:")).split(":")[1])
+    os.killpg(pid, 0)  # the orphaned test run is alive
+    _set_test_command(repo, "sh check.sh")  # the journal keeps the command it started with
+    resumed = orch("merge", "--abort")
+    assert resumed.returncode == 1 and "rolled back" in resumed.stderr
+    try:
+        os.killpg(pid, 0)
+        alive = True
+    except ProcessLookupError:
+        alive = False
+    if alive:  # a zombie waiting for its reaper is not running
+        os.killpg(pid, signal.SIGKILL)
+    assert not alive or Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+
+
+def test_fast_forward_never_overwrites_an_ignored_file(ceremony_repo: Path, orch: Orch) -> None:
+    repo = ceremony_repo
+    commit_file(repo, ".gitignore", "secrets.env\n")
+    (repo / "secrets.env").write_text("MINE\n")
+    add_tasks_to_plan(repo, [("T1", "^", [])])
+    worktree_file = {"secrets.env": "FROM_TASK\n"}
+    wt = repo / ".orch" / "worktrees" / "T1"
+    git(repo, "worktree", "add", "-q", "-b", "orch/T1", str(wt), "main")
+    (wt / "secrets.env").write_text(worktree_file["secrets.env"])
+    git(wt, "add", "-f", "secrets.env")
+    git(wt, "commit", "-q", "-m", "T1")
+    status = repo / ".orch" / "run" / "tasks" / "T1" / "status.yaml"
+    status.parent.mkdir(parents=True)
+    status.write_text("id: T1\nstate: SUCCESS\nbranch: orch/T1\n")
+    r = orch("merge", "--json")
+    assert json.loads(r.stdout)["landed"] == "parked", r.output
+    assert (repo / "secrets.env").read_text() == "MINE\n"
+
+
+def test_a_named_reverted_task_is_tried_again(ceremony_repo: Path, orch: Orch) -> None:
+    repo = ceremony_repo
+    add_tasks_to_plan(repo, [("T1", "^", [])])
+    finished_task(repo, "T1", {"fail-T1": "x\n"})
+    assert outcomes(orch("merge", "--json").stdout) == {"T1": "REVERTED"}
+    unnamed = orch("merge", "--json")
+    assert outcomes(unnamed.stdout) == {} and unnamed.returncode == 0
+    named = orch("merge", "T1", "--json")
+    assert outcomes(named.stdout) == {"T1": "REVERTED"} and named.returncode == 1
+    assert json.loads(named.stdout)["test_runs"] == 1
+
+
+def test_dry_run_exit_code_and_dependencies(ceremony_repo: Path, orch: Orch) -> None:
+    repo = ceremony_repo
+    commit_file(repo, "src/shared.py", "x = 1\n")
+    add_tasks_to_plan(repo, [("T1", "^", []), ("T2", "^", ["T9"]), ("T9", "^", []), ("T3", "^", [])])
+    finished_task(repo, "T1", {"src/shared.py": "x = 2\n"})
+    finished_task(repo, "T9", {"nine.txt": "9\n"}, state="FAILED")
+    finished_task(repo, "T2", {"two.txt": "2\n"}, base="orch/T9")
+    finished_task(repo, "T3", {"src/shared.py": "x = 3\n"})
+    r = orch("merge", "--dry-run", "--json")
+    assert r.returncode == 1
+    assert outcomes(r.stdout) == {"T9": "NOT_READY", "T1": "CLEAN", "T2": "SKIPPED", "T3": "CONFLICT"}
+
+
+def test_clean_leaves_alone_what_an_interrupted_ceremony_holds(ceremony_repo: Path, orch: Orch) -> None:
+    repo = ceremony_repo
+    add_tasks_to_plan(repo, [("T1", "^", [])])
+    finished_task(repo, "T1", {"one.txt": "1\n"})
+    assert orch("merge", env={"ORCH_TEST_KILL_AT": "landed"}).returncode == -9
+    cleaned = orch("clean", "T1")
+    assert "interrupted merge ceremony holds it" in cleaned.output
+    assert git(repo, "rev-parse", "--verify", "-q", "orch/T1", check=False)
+    assert orch("merge", "--resume").returncode == 0
+    assert status_of(repo, "T1")["state"] == "MERGED"
+
+
+def test_resume_and_abort_take_no_other_arguments(ceremony_repo: Path, orch: Orch) -> None:
+    for args in (["--resume", "T1"], ["--resume", "--batch"], ["--abort", "--into", "x"], ["--resume", "--abort"]):
+        r = orch("merge", *args)
+        assert r.returncode == 2, args

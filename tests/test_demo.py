@@ -12,8 +12,15 @@ def test_demo_runs_the_whole_flow_and_keeps_its_repository(tmp_path: Path) -> No
     r = run_orch(tmp_path, "demo", "--dir", str(folder), "--keep", timeout=300)
     assert r.returncode == 0, r.output
     assert "T1 MERGED, T2 MERGED, T3 REVERTED, T4 QUARANTINED, T5 QUARANTINED" in r.stdout
-    for step in ["$ orch init", "$ orch spin --ready", "$ orch wait", "$ orch verify --all", "$ orch merge",
-                 "$ orch clean --all", "$ orch status"]:
+    for step in [
+        "$ orch init",
+        "$ orch spin --ready",
+        "$ orch wait",
+        "$ orch verify --all",
+        "$ orch merge",
+        "$ orch clean --all",
+        "$ orch status",
+    ]:
         assert step in r.stdout, step
     repo = folder / "calc"
     subjects = git(repo, "log", "--format=%s", "main").splitlines()
