@@ -91,6 +91,7 @@ class Outcome:
     rollback: str | None
     titles: dict[str, str]
     named: list[str] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)  # each test run: label, passed, log
 
     @property
     def failed(self) -> bool:
@@ -124,6 +125,7 @@ class Outcome:
             "test_runs": self.test_runs,
             "report": self.report,
             "rollback": self.rollback,
+            "runs": self.runs,
             "tasks": tasks,
         }
 
@@ -537,6 +539,7 @@ class Ceremony:
                 with open(log_path, "a", encoding="utf-8") as log:
                     log.write("\nhard requirement checks failed:\n" + excerpt + "\n")
         self.j["test_pid"] = self.j["test_start"] = None
+        self.j.setdefault("runs", []).append({"label": label, "passed": passed, "log": rel})
         self.ctx.log("RUNNING", "TEST", f"{label}: {'pass' if passed else 'FAIL'} (run {n})", artifacts=[rel])
         return passed, excerpt, rel
 
@@ -956,6 +959,7 @@ def _finish(ceremony: Ceremony) -> Outcome:
         rollback=rollback,
         titles=titles,
         named=list(j.get("named") or []),
+        runs=list(j.get("runs") or []),
     )
     atomic_write(report_path, render_report(outcome))
     at = eventlog.utcnow()
@@ -1049,6 +1053,11 @@ def render_report(o: Outcome) -> str:
         elif r.outcome == "QUARANTINED":
             lines += ["", f"## {r.task}: QUARANTINED", "", f"At `{r.sha}`: {r.detail}", ""]
             lines += [f"- `{p}`: {rule}" for p, rule in zip(r.paths, r.rules, strict=False)]
+    if o.runs:
+        lines += ["", "## Test runs", "", "| # | what | result | log |", "|---|---|---|---|"]
+        for n, run in enumerate(o.runs, 1):
+            verdict = "pass" if run["passed"] else "FAIL"
+            lines.append(f"| {n} | {run['label']} | {verdict} | `{run['log']}` |")
     lines += ["", "## Roll back", ""]
     if o.rollback:
         lines += ["To put the base back where it was before this ceremony:", "", "```sh", o.rollback, "```"]

@@ -69,6 +69,11 @@ def test_ceremony_merges_in_order_reverts_breakage_and_keeps_the_rest(ceremony_r
     assert head(repo, data["pre_ref"]) == before
     report = (repo / data["report"]).read_text()
     assert "| T3 | task T3 | REVERTED |" in report
+    assert "## Test runs" in report and "| 3 | T3 | FAIL |" in report
+    import jsonschema
+
+    schema = json.loads((Path(__file__).parent.parent / "schemas" / "merge_report.schema.json").read_text())
+    jsonschema.validate(data, schema)
     assert "broken by fail-T3" in report
     assert "src/sneaky.py" in report
     assert f"reset --keep {data['pre_ref']}" in report
