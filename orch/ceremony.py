@@ -9,13 +9,14 @@
    clean checkout of it; a dirty checkout is left alone and the result parked on ``orch/integration``.
 5. Write the report, the statuses and the event log.
 
-A journal (``.orch/run/merges/journal.yaml``) is written before every step. Killed at any point, the
+A journal (``.orch/run/merges/journal.json``) is written before every step. Killed at any point, the
 base is either untouched or at a fully tested result, and ``orch merge --resume`` finishes the
 ceremony or rolls it back.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shlex
@@ -34,7 +35,7 @@ from orch.context import Ctx
 from orch.errors import CheckFailed, EnvError, InputError
 from orch.store import atomic_write
 
-JOURNAL = "journal.yaml"
+JOURNAL = "journal.json"  # JSON is YAML too: read back through the store and validated like the rest
 INTEGRATION_DIR = "_integration"
 PARK_BRANCH = "orch/integration"
 EXCERPT_LINES = 30
@@ -249,12 +250,20 @@ def _reverify(ctx: Ctx, tri: Triage, *, log: bool, base_tip: str) -> list[str]:
     The verdicts are kept in ``tri.verdicts`` and written to the statuses together with the outcome,
     one write per task.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from orch import verify
 
+    def judge(task_id: str) -> Any:
+        return verify.verify_task(ctx, task_id, sha=tri.shas[task_id], record=False, base_tip=base_tip, resolved=True)
+
+    # Each verdict is mostly two git processes; a few threads overlap them. Load what they share first.
+    ctx.plan  # noqa: B018
+    with ThreadPoolExecutor(max_workers=min(4, max(1, len(tri.queue)))) as pool:
+        verdicts = list(pool.map(judge, tri.queue))
     ok: list[str] = []
-    for task_id in tri.queue:
+    for task_id, verdict in zip(tri.queue, verdicts, strict=True):
         sha = tri.shas[task_id]
-        verdict = verify.verify_task(ctx, task_id, sha=sha, record=False, base_tip=base_tip, resolved=True)
         tri.verdicts[task_id] = verdict.to_dict()
         if log:
             ctx.log(
@@ -450,7 +459,7 @@ class Ceremony:
         self.j["step"] = step
         # Renamed into place, not fsynced: the journal must outlive a killed orch, which the atomic
         # rename guarantees; against power loss git's own refs are not fsynced either (core.fsync).
-        self.ctx.store.dump(self.ctx.project.merges_dir / JOURNAL, self.j, "merge_journal", durable=False, check=False)
+        atomic_write(self.ctx.project.merges_dir / JOURNAL, json.dumps(self.j, indent=1) + "\n", durable=False)
         _fault_point(step)
 
     def decided(self) -> set[str]:

@@ -77,7 +77,7 @@ def test_ceremony_merges_in_order_reverts_breakage_and_keeps_the_rest(ceremony_r
     assert "broken by fail-T3" in report
     assert "src/sneaky.py" in report
     assert f"reset --keep {data['pre_ref']}" in report
-    assert not (repo / ".orch" / "run" / "merges" / "journal.yaml").exists()
+    assert not (repo / ".orch" / "run" / "merges" / "journal.json").exists()
     log = (repo / ".orch" / "run" / "log").read_text()
     assert "| REVERTED | T3 | MERGE |" in log and "MERGE_DONE" in log
     # The rollback command the report gives really rolls back.
@@ -230,7 +230,7 @@ def test_sigkill_at_every_step_then_resume(ceremony_repo: Path, orch: Orch, step
     assert (repo / "one.txt").is_file()
     assert git(repo, "status", "--porcelain", "--untracked-files=no") == ""
     assert status_of(repo, "T1")["state"] == "MERGED"
-    assert not (repo / ".orch" / "run" / "merges" / "journal.yaml").exists()
+    assert not (repo / ".orch" / "run" / "merges" / "journal.json").exists()
 
 
 def _batch_scenario(repo: Path, n: int, failing: set[int]) -> None:
@@ -353,8 +353,7 @@ def test_resume_stops_the_test_run_a_killed_ceremony_left_behind(ceremony_repo: 
     add_tasks_to_plan(repo, [("T1", "^", [])])
     finished_task(repo, "T1", {"one.txt": "1\n"})
     assert orch("merge", env={"ORCH_TEST_KILL_AT": "testing T1"}).returncode == -9
-    journal = (repo / ".orch" / "run" / "merges" / "journal.yaml").read_text()
-    pid = int(next(line for line in journal.splitlines() if line.startswith("test_pid:")).split(":")[1])
+    pid = json.loads((repo / ".orch" / "run" / "merges" / "journal.json").read_text())["test_pid"]
     os.killpg(pid, 0)  # the orphaned test run is alive
     _set_test_command(repo, "sh check.sh")  # the journal keeps the command it started with
     resumed = orch("merge", "--abort")
