@@ -322,9 +322,9 @@ class Store:
         self._cache.remember(schema_name, text, data)
         return text
 
-    def save(self, path: Path, data: Any, schema_name: str) -> None:
+    def save(self, path: Path, data: Any, schema_name: str, *, check: bool = True) -> None:
         with self.lock(self.lock_name(path)):
-            self.dump(path, data, schema_name)
+            self.dump(path, data, schema_name, check=check)
 
     def update(
         self,

@@ -292,7 +292,9 @@ def _write_task_files(ctx: Ctx, p: _Prepared, base_sha: str) -> None:
         "spun_at": now,
         "brief": task.brief_text(),
     }
-    store.save(folder / "manifest.yaml", manifest, "task_manifest")
+    # Built here from a validated plan and manifest; not checked again on write (jsonschema costs
+    # more than the rest of a spin): the first read validates it, as it does every file.
+    store.save(folder / "manifest.yaml", manifest, "task_manifest", check=False)
     store.write_text(folder / "context.md", render_context(ctx, manifest))
     prepare_worktree(ctx, task, p.path)
 
@@ -313,7 +315,7 @@ def _write_task_files(ctx: Ctx, p: _Prepared, base_sha: str) -> None:
             new["kept_refs"] = kept
         return new
 
-    state.update(project, store, task.id, fresh)
+    state.update(project, store, task.id, fresh, check=False)
 
 
 def prepare_worktree(ctx: Ctx, task: Task, worktree: Path) -> None:
