@@ -225,7 +225,7 @@ def _script(repo: Path, echo: Callable[[str], None]) -> dict[str, str]:
     sh("git", "commit", "-q", "-m", "orch: plan and locks", show=False)
     orch("plan")
     orch("spin", "--ready")
-    orch("wait", "--timeout", "60")
+    orch("wait", "T1", "T3", "T4", "T5", "--timeout", "60")
     orch("verify", "--all", ok=(0, 1))
     orch("merge", ok=(0, 1))
     orch("plan")
