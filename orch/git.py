@@ -66,6 +66,44 @@ class Result:
         return self.returncode == 0
 
 
+def _argv(args: Sequence[str], hardened: bool, no_hooks: bool) -> list[str]:
+    argv = ["git"]
+    if hardened:
+        argv += HARDENED
+    if no_hooks:
+        argv += NO_HOOKS
+    argv += list(args)
+    return argv
+
+
+def _decode(data: bytes | None) -> str:
+    # Not subprocess's text mode: its universal newlines turn a '\r' in a file name into '\n'.
+    return data.decode("utf-8", "surrogateescape") if data else ""
+
+
+def _popen(argv: list[str], cwd: Path | str, env: dict[str, str], stdin: bool, stdout: int) -> subprocess.Popen[bytes]:
+    try:
+        return subprocess.Popen(
+            argv,
+            cwd=cwd,
+            stdin=subprocess.PIPE if stdin else None,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+    except FileNotFoundError as exc:
+        if not os.path.isdir(cwd):
+            raise EnvError(f"folder does not exist: {cwd}") from exc
+        raise EnvError("git is not installed or not on PATH", hint="install git >= 2.38") from exc
+
+
+def _env(env: Mapping[str, str] | None, optional_locks: bool) -> dict[str, str]:
+    extra = dict(env or {})
+    if not optional_locks:
+        extra["GIT_OPTIONAL_LOCKS"] = "0"
+    return clean_env(extra)
+
+
 def run(
     args: Sequence[str],
     *,
@@ -79,38 +117,98 @@ def run(
     timeout: float | None = None,
 ) -> Result:
     """Run ``git ARGS`` in ``cwd`` and return its output; raise ``GitError`` on failure if ``check``."""
-    argv = ["git"]
-    if hardened:
-        argv += HARDENED
-    if no_hooks:
-        argv += NO_HOOKS
-    argv += list(args)
-    extra = dict(env or {})
-    if not optional_locks:
-        extra["GIT_OPTIONAL_LOCKS"] = "0"
+    return start(
+        args,
+        cwd=cwd,
+        input=input,
+        env=env,
+        hardened=hardened,
+        no_hooks=no_hooks,
+        optional_locks=optional_locks,
+    ).wait(check=check, timeout=timeout)
+
+
+class Running:
+    """A git process under way (``start``): do other work, then ``wait`` for its ``Result``."""
+
+    __slots__ = ("argv", "_proc", "_input", "_file")
+
+    def __init__(self, argv: list[str], proc: subprocess.Popen[bytes], input: bytes | None, file: int | None) -> None:
+        self.argv = argv
+        self._proc = proc
+        self._input = input
+        self._file = file  # stdout went to this in-memory file rather than a pipe
+
+    def wait(self, *, check: bool = True, timeout: float | None = None) -> Result:
+        try:
+            stdout, stderr = self._proc.communicate(self._input, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            self._proc.kill()
+            self._proc.communicate()
+            raise EnvError(f"git timed out after {timeout}s: {' '.join(self.argv)}") from exc
+        finally:
+            if self._file is not None:
+                fd, self._file = self._file, None
+                try:
+                    stdout = _read_all(fd)
+                finally:
+                    os.close(fd)
+        result = Result(self.argv, self._proc.returncode, _decode(stdout), _decode(stderr))
+        if check and result.returncode != 0:
+            raise GitError(self.argv, result.returncode, result.stdout, result.stderr)
+        return result
+
+
+def _read_all(fd: int) -> bytes:
+    size = os.fstat(fd).st_size
+    chunks = []
+    pos = 0
+    while pos < size:
+        chunk = os.pread(fd, size - pos, pos)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        pos += len(chunk)
+    return b"".join(chunks)
+
+
+def start(
+    args: Sequence[str],
+    *,
+    cwd: Path | str,
+    input: str | None = None,
+    env: Mapping[str, str] | None = None,
+    hardened: bool = True,
+    no_hooks: bool = False,
+    optional_locks: bool = True,
+    big: bool = False,
+) -> Running:
+    """Start ``git ARGS`` in ``cwd`` without waiting for it (``run`` is ``start(...).wait()``).
+
+    ``big``: the output runs to megabytes (the change set of a large branch). It then goes to an
+    in-memory file rather than a pipe, where git's many small writes would each wake the reader;
+    where there is no ``memfd_create`` (not Linux) a pipe it is.
+    """
+    argv = _argv(args, hardened, no_hooks)
+    file = None
+    if big and hasattr(os, "memfd_create"):
+        try:
+            file = os.memfd_create("orch-git-output", os.MFD_CLOEXEC)
+        except OSError:
+            file = None
     try:
-        proc = subprocess.run(
+        proc = _popen(
             argv,
-            cwd=cwd,
-            input=input,
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            errors="surrogateescape",
-            env=clean_env(extra),
-            timeout=timeout,
-            check=False,
+            cwd,
+            _env(env, optional_locks),
+            stdin=input is not None,
+            stdout=subprocess.PIPE if file is None else file,
         )
-    except FileNotFoundError as exc:
-        if not os.path.isdir(cwd):
-            raise EnvError(f"folder does not exist: {cwd}") from exc
-        raise EnvError("git is not installed or not on PATH", hint="install git >= 2.38") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise EnvError(f"git timed out after {timeout}s: {' '.join(argv)}") from exc
-    result = Result(argv, proc.returncode, proc.stdout, proc.stderr)
-    if check and proc.returncode != 0:
-        raise GitError(argv, proc.returncode, proc.stdout, proc.stderr)
-    return result
+    except BaseException:
+        if file is not None:
+            os.close(file)
+        raise
+    return Running(argv, proc, None if input is None else input.encode("utf-8", "surrogateescape"), file)
 
 
 def out(args: Sequence[str], *, cwd: Path | str, **kw: object) -> str:
@@ -122,6 +220,20 @@ def rev_parse(rev: str, *, cwd: Path | str) -> str | None:
     """The full sha ``rev`` names, or None if it names nothing."""
     r = run(["rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"], cwd=cwd, check=False)
     return r.stdout.strip() if r.ok else None
+
+
+def rev_parse_many(revs: Sequence[str], *, cwd: Path | str) -> list[str | None]:
+    """``rev_parse`` of each rev, in one git call when all of them name commits."""
+    if not any(rev.startswith("-") for rev in revs):  # without --verify, '-x' would be an option
+        r = run(["rev-parse", *(f"{rev}^{{commit}}" for rev in revs)], cwd=cwd, check=False)
+        shas = r.stdout.split()
+        if (
+            r.ok
+            and len(shas) == len(revs)
+            and all(len(s) in (40, 64) and not s.strip("0123456789abcdef") for s in shas)
+        ):
+            return list(shas)
+    return [rev_parse(rev, cwd=cwd) for rev in revs]  # and so say which one names nothing
 
 
 def is_ancestor(ancestor: str, descendant: str, *, cwd: Path | str) -> bool:

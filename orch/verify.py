@@ -8,10 +8,13 @@ with their modes). Rules and locks come from the main checkout only. Hooks (git 
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import operator
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from orch import git
 from orch import locks as locks_mod
@@ -49,35 +52,77 @@ class Change:
         return f"Change({self.status} {self.path!r} {self.old_mode}->{self.new_mode})"
 
 
-def parse_raw(out: str) -> list[Change]:
+class Changes(Sequence[Change]):
+    """What ``parse_raw`` read: the paths as a plain list, each ``Change`` built only when asked for.
+
+    A big change set is mostly ordinary files that only need their path checked; building an object
+    per path would cost more than the checks themselves.
+    """
+
+    __slots__ = ("paths", "_metas", "_special")
+
+    def __init__(self, metas: list[str], paths: list[str]) -> None:
+        self.paths = paths
+        self._metas = metas
+        self._special: frozenset[int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @overload
+    def __getitem__(self, i: int) -> Change: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Change]: ...
+
+    def __getitem__(self, i: int | slice) -> Change | list[Change]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        m1, m2, s1, s2, status = self._metas[i][1:].split(" ")
+        return Change(m1, m2, s1, s2, status[:1], self.paths[i])
+
+    def special(self) -> frozenset[int]:
+        """Indexes of the changes with a symlink or submodule on either side."""
+        if self._special is None:
+            metas = self._metas
+            self._special = frozenset(
+                i for i in _maybe_special(metas) if metas[i][1:7] in _SPECIAL or metas[i][8:14] in _SPECIAL
+            )
+        return self._special
+
+
+_SPECIAL = (SYMLINK, GITLINK)
+
+
+def _maybe_special(metas: list[str]) -> Iterable[int]:
+    """Indexes of metas that may have a symlink or submodule mode (a superset; every one when unsure).
+
+    git writes every meta of a change set with the same width (``:100644 100644 <sha> <sha> M``), and
+    a ':' only at its start. When the joined metas have a ':' every ``width`` characters and nothing
+    after the last one, each meta starts at a multiple of ``width``: the second digit of each mode
+    (``0`` for files and deletions, ``2`` for 120000, ``6`` for 160000) is then one slice away.
+    """
+    if not metas:
+        return ()
+    width, count = len(metas[0]), len(metas)
+    joined = "".join(metas)
+    if width < 15 or len(joined) != width * count or joined[0::width].strip(":"):
+        return range(count)
+    old, new = joined[2::width], joined[9::width]
+    if not old.strip("0") and not new.strip("0"):
+        return ()
+    return [i for i in range(count) if old[i] != "0" or new[i] != "0"]
+
+
+def parse_raw(out: str) -> Changes:
     """Parse ``git diff-tree/diff-index -r -z --no-renames`` output (``:m1 m2 s1 s2 X\\0path\\0``)."""
     parts = out.split("\0")
     start = 0
     while start < len(parts) and not parts[start].startswith(":"):
         start += 1  # a commit id line (diff-tree given one commit); not ours
-    changes: list[Change] = []
-    append = changes.append
-    for meta, path in zip(parts[start::2], parts[start + 1 :: 2], strict=False):  # a trailing "" is left over
-        m1, m2, s1, s2, status = meta[1:].split(" ")
-        append(Change(m1, m2, s1, s2, status[:1], path))
-    return changes
-
-
-def _literal_dir(pattern: str) -> str:
-    """The folder every path a glob can match lies in (``src/m4/`` for ``src/m4/*.py``), or ``""``.
-
-    Per gitignore rules a pattern without a slash before its end matches at any depth: ``""``.
-    """
-    body = pattern.lstrip("/")
-    if "/" not in body.rstrip("/") and not pattern.startswith("/"):
-        return ""
-    segments = body.split("/")[:-1]
-    prefix = []
-    for seg in segments:
-        if any(c in seg for c in "*?[\\"):
-            break
-        prefix.append(seg + "/")
-    return "".join(prefix)
+    paths = parts[start + 1 :: 2]
+    metas = parts[start::2][: len(paths)]  # a trailing "" is left over
+    return Changes(metas, paths)
 
 
 class Violation:
@@ -167,6 +212,29 @@ def _symlink_target(link: str, target: str) -> str | None:
     return "" if joined == "." else joined
 
 
+_GIT_FILES = (".gitmodules", ".gitattributes")
+
+
+def _prefix_range(ordered: Sequence[str], prefix: str, lo: int = 0) -> tuple[int, int]:
+    """The slice of the sorted ``ordered`` whose items start with ``prefix`` (two bisections)."""
+    lo = bisect.bisect_left(ordered, prefix, lo)
+    last = ord(prefix[-1])
+    if last < 0x10FFFF:  # every string starting with prefix sorts before prefix with its last char bumped
+        return lo, bisect.bisect_left(ordered, prefix[:-1] + chr(last + 1), lo)
+    hi = lo
+    while hi < len(ordered) and ordered[hi].startswith(prefix):
+        hi += 1
+    return lo, hi
+
+
+def _sorted_view(paths: list[str]) -> tuple[list[str], Sequence[int]]:
+    """(the paths in sorted order, the index in ``paths`` of each); git reports them sorted already."""
+    if all(map(operator.le, paths, itertools.islice(paths, 1, None))):
+        return paths, range(len(paths))
+    order = sorted(range(len(paths)), key=paths.__getitem__)
+    return [paths[i] for i in order], order
+
+
 def check_changes(
     changes: Sequence[Change],
     *,
@@ -181,139 +249,195 @@ def check_changes(
     AGENTS.md lock apply); otherwise only the project's own locks do. ``read`` fetches blobs by sha,
     for symlink targets and code regions only.
     """
-    locks = lockset.for_agents() if agent else lockset.locks
-    path_locks = [lk for lk in locks if lk.kind in ("path", "test") and lk.rx_src]
-    regions: dict[str, list[locks_mod.Lock]] = {}
-    for lk in locks:
-        if lk.kind == "region" and lk.file:
-            regions.setdefault(lk.file, []).append(lk)
-    # Locks indexed by the literal folder they live in, so each path meets only the few that could
-    # match it (one combined regex per folder) rather than every lock.
-    by_dir: dict[str, list[locks_mod.Lock]] = {}
-    for lk in path_locks:
-        by_dir.setdefault(_literal_dir(lk.pattern or ""), []).append(lk)
-    combined: dict[str, re.Pattern[str]] = {}
+    checker = _Checker(lockset=lockset, scope=scope, agent=agent)
+    checker.scan(changes)
+    return checker.finish(read)
 
-    def folder_rx(folder: str) -> re.Pattern[str]:
-        rx = combined.get(folder)
-        if rx is None:
-            rx = combined[folder] = re.compile("|".join(f"(?:{lk.rx_src})" for lk in by_dir[folder]), re.DOTALL)
-        return rx
 
-    scope_rx = re.compile(scope) if (agent and scope) else None
+class _Checker:
+    """``check_changes`` in two steps: ``scan`` (paths, modes, locks), then ``finish`` (symlink targets
+    and code regions, which need blobs).
 
-    def locked_by(path: str) -> list[locks_mod.Lock]:
-        hits: list[locks_mod.Lock] = []
-        if "" in by_dir and folder_rx("").match(path):
-            hits += [lk for lk in by_dir[""] if lk.rx is not None and lk.rx.match(path)]
-        i = path.find("/")
-        while i != -1:
-            folder = path[: i + 1]
-            if folder in by_dir and folder_rx(folder).match(path):
-                hits += [lk for lk in by_dir[folder] if lk.rx is not None and lk.rx.match(path)]
-            i = path.find("/", i + 1)
-        return hits
+    The change set is checked rule by rule over all its paths rather than path by path: a change set
+    of tens of thousands of paths is mostly paths that no lock comes near, and a per-path loop in
+    Python would cost more than git takes to produce them. Every path a lock matches starts with the
+    lock's literal prefix (``src/billing/`` for ``src/billing/*.py``), so two bisections of the sorted
+    paths find the only paths whose lock regex needs running. Violations come out in path order (for
+    one path: orch state, scope, submodule, .git files, then locks in the order of locks.yaml).
+    """
 
-    out: list[Violation] = []
-    region_changes: list[Change] = []
-    symlinks: list[Change] = []
-    for ch in changes:
-        path = ch.path
-        if agent:
-            if path.startswith(ORCH_PREFIX) or path == ".orch":
-                out.append(
-                    Violation(
-                        path,
-                        "orch-state",
-                        "changes orch's own state under .orch/ (rules come from the main checkout only)",
+    def __init__(self, *, lockset: locks_mod.LockSet, scope: str | None, agent: bool) -> None:
+        self.agent = agent
+        self.scope = scope
+        locks = lockset.for_agents() if agent else lockset.locks
+        self.path_locks = [lk for lk in locks if lk.kind in ("path", "test") and lk.rx_src]
+        self.regions: dict[str, list[locks_mod.Lock]] = {}
+        for lk in locks:
+            if lk.kind == "region" and lk.file:
+                self.regions.setdefault(lk.file, []).append(lk)
+        self.scope_search = re.compile(scope).search if (agent and scope) else None
+        # A scope like ^src/auth/ pins the start of every path it accepts: paths outside that prefix
+        # are out of scope without a search, and when that is the whole regex the rest are in.
+        anchored, head, whole = locks_mod.literal_head(scope) if (agent and scope) else (False, "", False)
+        self.scope_head = head if anchored else ""
+        self.scope_whole = whole
+        self.found: list[Violation] = []
+        self.region_changes: list[Change] = []
+        self.symlinks: list[Change] = []
+
+    def locked_by(self, path: str) -> list[locks_mod.Lock]:
+        """The path and test locks that cover ``path``, in the order of locks.yaml."""
+        return [lk for lk in self.path_locks if path.startswith(lk.prefix) and lk.rx is not None and lk.rx.match(path)]
+
+    def _outside_scope(self, ordered: list[str], index: Sequence[int]) -> Iterable[int]:
+        """Indexes of the paths the scope regex does not find (``re.search``); ``ordered`` is sorted."""
+        search = self.scope_search
+        if search is None:
+            return ()
+        if not self.scope_head:
+            return itertools.compress(index, map(operator.not_, map(search, ordered)))
+        lo, hi = _prefix_range(ordered, self.scope_head)
+        outside = [index[k] for k in itertools.chain(range(lo), range(hi, len(ordered)))]
+        if not self.scope_whole:
+            outside += [index[k] for k in range(lo, hi) if search(ordered[k]) is None]
+        return outside
+
+    def scan(self, changes: Sequence[Change]) -> None:
+        """Check each change's path and modes; collect what ``finish`` must read."""
+        scope = self.scope
+        if isinstance(changes, Changes):
+            paths = changes.paths
+            special = changes.special()
+        else:
+            paths = [ch.path for ch in changes]
+            special = frozenset(i for i, ch in enumerate(changes) if ch.old_mode in _SPECIAL or ch.new_mode in _SPECIAL)
+        n = len(paths)
+        ordered, index = _sorted_view(paths)
+        found: list[tuple[int, int, Violation]] = []  # (path index, rank within the path, violation)
+        skip: set[int] = set()  # changes to .orch/: that one violation says it all
+        if self.agent:
+            lo, hi = _prefix_range(ordered, ".orch")
+            for k in range(lo, hi):
+                path = ordered[k]
+                if path == ".orch" or path.startswith(ORCH_PREFIX):
+                    skip.add(index[k])
+                    why = "changes orch's own state under .orch/ (rules come from the main checkout only)"
+                    found.append((index[k], 0, Violation(path, "orch-state", why)))
+            for i in self._outside_scope(ordered, index):
+                if i not in skip:
+                    found.append((i, 1, Violation(paths[i], "scope", f"outside the task's scope {scope}")))
+            for i in sorted(special - skip):
+                ch = changes[i]
+                if GITLINK in (ch.old_mode, ch.new_mode) and not names_explicitly(scope, ch.path):
+                    why = "changes a submodule pointer; the scope must name the path explicitly"
+                    found.append((i, 2, Violation(ch.path, "submodule", why)))
+                if ch.new_mode == SYMLINK:
+                    self.symlinks.append(ch)
+            joined = "\0".join(paths)  # one scan of the paths, not one test per path
+            if ".gitmodules" in joined or ".gitattributes" in joined:
+                for i, path in enumerate(paths):
+                    if path.endswith(_GIT_FILES) and i not in skip:
+                        base = path.rsplit("/", 1)[-1]
+                        if base in _GIT_FILES and not names_explicitly(scope, path):
+                            why = f"changes {base}; allowed only when the scope names '{path}' explicitly"
+                            found.append((i, 3, Violation(path, base.lstrip("."), why)))
+        for rank, lk in enumerate(self.path_locks, 4):
+            if lk.prefix:
+                lo, hi = _prefix_range(ordered, lk.prefix)
+                if lo == hi:
+                    continue
+                rx = lk.rx
+                assert rx is not None
+                hits: Iterable[int] = [index[k] for k in range(lo, hi) if rx.match(ordered[k])]
+            else:  # a pattern that may match at any depth (*.pem): its regex meets every path
+                rx = lk.rx
+                assert rx is not None
+                hits = itertools.compress(range(n), map(rx.match, paths))
+            for i in hits:
+                if i in skip:
+                    continue
+                path = paths[i]
+                if lk.kind != "test":
+                    found.append(
+                        (i, rank, Violation(path, "path-lock", f"locked: {lk.describe()}", lock=lk.id, mode=lk.mode))
                     )
-                )
-                continue
-            if scope_rx is not None and scope_rx.search(path) is None:
-                out.append(Violation(path, "scope", f"outside the task's scope {scope}"))
-            if GITLINK in (ch.old_mode, ch.new_mode) and not names_explicitly(scope, path):
-                out.append(
-                    Violation(path, "submodule", "changes a submodule pointer; the scope must name the path explicitly")
-                )
-            base = path.rsplit("/", 1)[-1]
-            if base in (".gitmodules", ".gitattributes") and not names_explicitly(scope, path):
-                out.append(
-                    Violation(
-                        path, base.lstrip("."), f"changes {base}; allowed only when the scope names '{path}' explicitly"
-                    )
-                )
-            if ch.new_mode == SYMLINK:
-                symlinks.append(ch)
-        for lk in locked_by(path):
-            if lk.kind == "test":
-                if ch.status == "A":
+                    continue
+                status = changes[i].status
+                if status == "A":
                     continue  # a new test is not a change to a locked one
-                what = {"D": "deleted (or renamed away)", "T": "changed type"}.get(ch.status, "modified")
+                what = {"D": "deleted (or renamed away)", "T": "changed type"}.get(status, "modified")
+                why = f"{what}; must stay byte-identical: {lk.describe()}"
+                found.append((i, rank, Violation(path, "test-lock", why, lock=lk.id, mode=lk.mode)))
+        if found:
+            found.sort(key=lambda item: (item[0], item[1]))
+            self.found += [v for _, _, v in found]
+        if self.regions:
+            touched: list[int] = []
+            for file in self.regions:
+                lo = bisect.bisect_left(ordered, file)
+                touched += [index[k] for k in range(lo, bisect.bisect_right(ordered, file, lo))]
+            for i in sorted(touched):
+                if i in skip:
+                    continue
+                ch = changes[i]
+                if ch.status != "A":
+                    self.region_changes.append(ch)
+
+    def finish(self, read: BlobReader) -> list[Violation]:
+        """Symlink targets and code regions (one ``read`` of the blobs they need); every violation."""
+        out, regions = self.found, self.regions
+        symlinks, region_changes = self.symlinks, self.region_changes
+        wanted = [c.new_sha for c in symlinks]
+        for ch in region_changes:
+            wanted += [s for s in (ch.old_sha, ch.new_sha) if s.strip("0")]
+        blobs = read(wanted) if wanted else {}
+
+        for ch in symlinks:
+            target = blobs.get(ch.new_sha, b"").decode("utf-8", "surrogateescape")
+            resolved = _symlink_target(ch.path, target)
+            if resolved is None:
+                out.append(Violation(ch.path, "symlink-escape", f"symlink to '{target}' leaves the repository"))
+                continue
+            if resolved == ".orch" or resolved.startswith(ORCH_PREFIX):
+                out.append(Violation(ch.path, "symlink-to-lock", f"symlink into orch's state: '{target}'"))
+                continue
+            hits = self.locked_by(resolved) + [lk for lk in regions.get(resolved, [])]
+            for lk in hits:
                 out.append(
                     Violation(
-                        path,
-                        "test-lock",
-                        f"{what}; must stay byte-identical: {lk.describe()}",
+                        ch.path,
+                        "symlink-to-lock",
+                        f"symlink to locked '{resolved}': {lk.describe()}",
                         lock=lk.id,
                         mode=lk.mode,
                     )  # fmt: skip
                 )
-            else:
-                out.append(Violation(path, "path-lock", f"locked: {lk.describe()}", lock=lk.id, mode=lk.mode))
-        if path in regions and ch.status != "A":
-            region_changes.append(ch)
 
-    wanted = [c.new_sha for c in symlinks]
-    for ch in region_changes:
-        wanted += [s for s in (ch.old_sha, ch.new_sha) if s.strip("0")]
-    blobs = read(wanted) if wanted else {}
-
-    for ch in symlinks:
-        target = blobs.get(ch.new_sha, b"").decode("utf-8", "surrogateescape")
-        resolved = _symlink_target(ch.path, target)
-        if resolved is None:
-            out.append(Violation(ch.path, "symlink-escape", f"symlink to '{target}' leaves the repository"))
-            continue
-        if resolved == ".orch" or resolved.startswith(ORCH_PREFIX):
-            out.append(Violation(ch.path, "symlink-to-lock", f"symlink into orch's state: '{target}'"))
-            continue
-        hits = locked_by(resolved) + [lk for lk in regions.get(resolved, [])]
-        for lk in hits:
-            out.append(
-                Violation(
-                    ch.path,
-                    "symlink-to-lock",
-                    f"symlink to locked '{resolved}': {lk.describe()}",
-                    lock=lk.id,
-                    mode=lk.mode,
-                )  # fmt: skip
-            )
-
-    for ch in region_changes:
-        python = ch.path.endswith((".py", ".pyi"))
-        old = blobs.get(ch.old_sha, b"").decode("utf-8", "surrogateescape")
-        new = blobs.get(ch.new_sha, b"").decode("utf-8", "surrogateescape") if ch.new_sha.strip("0") else None
-        for lk in regions[ch.path]:
-            assert lk.name is not None
-            try:
-                before = locks_mod.region_text(old, lk.name, python=python)
-            except locks_mod.RegionError:
-                before = None
-            if before is None:
-                continue  # nothing to protect at the base
-            if new is None:
-                msg = "file deleted"
-            else:
+        for ch in region_changes:
+            python = ch.path.endswith((".py", ".pyi"))
+            old = blobs.get(ch.old_sha, b"").decode("utf-8", "surrogateescape")
+            new = blobs.get(ch.new_sha, b"").decode("utf-8", "surrogateescape") if ch.new_sha.strip("0") else None
+            for lk in regions[ch.path]:
+                assert lk.name is not None
                 try:
-                    after = locks_mod.region_text(new, lk.name, python=python)
-                except locks_mod.RegionError as exc:
-                    after, msg = None, str(exc)
+                    before = locks_mod.region_text(old, lk.name, python=python)
+                except locks_mod.RegionError:
+                    before = None
+                if before is None:
+                    continue  # nothing to protect at the base
+                if new is None:
+                    msg = "file deleted"
                 else:
-                    msg = "region removed or renamed" if after is None else "region edited"
-                if after == before:
-                    continue
-            out.append(Violation(ch.path, "region-lock", f"{msg}: {lk.describe()}", lock=lk.id, mode=lk.mode))
-    return out
+                    try:
+                        after = locks_mod.region_text(new, lk.name, python=python)
+                    except locks_mod.RegionError as exc:
+                        after, msg = None, str(exc)
+                    else:
+                        msg = "region removed or renamed" if after is None else "region edited"
+                    if after == before:
+                        continue
+                out.append(Violation(ch.path, "region-lock", f"{msg}: {lk.describe()}", lock=lk.id, mode=lk.mode))
+        return out
 
 
 # -- requirement checks -----------------------------------------------------------------------------
@@ -391,9 +515,12 @@ def task_branch(task_id: str) -> str:
     return f"orch/{task_id}"
 
 
-def task_changes(root: Path | str, base_sha: str, sha: str) -> list[Change]:
-    out = git.run(["diff-tree", "-r", "-z", "--no-renames", "--no-ext-diff", base_sha, sha, "--"], cwd=root).stdout
-    return parse_raw(out)
+DIFF = ("diff-tree", "-r", "-z", "--no-renames", "--no-ext-diff")
+
+
+def task_changes(root: Path | str, old: str, new: str) -> Changes:
+    """The changes from commit ``old`` to commit ``new``."""
+    return parse_raw(git.start([*DIFF, old, new, "--"], cwd=root, big=True).wait().stdout)
 
 
 def _check_task_id(task_id: str) -> None:
@@ -401,6 +528,22 @@ def _check_task_id(task_id: str) -> None:
 
     if not ID_RE.fullmatch(task_id):
         raise InputError(f"'{task_id}' is not a task id", hint=ID_RULE)
+
+
+def _resolve(root: Path, task_id: str, sha: str | None, base: str) -> tuple[str, str]:
+    """(the full sha to judge, the base branch's tip): one git call when both exist."""
+    branch = f"refs/heads/{task_branch(task_id)}"
+    found = git.rev_parse_many([branch if sha is None else sha, f"refs/heads/{base}"], cwd=root)
+    if found[0] is None:
+        if sha is None:
+            raise InputError(
+                f"task {task_id} has no branch {task_branch(task_id)}",
+                hint=f"spin it first (orch spin {task_id}), or pass the commit to verify",
+            )
+        raise InputError(f"'{sha}' names no commit in this repository")
+    if found[1] is None:
+        raise InputError(f"the base branch '{base}' does not exist", hint="fix base_branch in .orch/config.yaml")
+    return found[0], found[1]
 
 
 def verify_task(ctx: Ctx, task_id: str, *, sha: str | None = None, record: bool = True) -> Verdict:
@@ -413,27 +556,17 @@ def verify_task(ctx: Ctx, task_id: str, *, sha: str | None = None, record: bool 
     root = project.root
     task = ctx.plan.require(task_id)
     lockset = locks_mod.load(project)  # fails closed (exit 3) before anything is judged
-    if sha is None:
-        sha = git.rev_parse(f"refs/heads/{task_branch(task_id)}", cwd=root)
-        if sha is None:
-            raise InputError(
-                f"task {task_id} has no branch {task_branch(task_id)}",
-                hint=f"spin it first (orch spin {task_id}), or pass the commit to verify",
-            )
-    else:
-        resolved = git.rev_parse(sha, cwd=root)
-        if resolved is None:
-            raise InputError(f"'{sha}' names no commit in this repository")
-        sha = resolved
     base = ctx.config.base_branch
-    base_tip = git.rev_parse(f"refs/heads/{base}", cwd=root)
-    if base_tip is None:
-        raise InputError(f"the base branch '{base}' does not exist", hint="fix base_branch in .orch/config.yaml")
-    mb = git.run(["merge-base", base_tip, sha], cwd=root, check=False)
-    if not mb.ok:
+    sha, base_tip = _resolve(root, task_id, sha, base)
+    # merge-base and the diff run side by side: diff-tree finds the same merge-base itself. It refuses
+    # when there are several (criss-cross merges): then the diff runs again from the one merge-base named.
+    mb = git.start(["merge-base", base_tip, sha], cwd=root)
+    diff = git.start([*DIFF, "--merge-base", base_tip, sha, "--"], cwd=root, big=True).wait(check=False)
+    r = mb.wait(check=False)
+    if not r.ok:
         raise InputError(f"{task_branch(task_id)} at {sha[:12]} shares no history with {base}")
-    base_sha = mb.stdout.strip()
-    changes = task_changes(root, base_sha, sha)
+    base_sha = r.stdout.strip()
+    changes = parse_raw(diff.stdout) if diff.ok else task_changes(root, base_sha, sha)
     violations = check_changes(
         changes,
         lockset=lockset,
