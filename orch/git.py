@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
 from orch.errors import EnvError, GitError
 
-if TYPE_CHECKING:  # pathlib and dataclasses cost milliseconds the git hooks do not have
+TYPE_CHECKING = False  # typing, pathlib and dataclasses cost milliseconds the git hooks do not have
+if TYPE_CHECKING:
     from pathlib import Path
 
 # Variables a person may legitimately set for every git they run: identity, dates (tests pin them),
