@@ -523,20 +523,21 @@ def _check_task_id(task_id: str) -> None:
         raise InputError(f"'{task_id}' is not a task id", hint=ID_RULE)
 
 
-def _resolve(root: Path, task_id: str, sha: str | None, base: str) -> tuple[str, str]:
-    """(the full sha to judge, the base branch's tip): one git call when both exist."""
-    branch = f"refs/heads/{task_branch(task_id)}"
-    found = git.rev_parse_many([branch if sha is None else sha, f"refs/heads/{base}"], cwd=root)
-    if found[0] is None:
+def _resolved(pair: git.CommitPair, task_id: str, sha: str | None, base: str) -> tuple[str, str]:
+    """(the full sha to judge, its merge-base with the base branch), or why there is none."""
+    base_tip, found, bases = pair.result()
+    if found is None:
         if sha is None:
             raise InputError(
                 f"task {task_id} has no branch {task_branch(task_id)}",
                 hint=f"spin it first (orch spin {task_id}), or pass the commit to verify",
             )
         raise InputError(f"'{sha}' names no commit in this repository")
-    if found[1] is None:
+    if base_tip is None:
         raise InputError(f"the base branch '{base}' does not exist", hint="fix base_branch in .orch/config.yaml")
-    return found[0], found[1]
+    if not bases:
+        raise InputError(f"{task_branch(task_id)} at {found[:12]} shares no history with {base}")
+    return found, bases[0]  # with several (criss-cross merges), the one `git merge-base` names
 
 
 def verify_task(ctx: Ctx, task_id: str, *, sha: str | None = None, record: bool = True) -> Verdict:
@@ -548,18 +549,17 @@ def verify_task(ctx: Ctx, task_id: str, *, sha: str | None = None, record: bool 
     project = ctx.project
     root = project.root
     task = ctx.plan.require(task_id)
-    lockset = locks_mod.load(project)  # fails closed (exit 3) before anything is judged
     base = ctx.config.base_branch
-    sha, base_tip = _resolve(root, task_id, sha, base)
-    # merge-base and the diff run side by side: diff-tree finds the same merge-base itself. It refuses
-    # when there are several (criss-cross merges): then the diff runs again from the one merge-base named.
-    mb = git.start(["merge-base", base_tip, sha], cwd=root)
-    diff = git.start([*DIFF, "--merge-base", base_tip, sha, "--"], cwd=root, big=True).wait(check=False)
-    r = mb.wait(check=False)
-    if not r.ok:
-        raise InputError(f"{task_branch(task_id)} at {sha[:12]} shares no history with {base}")
-    base_sha = r.stdout.strip()
-    changes = parse_raw(diff.stdout) if diff.ok else task_changes(root, base_sha, sha)
+    # The commit, the base tip and their merge-base are read while the locks load (which still fail
+    # closed, exit 3, before anything else is reported).
+    pair = git.CommitPair(f"refs/heads/{base}", f"refs/heads/{task_branch(task_id)}" if sha is None else sha, cwd=root)
+    try:
+        lockset = locks_mod.load(project)
+    except BaseException:
+        pair.cancel()
+        raise
+    sha, base_sha = _resolved(pair, task_id, sha, base)
+    changes = task_changes(root, base_sha, sha)
     violations = check_changes(
         changes,
         lockset=lockset,
