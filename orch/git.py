@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from orch.errors import EnvError, GitError
 
 TYPE_CHECKING = False  # typing, pathlib and dataclasses cost milliseconds the git hooks do not have
 if TYPE_CHECKING:
     from pathlib import Path
+    from typing import Any
 
 # Variables a person may legitimately set for every git they run: identity, dates (tests pin them),
 # transport and tracing. Everything else named GIT_* is dropped.
@@ -81,14 +82,16 @@ def _decode(data: bytes | None) -> str:
     return data.decode("utf-8", "surrogateescape") if data else ""
 
 
-def _popen(argv: list[str], cwd: Path | str, env: dict[str, str], stdin: bool, stdout: int) -> subprocess.Popen[bytes]:
+def _popen(
+    argv: list[str], cwd: Path | str, env: dict[str, str], *, stdin: bool = False, stderr: Any = subprocess.PIPE
+) -> subprocess.Popen[bytes]:
     try:
         return subprocess.Popen(
             argv,
             cwd=cwd,
             stdin=subprocess.PIPE if stdin else None,
-            stdout=stdout,
-            stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
             env=env,
         )
     except FileNotFoundError as exc:
@@ -131,13 +134,12 @@ def run(
 class Running:
     """A git process under way (``start``): do other work, then ``wait`` for its ``Result``."""
 
-    __slots__ = ("argv", "_proc", "_input", "_file")
+    __slots__ = ("argv", "_proc", "_input")
 
-    def __init__(self, argv: list[str], proc: subprocess.Popen[bytes], input: bytes | None, file: int | None) -> None:
+    def __init__(self, argv: list[str], proc: subprocess.Popen[bytes], input: bytes | None) -> None:
         self.argv = argv
         self._proc = proc
         self._input = input
-        self._file = file  # stdout went to this in-memory file rather than a pipe
 
     def wait(self, *, check: bool = True, timeout: float | None = None) -> Result:
         try:
@@ -145,8 +147,7 @@ class Running:
         except subprocess.TimeoutExpired as exc:
             self.cancel()
             raise EnvError(f"git timed out after {timeout}s: {' '.join(self.argv)}") from exc
-        text = self._take_file() if self._file is not None else _decode(stdout)
-        result = Result(self.argv, self._proc.returncode, text, _decode(stderr))
+        result = Result(self.argv, self._proc.returncode, _decode(stdout), _decode(stderr))
         if check and result.returncode != 0:
             raise GitError(self.argv, result.returncode, result.stdout, result.stderr)
         return result
@@ -156,24 +157,6 @@ class Running:
         if self._proc.poll() is None:
             self._proc.kill()
         self._proc.communicate()
-        if self._file is not None:
-            os.close(self._file)
-            self._file = None
-
-    def _take_file(self) -> str:
-        import mmap
-
-        assert self._file is not None
-        fd, self._file = self._file, None
-        try:
-            size = os.fstat(fd).st_size
-            if not size:
-                return ""
-            # Decoded straight from the mapped pages: a copy into bytes first costs several times more.
-            with mmap.mmap(fd, size, prot=mmap.PROT_READ) as view:
-                return str(view, "utf-8", "surrogateescape")
-        finally:
-            os.close(fd)
 
 
 def start(
@@ -185,34 +168,57 @@ def start(
     hardened: bool = True,
     no_hooks: bool = False,
     optional_locks: bool = True,
-    big: bool = False,
 ) -> Running:
-    """Start ``git ARGS`` in ``cwd`` without waiting for it (``run`` is ``start(...).wait()``).
-
-    ``big``: the output runs to megabytes (the change set of a large branch). It then goes to an
-    in-memory file rather than a pipe, where git's many small writes would each wake the reader;
-    where there is no ``memfd_create`` (not Linux) a pipe it is.
-    """
+    """Start ``git ARGS`` in ``cwd`` without waiting for it (``run`` is ``start(...).wait()``)."""
     argv = _argv(args, hardened, no_hooks)
-    file = None
-    if big and hasattr(os, "memfd_create"):
+    proc = _popen(argv, cwd, _env(env, optional_locks), stdin=input is not None)
+    return Running(argv, proc, None if input is None else input.encode("utf-8", "surrogateescape"))
+
+
+def stream(args: Sequence[str], *, cwd: Path | str, batch: int = 1 << 17) -> Iterator[str]:
+    """stdout of ``git ARGS`` in pieces of about ``batch`` bytes or more, each ending at a NUL (for
+    ``-z`` output), as git writes them: a caller works on one piece while git writes the next.
+    ``GitError`` once git has ended, if it failed; git is stopped if the caller stops early.
+    """
+    import tempfile
+
+    argv = _argv(args, True, False)
+    # stderr goes to a file, so stdout can be read with plain blocking reads: git cannot stall on a
+    # full stderr pipe, and there is no select() round per chunk git writes.
+    with tempfile.TemporaryFile() as err:
+        proc = _popen(argv, cwd, _env(None, True), stderr=err)
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
         try:
-            file = os.memfd_create("orch-git-output", os.MFD_CLOEXEC)
-        except OSError:
-            file = None
-    try:
-        proc = _popen(
-            argv,
-            cwd,
-            _env(env, optional_locks),
-            stdin=input is not None,
-            stdout=subprocess.PIPE if file is None else file,
-        )
-    except BaseException:
-        if file is not None:
-            os.close(file)
-        raise
-    return Running(argv, proc, None if input is None else input.encode("utf-8", "surrogateescape"), file)
+            import fcntl
+
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 1 << 20)  # room for git to write ahead of the caller
+        except (ImportError, AttributeError, OSError):  # not Linux, or over the system's limit: slower only
+            pass
+        held: list[bytes] = []
+        size = 0
+        try:
+            while data := os.read(fd, 1 << 16):  # under malloc's mmap threshold: no page faults per read
+                held.append(data)
+                size += len(data)
+                if size >= batch:
+                    joined = b"".join(held)
+                    cut = joined.rfind(b"\0") + 1
+                    held, size = [joined[cut:]], len(joined) - cut
+                    if cut:
+                        yield _decode(joined[:cut])
+            code = proc.wait()
+        finally:
+            if proc.poll() is None:  # the caller stopped early
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+        rest = b"".join(held)
+        if code != 0:
+            err.seek(0)
+            raise GitError(argv, code, _decode(rest), _decode(err.read()))
+    if rest:
+        yield _decode(rest)
 
 
 def out(args: Sequence[str], *, cwd: Path | str, **kw: object) -> str:

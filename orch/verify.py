@@ -13,11 +13,11 @@ import itertools
 import operator
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from orch import git
 from orch import locks as locks_mod
-from orch.errors import InputError
+from orch.errors import GitError, InputError
 
 TYPE_CHECKING = False  # typing costs git hooks ~2 ms to import; mypy reads this as typing's
 if TYPE_CHECKING:
@@ -105,6 +105,22 @@ def _maybe_special(metas: list[str]) -> Iterable[int]:
     if not old.strip("0") and not new.strip("0"):
         return ()
     return [i for i in range(count) if old[i] != "0" or new[i] != "0"]
+
+
+def parse_stream(pieces: Iterable[str]) -> Iterator[Changes]:
+    """``parse_raw`` of output that comes in pieces, each ending at a NUL (``git.stream``): one batch
+    per piece, a record (meta NUL path NUL) that straddles two pieces going with the second."""
+    carry: list[str] = []
+    for piece in pieces:
+        parts = piece.split("\0")
+        parts.pop()  # the piece ends with a NUL: the last part is empty
+        if carry:
+            parts[:0] = carry
+        carry = [parts.pop()] if len(parts) % 2 else []
+        if parts:
+            yield Changes(parts[0::2], parts[1::2])
+    if carry:
+        raise GitError(list(DIFF), 0, "", f"git's output ends inside a record: {carry[0][:80]!r}")
 
 
 def parse_raw(out: str) -> Changes:
@@ -222,7 +238,8 @@ def _prefix_range(ordered: Sequence[str], prefix: str, lo: int = 0) -> tuple[int
 
 def _sorted_view(paths: list[str]) -> tuple[list[str], Sequence[int]]:
     """(the paths in sorted order, the index in ``paths`` of each); git reports them sorted already."""
-    if all(map(operator.le, paths, itertools.islice(paths, 1, None))):
+    ordered = sorted(paths)  # on sorted input: one pass of comparisons
+    if ordered == paths:
         return paths, range(len(paths))
     order = sorted(range(len(paths)), key=paths.__getitem__)
     return [paths[i] for i in order], order
@@ -255,8 +272,10 @@ class _Checker:
     of tens of thousands of paths is mostly paths that no lock comes near, and a per-path loop in
     Python would cost more than git takes to produce them. Every path a lock matches starts with the
     lock's literal prefix (``src/billing/`` for ``src/billing/*.py``), so two bisections of the sorted
-    paths find the only paths whose lock regex needs running. Violations come out in path order (for
-    one path: orch state, scope, submodule, .git files, then locks in the order of locks.yaml).
+    paths find the only paths whose lock regex needs running, and only locks whose prefix falls within
+    the batch's first and last path are looked at. ``scan`` takes the change set in one batch or in
+    several, in git's order (``task_changes``). Violations come out in path order (for one path: orch
+    state, scope, submodule, .git files, then locks in the order of locks.yaml).
     """
 
     def __init__(self, *, lockset: locks_mod.LockSet, scope: str | None, agent: bool) -> None:
@@ -264,6 +283,13 @@ class _Checker:
         self.scope = scope
         locks = lockset.for_agents() if agent else lockset.locks
         self.path_locks = [lk for lk in locks if lk.kind in ("path", "test") and lk.rx_src]
+        self._rank = {id(lk): rank for rank, lk in enumerate(self.path_locks, 4)}  # after the agent rules
+        self._anywhere = [lk for lk in self.path_locks if not lk.prefix]
+        self._by_prefix: dict[str, list[locks_mod.Lock]] = {}
+        for lk in self.path_locks:
+            if lk.prefix:
+                self._by_prefix.setdefault(lk.prefix, []).append(lk)
+        self._prefixes = sorted(self._by_prefix)
         self.regions: dict[str, list[locks_mod.Lock]] = {}
         for lk in locks:
             if lk.kind == "region" and lk.file:
@@ -294,6 +320,20 @@ class _Checker:
         if not self.scope_whole:
             outside += [index[k] for k in range(lo, hi) if search(ordered[k]) is None]
         return outside
+
+    def _near(self, ordered: list[str]) -> list[locks_mod.Lock]:
+        """The path and test locks that may match a path of the sorted ``ordered``, in locks.yaml order."""
+        if not ordered:
+            return []
+        first, last = ordered[0], ordered[-1]
+        prefixes, by_prefix = self._prefixes, self._by_prefix
+        # A path starts with prefix p only if p <= path: p <= last. A p before first can still hold
+        # paths of the batch only if first itself starts with p.
+        chosen = prefixes[bisect.bisect_left(prefixes, first) : bisect.bisect_right(prefixes, last)]
+        chosen += [first[:k] for k in range(1, len(first)) if first[:k] in by_prefix]
+        near = [lk for p in chosen for lk in by_prefix[p]] + self._anywhere
+        near.sort(key=lambda lk: self._rank[id(lk)])
+        return near
 
     def scan(self, changes: Sequence[Change] | Changes) -> None:
         """Check each change's path and modes; collect what ``finish`` must read."""
@@ -334,7 +374,8 @@ class _Checker:
                         if base in _GIT_FILES and not names_explicitly(scope, path):
                             why = f"changes {base}; allowed only when the scope names '{path}' explicitly"
                             found.append((i, 3, Violation(path, base.lstrip("."), why)))
-        for rank, lk in enumerate(self.path_locks, 4):
+        for lk in self._near(ordered):
+            rank = self._rank[id(lk)]
             if lk.prefix:
                 lo, hi = _prefix_range(ordered, lk.prefix)
                 if lo == hi:
@@ -511,9 +552,10 @@ def task_branch(task_id: str) -> str:
 DIFF = ("diff-tree", "-r", "-z", "--no-renames", "--no-ext-diff")
 
 
-def task_changes(root: Path | str, old: str, new: str) -> Changes:
-    """The changes from commit ``old`` to commit ``new``."""
-    return parse_raw(git.start([*DIFF, old, new, "--"], cwd=root, big=True).wait().stdout)
+def task_changes(root: Path | str, old: str, new: str) -> Iterator[Changes]:
+    """The changes from commit ``old`` to commit ``new``, in batches as git writes them (in git's
+    order), so checking one batch overlaps git's work on the next."""
+    return parse_stream(git.stream([*DIFF, old, new, "--"], cwd=root))
 
 
 def _check_task_id(task_id: str) -> None:
@@ -559,14 +601,12 @@ def verify_task(ctx: Ctx, task_id: str, *, sha: str | None = None, record: bool 
         pair.cancel()
         raise
     sha, base_sha = _resolved(pair, task_id, sha, base)
-    changes = task_changes(root, base_sha, sha)
-    violations = check_changes(
-        changes,
-        lockset=lockset,
-        scope=task.scope,
-        agent=True,
-        read=lambda shas: git.cat_blobs(shas, cwd=root),
-    )
+    checker = _Checker(lockset=lockset, scope=task.scope, agent=True)
+    changed = 0
+    for batch in task_changes(root, base_sha, sha):
+        checker.scan(batch)
+        changed += len(batch)
+    violations = checker.finish(lambda shas: git.cat_blobs(shas, cwd=root))
     status = state.read(project, ctx.store, task_id, refresh=False) or {}
     acks = set(status.get("acks") or [])
     if lockset.of_kind("requirement", agents=False):
@@ -583,7 +623,7 @@ def verify_task(ctx: Ctx, task_id: str, *, sha: str | None = None, record: bool 
                     )
                 )
     pending = sorted({v.lock for v in violations if v.mode == "soft" and v.lock and v.lock not in acks})
-    verdict = Verdict(task_id, result_of(violations), sha, base_sha, violations, pending, utcnow(), len(changes))
+    verdict = Verdict(task_id, result_of(violations), sha, base_sha, violations, pending, utcnow(), changed)
     if record:
         _record(ctx, verdict)
     return verdict

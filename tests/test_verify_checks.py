@@ -8,12 +8,16 @@ agree on every violation and its order.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
+from conftest import commit_file, git
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from orch import git as orch_git
 from orch import locks, verify
+from orch.errors import GitError
 
 SEGMENTS = [
     "src",
@@ -118,10 +122,29 @@ def raw(changes: list[verify.Change]) -> str:
     return "".join(f":{c.old_mode} {c.new_mode} {c.old_sha} {c.new_sha} {c.status}\0{c.path}\0" for c in changes)
 
 
+def pieces(text: str, cuts: list[int]) -> list[str]:
+    """``text`` cut after some of its NULs, as ``git.stream`` hands it over."""
+    ends = [i + 1 for i, c in enumerate(text) if c == "\0"]
+    chosen = sorted({ends[c % len(ends)] for c in cuts} | {len(text)}) if ends else []
+    return [text[a:b] for a, b in zip([0, *chosen], chosen, strict=False)]
+
+
 @settings(max_examples=300, deadline=None)
-@given(change_sets(), locksets(), st.sampled_from(SCOPES), st.booleans(), st.booleans())
+@given(
+    change_sets(),
+    locksets(),
+    st.sampled_from(SCOPES),
+    st.booleans(),
+    st.booleans(),
+    st.lists(st.integers(min_value=0), max_size=6),
+)
 def test_check_changes_agrees_with_the_plain_reference(
-    changes: list[verify.Change], lockset: locks.LockSet, scope: str | None, agent: bool, in_git_order: bool
+    changes: list[verify.Change],
+    lockset: locks.LockSet,
+    scope: str | None,
+    agent: bool,
+    in_git_order: bool,
+    cuts: list[int],
 ) -> None:
     if in_git_order:
         changes = sorted(changes, key=lambda c: c.path)
@@ -129,6 +152,12 @@ def test_check_changes_agrees_with_the_plain_reference(
     for given_as in (changes, verify.parse_raw(raw(changes))):  # objects, and git's raw text
         got = verify.check_changes(given_as, lockset=lockset, scope=scope, agent=agent, read=lambda shas: {})
         assert [(v.path, v.rule, v.lock) for v in got] == want
+    checker = verify._Checker(lockset=lockset, scope=scope, agent=agent)  # in batches, as verify_task reads them
+    batches = list(verify.parse_stream(pieces(raw(changes), cuts)))
+    for batch in batches:
+        checker.scan(batch)
+    assert [p for b in batches for p in b.paths] == [c.path for c in changes]
+    assert [(v.path, v.rule, v.lock) for v in checker.finish(lambda shas: {})] == want
 
 
 def test_parse_raw_reads_modes_statuses_and_odd_paths() -> None:
@@ -179,3 +208,27 @@ def test_lock_prefixes_hold_every_match() -> None:
         ("a\\*b/c", "a*b/c"),
     ]:
         assert locks.literal_prefix(locks.glob_regex(pattern)) == prefix
+
+
+def test_git_stream_hands_over_whole_records_and_reports_failure(repo: Path) -> None:
+    first = git(repo, "rev-parse", "HEAD")
+    for n in range(700):  # over 64 KiB of output: more than one read of the pipe, so several pieces
+        (repo / f"d{n % 3}").mkdir(exist_ok=True)
+        (repo / f"d{n % 3}/file {n}.txt").write_text(f"{n}\n")
+    git(repo, "add", "-A")
+    last = commit_file(repo, "last.txt", "last\n")
+    args = [*verify.DIFF, first, last, "--"]
+    whole = verify.parse_raw(orch_git.run(args, cwd=repo).stdout)
+    got = list(orch_git.stream(args, cwd=repo, batch=100))
+    assert len(got) >= 2 and all(piece.endswith("\0") for piece in got)
+    assert len(whole) == 701
+    batches = list(verify.parse_stream(got))
+    assert [p for b in batches for p in b.paths] == whole.paths == sorted(whole.paths)
+    assert [b[i].new_sha for b in batches for i in range(len(b))] == [whole[i].new_sha for i in range(len(whole))]
+    with pytest.raises(GitError, match="bad object|not a tree|invalid"):
+        list(verify.task_changes(repo, "0" * 40, last))
+
+
+def test_parse_stream_refuses_output_that_stops_inside_a_record() -> None:
+    with pytest.raises(GitError, match="ends inside a record"):
+        list(verify.parse_stream([f":100644 100644 {'a' * 40} {'b' * 40} M\0"]))
