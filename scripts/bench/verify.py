@@ -12,7 +12,7 @@
 2. ``git commit`` with the pre-commit hook installed against a plain ``git commit``.
 3. The hook process (``python -m orch.hookmain pre-commit``) against ``python -c pass`` with the same
    interpreter (target <= 4x); ``python3`` on PATH is shown too (it may be a slow version-manager
-   shim), and the hook compiled from source (no bytecode at all).
+   shim).
 
 Every figure is the median of interleaved runs (each round runs every contender once), so a load
 spike from another process hits all of them alike. Bytecode is cached in a temp folder as an
@@ -107,8 +107,8 @@ def main() -> None:
         os.environ.update({k: v for k, v in ENV.items() if k.startswith("GIT_")})
         scope = build(root, args.files, args.locks)
 
-        def run(argv: list[str], env: dict[str, str] = ENV, ok: tuple[int, ...] = (0,)) -> None:
-            r = subprocess.run(argv, cwd=root, env=env, capture_output=True, check=False)
+        def run(argv: list[str], ok: tuple[int, ...] = (0,)) -> None:
+            r = subprocess.run(argv, cwd=root, env=ENV, capture_output=True, check=False)
             assert r.returncode in ok, (argv, r.returncode, r.stderr)
 
         from orch import git, verify
@@ -167,25 +167,20 @@ def main() -> None:
 
         (root / "src/bench.py").write_text("n = -1\n")
         sh(["git", "add", "src/bench.py"], root)
-        with tempfile.TemporaryDirectory() as nocache:
-            from_source = {**ENV, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": nocache}
-            hook_argv = [sys.executable, "-m", "orch.hookmain", "pre-commit"]
-            got = medians(
-                {
-                    "python": lambda: run([sys.executable, "-c", "pass"]),
-                    "python3": lambda: run(["python3", "-c", "pass"]),
-                    "hook": lambda: run(hook_argv),
-                    "shim": lambda: run([str(hook)]),
-                    "source": lambda: run(hook_argv, env=from_source),
-                },
-                args.runs,
-            )
+        got = medians(
+            {
+                "python": lambda: run([sys.executable, "-c", "pass"]),
+                "python3": lambda: run(["python3", "-c", "pass"]),
+                "hook": lambda: run([sys.executable, "-m", "orch.hookmain", "pre-commit"]),
+                "shim": lambda: run([str(hook)]),
+            },
+            args.runs,
+        )
         bare = got["python"]
         print(line("python3 -c pass (on PATH)", got["python3"], bare))
         print(line("python -c pass (same python)", bare, bare))
         print(line("hook process (python -m orch.hookmain)", got["hook"], bare, "  (target <= 4x)"))
         print(line("installed shim (sh + hook)", got["shim"], bare))
-        print(line("hook process, no bytecode (compiled each run)", got["source"], bare))
 
 
 if __name__ == "__main__":
