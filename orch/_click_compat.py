@@ -37,13 +37,19 @@ def command(app: typer.Typer) -> Any:
 
 
 def plain_type(annotation: Any) -> type | None:
-    """``str``, ``bool`` or ``list`` (of ``str``) for such an annotation (optionally ``| None``), else None."""
+    """``str`` or ``bool`` for an annotation that is one of them (optionally ``| None``), else None."""
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         args = set(typing.get_args(annotation)) - {type(None)}
         annotation = args.pop() if len(args) == 1 else None
-    if typing.get_origin(annotation) is list and typing.get_args(annotation) == (str,):
-        return list
     return annotation if annotation in (str, bool) else None
+
+
+def plain_list(annotation: Any) -> bool:
+    """Is the annotation ``list[str]`` (optionally ``| None``)?"""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        args = set(typing.get_args(annotation)) - {type(None)}
+        annotation = args.pop() if len(args) == 1 else None
+    return typing.get_origin(annotation) is list and typing.get_args(annotation) == (str,)
 
 
 def _spare_plain_parameters() -> None:
@@ -60,22 +66,26 @@ def _spare_plain_parameters() -> None:
         """A value click already made a str (or bool) passes as it is; anything else goes the typer way."""
 
         def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
-            kind = plain_type(self.annotation)
-            if kind is list and isinstance(value, (tuple, list)) and all(isinstance(v, str) for v in value):
-                return list(value) if value else None  # click gives a tuple of str; absent is None
-            if kind is not list and isinstance(value, kind or ()):
+            if isinstance(value, plain_type(self.annotation) or ()):
                 return value
+            return build_runtime_param(param.type_descriptor)._coerce_value(value, param=param, ctx=ctx)
+
+    class PlainList(RuntimeParam):
+        """Strings click collected (``nargs=-1`` or a repeated option) become the list typer makes of them."""
+
+        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+            if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+                return list(value)
             return build_runtime_param(param.type_descriptor)._coerce_value(value, param=param, ctx=ctx)
 
     def get_runtime_param(self: Any) -> Any:
         descriptor = getattr(self, "type_descriptor", None)
-        if (
-            getattr(self, "_runtime_param", False) is None
-            and descriptor is not None
-            and plain_type(descriptor.annotation) is not None
-            and (self.nargs == 1 or plain_type(descriptor.annotation) is list)
-        ):
-            self._runtime_param = Plain(parameter_info=descriptor.parameter_info, annotation=descriptor.annotation)
+        if getattr(self, "_runtime_param", False) is None and descriptor is not None:
+            annotation, info = descriptor.annotation, descriptor.parameter_info
+            if plain_type(annotation) is not None and self.nargs == 1 and not self.multiple:
+                self._runtime_param = Plain(parameter_info=info, annotation=annotation)
+            elif plain_list(annotation) and (self.nargs == -1 or self.multiple):
+                self._runtime_param = PlainList(parameter_info=info, annotation=annotation)
         return original(self)
 
     get_runtime_param.orch_plain = True  # type: ignore[attr-defined]

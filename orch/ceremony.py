@@ -255,7 +255,7 @@ def _reverify(ctx: Ctx, tri: Triage, *, log: bool, base_tip: str) -> list[str]:
     from orch import verify
 
     def judge(task_id: str) -> Any:
-        return verify.verify_task(ctx, task_id, sha=tri.shas[task_id], record=False, base_tip=base_tip, resolved=True)
+        return verify.verify_task(ctx, task_id, sha=tri.shas[task_id], record=False, base_tip=base_tip)
 
     # Each verdict is mostly two git processes; a few threads overlap them. Load what they share first.
     ctx.plan  # noqa: B018

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping, Sequence
 
 from orch.errors import EnvError, GitError
 
-if TYPE_CHECKING:  # pathlib and dataclasses cost milliseconds the git hooks do not have
+TYPE_CHECKING = False  # typing, pathlib and dataclasses cost milliseconds the git hooks do not have
+if TYPE_CHECKING:
     from pathlib import Path
+    from typing import Any
 
 # Variables a person may legitimately set for every git they run: identity, dates (tests pin them),
 # transport and tracing. Everything else named GIT_* is dropped.
@@ -66,6 +67,46 @@ class Result:
         return self.returncode == 0
 
 
+def _argv(args: Sequence[str], hardened: bool, no_hooks: bool) -> list[str]:
+    argv = ["git"]
+    if hardened:
+        argv += HARDENED
+    if no_hooks:
+        argv += NO_HOOKS
+    argv += list(args)
+    return argv
+
+
+def _decode(data: bytes | None) -> str:
+    # Not subprocess's text mode: its universal newlines turn a '\r' in a file name into '\n'.
+    return data.decode("utf-8", "surrogateescape") if data else ""
+
+
+def _popen(
+    argv: list[str], cwd: Path | str, env: dict[str, str], *, stdin: bool = False, stderr: Any = subprocess.PIPE
+) -> subprocess.Popen[bytes]:
+    try:
+        return subprocess.Popen(
+            argv,
+            cwd=cwd,
+            stdin=subprocess.PIPE if stdin else None,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            env=env,
+        )
+    except FileNotFoundError as exc:
+        if not os.path.isdir(cwd):
+            raise EnvError(f"folder does not exist: {cwd}") from exc
+        raise EnvError("git is not installed or not on PATH", hint="install git >= 2.38") from exc
+
+
+def _env(env: Mapping[str, str] | None, optional_locks: bool) -> dict[str, str]:
+    extra = dict(env or {})
+    if not optional_locks:
+        extra["GIT_OPTIONAL_LOCKS"] = "0"
+    return clean_env(extra)
+
+
 def run(
     args: Sequence[str],
     *,
@@ -79,38 +120,105 @@ def run(
     timeout: float | None = None,
 ) -> Result:
     """Run ``git ARGS`` in ``cwd`` and return its output; raise ``GitError`` on failure if ``check``."""
-    argv = ["git"]
-    if hardened:
-        argv += HARDENED
-    if no_hooks:
-        argv += NO_HOOKS
-    argv += list(args)
-    extra = dict(env or {})
-    if not optional_locks:
-        extra["GIT_OPTIONAL_LOCKS"] = "0"
-    try:
-        proc = subprocess.run(
-            argv,
-            cwd=cwd,
-            input=input,
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            errors="surrogateescape",
-            env=clean_env(extra),
-            timeout=timeout,
-            check=False,
-        )
-    except FileNotFoundError as exc:
-        if not os.path.isdir(cwd):
-            raise EnvError(f"folder does not exist: {cwd}") from exc
-        raise EnvError("git is not installed or not on PATH", hint="install git >= 2.38") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise EnvError(f"git timed out after {timeout}s: {' '.join(argv)}") from exc
-    result = Result(argv, proc.returncode, proc.stdout, proc.stderr)
-    if check and proc.returncode != 0:
-        raise GitError(argv, proc.returncode, proc.stdout, proc.stderr)
-    return result
+    return start(
+        args,
+        cwd=cwd,
+        input=input,
+        env=env,
+        hardened=hardened,
+        no_hooks=no_hooks,
+        optional_locks=optional_locks,
+    ).wait(check=check, timeout=timeout)
+
+
+class Running:
+    """A git process under way (``start``): do other work, then ``wait`` for its ``Result``."""
+
+    __slots__ = ("argv", "_proc", "_input")
+
+    def __init__(self, argv: list[str], proc: subprocess.Popen[bytes], input: bytes | None) -> None:
+        self.argv = argv
+        self._proc = proc
+        self._input = input
+
+    def wait(self, *, check: bool = True, timeout: float | None = None) -> Result:
+        try:
+            stdout, stderr = self._proc.communicate(self._input, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            self.cancel()
+            raise EnvError(f"git timed out after {timeout}s: {' '.join(self.argv)}") from exc
+        result = Result(self.argv, self._proc.returncode, _decode(stdout), _decode(stderr))
+        if check and result.returncode != 0:
+            raise GitError(self.argv, result.returncode, result.stdout, result.stderr)
+        return result
+
+    def cancel(self) -> None:
+        """Stop git (the caller no longer wants its answer) and release what it holds."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.communicate()
+
+
+def start(
+    args: Sequence[str],
+    *,
+    cwd: Path | str,
+    input: str | None = None,
+    env: Mapping[str, str] | None = None,
+    hardened: bool = True,
+    no_hooks: bool = False,
+    optional_locks: bool = True,
+) -> Running:
+    """Start ``git ARGS`` in ``cwd`` without waiting for it (``run`` is ``start(...).wait()``)."""
+    argv = _argv(args, hardened, no_hooks)
+    proc = _popen(argv, cwd, _env(env, optional_locks), stdin=input is not None)
+    return Running(argv, proc, None if input is None else input.encode("utf-8", "surrogateescape"))
+
+
+def stream(args: Sequence[str], *, cwd: Path | str, batch: int = 1 << 17) -> Iterator[str]:
+    """stdout of ``git ARGS`` in pieces of about ``batch`` bytes or more, each ending at a NUL (for
+    ``-z`` output), as git writes them: a caller works on one piece while git writes the next.
+    ``GitError`` once git has ended, if it failed; git is stopped if the caller stops early.
+    """
+    import tempfile
+
+    argv = _argv(args, True, False)
+    # stderr goes to a file, so stdout can be read with plain blocking reads: git cannot stall on a
+    # full stderr pipe, and there is no select() round per chunk git writes.
+    with tempfile.TemporaryFile() as err:
+        proc = _popen(argv, cwd, _env(None, True), stderr=err)
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        try:
+            import fcntl
+
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 1 << 20)  # room for git to write ahead of the caller
+        except (ImportError, AttributeError, OSError):  # not Linux, or over the system's limit: slower only
+            pass
+        held: list[bytes] = []
+        size = 0
+        try:
+            while data := os.read(fd, 1 << 16):  # under malloc's mmap threshold: no page faults per read
+                held.append(data)
+                size += len(data)
+                if size >= batch:
+                    joined = b"".join(held)
+                    cut = joined.rfind(b"\0") + 1
+                    held, size = [joined[cut:]], len(joined) - cut
+                    if cut:
+                        yield _decode(joined[:cut])
+            code = proc.wait()
+        finally:
+            if proc.poll() is None:  # the caller stopped early
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+        rest = b"".join(held)
+        if code != 0:
+            err.seek(0)
+            raise GitError(argv, code, _decode(rest), _decode(err.read()))
+    if rest:
+        yield _decode(rest)
 
 
 def out(args: Sequence[str], *, cwd: Path | str, **kw: object) -> str:
@@ -122,6 +230,49 @@ def rev_parse(rev: str, *, cwd: Path | str) -> str | None:
     """The full sha ``rev`` names, or None if it names nothing."""
     r = run(["rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"], cwd=cwd, check=False)
     return r.stdout.strip() if r.ok else None
+
+
+class CommitPair:
+    """Two commits and their merge-bases, from one ``git rev-parse LEFT...RIGHT`` started now and read
+    with ``result`` later. rev-parse prints RIGHT, LEFT and then each merge-base as ``^SHA`` in the
+    order ``git merge-base --all LEFT RIGHT`` gives them (with several, the order depends on which side
+    comes first); all of them read at one moment."""
+
+    def __init__(self, left: str, right: str, *, cwd: Path | str) -> None:
+        self.left = left
+        self.right = right
+        self.cwd = cwd
+        self._run: Running | None = None
+        if not (left.startswith("-") or right.startswith("-") or ".." in left + right):
+            self._run = start(["rev-parse", f"{left}^{{commit}}...{right}^{{commit}}"], cwd=cwd)
+
+    def result(self) -> tuple[str | None, str | None, list[str]]:
+        """(LEFT's full sha or None, RIGHT's or None, the merge-bases: empty when there are none)."""
+        if self._run is not None:
+            r, self._run = self._run.wait(check=False), None
+            lines = r.stdout.split()
+            bases = [line[1:] for line in lines[2:] if line.startswith("^")]
+            if (
+                r.ok
+                and len(lines) >= 2
+                and all(_is_sha(x) for x in [*lines[:2], *bases])
+                and len(bases) == len(lines) - 2
+            ):
+                return lines[1], lines[0], bases
+        left, right = rev_parse(self.left, cwd=self.cwd), rev_parse(self.right, cwd=self.cwd)
+        if left is None or right is None:
+            return left, right, []
+        r = run(["merge-base", "--all", left, right], cwd=self.cwd, check=False)
+        return left, right, r.stdout.split() if r.ok else []
+
+    def cancel(self) -> None:
+        if self._run is not None:
+            self._run.cancel()
+            self._run = None
+
+
+def _is_sha(text: str) -> bool:
+    return len(text) in (40, 64) and not text.strip("0123456789abcdef")
 
 
 def is_ancestor(ancestor: str, descendant: str, *, cwd: Path | str) -> bool:

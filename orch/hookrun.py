@@ -11,15 +11,17 @@ action through with a warning on stderr rather than lock a person out of their o
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
-from typing import Any
 
 from orch import git, verify
 from orch import locks as locks_mod
 from orch.errors import OrchError
+
+TYPE_CHECKING = False  # typing costs the hook ~2 ms to import; mypy reads this as typing's
+if TYPE_CHECKING:
+    from typing import Any
 
 _PLAN_CACHE_VERSION = "1"
 TASK_BRANCH_PREFIX = "refs/heads/orch/"
@@ -75,7 +77,7 @@ def task_scope(place: Place) -> str | None:
     path = os.path.join(place.orch_dir, "plan.md")
     with open(path, "rb") as handle:
         raw = handle.read()
-    digest = hashlib.blake2b(raw + _PLAN_CACHE_VERSION.encode(), digest_size=16).hexdigest()
+    digest = locks_mod.blake2b(raw + _PLAN_CACHE_VERSION.encode()).hexdigest()
     cached = os.path.join(place.orch_dir, "run", "cache", "plan", digest + ".json")
     try:
         with open(cached, encoding="utf-8") as handle:

@@ -23,22 +23,23 @@ jsonschema nor pathspec.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
 
 from orch.errors import InputError
 
+TYPE_CHECKING = False  # typing costs git hooks ~2 ms to import; mypy reads this as typing's
 if TYPE_CHECKING:
+    from typing import Any
+
     from orch.repo import Project
 
 KINDS = ("path", "test", "region", "requirement")
 VIAS = ("schema", "static", "test", "e2e")
 AGENTS_MD_LOCK = "AGENTS_MD"
-_COMPILER = "3"  # bump when the compiled form changes
+_COMPILER = "4"  # bump when the compiled form changes
 LOCK_ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,39}")
 _BEGIN = "orch-lock: begin"
 _END = "orch-lock: end"
@@ -49,10 +50,12 @@ class Lock:
 
     __slots__ = (
         "id", "kind", "mode", "pattern", "reason", "text", "check", "via", "hash", "line", "rx_src", "_rx", "file",
-        "name",
+        "name", "_prefix",
     )  # fmt: skip
 
-    def __init__(self, data: dict[str, Any], *, rx: str | None = None, line: int = 0) -> None:
+    def __init__(
+        self, data: dict[str, Any], *, rx: str | None = None, line: int = 0, prefix: str | None = None
+    ) -> None:
         self.id: str = data["id"]
         self.kind: str = data["kind"]
         self.mode: str = data["mode"]
@@ -65,6 +68,7 @@ class Lock:
         self.line = line
         self.rx_src = rx  # compiled on first use: hooks meet only the few locks near the staged paths
         self._rx: re.Pattern[str] | None = None
+        self._prefix = prefix if rx else None
         self.file: str | None = None
         self.name: str | None = None
         if self.kind == "region" and self.pattern:
@@ -76,6 +80,17 @@ class Lock:
         if self._rx is None and self.rx_src:
             self._rx = re.compile(self.rx_src, re.DOTALL)
         return self._rx
+
+    @property
+    def prefix(self) -> str:
+        """The text every path this path or test lock covers starts with (``""``: any path may match).
+
+        A path that does not start with it is clear of the lock without running the regex (or
+        compiling it: a fresh process pays ~0.3 ms per regex it compiles).
+        """
+        if self._prefix is None:
+            self._prefix = literal_prefix(self.rx_src) if self.rx_src else ""
+        return self._prefix
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"id": self.id, "kind": self.kind, "mode": self.mode}
@@ -121,6 +136,12 @@ class LockSet:
         return [lk for lk in (self.for_agents() if agents else self.locks) if lk.kind in kinds]
 
 
+# glob_regex("/AGENTS.md") and its literal prefix, spelled out: the implicit lock is built in every
+# verify and every task-worktree hook, and deriving it costs the pathspec import (tests pin equality).
+AGENTS_MD_RX = r"^AGENTS\.md(?:(?:/)|\Z)"
+AGENTS_MD_PREFIX = "AGENTS.md"
+
+
 def agents_md_lock() -> Lock:
     return Lock(
         {
@@ -130,7 +151,8 @@ def agents_md_lock() -> Lock:
             "pattern": "/AGENTS.md",
             "reason": "people curate AGENTS.md (agents_md_lock in .orch/locks.yaml)",
         },
-        rx=glob_regex("/AGENTS.md"),
+        rx=AGENTS_MD_RX,
+        prefix=AGENTS_MD_PREFIX,
     )
 
 
@@ -145,6 +167,53 @@ def glob_regex(pattern: str) -> str:
         raise ValueError("a lock pattern cannot be empty, a comment or a negation ('!')")
     # Named groups would clash once patterns are combined; '$' would accept a trailing newline.
     return re.sub(r"\(\?P<[A-Za-z_0-9]+>", "(?:", regex).replace("|$)", "|\\Z)")
+
+
+def _sre_parser() -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module("re._parser")  # Python >= 3.11
+    except ImportError:  # pragma: no cover - Python 3.10
+        return importlib.import_module("sre_parse")
+
+
+def literal_head(rx_src: str, flags: int = 0) -> tuple[bool, str, bool]:
+    """What the start of regex ``rx_src`` pins down: (it begins with ``^``, the literal characters
+    that follow up to the first anything else, whether those two are the whole regex).
+
+    Read from the parsed regex, so it holds by construction. Nothing is pinned (``(False, "", False)``)
+    when the regex cannot be parsed or ignores case.
+    """
+    try:
+        parsed = _sre_parser().parse(rx_src, flags)
+    except re.error:
+        return False, "", False
+    if parsed.state.flags & re.IGNORECASE:
+        return False, "", False
+    items = list(parsed)
+    anchored = bool(items) and str(items[0][0]) == "AT" and str(items[0][1]) == "AT_BEGINNING"
+    out: list[str] = []
+    for op, av in items[1 if anchored else 0 :]:
+        if str(op) != "LITERAL":
+            break
+        out.append(chr(av))
+    return anchored, "".join(out), len(out) + anchored == len(items)
+
+
+def literal_prefix(rx_src: str) -> str:
+    """The literal text every match of ``rx_src`` (a lock regex, used with ``re.match``) starts with."""
+    return literal_head(rx_src, re.DOTALL)[1]
+
+
+def blake2b(data: bytes) -> Any:
+    """A 16-byte BLAKE2b of ``data`` from the built-in module: ``hashlib`` would load OpenSSL first,
+    which costs a git hook more than the hashing."""
+    try:
+        from _blake2 import blake2b as _blake2b
+    except ImportError:  # pragma: no cover - CPython always has it
+        from hashlib import blake2b as _blake2b
+    return _blake2b(data, digest_size=16)
 
 
 # -- loading ----------------------------------------------------------------------------------------
@@ -169,7 +238,7 @@ def load_dir(orch_dir: str) -> LockSet:
         ) from None
     except OSError as exc:
         raise InputError(f"{where}: cannot read it: {exc.strerror}", hint="fix its permissions") from None
-    digest = hashlib.blake2b(raw + b"\0" + _COMPILER.encode() + _schema_bytes(), digest_size=16)
+    digest = blake2b(raw + b"\0" + _COMPILER.encode() + _schema_bytes())
     cached = os.path.join(orch_dir, "run", "cache", "locks", digest.hexdigest() + ".json")
     try:
         with open(cached, encoding="utf-8") as handle:
@@ -178,7 +247,10 @@ def load_dir(orch_dir: str) -> LockSet:
         compiled = _compile(orch_dir, raw, where)
         _remember(cached, compiled)
     return LockSet(
-        [Lock(item["lock"], rx=item.get("rx"), line=item.get("line", 0)) for item in compiled["locks"]],
+        [
+            Lock(item["lock"], rx=item.get("rx"), line=item.get("line", 0), prefix=item.get("prefix"))
+            for item in compiled["locks"]
+        ],
         bool(compiled["agents_md_lock"]),
     )
 
@@ -232,7 +304,7 @@ def _compile(orch_dir: str, raw: bytes, where: str) -> dict[str, Any]:
         if problem:
             problems.append(f"{where}:{line}: lock {lock_id}: {problem}")
             continue
-        out.append({"lock": item, "rx": rx, "line": line})
+        out.append({"lock": item, "rx": rx, "prefix": literal_prefix(rx) if rx else None, "line": line})
     if problems:
         raise InputError("\n".join(problems), hint="fix the file; verification fails closed until it is valid")
     return {"locks": out, "agents_md_lock": data.get("agents_md_lock", True) is not False}
@@ -308,6 +380,8 @@ def _find(body: list[Any], parts: list[str]) -> Any:
 
 
 def region_hash(text: str | None) -> str | None:
+    import hashlib
+
     return None if text is None else hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
@@ -316,12 +390,7 @@ def region_hash(text: str | None) -> str | None:
 
 def _fragments(scope: str) -> list[str]:
     """The literal runs inside a regex (``^tests/test_x\\.py$`` -> ``tests/test_x.py``)."""
-    import importlib
-
-    try:
-        sre = importlib.import_module("re._parser")  # Python >= 3.11
-    except ImportError:  # pragma: no cover - Python 3.10
-        sre = importlib.import_module("sre_parse")
+    sre = _sre_parser()
     found: set[str] = set()
 
     def walk(items: Any) -> None:

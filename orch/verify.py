@@ -8,17 +8,21 @@ with their modes). Rules and locks come from the main checkout only. Hooks (git 
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import operator
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from orch import git
 from orch import locks as locks_mod
-from orch.errors import InputError
+from orch.errors import GitError, InputError
 
+TYPE_CHECKING = False  # typing costs git hooks ~2 ms to import; mypy reads this as typing's
 if TYPE_CHECKING:
     from pathlib import Path
+    from typing import Any
 
     from orch.context import Ctx
 
@@ -49,35 +53,85 @@ class Change:
         return f"Change({self.status} {self.path!r} {self.old_mode}->{self.new_mode})"
 
 
-def parse_raw(out: str) -> list[Change]:
+class Changes:
+    """What ``parse_raw`` read: the paths as a plain list, each ``Change`` built only when asked for.
+
+    A big change set is mostly ordinary files that only need their path checked; building an object
+    per path would cost more than the checks themselves.
+    """
+
+    __slots__ = ("paths", "_metas", "_special")
+
+    def __init__(self, metas: list[str], paths: list[str]) -> None:
+        self.paths = paths
+        self._metas = metas
+        self._special: frozenset[int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> Change:
+        m1, m2, s1, s2, status = self._metas[i][1:].split(" ")
+        return Change(m1, m2, s1, s2, status[:1], self.paths[i])
+
+    def special(self) -> frozenset[int]:
+        """Indexes of the changes with a symlink or submodule on either side."""
+        if self._special is None:
+            metas = self._metas
+            self._special = frozenset(
+                i for i in _maybe_special(metas) if metas[i][1:7] in _SPECIAL or metas[i][8:14] in _SPECIAL
+            )
+        return self._special
+
+
+_SPECIAL = (SYMLINK, GITLINK)
+
+
+def _maybe_special(metas: list[str]) -> Iterable[int]:
+    """Indexes of metas that may have a symlink or submodule mode (a superset; every one when unsure).
+
+    git writes every meta of a change set with the same width (``:100644 100644 <sha> <sha> M``), and
+    a ':' only at its start. When the joined metas have a ':' every ``width`` characters and nothing
+    after the last one, each meta starts at a multiple of ``width``: the second digit of each mode
+    (``0`` for files and deletions, ``2`` for 120000, ``6`` for 160000) is then one slice away.
+    """
+    if not metas:
+        return ()
+    width, count = len(metas[0]), len(metas)
+    joined = "".join(metas)
+    if width < 15 or len(joined) != width * count or joined[0::width].strip(":"):
+        return range(count)
+    old, new = joined[2::width], joined[9::width]
+    if not old.strip("0") and not new.strip("0"):
+        return ()
+    return [i for i in range(count) if old[i] != "0" or new[i] != "0"]
+
+
+def parse_stream(pieces: Iterable[str]) -> Iterator[Changes]:
+    """``parse_raw`` of output that comes in pieces, each ending at a NUL (``git.stream``): one batch
+    per piece, a record (meta NUL path NUL) that straddles two pieces going with the second."""
+    carry: list[str] = []
+    for piece in pieces:
+        parts = piece.split("\0")
+        parts.pop()  # the piece ends with a NUL: the last part is empty
+        if carry:
+            parts[:0] = carry
+        carry = [parts.pop()] if len(parts) % 2 else []
+        if parts:
+            yield Changes(parts[0::2], parts[1::2])
+    if carry:
+        raise GitError(list(DIFF), 0, "", f"git's output ends inside a record: {carry[0][:80]!r}")
+
+
+def parse_raw(out: str) -> Changes:
     """Parse ``git diff-tree/diff-index -r -z --no-renames`` output (``:m1 m2 s1 s2 X\\0path\\0``)."""
     parts = out.split("\0")
     start = 0
     while start < len(parts) and not parts[start].startswith(":"):
         start += 1  # a commit id line (diff-tree given one commit); not ours
-    changes: list[Change] = []
-    append = changes.append
-    for meta, path in zip(parts[start::2], parts[start + 1 :: 2], strict=False):  # a trailing "" is left over
-        m1, m2, s1, s2, status = meta[1:].split(" ")
-        append(Change(m1, m2, s1, s2, status[:1], path))
-    return changes
-
-
-def _literal_dir(pattern: str) -> str:
-    """The folder every path a glob can match lies in (``src/m4/`` for ``src/m4/*.py``), or ``""``.
-
-    Per gitignore rules a pattern without a slash before its end matches at any depth: ``""``.
-    """
-    body = pattern.lstrip("/")
-    if "/" not in body.rstrip("/") and not pattern.startswith("/"):
-        return ""
-    segments = body.split("/")[:-1]
-    prefix = []
-    for seg in segments:
-        if any(c in seg for c in "*?[\\"):
-            break
-        prefix.append(seg + "/")
-    return "".join(prefix)
+    paths = parts[start + 1 :: 2]
+    metas = parts[start::2][: len(paths)]  # a trailing "" is left over
+    return Changes(metas, paths)
 
 
 class Violation:
@@ -167,8 +221,32 @@ def _symlink_target(link: str, target: str) -> str | None:
     return "" if joined == "." else joined
 
 
+_GIT_FILES = (".gitmodules", ".gitattributes")
+
+
+def _prefix_range(ordered: Sequence[str], prefix: str, lo: int = 0) -> tuple[int, int]:
+    """The slice of the sorted ``ordered`` whose items start with ``prefix`` (two bisections)."""
+    lo = bisect.bisect_left(ordered, prefix, lo)
+    last = ord(prefix[-1])
+    if last < 0x10FFFF:  # every string starting with prefix sorts before prefix with its last char bumped
+        return lo, bisect.bisect_left(ordered, prefix[:-1] + chr(last + 1), lo)
+    hi = lo
+    while hi < len(ordered) and ordered[hi].startswith(prefix):
+        hi += 1
+    return lo, hi
+
+
+def _sorted_view(paths: list[str]) -> tuple[list[str], Sequence[int]]:
+    """(the paths in sorted order, the index in ``paths`` of each); git reports them sorted already."""
+    ordered = sorted(paths)  # on sorted input: one pass of comparisons
+    if ordered == paths:
+        return paths, range(len(paths))
+    order = sorted(range(len(paths)), key=paths.__getitem__)
+    return [paths[i] for i in order], order
+
+
 def check_changes(
-    changes: Sequence[Change],
+    changes: Sequence[Change] | Changes,
     *,
     lockset: locks_mod.LockSet,
     scope: str | None,
@@ -181,139 +259,219 @@ def check_changes(
     AGENTS.md lock apply); otherwise only the project's own locks do. ``read`` fetches blobs by sha,
     for symlink targets and code regions only.
     """
-    locks = lockset.for_agents() if agent else lockset.locks
-    path_locks = [lk for lk in locks if lk.kind in ("path", "test") and lk.rx_src]
-    regions: dict[str, list[locks_mod.Lock]] = {}
-    for lk in locks:
-        if lk.kind == "region" and lk.file:
-            regions.setdefault(lk.file, []).append(lk)
-    # Locks indexed by the literal folder they live in, so each path meets only the few that could
-    # match it (one combined regex per folder) rather than every lock.
-    by_dir: dict[str, list[locks_mod.Lock]] = {}
-    for lk in path_locks:
-        by_dir.setdefault(_literal_dir(lk.pattern or ""), []).append(lk)
-    combined: dict[str, re.Pattern[str]] = {}
+    checker = _Checker(lockset=lockset, scope=scope, agent=agent)
+    checker.scan(changes)
+    return checker.finish(read)
 
-    def folder_rx(folder: str) -> re.Pattern[str]:
-        rx = combined.get(folder)
-        if rx is None:
-            rx = combined[folder] = re.compile("|".join(f"(?:{lk.rx_src})" for lk in by_dir[folder]), re.DOTALL)
-        return rx
 
-    scope_rx = re.compile(scope) if (agent and scope) else None
+class _Checker:
+    """``check_changes`` in two steps: ``scan`` (paths, modes, locks), then ``finish`` (symlink targets
+    and code regions, which need blobs).
 
-    def locked_by(path: str) -> list[locks_mod.Lock]:
-        hits: list[locks_mod.Lock] = []
-        if "" in by_dir and folder_rx("").match(path):
-            hits += [lk for lk in by_dir[""] if lk.rx is not None and lk.rx.match(path)]
-        i = path.find("/")
-        while i != -1:
-            folder = path[: i + 1]
-            if folder in by_dir and folder_rx(folder).match(path):
-                hits += [lk for lk in by_dir[folder] if lk.rx is not None and lk.rx.match(path)]
-            i = path.find("/", i + 1)
-        return hits
+    The change set is checked rule by rule over all its paths rather than path by path: a change set
+    of tens of thousands of paths is mostly paths that no lock comes near, and a per-path loop in
+    Python would cost more than git takes to produce them. Every path a lock matches starts with the
+    lock's literal prefix (``src/billing/`` for ``src/billing/*.py``), so two bisections of the sorted
+    paths find the only paths whose lock regex needs running, and only locks whose prefix falls within
+    the batch's first and last path are looked at. ``scan`` takes the change set in one batch or in
+    several, in git's order (``task_changes``). Violations come out in path order (for one path: orch
+    state, scope, submodule, .git files, then locks in the order of locks.yaml).
+    """
 
-    out: list[Violation] = []
-    region_changes: list[Change] = []
-    symlinks: list[Change] = []
-    for ch in changes:
-        path = ch.path
-        if agent:
-            if path.startswith(ORCH_PREFIX) or path == ".orch":
-                out.append(
-                    Violation(
-                        path,
-                        "orch-state",
-                        "changes orch's own state under .orch/ (rules come from the main checkout only)",
+    def __init__(self, *, lockset: locks_mod.LockSet, scope: str | None, agent: bool) -> None:
+        self.agent = agent
+        self.scope = scope
+        locks = lockset.for_agents() if agent else lockset.locks
+        self.path_locks = [lk for lk in locks if lk.kind in ("path", "test") and lk.rx_src]
+        self._rank = {id(lk): rank for rank, lk in enumerate(self.path_locks, 4)}  # after the agent rules
+        self._anywhere = [lk for lk in self.path_locks if not lk.prefix]
+        self._by_prefix: dict[str, list[locks_mod.Lock]] = {}
+        for lk in self.path_locks:
+            if lk.prefix:
+                self._by_prefix.setdefault(lk.prefix, []).append(lk)
+        self._prefixes = sorted(self._by_prefix)
+        self.regions: dict[str, list[locks_mod.Lock]] = {}
+        for lk in locks:
+            if lk.kind == "region" and lk.file:
+                self.regions.setdefault(lk.file, []).append(lk)
+        self.scope_search = re.compile(scope).search if (agent and scope) else None
+        # A scope like ^src/auth/ pins the start of every path it accepts: paths outside that prefix
+        # are out of scope without a search, and when that is the whole regex the rest are in.
+        anchored, head, whole = locks_mod.literal_head(scope) if (agent and scope) else (False, "", False)
+        self.scope_head = head if anchored else ""
+        self.scope_whole = whole
+        self.found: list[Violation] = []
+        self.region_changes: list[Change] = []
+        self.symlinks: list[Change] = []
+
+    def locked_by(self, path: str) -> list[locks_mod.Lock]:
+        """The path and test locks that cover ``path``, in the order of locks.yaml."""
+        return [lk for lk in self.path_locks if path.startswith(lk.prefix) and lk.rx is not None and lk.rx.match(path)]
+
+    def _outside_scope(self, ordered: list[str], index: Sequence[int]) -> Iterable[int]:
+        """Indexes of the paths the scope regex does not find (``re.search``); ``ordered`` is sorted."""
+        search = self.scope_search
+        if search is None:
+            return ()
+        if not self.scope_head:
+            return itertools.compress(index, map(operator.not_, map(search, ordered)))
+        lo, hi = _prefix_range(ordered, self.scope_head)
+        outside = [index[k] for k in itertools.chain(range(lo), range(hi, len(ordered)))]
+        if not self.scope_whole:
+            outside += [index[k] for k in range(lo, hi) if search(ordered[k]) is None]
+        return outside
+
+    def _near(self, ordered: list[str]) -> list[locks_mod.Lock]:
+        """The path and test locks that may match a path of the sorted ``ordered``, in locks.yaml order."""
+        if not ordered:
+            return []
+        first, last = ordered[0], ordered[-1]
+        prefixes, by_prefix = self._prefixes, self._by_prefix
+        # A path starts with prefix p only if p <= path: p <= last. A p before first can still hold
+        # paths of the batch only if first itself starts with p.
+        chosen = prefixes[bisect.bisect_left(prefixes, first) : bisect.bisect_right(prefixes, last)]
+        chosen += [first[:k] for k in range(1, len(first)) if first[:k] in by_prefix]
+        near = [lk for p in chosen for lk in by_prefix[p]] + self._anywhere
+        near.sort(key=lambda lk: self._rank[id(lk)])
+        return near
+
+    def scan(self, changes: Sequence[Change] | Changes) -> None:
+        """Check each change's path and modes; collect what ``finish`` must read."""
+        scope = self.scope
+        if isinstance(changes, Changes):
+            paths = changes.paths
+            special = changes.special()
+        else:
+            paths = [ch.path for ch in changes]
+            special = frozenset(i for i, ch in enumerate(changes) if ch.old_mode in _SPECIAL or ch.new_mode in _SPECIAL)
+        n = len(paths)
+        ordered, index = _sorted_view(paths)
+        found: list[tuple[int, int, Violation]] = []  # (path index, rank within the path, violation)
+        skip: set[int] = set()  # changes to .orch/: that one violation says it all
+        if self.agent:
+            lo, hi = _prefix_range(ordered, ".orch")
+            for k in range(lo, hi):
+                path = ordered[k]
+                if path == ".orch" or path.startswith(ORCH_PREFIX):
+                    skip.add(index[k])
+                    why = "changes orch's own state under .orch/ (rules come from the main checkout only)"
+                    found.append((index[k], 0, Violation(path, "orch-state", why)))
+            for i in self._outside_scope(ordered, index):
+                if i not in skip:
+                    found.append((i, 1, Violation(paths[i], "scope", f"outside the task's scope {scope}")))
+            for i in sorted(special - skip):
+                ch = changes[i]
+                if GITLINK in (ch.old_mode, ch.new_mode) and not names_explicitly(scope, ch.path):
+                    why = "changes a submodule pointer; the scope must name the path explicitly"
+                    found.append((i, 2, Violation(ch.path, "submodule", why)))
+                if ch.new_mode == SYMLINK:
+                    self.symlinks.append(ch)
+            joined = "\0".join(paths)  # one scan of the paths, not one test per path
+            if ".gitmodules" in joined or ".gitattributes" in joined:
+                for i, path in enumerate(paths):
+                    if path.endswith(_GIT_FILES) and i not in skip:
+                        base = path.rsplit("/", 1)[-1]
+                        if base in _GIT_FILES and not names_explicitly(scope, path):
+                            why = f"changes {base}; allowed only when the scope names '{path}' explicitly"
+                            found.append((i, 3, Violation(path, base.lstrip("."), why)))
+        for lk in self._near(ordered):
+            rank = self._rank[id(lk)]
+            if lk.prefix:
+                lo, hi = _prefix_range(ordered, lk.prefix)
+                if lo == hi:
+                    continue
+                rx = lk.rx
+                assert rx is not None
+                hits: Iterable[int] = [index[k] for k in range(lo, hi) if rx.match(ordered[k])]
+            else:  # a pattern that may match at any depth (*.pem): its regex meets every path
+                rx = lk.rx
+                assert rx is not None
+                hits = itertools.compress(range(n), map(rx.match, paths))
+            for i in hits:
+                if i in skip:
+                    continue
+                path = paths[i]
+                if lk.kind != "test":
+                    found.append(
+                        (i, rank, Violation(path, "path-lock", f"locked: {lk.describe()}", lock=lk.id, mode=lk.mode))
                     )
-                )
-                continue
-            if scope_rx is not None and scope_rx.search(path) is None:
-                out.append(Violation(path, "scope", f"outside the task's scope {scope}"))
-            if GITLINK in (ch.old_mode, ch.new_mode) and not names_explicitly(scope, path):
-                out.append(
-                    Violation(path, "submodule", "changes a submodule pointer; the scope must name the path explicitly")
-                )
-            base = path.rsplit("/", 1)[-1]
-            if base in (".gitmodules", ".gitattributes") and not names_explicitly(scope, path):
-                out.append(
-                    Violation(
-                        path, base.lstrip("."), f"changes {base}; allowed only when the scope names '{path}' explicitly"
-                    )
-                )
-            if ch.new_mode == SYMLINK:
-                symlinks.append(ch)
-        for lk in locked_by(path):
-            if lk.kind == "test":
-                if ch.status == "A":
+                    continue
+                status = changes[i].status
+                if status == "A":
                     continue  # a new test is not a change to a locked one
-                what = {"D": "deleted (or renamed away)", "T": "changed type"}.get(ch.status, "modified")
+                what = {"D": "deleted (or renamed away)", "T": "changed type"}.get(status, "modified")
+                why = f"{what}; must stay byte-identical: {lk.describe()}"
+                found.append((i, rank, Violation(path, "test-lock", why, lock=lk.id, mode=lk.mode)))
+        if found:
+            found.sort(key=lambda item: (item[0], item[1]))
+            self.found += [v for _, _, v in found]
+        if self.regions:
+            touched: list[int] = []
+            for file in self.regions:
+                lo = bisect.bisect_left(ordered, file)
+                touched += [index[k] for k in range(lo, bisect.bisect_right(ordered, file, lo))]
+            for i in sorted(touched):
+                if i in skip:
+                    continue
+                ch = changes[i]
+                if ch.status != "A":
+                    self.region_changes.append(ch)
+
+    def finish(self, read: BlobReader) -> list[Violation]:
+        """Symlink targets and code regions (one ``read`` of the blobs they need); every violation."""
+        out, regions = self.found, self.regions
+        symlinks, region_changes = self.symlinks, self.region_changes
+        wanted = [c.new_sha for c in symlinks]
+        for ch in region_changes:
+            wanted += [s for s in (ch.old_sha, ch.new_sha) if s.strip("0")]
+        blobs = read(wanted) if wanted else {}
+
+        for ch in symlinks:
+            target = blobs.get(ch.new_sha, b"").decode("utf-8", "surrogateescape")
+            resolved = _symlink_target(ch.path, target)
+            if resolved is None:
+                out.append(Violation(ch.path, "symlink-escape", f"symlink to '{target}' leaves the repository"))
+                continue
+            if resolved == ".orch" or resolved.startswith(ORCH_PREFIX):
+                out.append(Violation(ch.path, "symlink-to-lock", f"symlink into orch's state: '{target}'"))
+                continue
+            hits = self.locked_by(resolved) + [lk for lk in regions.get(resolved, [])]
+            for lk in hits:
                 out.append(
                     Violation(
-                        path,
-                        "test-lock",
-                        f"{what}; must stay byte-identical: {lk.describe()}",
+                        ch.path,
+                        "symlink-to-lock",
+                        f"symlink to locked '{resolved}': {lk.describe()}",
                         lock=lk.id,
                         mode=lk.mode,
                     )  # fmt: skip
                 )
-            else:
-                out.append(Violation(path, "path-lock", f"locked: {lk.describe()}", lock=lk.id, mode=lk.mode))
-        if path in regions and ch.status != "A":
-            region_changes.append(ch)
 
-    wanted = [c.new_sha for c in symlinks]
-    for ch in region_changes:
-        wanted += [s for s in (ch.old_sha, ch.new_sha) if s.strip("0")]
-    blobs = read(wanted) if wanted else {}
-
-    for ch in symlinks:
-        target = blobs.get(ch.new_sha, b"").decode("utf-8", "surrogateescape")
-        resolved = _symlink_target(ch.path, target)
-        if resolved is None:
-            out.append(Violation(ch.path, "symlink-escape", f"symlink to '{target}' leaves the repository"))
-            continue
-        if resolved == ".orch" or resolved.startswith(ORCH_PREFIX):
-            out.append(Violation(ch.path, "symlink-to-lock", f"symlink into orch's state: '{target}'"))
-            continue
-        hits = locked_by(resolved) + [lk for lk in regions.get(resolved, [])]
-        for lk in hits:
-            out.append(
-                Violation(
-                    ch.path,
-                    "symlink-to-lock",
-                    f"symlink to locked '{resolved}': {lk.describe()}",
-                    lock=lk.id,
-                    mode=lk.mode,
-                )  # fmt: skip
-            )
-
-    for ch in region_changes:
-        python = ch.path.endswith((".py", ".pyi"))
-        old = blobs.get(ch.old_sha, b"").decode("utf-8", "surrogateescape")
-        new = blobs.get(ch.new_sha, b"").decode("utf-8", "surrogateescape") if ch.new_sha.strip("0") else None
-        for lk in regions[ch.path]:
-            assert lk.name is not None
-            try:
-                before = locks_mod.region_text(old, lk.name, python=python)
-            except locks_mod.RegionError:
-                before = None
-            if before is None:
-                continue  # nothing to protect at the base
-            if new is None:
-                msg = "file deleted"
-            else:
+        for ch in region_changes:
+            python = ch.path.endswith((".py", ".pyi"))
+            old = blobs.get(ch.old_sha, b"").decode("utf-8", "surrogateescape")
+            new = blobs.get(ch.new_sha, b"").decode("utf-8", "surrogateescape") if ch.new_sha.strip("0") else None
+            for lk in regions[ch.path]:
+                assert lk.name is not None
                 try:
-                    after = locks_mod.region_text(new, lk.name, python=python)
-                except locks_mod.RegionError as exc:
-                    after, msg = None, str(exc)
+                    before = locks_mod.region_text(old, lk.name, python=python)
+                except locks_mod.RegionError:
+                    before = None
+                if before is None:
+                    continue  # nothing to protect at the base
+                if new is None:
+                    msg = "file deleted"
                 else:
-                    msg = "region removed or renamed" if after is None else "region edited"
-                if after == before:
-                    continue
-            out.append(Violation(ch.path, "region-lock", f"{msg}: {lk.describe()}", lock=lk.id, mode=lk.mode))
-    return out
+                    try:
+                        after = locks_mod.region_text(new, lk.name, python=python)
+                    except locks_mod.RegionError as exc:
+                        after, msg = None, str(exc)
+                    else:
+                        msg = "region removed or renamed" if after is None else "region edited"
+                    if after == before:
+                        continue
+                out.append(Violation(ch.path, "region-lock", f"{msg}: {lk.describe()}", lock=lk.id, mode=lk.mode))
+        return out
 
 
 # -- requirement checks -----------------------------------------------------------------------------
@@ -391,9 +549,13 @@ def task_branch(task_id: str) -> str:
     return f"orch/{task_id}"
 
 
-def task_changes(root: Path | str, base_sha: str, sha: str) -> list[Change]:
-    out = git.run(["diff-tree", "-r", "-z", "--no-renames", "--no-ext-diff", base_sha, sha, "--"], cwd=root).stdout
-    return parse_raw(out)
+DIFF = ("diff-tree", "-r", "-z", "--no-renames", "--no-ext-diff")
+
+
+def task_changes(root: Path | str, old: str, new: str) -> Iterator[Changes]:
+    """The changes from commit ``old`` to commit ``new``, in batches as git writes them (in git's
+    order), so checking one batch overlaps git's work on the next."""
+    return parse_stream(git.stream([*DIFF, old, new, "--"], cwd=root))
 
 
 def _check_task_id(task_id: str) -> None:
@@ -403,6 +565,23 @@ def _check_task_id(task_id: str) -> None:
         raise InputError(f"'{task_id}' is not a task id", hint=ID_RULE)
 
 
+def _resolved(pair: git.CommitPair, task_id: str, sha: str | None, base: str) -> tuple[str, str]:
+    """(the full sha to judge, its merge-base with the base branch), or why there is none."""
+    base_tip, found, bases = pair.result()
+    if found is None:
+        if sha is None:
+            raise InputError(
+                f"task {task_id} has no branch {task_branch(task_id)}",
+                hint=f"spin it first (orch spin {task_id}), or pass the commit to verify",
+            )
+        raise InputError(f"'{sha}' names no commit in this repository")
+    if base_tip is None:
+        raise InputError(f"the base branch '{base}' does not exist", hint="fix base_branch in .orch/config.yaml")
+    if not bases:
+        raise InputError(f"{task_branch(task_id)} at {found[:12]} shares no history with {base}")
+    return found, bases[0]  # with several (criss-cross merges), the one `git merge-base` names
+
+
 def verify_task(
     ctx: Ctx,
     task_id: str,
@@ -410,13 +589,11 @@ def verify_task(
     sha: str | None = None,
     record: bool = True,
     base_tip: str | None = None,
-    resolved: bool = False,
 ) -> Verdict:
     """Judge the exact commit ``sha`` (default: the tip of ``orch/<id>``) of task ``task_id``.
 
     ``base_tip`` is the commit the change set is measured from (through the merge-base); default: the
-    tip of the configured base branch. ``resolved=True`` says ``sha`` is a full commit id the caller
-    read from git itself (the merge ceremony verifies many tasks and saves a lookup for each).
+    tip of the configured base branch (the merge ceremony passes the tip of the branch it merges into).
     """
     from orch import state
     from orch.eventlog import utcnow
@@ -425,36 +602,24 @@ def verify_task(
     project = ctx.project
     root = project.root
     task = ctx.plan.require(task_id)
-    lockset = locks_mod.load(project)  # fails closed (exit 3) before anything is judged
-    if sha is None:
-        sha = git.rev_parse(f"refs/heads/{task_branch(task_id)}", cwd=root)
-        if sha is None:
-            raise InputError(
-                f"task {task_id} has no branch {task_branch(task_id)}",
-                hint=f"spin it first (orch spin {task_id}), or pass the commit to verify",
-            )
-    elif not resolved:
-        full = git.rev_parse(sha, cwd=root)
-        if full is None:
-            raise InputError(f"'{sha}' names no commit in this repository")
-        sha = full
     base = ctx.config.base_branch
-    if base_tip is None:
-        base_tip = git.rev_parse(f"refs/heads/{base}", cwd=root)
-        if base_tip is None:
-            raise InputError(f"the base branch '{base}' does not exist", hint="fix base_branch in .orch/config.yaml")
-    mb = git.run(["merge-base", base_tip, sha], cwd=root, check=False)
-    if not mb.ok:
-        raise InputError(f"{task_branch(task_id)} at {sha[:12]} shares no history with {base}")
-    base_sha = mb.stdout.strip()
-    changes = task_changes(root, base_sha, sha)
-    violations = check_changes(
-        changes,
-        lockset=lockset,
-        scope=task.scope,
-        agent=True,
-        read=lambda shas: git.cat_blobs(shas, cwd=root),
+    # The commit, the base tip and their merge-base are read while the locks load (which still fail
+    # closed, exit 3, before anything else is reported).
+    pair = git.CommitPair(
+        base_tip or f"refs/heads/{base}", f"refs/heads/{task_branch(task_id)}" if sha is None else sha, cwd=root
     )
+    try:
+        lockset = locks_mod.load(project)
+    except BaseException:
+        pair.cancel()
+        raise
+    sha, base_sha = _resolved(pair, task_id, sha, base)
+    checker = _Checker(lockset=lockset, scope=task.scope, agent=True)
+    changed = 0
+    for batch in task_changes(root, base_sha, sha):
+        checker.scan(batch)
+        changed += len(batch)
+    violations = checker.finish(lambda shas: git.cat_blobs(shas, cwd=root))
     status = state.read(project, ctx.store, task_id, refresh=False) or {}
     acks = set(status.get("acks") or [])
     if lockset.of_kind("requirement", agents=False):
@@ -471,7 +636,7 @@ def verify_task(
                     )
                 )
     pending = sorted({v.lock for v in violations if v.mode == "soft" and v.lock and v.lock not in acks})
-    verdict = Verdict(task_id, result_of(violations), sha, base_sha, violations, pending, utcnow(), len(changes))
+    verdict = Verdict(task_id, result_of(violations), sha, base_sha, violations, pending, utcnow(), changed)
     if record:
         _record(ctx, verdict)
     return verdict

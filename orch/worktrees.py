@@ -214,7 +214,11 @@ def spin(
     def add_worktree(p: _Prepared) -> None:
         try:
             p.path.parent.mkdir(parents=True, exist_ok=True)
-            git.run(["worktree", "add", "--quiet", str(p.path), branch_name(p.task.id)], cwd=root)
+            # git races when worktrees are added at once ("failed to read .../commondir"): register
+            # them one at a time (fast, no files yet), then check the files out in parallel.
+            with ctx.store.lock("git-worktree-add"):
+                git.run(["worktree", "add", "--quiet", "--no-checkout", str(p.path), branch_name(p.task.id)], cwd=root)
+            git.run(["checkout", "--force", "--quiet"], cwd=p.path)
             _write_task_files(ctx, p, base_sha)
             p.result.ok = True
             note(p.task.id, f"worktree {project.rel(p.path)}")

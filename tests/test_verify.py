@@ -200,6 +200,52 @@ def test_paths_with_spaces_unicode_and_newlines(proj: Path, orch: Orch) -> None:
     }
 
 
+def test_carriage_returns_in_paths_are_kept(proj: Path, orch: Orch) -> None:
+    wt = make_task(proj, "T1")
+    for name in ["src/auth/a\rb.py", "web/c\rd.txt", "web/e\r\nf.txt"]:
+        (wt / name).parent.mkdir(parents=True, exist_ok=True)
+        (wt / name).write_text("x\n")
+    git(wt, "add", "-A")
+    git(wt, "commit", "-q", "-m", "carriage returns")
+    assert rules(verdict(orch, "T1", code=1)) == {("web/c\rd.txt", "scope"), ("web/e\r\nf.txt", "scope")}
+
+
+def test_a_branch_with_two_merge_bases_is_judged_from_one_of_them(proj: Path, orch: Orch) -> None:
+    wt = make_task(proj, "T1")
+    main_side = commit_in(proj, "src/auth/main_side.py", "M = 1\n")
+    task_side = commit_in(wt, "src/auth/session.py", "TTL = 5\n")
+    git(wt, "merge", "-q", "--no-edit", main_side)  # criss-cross: each side merges the other
+    git(proj, "merge", "-q", "--no-edit", task_side)
+    commit_in(wt, "src/dashboard/w.py", "W = 9\n")
+    bases = git(proj, "merge-base", "--all", "main", "orch/T1").split()
+    assert sorted(bases) == sorted([main_side, task_side])
+    v = verdict(orch, "T1", code=1)
+    assert rules(v) == {("src/dashboard/w.py", "scope")}
+    assert v["base_sha"] == git(proj, "merge-base", "main", "orch/T1")
+
+
+def test_verify_task_says_which_commit_is_missing_or_unrelated(proj: Path) -> None:
+    from orch import verify
+    from orch.context import open_ctx
+    from orch.errors import InputError
+
+    tip = commit_in(make_task(proj, "T1"), "src/auth/session.py", "TTL = 7\n")
+    empty_tree = git(proj, "hash-object", "-t", "tree", "--stdin", input="")
+    lonely = git(proj, "commit-tree", empty_tree, "-m", "no shared history")
+    ctx = open_ctx(proj)
+    v = verify.verify_task(ctx, "T1", sha=tip[:10], record=False)
+    assert (v.result, v.sha, v.base_sha, v.changed) == ("OK", tip, git(proj, "rev-parse", "main"), 1)
+    for sha, message in [("0" * 40, "names no commit"), ("main..T1", "names no commit"), (lonely, "shares no history")]:
+        with pytest.raises(InputError, match=message):
+            verify.verify_task(ctx, "T1", sha=sha, record=False)
+    with pytest.raises(InputError, match="no branch orch/T2"):
+        verify.verify_task(ctx, "T2", record=False)
+    config = proj / ".orch/config.yaml"
+    config.write_text(config.read_text().replace("base_branch: main", "base_branch: gone"))
+    with pytest.raises(InputError, match="the base branch 'gone' does not exist"):
+        verify.verify_task(open_ctx(proj), "T1", record=False)
+
+
 def test_corrupt_or_missing_locks_fail_closed(proj: Path, orch: Orch) -> None:
     wt = make_task(proj, "T1")
     commit_in(wt, "src/auth/session.py", "TTL = 1\n")

@@ -1,14 +1,23 @@
 """Benchmarks for verification and the pre-commit hook, as ratios against baselines from the same run.
 
-    .venv/bin/python scripts/bench/verify.py [--files 20000] [--locks 200] [--runs 7]
+    .venv/bin/python scripts/bench/verify.py [--files 20000] [--locks 200] [--runs 15]
 
 1. ``orch verify`` of a task branch changing N files with L path locks and a scope, against the
    shell pipeline ``git diff --name-only BASE...TASK | grep -vE "$scope"`` (target <= 1.5x).
-   Printed twice: the whole ``orch verify`` process, and ``verify_task`` in-process (the work
-   itself, without the interpreter and CLI start-up the pipeline does not pay).
+   Printed for ``verify_task`` in-process (the work itself) and for the whole ``orch verify``
+   process, which also pays what the pipeline never does: a Python interpreter, the CLI, recording
+   the verdict (a schema-validated status write and an event-log line). The floor of any Python
+   process doing this work is shown too: ``python -c pass`` plus the one ``git diff-tree`` orch must
+   run.
 2. ``git commit`` with the pre-commit hook installed against a plain ``git commit``.
 3. The hook process (``python -m orch.hookmain pre-commit``) against ``python -c pass`` with the same
-   interpreter (target <= 4x); ``python3`` on PATH is shown too (it may be a slow version-manager shim).
+   interpreter (target <= 4x); ``python3`` on PATH is shown too (it may be a slow version-manager
+   shim).
+
+Every figure is the median of interleaved runs (each round runs every contender once), so a load
+spike from another process hits all of them alike. Bytecode is cached in a temp folder as an
+installed package has it: a PYTHONDONTWRITEBYTECODE in the environment would otherwise make every
+run compile orch from source and measure the compiler.
 """
 
 from __future__ import annotations
@@ -23,8 +32,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+PIPELINE = 'git diff --name-only main...orch/T1 | grep -vE "$1"'
+PYCACHE = Path(tempfile.gettempdir()) / "orch-bench-pycache"
 ENV = {
-    **{k: v for k, v in os.environ.items() if not k.startswith("GIT_")},
+    **{k: v for k, v in os.environ.items() if not k.startswith("GIT_") and k != "PYTHONDONTWRITEBYTECODE"},
+    "PYTHONPYCACHEPREFIX": str(PYCACHE),
     "GIT_AUTHOR_NAME": "Bench",
     "GIT_AUTHOR_EMAIL": "bench@example.com",
     "GIT_COMMITTER_NAME": "Bench",
@@ -37,14 +49,17 @@ def sh(argv: list[str], cwd: Path, **kw: object) -> subprocess.CompletedProcess[
     return subprocess.run(argv, cwd=cwd, env=ENV, capture_output=True, text=True, check=True, **kw)  # type: ignore[call-overload, no-any-return]
 
 
-def median_time(fn: Callable[[], object], runs: int) -> float:
-    fn()  # warm caches (page cache, orch's compiled-locks cache)
-    times = []
+def medians(cases: dict[str, Callable[[], object]], runs: int) -> dict[str, float]:
+    """Median wall time of each case over ``runs`` rounds that run every case once, in turn."""
+    for fn in cases.values():
+        fn()  # warm caches (page cache, bytecode, orch's compiled-locks and validation caches)
+    times: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in cases.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def build(root: Path, files: int, nlocks: int) -> str:
@@ -75,50 +90,66 @@ def build(root: Path, files: int, nlocks: int) -> str:
     return scope
 
 
+def line(name: str, seconds: float, base: float | None = None, note: str = "") -> str:
+    ratio = f"  {seconds / base:5.2f}x" if base else "        "
+    return f"  {name:<44} {seconds * 1000:7.1f} ms{ratio}{note}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--files", type=int, default=20000)
     ap.add_argument("--locks", type=int, default=200)
-    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--runs", type=int, default=15)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "repo"
         root.mkdir()
         os.environ.update({k: v for k, v in ENV.items() if k.startswith("GIT_")})
         scope = build(root, args.files, args.locks)
-        pipeline = median_time(
-            lambda: subprocess.run(
-                ["sh", "-c", 'git diff --name-only main...orch/T1 | grep -vE "$1"', "sh", scope],
-                cwd=root,
-                env=ENV,
-                capture_output=True,
-                check=False,
-            ),
-            args.runs,
-        )
 
-        def verify_process() -> None:
-            r = subprocess.run([sys.executable, "-m", "orch", "verify", "T1"], cwd=root, env=ENV, capture_output=True)
-            assert r.returncode == 0, r.stderr
+        def run(argv: list[str], ok: tuple[int, ...] = (0,)) -> None:
+            r = subprocess.run(argv, cwd=root, env=ENV, capture_output=True, check=False)
+            assert r.returncode in ok, (argv, r.returncode, r.stderr)
 
-        process = median_time(verify_process, args.runs)
-
-        from orch import verify
+        from orch import git, verify
         from orch.context import open_ctx
 
-        def verify_inproc() -> None:
-            v = verify.verify_task(open_ctx(root), "T1", record=False)
-            assert v.result == "OK" and v.changed == args.files, (v.result, v.changed)
+        def verify_inproc(record: bool) -> Callable[[], None]:
+            def fn() -> None:
+                v = verify.verify_task(open_ctx(root), "T1", record=record)
+                assert v.result == "OK" and v.changed == args.files, (v.result, v.changed)
 
-        inproc = median_time(verify_inproc, args.runs)
-        print(f"verify: {args.files} changed files, {args.locks} path locks, scope {scope}")
-        print(f"  pipeline (git diff | grep -vE)   {pipeline * 1000:7.1f} ms")
-        print(f"  orch verify process             {process * 1000:7.1f} ms  ratio {process / pipeline:.2f}x")
-        print(f"  verify_task in-process          {inproc * 1000:7.1f} ms  ratio {inproc / pipeline:.2f}x (<= 1.5x)")
+            return fn
 
-        # -- the pre-commit hook ---------------------------------------------------------------------
+        base_tip, tip = git.rev_parse("main", cwd=root), git.rev_parse("orch/T1", cwd=root)
+        assert base_tip and tip
+        diff_tree = ["git", *git.HARDENED, *verify.DIFF, "--merge-base", base_tip, tip, "--"]
+        got = medians(
+            {
+                "pipeline": lambda: run(["sh", "-c", PIPELINE, "sh", scope], ok=(0, 1)),  # grep: 1 = nothing out
+                "python": lambda: run([sys.executable, "-c", "pass"]),
+                "diff-tree": lambda: run(diff_tree),
+                "process": lambda: run([sys.executable, "-m", "orch", "verify", "T1"]),
+                "inproc": verify_inproc(False),
+                "inproc-record": verify_inproc(True),
+            },
+            args.runs,
+        )
+        pipe = got["pipeline"]
+        floor = got["python"] + got["diff-tree"]
+        print(f"verify: {args.files} changed files, {args.locks} path locks, scope {scope} (median of {args.runs})")
+        print(line("pipeline: git diff --name-only | grep -vE", pipe))
+        print(line("verify_task in-process", got["inproc"], pipe, "  (target <= 1.5x)"))
+        print(line("verify_task in-process, recording the verdict", got["inproc-record"], pipe))
+        print(line("orch verify T1, the whole process", got["process"], pipe, "  (target <= 1.5x)"))
+        print(line("  floor: python -c pass + orch's git diff-tree", floor, pipe))
+        print(line("    python -c pass", got["python"], pipe))
+        print(line("    git diff-tree -r -z --no-renames (to a pipe)", got["diff-tree"], pipe))
+
+        # -- the pre-commit hook -------------------------------------------------------------------
         sh([sys.executable, "-m", "orch", "hooks", "install"], root)
         hook = root / ".git/hooks/pre-commit"
+        assert os.access(hook, os.X_OK)
         counter = [0]
 
         def commit(no_verify: bool) -> None:
@@ -129,27 +160,27 @@ def main() -> None:
             extra = ["--no-verify"] if no_verify else []
             sh(["git", "commit", "-q", *extra, "-m", f"c{counter[0]}"], root)
 
-        plain = median_time(lambda: commit(True), args.runs)
-        hooked = median_time(lambda: commit(False), args.runs)
+        commits = medians({"plain": lambda: commit(True), "hooked": lambda: commit(False)}, args.runs)
         print("pre-commit hook")
-        print(f"  git commit --no-verify          {plain * 1000:7.1f} ms")
-        print(f"  git commit with the orch hook   {hooked * 1000:7.1f} ms  ratio {hooked / plain:.2f}x")
-        assert os.access(hook, os.X_OK)
-        bare = median_time(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), args.runs)
-        path_python = median_time(lambda: subprocess.run(["python3", "-c", "pass"], check=True), args.runs)
+        print(line("git commit --no-verify", commits["plain"]))
+        print(line("git commit with the orch hook", commits["hooked"], commits["plain"]))
+
         (root / "src/bench.py").write_text("n = -1\n")
         sh(["git", "add", "src/bench.py"], root)
-        hook_proc = median_time(
-            lambda: subprocess.run(
-                [sys.executable, "-m", "orch.hookmain", "pre-commit"], cwd=root, env=ENV, check=True
-            ),
+        got = medians(
+            {
+                "python": lambda: run([sys.executable, "-c", "pass"]),
+                "python3": lambda: run(["python3", "-c", "pass"]),
+                "hook": lambda: run([sys.executable, "-m", "orch.hookmain", "pre-commit"]),
+                "shim": lambda: run([str(hook)]),
+            },
             args.runs,
         )
-        shim = median_time(lambda: subprocess.run([str(hook)], cwd=root, env=ENV, check=True), args.runs)
-        print(f"  python3 -c pass (on PATH)       {path_python * 1000:7.1f} ms")
-        print(f"  python -c pass (same python)    {bare * 1000:7.1f} ms")
-        print(f"  hook process (orch.hookmain)    {hook_proc * 1000:7.1f} ms  ratio {hook_proc / bare:.2f}x (<= 4x)")
-        print(f"  installed shim (sh + hook)      {shim * 1000:7.1f} ms  ratio {shim / bare:.2f}x")
+        bare = got["python"]
+        print(line("python3 -c pass (on PATH)", got["python3"], bare))
+        print(line("python -c pass (same python)", bare, bare))
+        print(line("hook process (python -m orch.hookmain)", got["hook"], bare, "  (target <= 4x)"))
+        print(line("installed shim (sh + hook)", got["shim"], bare))
 
 
 if __name__ == "__main__":
