@@ -358,6 +358,9 @@ class Integration:
     def git(self, args: list[str], **kw: Any) -> git.Result:
         assert self.admin is not None, "prepare() first"
         where = [f"--git-dir={self.admin}", f"--work-tree={self.path}"]
+        # No automatic gc/maintenance in the middle of a ceremony: it would run after every merge
+        # commit here; the person's own git commands still trigger it as usual.
+        where += ["-c", "maintenance.auto=false", "-c", "gc.auto=0"]
         return git.run([*where, *args], cwd=self.path, **kw)
 
     def reset(self, sha: str) -> None:

@@ -54,6 +54,10 @@ def main() -> int:
     env_id = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "bench",
               "GIT_COMMITTER_EMAIL": "b@x"}  # fmt: skip
     os.environ.update(env_id)
+    # Bytecode as an installed package has it (a PYTHONDONTWRITEBYTECODE in the environment would make
+    # every orch process compile its modules again).
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ["PYTHONPYCACHEPREFIX"] = os.path.join(tempfile.gettempdir(), "orch-bench-pycache")
     with tempfile.TemporaryDirectory(prefix="orch-bench-", dir=args.dir) as tmp:
         root = Path(tmp) / "repo"
         root.mkdir()
