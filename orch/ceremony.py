@@ -472,10 +472,15 @@ class Ceremony:
         self.j["results"].append({k: v for k, v in result.to_json().items() if v not in (None, [])})
         if good is not None:
             self.j["good"] = good
+        said = result.detail or ""
+        if result.outcome == "MERGED" and result.sha:
+            said = f"{result.sha[:12]} into {self.j['target']}" + (f" ({said})" if said else "")
+        elif result.paths:
+            said += ": " + ", ".join(result.paths[:5]) + (" ..." if len(result.paths) > 5 else "")
         self.ctx.log(
             result.outcome,
             "MERGE",
-            (result.detail or "")[:200],
+            said[:300],
             task=result.task,
             artifacts=[result.log] if result.log else [],
         )
@@ -974,6 +979,7 @@ def _finish(ceremony: Ceremony) -> Outcome:
         runs=list(j.get("runs") or []),
     )
     atomic_write(report_path, render_report(outcome))
+    _fault_point("reported")
     at = eventlog.utcnow()
     for r in results:
         if r.outcome == "NOT_READY":
@@ -1018,6 +1024,7 @@ def _finish(ceremony: Ceremony) -> Outcome:
         f"{how}; {summary or 'nothing to merge'}; {outcome.test_runs} test run(s)",
         artifacts=[outcome.report or ""],
     )
+    _fault_point("recorded")
     (ctx.project.merges_dir / JOURNAL).unlink()
     return outcome
 

@@ -63,7 +63,9 @@ class Event:
         return re.sub(r"\.i\d+$", "", self.iteration)
 
     def line(self) -> str:
-        fields = [self.ts, self.state, self.iteration, self.action, self.result, ",".join(self.artifacts)]
+        # Within the artifacts field a ',' separates paths, so one inside a path is escaped first.
+        paths = ",".join(a.replace("\\", "\\\\").replace(",", "\\,") for a in self.artifacts)
+        fields = [self.ts, self.state, self.iteration, self.action, self.result, paths]
         return " | ".join(escape(f) or "-" for f in fields) + "\n"
 
     def to_json(self) -> dict[str, object]:
@@ -73,6 +75,27 @@ class Event:
         return data
 
 
+def _split_paths(text: str) -> tuple[str, ...]:
+    """The artifacts field split at its unescaped commas (see ``Event.line``)."""
+    paths: list[str] = []
+    current: list[str] = []
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text):
+            current.append(text[i + 1])
+            i += 2
+            continue
+        if c == ",":
+            paths.append("".join(current))
+            current = []
+        else:
+            current.append(c)
+        i += 1
+    paths.append("".join(current))
+    return tuple(p for p in paths if p)
+
+
 def parse_line(line: str) -> Event | None:
     """The event on one line, or None for a line that is not one (a torn or foreign line)."""
     line = line.rstrip("\n")
@@ -80,7 +103,7 @@ def parse_line(line: str) -> Event | None:
     if len(parts) != 6:
         return None
     ts, state, iteration, action, result, artifacts = (unescape(p) for p in parts)
-    arts = tuple(a for a in artifacts.split(",") if a and a != "-") if artifacts != "-" else ()
+    arts = _split_paths(artifacts) if artifacts != "-" else ()
     return Event(ts, state, iteration, action, "" if result == "-" else result, arts)
 
 

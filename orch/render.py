@@ -75,6 +75,8 @@ def status_rows(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]
     out = []
     for r in rows:
         state = r["state"] + (" (ready)" if r["ready"] else "")
+        if r["state"] == "CLEANED" and r.get("outcome"):
+            state += f" ({r['outcome']})"
         verdict = r["verdict"] or "-"
         if r["verdict"] and r["verdict_stale"]:
             verdict += " (stale)"

@@ -76,6 +76,7 @@ def rows(ctx: Ctx, task_id: str | None = None) -> list[dict[str, Any]]:
                 "iterations": st.get("iterations"),
                 "tokens": total,
                 "cost_usd": st.get("cost_usd"),
+                "outcome": (st.get("merge") or {}).get("outcome"),
                 "verdict": verdict.get("result"),
                 "verdict_sha": verdict.get("sha"),
                 "verdict_stale": (heads.get(branch) != verdict.get("sha")) if verdict and branch in heads else None,

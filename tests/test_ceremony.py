@@ -201,6 +201,8 @@ STEPS = [
     "decided T2",
     "landing",
     "landed",
+    "reported",
+    "recorded",
 ]
 
 
@@ -428,3 +430,22 @@ def test_resume_and_abort_take_no_other_arguments(ceremony_repo: Path, orch: Orc
     for args in (["--resume", "T1"], ["--resume", "--batch"], ["--abort", "--into", "x"], ["--resume", "--abort"]):
         r = orch("merge", *args)
         assert r.returncode == 2, args
+
+
+BATCH_STEPS = ["merging T1 (batch of 3)", "testing batch-3", "testing T3", "decided T3", "landing", "reported"]
+
+
+@pytest.mark.parametrize("step", BATCH_STEPS)
+def test_sigkill_in_batch_mode_then_resume(ceremony_repo: Path, orch: Orch, step: str) -> None:
+    repo = ceremony_repo
+    add_tasks_to_plan(repo, [("T1", "^", []), ("T2", "^", []), ("T3", "^", [])])
+    finished_task(repo, "T1", {"one.txt": "1\n"})
+    finished_task(repo, "T2", {"two.txt": "2\n"})
+    finished_task(repo, "T3", {"fail-T3": "3\n"})
+    killed = orch("merge", "--batch", env={"ORCH_TEST_KILL_AT": step})
+    assert killed.returncode == -9, killed.output
+    r = orch("merge", "--resume", "--json")
+    assert r.returncode == 1, r.output
+    assert outcomes(r.stdout) == {"T1": "MERGED", "T2": "MERGED", "T3": "REVERTED"}
+    files = git(repo, "ls-tree", "--name-only", "main").splitlines()
+    assert "one.txt" in files and "two.txt" in files and "fail-T3" not in files
