@@ -455,8 +455,10 @@ class _Checker:
                 assert lk.name is not None
                 try:
                     before = locks_mod.region_text(old, lk.name, python=python)
-                except locks_mod.RegionError:
-                    before = None
+                except locks_mod.RegionError as exc:  # cannot tell the region apart: any change counts
+                    why = f"the region cannot be located at the base ({exc}), so any change to the file counts"
+                    out.append(Violation(ch.path, "region-lock", f"{why}: {lk.describe()}", lock=lk.id, mode=lk.mode))
+                    continue
                 if before is None:
                     continue  # nothing to protect at the base
                 if new is None:

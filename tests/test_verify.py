@@ -396,3 +396,32 @@ def test_verify_all_and_unknown_tasks(proj: Path, orch: Orch) -> None:
     assert r.returncode == 3 and "no branch orch/T3" in r.stderr
     r = orch("verify")
     assert r.returncode == 3 and "no task to verify" in r.stderr
+
+
+def test_a_decoy_copy_of_a_comment_region_does_not_hide_an_edit(repo: Path, orch: Orch) -> None:
+    locks = "version: 1\nlocks:\n  - {id: JS, kind: region, mode: hard, pattern: web/app.js::Pricing}\n"
+    proj = setup_project(repo, orch, locks=locks)
+    wt = make_task(proj, "T3")
+    text = (proj / "web/app.js").read_text()
+    decoy = "/*\n// orch-lock: begin Pricing\nconst p = 10;\n// orch-lock: end Pricing\n*/\n"
+    commit_in(wt, "web/app.js", decoy + text.replace("const p = 10;", "const p = 0;"))
+    v = verdict(orch, "T3", code=1)
+    assert rules(v) == {("web/app.js", "region-lock")}
+    assert "2 begin and 2 end markers" in v["violations"][0]["message"]
+    commit_in(wt, "web/app.js", text.replace("// orch-lock: end Pricing\n", ""))  # unterminated now
+    assert rules(verdict(orch, "T3", code=1)) == {("web/app.js", "region-lock")}
+
+
+def test_a_second_definition_of_a_locked_python_function_is_a_violation(proj: Path, orch: Orch) -> None:
+    wt = make_task(proj, "T1")
+    shadow = CART + "\n    def total(self):\n        return 0\n"
+    commit_in(wt, "src/auth/cart.py", shadow)
+    v = verdict(orch, "T1", code=1)
+    assert rules(v) == {("src/auth/cart.py", "region-lock")}
+    assert "bound 2 times" in v["violations"][0]["message"]
+    commit_in(wt, "src/auth/cart.py", CART + "\nCart.total = property(lambda self: 0)\n")
+    assert "reassigned" in verdict(orch, "T1", code=1)["violations"][0]["message"]
+    commit_in(wt, "src/auth/cart.py", CART + "\nsetattr(Cart, 'total', 0)\n")
+    assert "setattr" in verdict(orch, "T1", code=1)["violations"][0]["message"]
+    commit_in(wt, "src/auth/cart.py", CART + "\n\nclass Cart:\n    pass\n")
+    assert "bound 2 times" in verdict(orch, "T1", code=1)["violations"][0]["message"]
