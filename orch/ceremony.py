@@ -190,7 +190,18 @@ def triage(ctx: Ctx, ids: list[str] | None) -> Triage:
         merge = st.get("merge") or {}
         verdict = st.get("verdict") or {}
         if current in ("MERGED", "CLEANED"):
-            if named:
+            later = _branch_tip(tips, task_id, st)
+            if later is not None and merge.get("sha") and later != merge.get("sha"):
+                results.append(
+                    Result(
+                        task_id,
+                        "NOT_READY",
+                        f"merged at {str(merge.get('sha'))[:12]}; its branch has commits since, which orch does "
+                        "not merge (give them a task of their own)",
+                        sha=later,
+                    )
+                )
+            elif named:
                 results.append(Result(task_id, "NOT_READY", f"already {current.lower()}"))
             continue
         if current == "PENDING":
@@ -514,6 +525,8 @@ class Ceremony:
             if now is None:
                 st = state.read(self.ctx.project, self.ctx.store, dep)
                 now = (st or {}).get("state", "PENDING")
+                if now == "SUCCESS" and dep not in self.j["queue"]:
+                    return f"dependency {dep} is not merged (SUCCESS, but not part of this merge: name it too)"
             return f"dependency {dep} is not merged ({now})"
         return None
 

@@ -449,3 +449,19 @@ def test_sigkill_in_batch_mode_then_resume(ceremony_repo: Path, orch: Orch, step
     assert outcomes(r.stdout) == {"T1": "MERGED", "T2": "MERGED", "T3": "REVERTED"}
     files = git(repo, "ls-tree", "--name-only", "main").splitlines()
     assert "one.txt" in files and "two.txt" in files and "fail-T3" not in files
+
+
+def test_commits_after_a_merge_are_pointed_out_not_merged(ceremony_repo: Path, orch: Orch) -> None:
+    repo = ceremony_repo
+    add_tasks_to_plan(repo, [("T1", "^", []), ("T2", "^", ["T1"])])
+    finished_task(repo, "T1", {"one.txt": "1\n"})
+    finished_task(repo, "T2", {"two.txt": "2\n"}, base="orch/T1")
+    first = orch("merge", "T2", "--json")
+    assert outcomes(first.stdout) == {"T2": "SKIPPED"}
+    assert "not part of this merge: name it too" in first.stdout
+    assert outcomes(orch("merge", "T1", "--json").stdout) == {"T1": "MERGED"}
+    commit_file(repo / ".orch" / "worktrees" / "T1", "late.txt", "late\n")
+    again = orch("merge", "--json")
+    assert outcomes(again.stdout)["T1"] == "NOT_READY"
+    assert "has commits since, which orch does not merge" in again.stdout
+    assert "late.txt" not in git(repo, "ls-tree", "--name-only", "main")
