@@ -715,3 +715,48 @@ def test_doctor_leaves_the_parked_integration_branch_alone(project: Path, orch: 
     git(project, "commit", "-q", "--allow-empty", "-m", "more")
     git(project, "update-ref", "refs/heads/orch/integration", git(project, "rev-parse", "HEAD"))
     assert orch.ok("doctor").stdout == "all good: worktrees, branches and statuses agree\n"
+
+
+@pytest.mark.skipif(not any((Path(p) / "tmux").exists() for p in os.environ["PATH"].split(":")), reason="no tmux")
+def test_tmux_agent_gets_our_environment_and_ctrl_c_spares_the_supervisor(
+    project: Path, orch: Orch, agent_script: Path, tmp_path: Path
+) -> None:
+    import subprocess
+
+    sock = tmp_path / "tmux"
+    sock.mkdir()
+    env = {"TMUX_TMPDIR": str(sock), "ORCH_TEST_SECRET": "s3cret"}
+    seen = tmp_path / "secret.txt"
+    hang = agent_run(agent_script, "hang")
+    plan(project, task("T1", f'echo "$ORCH_TEST_SECRET" > {shlex.quote(str(seen))}; {hang}'))
+    try:
+        orch.ok("spin", "T1", "--tmux", env=env)
+        log = project / ".orch/run/tasks/T1/agent.log"
+        wait_for(lambda: log.exists() and "hanging" in log.read_text())
+        assert seen.read_text() == "s3cret\n"
+        assert not (project / ".orch/run/tasks/T1/launch-env.json").exists()
+        tmux_env = {**os.environ, **env}
+        subprocess.run(["tmux", "send-keys", "-t", "=orch-T1:", "C-c"], env=tmux_env, check=True)
+        assert orch("wait", "T1", "--timeout", "60", env=env).stdout.startswith("T1: FAILED")
+        st = status_of(project, "T1")
+        assert st["reason"].startswith("the agent exited with code"), st["reason"]
+        assert git(project, "show", "orch/T1:src/wip.txt") == "half done"  # completed, with its snapshot
+    finally:
+        import subprocess
+
+        subprocess.run(["tmux", "kill-server"], env={**os.environ, **env}, capture_output=True, check=False)
+
+
+def test_clean_of_a_link_to_a_foreign_folder_only_unlinks(project: Path, orch: Orch, tmp_path: Path) -> None:
+    plan(project, task("T1", "true"))
+    orch.ok("spin", "T1", "--no-start")
+    wt = project / ".orch/worktrees/T1"
+    git(project, "worktree", "remove", str(wt))
+    foreign = tmp_path / "not-a-repo"
+    foreign.mkdir()
+    (foreign / "f.txt").write_text("theirs\n")
+    wt.symlink_to(foreign)
+    r = orch.ok("clean", "T1")
+    assert not wt.is_symlink() and (foreign / "f.txt").read_text() == "theirs\n"
+    assert "kept the folder it pointed to" in r.stdout
+    assert git(project, "for-each-ref", "refs/orch/snapshots/") == ""
