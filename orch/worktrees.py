@@ -141,6 +141,7 @@ def spin(
             where=".orch/config.yaml",
             hint="set base_branch to an existing branch",
         )
+    _check_worktree_root(ctx, seen)
     existing = set(
         git.out(["for-each-ref", "--format=%(refname)", "refs/heads/orch/"], cwd=root, optional_locks=False).split()
     )
@@ -250,6 +251,25 @@ def spin(
                 p.result.exit_code = int(exc.exit_code)
                 note(p.task.id, f"not started: {exc.message.splitlines()[0]}")
     return results
+
+
+def _check_worktree_root(ctx: Ctx, ids: list[str]) -> None:
+    """Worktrees inside the user's checkout must be ignored by git, or they show up as untracked."""
+    root = ctx.project.root.resolve()
+    wt_root = ctx.config.worktree_root.resolve()
+    if not wt_root.is_relative_to(root):
+        return
+    rels = [f"{(wt_root / task_id).relative_to(root)}/" for task_id in ids]  # a folder: "/"-only rules match
+    r = git.run(["check-ignore", "--no-index", "--stdin", "-z"], cwd=root, input="\0".join(rels) + "\0", check=False)
+    ignored = {p for p in r.stdout.split("\0") if p}
+    if any(rel not in ignored for rel in rels):
+        raise InputError(
+            f"the worktree root {ctx.project.rel(ctx.config.worktree_root) or '.'} is inside your checkout and "
+            "git does not ignore it: task worktrees would show up there as untracked folders",
+            where=".orch/config.yaml",
+            hint="use the default worktree_root (.orch/worktrees, ignored by .orch/.gitignore), a folder "
+            "outside the repository, or add the folder to .gitignore",
+        )
 
 
 CLAIM_ATTEMPTS = 5

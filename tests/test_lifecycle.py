@@ -684,7 +684,7 @@ def test_agent_finds_orch_and_empty_commands_are_refused(project: Path, orch: Or
     out = tmp_path / "seen.txt"
     plan(
         project,
-        task("T1", f"command -v orch > {shlex.quote(str(out))}; echo \"$ORCH\" >> {shlex.quote(str(out))}"),
+        task("T1", f'command -v orch > {shlex.quote(str(out))}; echo "$ORCH" >> {shlex.quote(str(out))}'),
         task("T2").replace("- agent: shell", "- agent: empty"),
     )
     env = {"PATH": "/usr/bin:/bin"}  # orch run by its full path: its folder is not on PATH
@@ -760,3 +760,18 @@ def test_clean_of_a_link_to_a_foreign_folder_only_unlinks(project: Path, orch: O
     assert not wt.is_symlink() and (foreign / "f.txt").read_text() == "theirs\n"
     assert "kept the folder it pointed to" in r.stdout
     assert git(project, "for-each-ref", "refs/orch/snapshots/") == ""
+
+
+def test_spin_refuses_a_worktree_root_git_does_not_ignore(project: Path, orch: Orch) -> None:
+    config = project / ".orch/config.yaml"
+    text = config.read_text()
+    assert "worktree_root:" in text
+    config.write_text(
+        "\n".join("worktree_root: ." if ln.startswith("worktree_root:") else ln for ln in text.splitlines())
+    )
+    plan(project, task("T1", "true"))
+    r = orch("spin", "T1", "--no-start")
+    assert r.returncode == 3 and "git does not ignore it" in r.stderr, r.output
+    assert not (project / "T1").exists() and git(project, "branch", "--list", "orch/*") == ""
+    (project / ".gitignore").write_text("/T1/\n")
+    orch.ok("spin", "T1", "--no-start")
