@@ -320,7 +320,7 @@ def wait(
         worktrees.check_id(task_id, cwd=c.project.root)
     states = runner.wait(c, list(ids) if ids else None, timeout)
     if not states:
-        out("no task is running")
+        out("no task is running or waiting to be merged")
     for task_id, st in states.items():
         out(f"{task_id}: {st}" + (" (still running: timed out waiting)" if st == "RUNNING" else ""))
     return 0 if all(s == "SUCCESS" for s in states.values()) else 1
@@ -384,8 +384,8 @@ def clean(
     rep = worktrees.clean(c, list(ids) if ids else None, merged=merged, all=all_, force=force)
     if as_json:
         out(render.dumps(rep.to_json()))
-        return 0
-    out(worktrees.clean_text(rep) if rep.entries else "nothing to clean")
+    else:
+        out(worktrees.clean_text(rep) if rep.entries else "nothing to clean")
     return 1 if ids and rep.skipped else 0
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from orch import eventlog, git, state
 from orch.context import Ctx
-from orch.plan import ID_RE
+from orch.plan import ID_RE, RESERVED_IDS
 
 STALE_LOCK_AGE = 5.0  # seconds: younger index.lock files may belong to a git that is just starting
 
@@ -68,12 +68,29 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
         if not branch.startswith("orch/"):
             continue
         task_id = branch.removeprefix("orch/")
+        if task_id in RESERVED_IDS:
+            continue  # the merge ceremony's parked branch, not a task
         by_task[task_id] = listed
+        if not _under_worktree_root(ctx, Path(listed)):
+            # The main checkout (or a worktree a person made elsewhere) on a task's branch: orch
+            # never adopts it, and never commits there.
+            findings.append(
+                Finding(
+                    "branch-checked-out",
+                    listed,
+                    f"{branch} is checked out here, outside orch's worktree folder "
+                    f"({project.rel(ctx.config.worktree_root)})",
+                    f"nothing for orch to do: switch that checkout to another branch when you are done with {branch}",
+                    fixable=False,
+                    info=True,
+                )
+            )
+            continue
         st = statuses.get(task_id)
         if st is not None and st.get("worktree") and Path(st["worktree"]).resolve() == Path(listed).resolve():
             continue
-        if st is not None and st.get("state") == "RUNNING":
-            continue
+        if st is not None and st.get("state") in ("RUNNING", "CLEANED"):
+            continue  # a cleaned task's branch checked out again by hand is a person's, not orch's
         f = Finding(
             "unknown-worktree",
             listed,
@@ -91,7 +108,7 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
     for line in heads:
         ref, _, tip = line.partition(" ")
         task_id = ref.removeprefix("refs/heads/orch/")
-        if task_id in by_task or not ID_RE.fullmatch(task_id):
+        if task_id in by_task or not ID_RE.fullmatch(task_id) or task_id in RESERVED_IDS:
             continue
         st = statuses.get(task_id)
         if st is not None and st.get("state") == "CLEANED":
@@ -126,7 +143,7 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
             continue
         if Path(wt).is_symlink() or wt in listing or task_id in by_task:
             continue
-        branch = str(st.get("branch") or branch_name(task_id))
+        branch = branch_name(task_id)
         has_branch = git.rev_parse(f"refs/heads/{branch}", cwd=root) is not None
         f = Finding(
             "missing-worktree",
@@ -167,6 +184,18 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
         if st.get("state") != "CRASHED":
             continue
         wt = Path(st.get("worktree") or "")
+        if st.get("worktree") and not _is_task_worktree(ctx, task_id, wt, listing):
+            findings.append(
+                Finding(
+                    "crashed",
+                    task_id,
+                    f"its status names {wt}, which is not this task's worktree under "
+                    f"{project.rel(ctx.config.worktree_root)}; orch leaves that folder alone",
+                    f"look at it by hand; orch clean {task_id} forgets the task (the branch is kept)",
+                    fixable=False,
+                )
+            )
+            continue
         dirty = bool(st.get("worktree")) and wt.is_dir() and git.worktree_is_dirty(cwd=wt)
         f = Finding(
             "crashed",
@@ -192,6 +221,24 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
     return findings
 
 
+def _under_worktree_root(ctx: Ctx, path: Path) -> bool:
+    """Inside orch's worktree folder, and not the main checkout (nor a folder holding it)."""
+    resolved, root = path.resolve(), ctx.project.root.resolve()
+    if resolved == root or root.is_relative_to(resolved):
+        return False
+    return resolved.is_relative_to(ctx.config.worktree_root.resolve())
+
+
+def _is_task_worktree(ctx: Ctx, task_id: str, wt: Path, listing: dict[str, dict[str, str]]) -> bool:
+    """A worktree git knows, under the worktree root, on this task's branch or detached."""
+    if not wt.is_dir() or wt.is_symlink() or not _under_worktree_root(ctx, wt):
+        return False
+    info = next((i for p, i in listing.items() if Path(p).resolve() == wt.resolve()), None)
+    if info is None:
+        return False
+    return info.get("branch", f"refs/heads/orch/{task_id}") == f"refs/heads/orch/{task_id}"
+
+
 def _record_snapshot(ctx: Ctx, task_id: str, sha: str | None) -> None:
     if sha is not None:
         state.update(ctx.project, ctx.store, task_id, lambda s: s.update(snapshot_sha=sha, head_sha=sha))
@@ -215,6 +262,8 @@ def _adopt(ctx: Ctx, task_id: str, path: Path, branch: str) -> None:
     head = git.rev_parse(f"refs/heads/{branch}", cwd=root)
 
     def adopt(st: state.Status) -> None:
+        if st.get("state") in ("CLEANED", "RUNNING", "MERGED"):
+            return  # never overwrite what a finished (or live) task's status records
         st.update(
             state="CRASHED",
             reason="adopted by orch doctor: orch had lost track of this worktree",

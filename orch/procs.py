@@ -6,8 +6,11 @@ compare both; a process whose start time differs is someone else.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
+import time
 
 
 def start_time(pid: int) -> str | None:
@@ -56,3 +59,27 @@ def tmux_alive(session: str) -> bool:
     except OSError:
         return False
     return r.returncode == 0
+
+
+def end(pid: int, started: str, *, own_group: bool = True, grace: float = 3.0) -> None:
+    """SIGTERM to ``pid`` (its process group if it leads one), SIGKILL after ``grace`` seconds.
+
+    Only while it is still the process that started at ``started``: a reused pid is left alone.
+    """
+
+    def send(sig: int) -> None:
+        if not alive(pid, started):
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if own_group and os.getpgid(pid) == pid:
+                os.killpg(pid, sig)
+            else:
+                os.kill(pid, sig)
+
+    send(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not alive(pid, started):
+            return
+        time.sleep(0.05)
+    send(signal.SIGKILL)

@@ -16,10 +16,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from orch.store import Store, atomic_write
 GRACE = 10.0  # seconds between SIGTERM and SIGKILL
 BUDGET_POLL = 2.0  # how often a running agent's usage is checked against its budget
 SNAPSHOT_ATTEMPTS = 3
+ACCEPT_GRACE = 2.0  # seconds between SIGTERM and SIGKILL for an accept command that must end
 
 
 def tmux_session_name(task_id: str) -> str:
@@ -75,6 +78,43 @@ class TaskFiles:
     def supervisor_log(self) -> Path:
         return self.folder / "supervisor.log"
 
+    @property
+    def launch_env(self) -> Path:
+        """The caller's environment for a supervisor started in tmux (read once, then deleted)."""
+        return self.folder / "launch-env.json"
+
+
+# What one run leaves in the task folder; a new spin moves them to run-<n>/ (``rotate_run_files``).
+RUN_FILES = (
+    "agent.log", "usage.jsonl", "accept.log", "supervisor.log", "launch.json", "BLOCKER_REPORT.md",
+    "context.md", "manifest.yaml", "status.yaml",
+)  # fmt: skip
+
+
+def rotate_run_files(folder: Path) -> Path | None:
+    """Move the files of an earlier run into ``run-<n>/`` (kept, never deleted); the folder used."""
+    present = [name for name in RUN_FILES if (folder / name).exists()]
+    if not present:
+        return None
+    numbers = [int(p.name[4:]) for p in folder.glob("run-*") if p.name[4:].isdigit()]
+    target = folder / f"run-{max(numbers, default=0) + 1}"
+    target.mkdir()
+    for name in present:
+        if name == "status.yaml":  # the status stays (its kept refs carry over); a copy goes along
+            shutil.copy2(folder / name, target / name)
+        else:
+            os.replace(folder / name, target / name)
+    return target
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, atomically."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
 
 def files(project: Project, task_id: str) -> TaskFiles:
     return TaskFiles(project.task_dir(task_id))
@@ -107,18 +147,32 @@ def build_launch(ctx: Ctx, task_id: str, manifest: dict[str, Any]) -> dict[str, 
         "usage_file": str(f.usage),
         "budget_usd": f"{limits['budget_usd']:g}" if limits.get("budget_usd") else None,
     }
+    argv = agents.render_command(agent.command, values)
+    if not argv or not argv[0]:
+        raise InputError(
+            f"agent '{agent.name}' renders to an empty command for task {task_id}",
+            where=project.rel(project.orch_dir / "agents" / f"{agent.name}.yaml"),
+            hint="the command's first word must not be a placeholder without a value (e.g. {model} with no model)",
+        )
     env = dict(agent.env)
+    # The agent must find this very orch for `orch report`, however orch itself was started.
+    bin_dirs = [os.path.dirname(sys.executable)]
+    if os.path.basename(sys.argv[0]) in ("orch", "git-orch"):
+        bin_dirs.insert(0, os.path.dirname(os.path.abspath(sys.argv[0])))
+    path = env.get("PATH") or os.environ.get("PATH") or ""
     env.update(
         {
             "ORCH_TASK": task_id,
             "ORCH_WORKTREE": worktree,
             "ORCH_CONTEXT": str(f.context),
             "ORCH_HOME": str(project.orch_dir),
+            "ORCH": _shell_quote(sys.executable) + " -m orch",
+            "PATH": os.pathsep.join(dict.fromkeys([*bin_dirs, *([path] if path else [])])),
         }
     )
     return {
         "agent": agent.name,
-        "argv": agents.render_command(agent.command, values),
+        "argv": argv,
         "env": env,
         "cwd": worktree,
         "timeout": limits.get("timeout"),
@@ -175,9 +229,15 @@ def start(ctx: Ctx, task_id: str, *, tmux: bool = False) -> state.Status:
         raise InputError(f"task {task_id} is {problem[0]}, not ready to start", hint=f"see: orch status {task_id}")
     cmd = [sys.executable, "-m", "orch.runner", str(project.root), task_id]
     session = tmux_session_name(task_id)
+    # The supervisor runs from the task's run folder, never from the worktree: `python -m` puts its
+    # working folder first on sys.path, and the worktree's files (an orch/ or json.py) must not be
+    # imported by orch. Only the agent runs in the worktree.
     try:
         if tmux:
-            tmux_argv = ["tmux", "new-session", "-d", "-s", session, "-c", launch["cwd"]]
+            # A tmux session gets the tmux server's environment, not ours: hand ours over in a
+            # private file the supervisor reads and deletes.
+            _write_private(f.launch_env, json.dumps(dict(os.environ)))
+            tmux_argv = ["tmux", "new-session", "-d", "-s", session, "-c", str(f.folder)]
             for key in ("PATH", "HOME", "VIRTUAL_ENV"):
                 if key in os.environ:
                     tmux_argv += ["-e", f"{key}={os.environ[key]}"]
@@ -189,7 +249,7 @@ def start(ctx: Ctx, task_id: str, *, tmux: bool = False) -> state.Status:
             with open(f.supervisor_log, "ab") as log:
                 proc = subprocess.Popen(
                     cmd,
-                    cwd=launch["cwd"],
+                    cwd=f.folder,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=log,
@@ -240,6 +300,8 @@ def supervise(root: Path, task_id: str, *, in_tmux: bool = False) -> int:
     store = Store(project.root, project.orch_dir)
     f = files(project, task_id)
     launch = json.loads(f.launch.read_text(encoding="utf-8"))
+    if in_tmux:
+        _adopt_caller_env(f.launch_env)
     env = git.clean_env(launch["env"])
     env.pop("GIT_TERMINAL_PROMPT", None)
     flags = _Flags()
@@ -249,6 +311,9 @@ def supervise(root: Path, task_id: str, *, in_tmux: bool = False) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGHUP, signal.SIG_IGN if not in_tmux else on_term)
+    # Ctrl-C in an attached tmux pane is for the agent; the supervisor must live on to complete the
+    # run. A handler (not SIG_IGN, which the agent would inherit) is reset to the default at exec.
+    signal.signal(signal.SIGINT, _ignore)
     if in_tmux and os.environ.get("TMUX_PANE"):
         with contextlib.suppress(OSError):
             subprocess.run(
@@ -290,8 +355,28 @@ def supervise(root: Path, task_id: str, *, in_tmux: bool = False) -> int:
     code = proc.returncode
     if not in_tmux:
         _end_group(proc.pid)
-    finish(project, store, task_id, exit_code=code, reason=reason)
+    finish(project, store, task_id, exit_code=code, reason=reason, flags=flags)
     return 0
+
+
+def _ignore(signum: int, frame: Any) -> None:
+    return None
+
+
+def _adopt_caller_env(path: Path) -> None:
+    """Take the environment of the orch that started this tmux session (API keys and all)."""
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+    if isinstance(saved, dict):
+        keep = {k: os.environ[k] for k in ("TMUX", "TMUX_PANE", "TERM") if k in os.environ}
+        os.environ.clear()
+        os.environ.update({str(k): str(v) for k, v in saved.items()})
+        os.environ.update(keep)
 
 
 def _watch(
@@ -411,6 +496,43 @@ def snapshot_commit(worktree: Path, task_id: str, why: str) -> str | None:
     return git.out(["rev-parse", "HEAD"], cwd=worktree)
 
 
+def branch_of(task_id: str) -> str:
+    return f"orch/{task_id}"
+
+
+def _bring_branch_along(project: Project, worktree: Path, task_id: str, branch: str) -> tuple[str | None, str | None]:
+    """If the agent left HEAD off its branch, bring the branch to HEAD or keep HEAD under a ref.
+
+    Returns a note for the status (or None) and the ref that keeps HEAD (or None). The branch moves
+    only forward (HEAD descends from it) and only while no other worktree has it checked out.
+    """
+    if not worktree.is_dir():
+        return None, None
+    head = git.rev_parse("HEAD", cwd=worktree)
+    on = git.run(["symbolic-ref", "-q", "HEAD"], cwd=worktree, check=False).stdout.strip()
+    ref = f"refs/heads/{branch}"
+    if head is None or on == ref:
+        return None, None
+    tip = git.rev_parse(ref, cwd=project.root)
+    where = f"on {on.removeprefix('refs/heads/')}" if on else "detached"
+    if tip == head:
+        if not on:
+            git.run(["symbolic-ref", "HEAD", ref], cwd=worktree, check=False)
+        return None, None
+    from orch import worktrees
+
+    elsewhere = worktrees.checked_out_elsewhere(project.root, branch, worktree)
+    if tip is not None and elsewhere is None and git.is_ancestor(tip, head, cwd=project.root):
+        moved = git.run(["update-ref", ref, head, tip], cwd=project.root, check=False)
+        if moved.ok:
+            if not on:  # re-attach: HEAD and the branch now name the same commit
+                git.run(["symbolic-ref", "HEAD", ref], cwd=worktree, check=False)
+            return f"the agent left HEAD {where}; {branch} was moved forward to it ({head[:12]})", None
+    kept = f"refs/orch/kept/{task_id}/{worktrees.timestamp()}"
+    git.run(["update-ref", kept, head, "0" * len(head)], cwd=project.root)
+    return f"the agent left HEAD {where} at {head[:12]}, not on {branch}: kept as {kept}", kept
+
+
 def _reported_state(st: state.Status) -> tuple[str, str] | None:
     """The last BLOCKED / FAILED / PAUSED the agent reported during this run."""
     started = st.get("started_at") or ""
@@ -422,7 +544,15 @@ def _reported_state(st: state.Status) -> tuple[str, str] | None:
     return None
 
 
-def finish(project: Project, store: Store, task_id: str, *, exit_code: int | None, reason: str | None) -> state.Status:
+def finish(
+    project: Project,
+    store: Store,
+    task_id: str,
+    *,
+    exit_code: int | None,
+    reason: str | None,
+    flags: _Flags | None = None,
+) -> state.Status:
     """The completion steps of a run; idempotent (a task no longer RUNNING is left alone)."""
     f = files(project, task_id)
     with store.lock(f"finish-{task_id}"):
@@ -445,7 +575,9 @@ def finish(project: Project, store: Store, task_id: str, *, exit_code: int | Non
             except Exception as exc:  # the run must still be recorded, whatever git says
                 snap_error = str(exc).splitlines()[0]
                 time.sleep(0.5 * (attempt + 1))
-        head = git.rev_parse(f"refs/heads/{launch['branch']}", cwd=project.root)
+        branch = branch_of(task_id)
+        head_note, head_kept = _bring_branch_along(project, worktree, task_id, branch)
+        head = git.rev_parse(f"refs/heads/{branch}", cwd=project.root)
         usage = usage_of(launch, f)
         eventlog.append(project.log_path, state="RUNNING", task=task_id, action="EXIT", result=f"code={exit_code}")
         if snapshot:
@@ -453,7 +585,18 @@ def finish(project: Project, store: Store, task_id: str, *, exit_code: int | Non
         accept_result: dict[str, Any] | None = None
         over = _over_budget(launch, f)
         if launch.get("accept") and exit_code == 0 and reason is None and not over:
-            accept_result = _run_accept(project, launch, f)
+
+            def stop_asked() -> bool:
+                if flags is not None and flags.terminated:
+                    return True
+                now = state.read(project, store, task_id, refresh=False) or {}
+                return bool(now.get("stop_requested_at"))
+
+            accept_result = _run_accept(project, launch, f, stop_asked)
+            if flags is not None and flags.terminated:
+                reason = "the supervisor was told to stop (SIGTERM) while the accept command ran"
+            elif stop_asked():
+                reason = "stopped by orch stop while the accept command ran"
             eventlog.append(
                 project.log_path,
                 state="RUNNING",
@@ -476,6 +619,8 @@ def finish(project: Project, store: Store, task_id: str, *, exit_code: int | Non
             final, why = "FAILED", f"the accept command failed (exit {accept_result['exit_code']})"
         if snap_error:
             why = (why + "; " if why else "") + f"uncommitted work could not be snapshotted: {snap_error}"
+        if head_note:
+            why = (why + "; " if why else "") + head_note
 
         def complete(s: state.Status) -> None:
             if s.get("state") != "RUNNING":
@@ -491,6 +636,8 @@ def finish(project: Project, store: Store, task_id: str, *, exit_code: int | Non
             )
             if snapshot:
                 s["snapshot_sha"] = snapshot
+            if head_kept:
+                s["kept_refs"] = list(dict.fromkeys([*(s.get("kept_refs") or []), head_kept]))
             if usage.found:
                 s["tokens"] = usage.tokens()
             if usage.cost_usd is not None:
@@ -511,26 +658,46 @@ def finish(project: Project, store: Store, task_id: str, *, exit_code: int | Non
         return new
 
 
-def _run_accept(project: Project, launch: dict[str, Any], f: TaskFiles) -> dict[str, Any]:
+def _run_accept(
+    project: Project, launch: dict[str, Any], f: TaskFiles, stop_asked: Callable[[], bool]
+) -> dict[str, Any]:
+    """Run the accept command in a process group of its own; a stop or the timeout ends the group."""
     env = git.clean_env(launch["env"])
     command = str(launch["accept"])
+    limit = float(launch.get("accept_timeout") or 900)
+    code: int | None = None
     with open(f.accept_log, "wb") as log:
-        try:
-            r = subprocess.run(
-                ["sh", "-c", command],
-                cwd=launch["cwd"],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                timeout=float(launch.get("accept_timeout") or 900),
-                check=False,
-                start_new_session=True,
-            )
-            code: int | None = r.returncode
-        except subprocess.TimeoutExpired:
-            log.write(b"\norch: the accept command timed out\n")
-            code = None
+        proc = subprocess.Popen(
+            ["sh", "-c", command],
+            cwd=launch["cwd"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + limit
+        next_check = 0.0
+        ended_why = None
+        while True:
+            try:
+                code = proc.wait(timeout=0.1)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.monotonic()
+            if now >= deadline:
+                ended_why = "timed out"
+            elif now >= next_check:
+                next_check = now + 0.5
+                if stop_asked():
+                    ended_why = "was stopped"
+            if ended_why:
+                _terminate(proc, group=True, grace=ACCEPT_GRACE)
+                log.write(f"\norch: the accept command {ended_why}\n".encode())
+                code = None
+                break
+        _end_group(proc.pid)  # whatever it left running in its group
     return {"command": command, "exit_code": code, "log": project.rel(f.accept_log)}
 
 
@@ -589,10 +756,14 @@ def _signal_agent(pid: int | None, st: state.Status, sig: int) -> None:
 
 
 def wait(ctx: Ctx, ids: list[str] | None = None, timeout: float | None = None, *, poll: float = 0.25) -> dict[str, str]:
-    """Wait until the tasks (default: every RUNNING one) leave RUNNING; id -> state at return."""
+    """Wait until the tasks leave RUNNING; id -> state at return.
+
+    Without ids: every task that runs or has ended but is not yet verified, merged or cleaned, so
+    a run that ended badly before the wait began is still judged.
+    """
     project, store = ctx.project, ctx.store
     if ids is None:
-        ids = [i for i, s in state.read_all(project, store).items() if s.get("state") == "RUNNING"]
+        ids = [i for i, s in state.read_all(project, store).items() if s.get("state") in ("RUNNING", *ENDED)]
     for task_id in ids:
         if state.read(project, store, task_id, refresh=False) is None:
             raise InputError(f"task {task_id} was never spun", hint=f"orch spin {task_id}")
@@ -614,7 +785,7 @@ def attach_argv(ctx: Ctx, task_id: str) -> list[str]:
     session = st.get("tmux_session")
     if not session:
         log = ctx.project.rel(files(ctx.project, task_id).log)
-        raise UsageError(
+        raise InputError(
             f"task {task_id} does not run in tmux",
             hint=f"spin it with --tmux to attach; its output is in {log} (tail -f it)",
         )
@@ -644,7 +815,7 @@ def find_task_here(ctx: Ctx, cwd: Path) -> str:
     env_task = os.environ.get("ORCH_TASK")
     if env_task:
         return env_task
-    raise UsageError(
+    raise InputError(
         f"{cwd} is not inside a task's worktree",
         hint="run orch report from the worktree orch made for the task (or set ORCH_TASK)",
     )

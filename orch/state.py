@@ -113,6 +113,12 @@ def _mark_crashed(project: Project, store: Store, task_id: str) -> Status:
     status = update(project, store, task_id, crash)
     if changed:
         eventlog.append(project.log_path, state="CRASHED", task=task_id, action="CHECK", result="process gone")
+        # The supervisor is gone but its agent may not be: nobody would bound it any more, and it
+        # would go on writing into a worktree orch now treats as finished. End it.
+        pid, started = status.get("pid"), status.get("pid_start")
+        if started and pid and procs.alive(pid, started):
+            procs.end(int(pid), str(started), own_group=not status.get("tmux_session"))
+            eventlog.append(project.log_path, state="CRASHED", task=task_id, action="KILL", result=f"agent pid={pid}")
     return status
 
 

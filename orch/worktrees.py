@@ -20,6 +20,7 @@ import os
 import shutil
 import string
 import tempfile
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from typing import Any
 
 from orch import agents, eventlog, git, state
 from orch.context import Ctx
-from orch.errors import InputError, OrchError
+from orch.errors import GitError, InputError, OrchError
 from orch.plan import ID_RE, ID_RULE, Task
 
 Progress = Callable[[str, str], None]  # (task id, what happened)
@@ -140,6 +141,7 @@ def spin(
             where=".orch/config.yaml",
             hint="set base_branch to an existing branch",
         )
+    _check_worktree_root(ctx, seen)
     existing = set(
         git.out(["for-each-ref", "--format=%(refname)", "refs/heads/orch/"], cwd=root, optional_locks=False).split()
     )
@@ -202,12 +204,9 @@ def spin(
     if not prepared:
         return results
 
-    # One transaction for every ref: all tasks claim their branch, or none does.
-    stdin = "".join(
-        f"create refs/heads/{branch_name(p.task.id)} {base_sha}\nupdate {BASE_PREFIX}/{p.task.id} {base_sha}\n"
-        for p in prepared
-    )
-    git.run(["update-ref", "--stdin"], cwd=root, input=stdin)
+    prepared = _claim(ctx, prepared, base_sha, note)
+    if not prepared:
+        return results
     for p in prepared:
         ctx.log("PENDING", "SPIN", f"branch={branch_name(p.task.id)} base={base_sha[:12]}", task=p.task.id)
 
@@ -254,6 +253,66 @@ def spin(
     return results
 
 
+def _check_worktree_root(ctx: Ctx, ids: list[str]) -> None:
+    """Worktrees inside the user's checkout must be ignored by git, or they show up as untracked."""
+    root = ctx.project.root.resolve()
+    wt_root = ctx.config.worktree_root.resolve()
+    if not wt_root.is_relative_to(root):
+        return
+    rels = [f"{(wt_root / task_id).relative_to(root)}/" for task_id in ids]  # a folder: "/"-only rules match
+    r = git.run(["check-ignore", "--no-index", "--stdin", "-z"], cwd=root, input="\0".join(rels) + "\0", check=False)
+    ignored = {p for p in r.stdout.split("\0") if p}
+    if any(rel not in ignored for rel in rels):
+        raise InputError(
+            f"the worktree root {ctx.project.rel(ctx.config.worktree_root) or '.'} is inside your checkout and "
+            "git does not ignore it: task worktrees would show up there as untracked folders",
+            where=".orch/config.yaml",
+            hint="use the default worktree_root (.orch/worktrees, ignored by .orch/.gitignore), a folder "
+            "outside the repository, or add the folder to .gitignore",
+        )
+
+
+CLAIM_ATTEMPTS = 5
+
+
+def _claim(ctx: Ctx, prepared: list[_Prepared], base_sha: str, note: Progress) -> list[_Prepared]:
+    """Create every task's branch and base ref in one transaction; the tasks that won their claim.
+
+    A concurrent spin may create one of the branches first: that task is reported as already spun
+    (exit 3) and the transaction is tried again without it, so the others are still spun.
+    """
+    root = ctx.project.root
+    last: OrchError | None = None
+    for attempt in range(CLAIM_ATTEMPTS):
+        if not prepared:
+            return prepared
+        stdin = "".join(
+            f"create refs/heads/{branch_name(p.task.id)} {base_sha}\nupdate {BASE_PREFIX}/{p.task.id} {base_sha}\n"
+            for p in prepared
+        )
+        r = git.run(["update-ref", "--stdin"], cwd=root, input=stdin, check=False)
+        if r.ok:
+            return prepared
+        last = GitError(r.argv, r.returncode, r.stdout, r.stderr)
+        existing = set(
+            git.out(["for-each-ref", "--format=%(refname)", "refs/heads/orch/"], cwd=root, optional_locks=False).split()
+        )
+        lost = [p for p in prepared if f"refs/heads/{branch_name(p.task.id)}" in existing]
+        for p in lost:
+            exc = InputError(
+                f"task {p.task.id} already spun: a concurrent orch spin created {branch_name(p.task.id)} first",
+                hint=f"see: orch status {p.task.id}",
+            )
+            p.result.error = exc.render()
+            p.result.exit_code = int(exc.exit_code)
+            note(p.task.id, f"refused: {exc.message}")
+        prepared = [p for p in prepared if p not in lost]
+        if not lost:  # a ref lock held for a moment by another git: try again shortly
+            time.sleep(0.05 * (attempt + 1))
+    assert last is not None
+    raise last
+
+
 def _limits(ctx: Ctx, task: Task, agent: agents.Agent) -> dict[str, Any]:
     defaults = ctx.config.defaults
     budget = task.budget
@@ -277,6 +336,9 @@ def _write_task_files(ctx: Ctx, p: _Prepared, base_sha: str) -> None:
     project, store = ctx.project, ctx.store
     task, folder = p.task, project.task_dir(p.task.id)
     folder.mkdir(parents=True, exist_ok=True)
+    from orch.runner import rotate_run_files
+
+    rotate_run_files(folder)  # an earlier run's log, usage and blocker report must not count for this one
     now = eventlog.utcnow()
     manifest = {
         "id": task.id,
@@ -349,6 +411,11 @@ def _worktree_gitdir(worktree: Path) -> Path | None:
         return None
     path = Path(text.removeprefix("gitdir: "))
     return path if path.is_absolute() else (worktree / path).resolve()
+
+
+def _same_repo(worktree: Path, common_dir: Path) -> bool:
+    gitdir = _worktree_gitdir(worktree)
+    return gitdir is not None and gitdir.resolve().parent.parent == common_dir.resolve()
 
 
 def task_of_worktree(worktree: Path) -> str | None:
@@ -436,8 +503,12 @@ def _deps_text(ctx: Ctx, deps: list[str]) -> str:
         line += f", state {st.get('state', 'PENDING')}; its brief: `{folder / 'context.md'}`"
         lines.append(line)
         for artifact in st.get("artifacts") or []:
-            lines.append(f"  - artifact: `{artifact}`")
-    return "\n".join(lines) + "\n\nThese are references: read them where they are, do not copy them."
+            shown = artifact if os.path.isabs(artifact) else f"{head[:12] if head else f'orch/{dep}'}:{artifact}"
+            lines.append(f"  - artifact: `{shown}`")
+    return (
+        "\n".join(lines) + "\n\nThese are references: read them where they are, do not copy them "
+        "(`git show orch/ID:PATH` prints a file of a dependency's branch)."
+    )
 
 
 # -- clean ------------------------------------------------------------------------------------------
@@ -456,6 +527,7 @@ class CleanEntry:
     kept_refs: list[str] = field(default_factory=list)
     restore: list[str] = field(default_factory=list)
     skipped: str | None = None
+    branch_note: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -538,6 +610,15 @@ def _git_worktrees(root: Path) -> dict[str, dict[str, str]]:
     return result
 
 
+def checked_out_elsewhere(root: Path, branch: str, besides: Path | None = None) -> str | None:
+    """The folder of a worktree (the main checkout included) that has ``branch`` checked out, if any."""
+    mine = besides.resolve() if besides is not None else None
+    for path, info in _git_worktrees(root).items():
+        if info.get("branch") == f"refs/heads/{branch}" and (mine is None or Path(path).resolve() != mine):
+            return path
+    return None
+
+
 def _clean_one(
     ctx: Ctx, task_id: str, st: state.Status, listing: dict[str, dict[str, str]], *, force: bool
 ) -> CleanEntry:
@@ -551,7 +632,7 @@ def _clean_one(
     if previous not in CLEANABLE and previous != "CLEANED":
         entry.skipped = f"state {previous}"
         return entry
-    branch = str(st.get("branch") or branch_name(task_id))
+    branch = branch_name(task_id)  # never the status's word for it: a status is a file anyone can edit
     wt_text = st.get("worktree")
     worktree_gone = True
     if wt_text:
@@ -560,7 +641,11 @@ def _clean_one(
     if entry.skipped:
         return entry
     tip = git.rev_parse(f"refs/heads/{branch}", cwd=root)
-    if tip is not None and worktree_gone:
+    holder = checked_out_elsewhere(root, branch) if tip is not None and worktree_gone else None
+    if holder is not None:
+        entry.kept_branch = branch
+        entry.branch_note = f"checked out in {holder}; orch never deletes a branch a worktree has checked out"
+    elif tip is not None and worktree_gone:
         base_tip = git.rev_parse(f"refs/heads/{ctx.config.base_branch}", cwd=root)
         in_base = base_tip is not None and git.is_ancestor(tip, base_tip, cwd=root)
         if in_base:
@@ -616,9 +701,15 @@ def _remove_worktree(ctx: Ctx, task_id: str, wt: Path, listing: dict[str, dict[s
     known = listing.get(str(wt))
     if wt.is_symlink():
         target = wt.resolve()
-        _snapshot_into(ctx, task_id, wt, entry)
-        wt.unlink()  # only the link: the folder it points to is someone's, and stays
-        git.run(["worktree", "prune"], cwd=root)
+        # Only this task's own worktree, moved and linked back, is read through the link; any other
+        # folder is not orch's to look into. The folder stays either way: only the link goes.
+        ours = target.is_dir() and task_of_worktree(target) == task_id and _same_repo(target, project.common_dir)
+        if ours:
+            _snapshot_into(ctx, task_id, wt, entry)
+            _keep_head(ctx, task_id, wt, entry)
+        wt.unlink()
+        if ours:  # git still records the link's path: point it at the folder (prune would drop it)
+            git.run(["worktree", "repair", "--", str(target)], cwd=root, check=False)
         entry.removed_worktree = project.rel(wt)
         entry.link_only = True
         entry.kept_folder = str(target)
@@ -638,9 +729,25 @@ def _remove_worktree(ctx: Ctx, task_id: str, wt: Path, listing: dict[str, dict[s
         entry.skipped = f"worktree {project.rel(wt)} is locked (git worktree unlock {project.rel(wt)} to allow it)"
         return False
     _snapshot_into(ctx, task_id, wt, entry)
+    _keep_head(ctx, task_id, wt, entry)
     git.run(["worktree", "remove", "--force", str(wt)], cwd=root)
     entry.removed_worktree = project.rel(wt)
     return True
+
+
+def _keep_head(ctx: Ctx, task_id: str, wt: Path, entry: CleanEntry) -> None:
+    """Commits on the worktree's HEAD that its branch does not hold (a detached HEAD) get a ref."""
+    root = ctx.project.root
+    head = git.rev_parse("HEAD", cwd=wt)
+    if head is None:
+        return
+    tip = git.rev_parse(f"refs/heads/{branch_name(task_id)}", cwd=root)
+    if tip is not None and git.is_ancestor(head, tip, cwd=root):
+        return
+    kept = f"{KEPT_PREFIX}/{task_id}/{timestamp()}"
+    git.run(["update-ref", kept, head, "0" * len(head)], cwd=root)
+    entry.kept_refs.append(kept)
+    entry.restore.append(f"git branch {branch_name(task_id)}-head {kept}   # commits its HEAD had off its branch")
 
 
 def _snapshot_into(ctx: Ctx, task_id: str, wt: Path, entry: CleanEntry) -> None:
@@ -702,7 +809,9 @@ def clean_text(report: CleanReport) -> str:
         for ref in e.kept_refs:
             if ref != e.snapshot_ref:
                 lines.append(f"  kept its commits as {ref}")
-        if e.kept_branch:
+        if e.kept_branch and e.branch_note:
+            lines.append(f"  kept branch {e.kept_branch} ({e.branch_note})")
+        elif e.kept_branch:
             lines.append(
                 f"  kept branch {e.kept_branch} (not merged; orch clean --force {e.id} hides it under refs/orch/kept/)"
             )

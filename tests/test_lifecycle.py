@@ -231,7 +231,7 @@ def test_report_blocked_from_inside_the_worktree(project: Path, orch: Orch, agen
     r = orch("report", "BLOCKED", cwd=sub)
     assert r.returncode == 2 and "needs a reason" in r.stderr
     r = orch("report", "PROGRESS", "--note", "x")
-    assert r.returncode == 2 and "not inside a task's worktree" in r.stderr
+    assert r.returncode == 3 and "not inside a task's worktree" in r.stderr  # a state, not a usage error
 
 
 def test_spin_refuses_unmerged_deps_and_respin(project: Path, orch: Orch, agent_script: Path) -> None:
@@ -435,7 +435,7 @@ def test_tmux_run_completes_and_attach_needs_tmux(
         assert "task T1 in" in (project / ".orch/run/tasks/T1/agent.log").read_text()
         orch.ok("spin", "T2", "--no-start")
         r = orch("attach", "T2", env=env)
-        assert r.returncode == 2 and "does not run in tmux" in r.stderr
+        assert r.returncode == 3 and "does not run in tmux" in r.stderr
     finally:
         import subprocess
 
@@ -510,3 +510,268 @@ def test_max_parallel_bounds_the_agents_started(project: Path, orch: Orch, agent
     assert not (project / ".orch/worktrees/T2").exists()
     orch.ok("spin", "T2", "--no-start")  # preparing a worktree starts nothing
     orch.ok("stop", "T1", "--kill")
+
+
+# -- regressions: work loss, the user's checkout, bounded runs ---------------------------------------
+
+
+def test_doctor_never_adopts_or_commits_in_the_users_checkout(project: Path, orch: Orch) -> None:
+    plan(project, task("T1", "true"))
+    orch.ok("spin", "T1", "--no-start")
+    orch.ok("clean", "T1", "--force")
+    git(project, "checkout", "-q", "-b", "orch/T1")  # the user works on a branch of the task's name
+    (project / "mine.txt").write_text("my uncommitted work\n")
+    head = git(project, "rev-parse", "HEAD")
+    for _ in range(2):
+        orch("doctor", "--fix")
+    assert git(project, "rev-parse", "HEAD") == head
+    assert git(project, "status", "--porcelain") == "?? mine.txt"
+    st = status_of(project, "T1")
+    assert st["state"] == "CLEANED" and st["worktree"] is None
+
+
+def test_clean_never_deletes_a_branch_a_worktree_has_checked_out(project: Path, orch: Orch) -> None:
+    plan(project, task("T1", "true"))
+    orch.ok("spin", "T1", "--no-start")
+    wt = project / ".orch/worktrees/T1"
+    git(wt, "checkout", "-q", "--detach")
+    git(project, "checkout", "-q", "orch/T1")  # the user's checkout is on the task's branch
+    r = orch.ok("clean", "T1", "--force")
+    assert "kept branch orch/T1 (checked out in" in r.stdout, r.stdout
+    assert git(project, "symbolic-ref", "HEAD") == "refs/heads/orch/T1"
+    assert git(project, "rev-parse", "--verify", "refs/heads/orch/T1")
+
+
+def test_commits_on_a_detached_head_are_brought_to_the_branch(project: Path, orch: Orch, tmp_path: Path) -> None:
+    script = tmp_path / "detach.sh"
+    script.write_text(
+        "set -e\ngit checkout -q --detach\nmkdir -p src\necho x > src/x.txt\n"
+        "git add src/x.txt\ngit commit -q -m 'detached work'\n"
+    )
+    plan(project, task("T1", f"sh {shlex.quote(str(script))}"))
+    orch.ok("spin", "T1")
+    assert wait_state(orch, "T1") == "SUCCESS"
+    st = status_of(project, "T1")
+    assert git(project, "log", "-1", "--format=%s", "orch/T1") == "detached work"
+    assert st["head_sha"] == git(project, "rev-parse", "orch/T1")
+    assert "moved forward" in st["reason"]
+    wt = project / ".orch/worktrees/T1"
+    assert git(wt, "symbolic-ref", "HEAD") == "refs/heads/orch/T1"
+
+
+def test_clean_keeps_commits_only_a_detached_head_holds(project: Path, orch: Orch) -> None:
+    plan(project, task("T1", "true"))
+    orch.ok("spin", "T1", "--no-start")
+    wt = project / ".orch/worktrees/T1"
+    git(wt, "checkout", "-q", "--detach")
+    (wt / "src").mkdir()
+    (wt / "src/y.txt").write_text("y\n")
+    git(wt, "add", "src/y.txt")
+    git(wt, "commit", "-q", "-m", "lost?")
+    sha = git(wt, "rev-parse", "HEAD")
+    r = orch.ok("clean", "T1")
+    kept = git(project, "for-each-ref", "--format=%(refname)", "refs/orch/kept/T1/")
+    assert kept and git(project, "rev-parse", kept) == sha
+    assert f"kept its commits as {kept}" in r.stdout
+    assert kept in status_of(project, "T1")["kept_refs"]
+
+
+def test_killing_only_the_supervisor_ends_the_agent(project: Path, orch: Orch, agent_script: Path) -> None:
+    plan(project, task("T1", agent_run(agent_script, "hang")))
+    orch.ok("spin", "T1")
+    log = project / ".orch/run/tasks/T1/agent.log"
+    wait_for(lambda: log.exists() and "hanging" in log.read_text() and status_of(project, "T1").get("pid"))
+    st = status_of(project, "T1")
+    os.kill(st["supervisor_pid"], signal.SIGKILL)
+    wait_for(lambda: "Z" in _proc_state(st["supervisor_pid"]))
+    assert json.loads(orch.ok("status", "--json").stdout)["tasks"][0]["state"] == "CRASHED"
+    wait_for(lambda: "Z" in _proc_state(st["pid"]), timeout=15)  # the agent (SIGTERM-proof) is ended too
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return "Z (gone)"
+    return stat[stat.rindex(")") + 2 :].split()[0]
+
+
+def test_supervisor_does_not_import_code_from_the_worktree(project: Path, orch: Orch, agent_script: Path) -> None:
+    (project / "orch").mkdir()
+    (project / "orch/__init__.py").write_text("raise SystemExit('imported the worktree copy')\n")
+    (project / "orch/runner.py").write_text("raise SystemExit('imported the worktree copy')\n")
+    (project / "docs").mkdir()
+    (project / "docs/.keep").write_text("")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "a package named orch")
+    plan(project, task("T1", agent_run(agent_script, "dirty")))
+    docs = project / "docs"  # not the root: `python -m orch` there would import the repo's orch/
+    orch.ok("spin", "T1", cwd=docs)
+    assert wait_state(Orch(docs), "T1") == "SUCCESS"
+
+
+def test_stop_ends_a_long_accept_command(project: Path, orch: Orch, agent_script: Path) -> None:
+    plan(project, task("T1", agent_run(agent_script, "dirty"), extra="- accept: echo accepting; sleep 60"))
+    orch.ok("spin", "T1")
+    accept_log = project / ".orch/run/tasks/T1/accept.log"
+    wait_for(lambda: accept_log.exists() and "accepting" in accept_log.read_text())
+    began = time.monotonic()
+    r = orch.ok("stop", "T1", "--grace", "1")
+    assert time.monotonic() - began < 15
+    assert r.stdout.startswith("T1: FAILED (stopped by orch stop"), r.stdout
+    assert status_of(project, "T1")["accept"]["exit_code"] is None
+
+
+def test_respin_starts_fresh_run_files_and_keeps_the_old_ones(project: Path, orch: Orch, agent_script: Path) -> None:
+    plan(project, task("T1", agent_run(agent_script, "report")))
+    orch.ok("spin", "T1")
+    assert wait_state(orch, "T1") == "BLOCKED"
+    orch.ok("clean", "T1", "--force")
+    orch.ok("spin", "T1", "--no-start")
+    folder = project / ".orch/run/tasks/T1"
+    assert not (folder / "BLOCKER_REPORT.md").exists() and not (folder / "agent.log").exists()
+    assert "need the API key" in (folder / "run-1/BLOCKER_REPORT.md").read_text()
+    assert "task T1" in (folder / "run-1/agent.log").read_text()
+    assert status_of(project, "T1")["state"] == "PENDING"
+
+
+def test_clean_uses_the_task_branch_whatever_the_status_says(project: Path, orch: Orch) -> None:
+    plan(project, task("T1", "true"))
+    orch.ok("spin", "T1", "--no-start")
+    path = project / ".orch/run/tasks/T1/status.yaml"
+    st = yaml.safe_load(path.read_text())
+    st["branch"] = "main"
+    path.write_text(yaml.safe_dump(st))
+    r = orch("clean", "T1", "--force")
+    assert r.returncode == 3 and "branch" in r.stderr
+    assert git(project, "rev-parse", "--verify", "refs/heads/main")
+
+
+def test_lost_spin_race_spins_the_other_tasks(project: Path, orch: Orch) -> None:
+    plan(project, task("T1", "true"), task("T2", "true"))
+    base = git(project, "rev-parse", "HEAD")
+    hook = project / ".git/hooks/reference-transaction"
+    hook.parent.mkdir(exist_ok=True)
+    marker = project / ".git/raced"
+    # A concurrent spin wins orch/T2 between orch's check and its transaction: simulated by failing
+    # the first transaction and creating orch/T2 once its locks are released.
+    hook.write_text(
+        "#!/bin/sh\n"
+        f"[ -e {shlex.quote(str(marker))} ] && exit 0\n"
+        'if [ "$1" = prepared ] && grep -q refs/heads/orch/T2; then exit 1; fi\n'
+        'if [ "$1" = aborted ]; then touch ' + shlex.quote(str(marker)) + "; "
+        f"git update-ref refs/heads/orch/T2 {base}; fi\n"
+        "exit 0\n"
+    )
+    hook.chmod(0o755)
+    r = orch("spin", "--no-start", "T1", "T2")
+    assert r.returncode == 3, r.output
+    assert "T2: task T2 already spun" in r.stderr and "Traceback" not in r.output
+    assert "T1: orch/T1" in r.stdout
+    assert (project / ".orch/worktrees/T1").is_dir()
+
+
+def test_wait_without_ids_judges_tasks_that_already_ended(project: Path, orch: Orch, agent_script: Path) -> None:
+    plan(project, task("T1", agent_run(agent_script, "fail")))
+    orch.ok("spin", "T1")
+    assert wait_state(orch, "T1") == "FAILED"
+    r = orch("wait")
+    assert r.returncode == 1 and r.stdout == "T1: FAILED\n"
+
+
+def test_agent_finds_orch_and_empty_commands_are_refused(project: Path, orch: Orch, tmp_path: Path) -> None:
+    (project / ".orch/agents/empty.yaml").write_text('command: ["{model}"]\n')
+    out = tmp_path / "seen.txt"
+    plan(
+        project,
+        task("T1", f'command -v orch > {shlex.quote(str(out))}; echo "$ORCH" >> {shlex.quote(str(out))}'),
+        task("T2").replace("- agent: shell", "- agent: empty"),
+    )
+    env = {"PATH": "/usr/bin:/bin"}  # orch run by its full path: its folder is not on PATH
+    orch.ok("spin", "T1", env=env)
+    assert wait_state(orch, "T1") == "SUCCESS"
+    where, command = out.read_text().splitlines()
+    assert os.path.dirname(where) == os.path.dirname(sys.executable) or where.endswith("/orch")
+    assert command == f"{sys.executable} -m orch"
+    r = orch("spin", "T2")
+    assert r.returncode == 3 and "renders to an empty command" in r.stderr, r.output
+    assert "Traceback" not in r.output
+
+
+def test_clean_json_exit_code_matches_text(project: Path, orch: Orch, agent_script: Path) -> None:
+    plan(project, task("T1", agent_run(agent_script, "hang")), task("T2", "true"))
+    orch.ok("spin", "T2", "--no-start")
+    path = project / ".orch/run/tasks/T2/status.yaml"
+    st = yaml.safe_load(path.read_text())
+    st["state"] = "LOCK_VIOLATION"
+    path.write_text(yaml.safe_dump(st))
+    git(project / ".orch/worktrees/T2", "worktree", "lock", str(project / ".orch/worktrees/T2"))
+    assert orch("clean", "T2").returncode == 1
+    assert orch("clean", "T2", "--json").returncode == 1
+
+
+def test_doctor_leaves_the_parked_integration_branch_alone(project: Path, orch: Orch) -> None:
+    git(project, "branch", "orch/integration")
+    git(project, "commit", "-q", "--allow-empty", "-m", "more")
+    git(project, "update-ref", "refs/heads/orch/integration", git(project, "rev-parse", "HEAD"))
+    assert orch.ok("doctor").stdout == "all good: worktrees, branches and statuses agree\n"
+
+
+@pytest.mark.skipif(not any((Path(p) / "tmux").exists() for p in os.environ["PATH"].split(":")), reason="no tmux")
+def test_tmux_agent_gets_our_environment_and_ctrl_c_spares_the_supervisor(
+    project: Path, orch: Orch, agent_script: Path, tmp_path: Path
+) -> None:
+    import subprocess
+
+    sock = tmp_path / "tmux"
+    sock.mkdir()
+    env = {"TMUX_TMPDIR": str(sock), "ORCH_TEST_SECRET": "s3cret"}
+    seen = tmp_path / "secret.txt"
+    hang = agent_run(agent_script, "hang")
+    plan(project, task("T1", f'echo "$ORCH_TEST_SECRET" > {shlex.quote(str(seen))}; {hang}'))
+    try:
+        orch.ok("spin", "T1", "--tmux", env=env)
+        log = project / ".orch/run/tasks/T1/agent.log"
+        wait_for(lambda: log.exists() and "hanging" in log.read_text())
+        assert seen.read_text() == "s3cret\n"
+        assert not (project / ".orch/run/tasks/T1/launch-env.json").exists()
+        tmux_env = {**os.environ, **env}
+        subprocess.run(["tmux", "send-keys", "-t", "=orch-T1:", "C-c"], env=tmux_env, check=True)
+        assert orch("wait", "T1", "--timeout", "60", env=env).stdout.startswith("T1: FAILED")
+        st = status_of(project, "T1")
+        assert st["reason"].startswith("the agent exited with code"), st["reason"]
+        assert git(project, "show", "orch/T1:src/wip.txt") == "half done"  # completed, with its snapshot
+    finally:
+        import subprocess
+
+        subprocess.run(["tmux", "kill-server"], env={**os.environ, **env}, capture_output=True, check=False)
+
+
+def test_clean_of_a_link_to_a_foreign_folder_only_unlinks(project: Path, orch: Orch, tmp_path: Path) -> None:
+    plan(project, task("T1", "true"))
+    orch.ok("spin", "T1", "--no-start")
+    wt = project / ".orch/worktrees/T1"
+    git(project, "worktree", "remove", str(wt))
+    foreign = tmp_path / "not-a-repo"
+    foreign.mkdir()
+    (foreign / "f.txt").write_text("theirs\n")
+    wt.symlink_to(foreign)
+    r = orch.ok("clean", "T1")
+    assert not wt.is_symlink() and (foreign / "f.txt").read_text() == "theirs\n"
+    assert "kept the folder it pointed to" in r.stdout
+    assert git(project, "for-each-ref", "refs/orch/snapshots/") == ""
+
+
+def test_spin_refuses_a_worktree_root_git_does_not_ignore(project: Path, orch: Orch) -> None:
+    config = project / ".orch/config.yaml"
+    text = config.read_text()
+    assert "worktree_root:" in text
+    config.write_text(
+        "\n".join("worktree_root: ." if ln.startswith("worktree_root:") else ln for ln in text.splitlines())
+    )
+    plan(project, task("T1", "true"))
+    r = orch("spin", "T1", "--no-start")
+    assert r.returncode == 3 and "git does not ignore it" in r.stderr, r.output
+    assert not (project / "T1").exists() and git(project, "branch", "--list", "orch/*") == ""
+    (project / ".gitignore").write_text("/T1/\n")
+    orch.ok("spin", "T1", "--no-start")
