@@ -112,7 +112,7 @@ def pre_commit(cwd: str) -> int:
     lockset = locks_mod.load_dir(place.orch_dir)
     scope = task_scope(place)
     env = {k: os.environ[k] for k in ("GIT_INDEX_FILE",) if k in os.environ}
-    diff = ["diff-index", "--cached", "-r", "-z", "--no-renames"]
+    diff = ["diff-index", "--cached", "-r", "-z", "--no-renames", "--ignore-submodules=none"]
     r = git.run([*diff, "HEAD", "--"], cwd=place.top, env=env, check=False)
     if not r.ok:  # no commit yet: everything staged is new
         r = git.run([*diff, _empty_tree(place.top), "--"], cwd=place.top, env=env)

@@ -551,7 +551,9 @@ def task_branch(task_id: str) -> str:
     return f"orch/{task_id}"
 
 
-DIFF = ("diff-tree", "-r", "-z", "--no-renames", "--no-ext-diff")
+# --ignore-submodules=none: git would otherwise honour submodule.<name>.ignore and diff.ignoreSubmodules
+# (from .gitmodules or config, both of which an agent can write) and leave a moved submodule out.
+DIFF = ("diff-tree", "-r", "-z", "--no-renames", "--no-ext-diff", "--ignore-submodules=none")
 
 
 def task_changes(root: Path | str, old: str, new: str) -> Iterator[Changes]:

@@ -425,3 +425,25 @@ def test_a_second_definition_of_a_locked_python_function_is_a_violation(proj: Pa
     assert "setattr" in verdict(orch, "T1", code=1)["violations"][0]["message"]
     commit_in(wt, "src/auth/cart.py", CART + "\n\nclass Cart:\n    pass\n")
     assert "bound 2 times" in verdict(orch, "T1", code=1)["violations"][0]["message"]
+
+
+@pytest.mark.parametrize("plant", ["gitmodules", "config"])
+def test_a_submodule_change_is_seen_whatever_ignore_setting_is_planted(proj: Path, orch: Orch, plant: str) -> None:
+    head = git(proj, "rev-parse", "HEAD")
+    git(proj, "update-index", "--add", "--cacheinfo", f"160000,{head},vendor/lib")
+    gitmodules = '[submodule "lib"]\n\tpath = vendor/lib\n\turl = ./lib\n'
+    if plant == "gitmodules":
+        gitmodules += "\tignore = all\n"
+    (proj / ".gitmodules").write_text(gitmodules)
+    git(proj, "add", ".gitmodules")
+    git(proj, "commit", "-q", "-m", "vendor a submodule")
+    if plant == "config":
+        git(proj, "config", "submodule.lib.ignore", "all")
+        git(proj, "config", "diff.ignoreSubmodules", "all")
+    wt = make_task(proj, "T3")
+    git(wt, "update-index", "--cacheinfo", f"160000,{git(proj, 'rev-parse', 'HEAD')},vendor/lib")
+    tree = git(wt, "write-tree")  # git commit itself would say "nothing to commit"
+    git(wt, "update-ref", "refs/heads/orch/T3", git(wt, "commit-tree", tree, "-p", "HEAD", "-m", "move the submodule"))
+    v = verdict(orch, "T3", code=1)
+    assert rules(v) == {("vendor/lib", "submodule")}
+    assert v["changed_paths"] == 1
