@@ -444,12 +444,15 @@ def ack(
     task_id: str = typer.Argument(..., metavar="ID"),
     lock_id: str = typer.Argument(..., metavar="LOCK_ID"),
 ) -> None:
-    """Accept, as a person, a task's change to a soft lock (recorded in the event log)."""
+    """Accept, as a person, a task's change to a soft lock at its verified commit (that commit only)."""
     from orch import verify as verify_mod
 
     result = verify_mod.ack(ctx(), task_id, lock_id)
     pending = ", ".join(result["pending_acks"]) or "none"
-    out(f"acked {lock_id} for {task_id}; still waiting for an ack: {pending}")
+    out(
+        f"acked {lock_id} for {task_id} at {result['sha'][:12]} (holds for that exact commit only); "
+        f"still waiting for an ack: {pending}"
+    )
 
 
 @lock_app.command("add")

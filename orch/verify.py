@@ -625,7 +625,7 @@ def verify_task(
         changed += len(batch)
     violations = checker.finish(lambda shas: git.cat_blobs(shas, cwd=root))
     status = state.read(project, ctx.store, task_id, refresh=False) or {}
-    acks = set(status.get("acks") or [])
+    acks = acked_locks(status, sha)
     if lockset.of_kind("requirement", agents=False):
         with _checkout_at(ctx, task_id, sha) as where:
             for failure in run_requirements(lockset, where, timeout=ctx.config.test_timeout):
@@ -745,8 +745,25 @@ def verify_many(ctx: Ctx, task_ids: Sequence[str], *, all_tasks: bool = False) -
     return [verify_task(ctx, tid) for tid in task_ids]
 
 
+def ack_entry(lock_id: str, sha: str) -> str:
+    """How status.yaml ``acks`` records an ack: the lock and the exact commit it was given for."""
+    return f"{lock_id}@{sha}"
+
+
+def acked_locks(status: dict[str, Any], sha: str) -> set[str]:
+    """The soft locks a person acked for commit ``sha`` (an ack holds for one exact commit; entries
+    without a commit, written by older versions, count for none)."""
+    out = set()
+    for entry in status.get("acks") or []:
+        lock_id, at, acked_sha = str(entry).partition("@")
+        if at and acked_sha == sha:
+            out.add(lock_id)
+    return out
+
+
 def ack(ctx: Ctx, task_id: str, lock_id: str) -> dict[str, Any]:
-    """``orch ack``: a person accepts task ``task_id``'s change to soft lock ``lock_id``."""
+    """``orch ack``: a person accepts task ``task_id``'s change to soft lock ``lock_id`` at the exact
+    commit of its latest verdict (which must still be the branch tip): a later commit needs a new ack."""
     from orch import state
 
     _check_task_id(task_id)
@@ -762,20 +779,42 @@ def ack(ctx: Ctx, task_id: str, lock_id: str) -> dict[str, Any]:
             hint=f"fix the branch, or (a person decides) make it soft in .orch/locks.yaml, or: orch lock rm {lock_id}",
         )
 
+    tip = git.rev_parse(f"refs/heads/{task_branch(task_id)}", cwd=ctx.project.root)
+    status = state.read(ctx.project, ctx.store, task_id, refresh=False) or {}
+    judged = (status.get("verdict") or {}).get("sha")
+    if not judged:
+        raise InputError(
+            f"task {task_id} has no verdict to ack", hint=f"verify it first (orch verify {task_id}), then ack"
+        )
+    if tip != judged:
+        where = f"is at {tip[:12]}" if tip else "is gone"
+        raise InputError(
+            f"{task_branch(task_id)} {where}, not at {judged[:12]} where it was verified: an ack holds for one exact commit",
+            hint=f"verify it again (orch verify {task_id}), then ack what that verdict shows",
+        )
+    sha = judged
+    entry = ack_entry(lock_id, sha)
+
     def change(st: state.Status) -> None:
         acks = list(st.get("acks") or [])
-        if lock_id not in acks:
-            acks.append(lock_id)
+        if entry not in acks:
+            acks.append(entry)
         st["acks"] = acks
         verdict = st.get("verdict")
-        if verdict and lock_id in (verdict.get("pending_acks") or []):
+        if verdict and verdict.get("sha") == sha and lock_id in (verdict.get("pending_acks") or []):
             verdict["pending_acks"] = [a for a in verdict["pending_acks"] if a != lock_id]
 
     st = state.update(ctx.project, ctx.store, task_id, change)
     user = os.environ.get("USER") or os.environ.get("LOGNAME") or "someone"
-    ctx.log(str(st.get("state")), "ACK", f"{lock_id} by {user}", task=task_id)
+    ctx.log(str(st.get("state")), "ACK", f"{lock_id} at {sha[:12]} by {user}", task=task_id)
     verdict = st.get("verdict") or {}
-    return {"task": task_id, "lock": lock_id, "acks": st["acks"], "pending_acks": verdict.get("pending_acks") or []}
+    return {
+        "task": task_id,
+        "lock": lock_id,
+        "sha": sha,
+        "acks": st["acks"],
+        "pending_acks": verdict.get("pending_acks") or [],
+    }
 
 
 def verdict_text(v: Verdict) -> str:

@@ -285,11 +285,37 @@ def test_soft_lock_needs_an_ack(proj: Path, orch: Orch) -> None:
     assert r.returncode == 3 and "hard lock" in r.stderr
     r = orch("ack", "T3", "L9")
     assert r.returncode == 3 and "known locks: L1, L2, L3, L4" in r.stderr
-    assert orch.ok("ack", "T3", "L4").stdout == "acked L4 for T3; still waiting for an ack: none\n"
-    assert status_of(proj, "T3")["acks"] == ["L4"]
+    sha = v["sha"]
+    assert orch.ok("ack", "T3", "L4").stdout == (
+        f"acked L4 for T3 at {sha[:12]} (holds for that exact commit only); still waiting for an ack: none\n"
+    )
+    assert status_of(proj, "T3")["acks"] == [f"L4@{sha}"]
     assert "ACK" in (proj / ".orch/run/log").read_text()
     v = verdict(orch, "T3", code=0)
     assert v["pending_acks"] == [] and v["mergeable"] is True
+
+
+def test_an_ack_holds_for_one_exact_commit(proj: Path, orch: Orch) -> None:
+    wt = make_task(proj, "T3")
+    r = orch("ack", "T3", "L4")
+    assert r.returncode == 3 and "no verdict to ack" in r.stderr
+    commit_in(wt, "docs/guide.md", "better guide\n")
+    assert verdict(orch, "T3", code=1)["pending_acks"] == ["L4"]
+    orch.ok("ack", "T3", "L4")
+    assert verdict(orch, "T3", code=0)["mergeable"] is True
+    # a later commit to the soft-locked area is not covered by the earlier ack
+    commit_in(wt, "docs/guide.md", "a guide rewritten after the ack\n")
+    assert verdict(orch, "T3", code=1)["pending_acks"] == ["L4"]
+    # nor is an ack given after the branch moved on from the verdict a person saw
+    commit_in(wt, "docs/guide.md", "and again\n")
+    r = orch("ack", "T3", "L4")
+    assert r.returncode == 3 and "an ack holds for one exact commit" in r.stderr
+    # an entry without a commit (as older versions wrote) counts for nothing
+    st_path = proj / ".orch/run/tasks/T3/status.yaml"
+    st = status_of(proj, "T3")
+    st["acks"] = ["L4"]
+    st_path.write_text(yaml.safe_dump(st))
+    assert verdict(orch, "T3", code=1)["pending_acks"] == ["L4"]
 
 
 def test_requirement_locks_run_in_the_task_worktree(proj: Path, orch: Orch) -> None:
