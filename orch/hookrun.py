@@ -79,10 +79,13 @@ def task_scope(place: Place) -> str | None:
         raw = handle.read()
     digest = locks_mod.blake2b(raw + _PLAN_CACHE_VERSION.encode()).hexdigest()
     cached = os.path.join(place.orch_dir, "run", "cache", "plan", digest + ".json")
+    scopes: Any = None
     try:
         with open(cached, encoding="utf-8") as handle:
-            scopes: dict[str, str | None] = json.load(handle)
+            scopes = json.load(handle)
     except (OSError, ValueError):
+        pass
+    if not (isinstance(scopes, dict) and all(isinstance(v, (str, type(None))) for v in scopes.values())):
         from pathlib import Path
 
         from orch import plan as plan_mod
@@ -94,7 +97,8 @@ def task_scope(place: Place) -> str | None:
             atomic_write(Path(cached), json.dumps(scopes))
         except OSError:
             pass
-    return scopes.get(place.task)
+    scope: str | None = scopes.get(place.task)
+    return scope
 
 
 def _show(path: str) -> str:

@@ -540,7 +540,8 @@ def run_requirements(
 
 def check_requirements(ctx: Ctx, cwd: Path, *, hard_only: bool = True) -> list[RequirementFailure]:
     """Run the requirement locks' checks in ``cwd`` (the ceremony's integration worktree)."""
-    lockset = locks_mod.load(ctx.project)
+    ctx = ctx.judging()
+    lockset = locks_mod.load(ctx.project, cache=False)
     return run_requirements(lockset, cwd, timeout=ctx.config.test_timeout, hard_only=hard_only)
 
 
@@ -598,11 +599,13 @@ def verify_task(
 
     ``base_tip`` is the commit the change set is measured from (through the merge-base); default: the
     tip of the configured base branch (the merge ceremony passes the tip of the branch it merges into).
+    Config, plan and locks are read from their files, never from the caches (``Ctx.judging``).
     """
     from orch import state
     from orch.eventlog import utcnow
 
     _check_task_id(task_id)
+    ctx = ctx.judging()
     project = ctx.project
     root = project.root
     task = ctx.plan.require(task_id)
@@ -613,7 +616,7 @@ def verify_task(
         base_tip or f"refs/heads/{base}", f"refs/heads/{task_branch(task_id)}" if sha is None else sha, cwd=root
     )
     try:
-        lockset = locks_mod.load(project)
+        lockset = locks_mod.load(project, cache=False)
     except BaseException:
         pair.cancel()
         raise
@@ -732,6 +735,7 @@ def _no_filters(root: Path) -> list[str]:
 
 def verify_many(ctx: Ctx, task_ids: Sequence[str], *, all_tasks: bool = False) -> list[Verdict]:
     """``orch verify``: the named tasks, or (``all_tasks``) every task in the plan with a branch."""
+    ctx = ctx.judging()
     if all_tasks:
         from orch.status import branch_heads
 
@@ -767,8 +771,9 @@ def ack(ctx: Ctx, task_id: str, lock_id: str) -> dict[str, Any]:
     from orch import state
 
     _check_task_id(task_id)
+    ctx = ctx.judging()
     ctx.plan.require(task_id)
-    lockset = locks_mod.load(ctx.project)
+    lockset = locks_mod.load(ctx.project, cache=False)
     lock = lockset.get(lock_id) or (locks_mod.agents_md_lock() if lock_id == locks_mod.AGENTS_MD_LOCK else None)
     if lock is None:
         known = ", ".join(lk.id for lk in lockset.locks) or "none"
@@ -789,7 +794,8 @@ def ack(ctx: Ctx, task_id: str, lock_id: str) -> dict[str, Any]:
     if tip != judged:
         where = f"is at {tip[:12]}" if tip else "is gone"
         raise InputError(
-            f"{task_branch(task_id)} {where}, not at {judged[:12]} where it was verified: an ack holds for one exact commit",
+            f"{task_branch(task_id)} {where}, not at {judged[:12]} where it was verified: "
+            "an ack holds for one exact commit",
             hint=f"verify it again (orch verify {task_id}), then ack what that verdict shows",
         )
     sha = judged

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -473,3 +475,51 @@ def test_a_submodule_change_is_seen_whatever_ignore_setting_is_planted(proj: Pat
     v = verdict(orch, "T3", code=1)
     assert rules(v) == {("vendor/lib", "submodule")}
     assert v["changed_paths"] == 1
+
+
+def _plant(cache: Path, kind: str, change: Any) -> int:
+    """Rewrite every entry of one of orch's caches with ``change(data)``; how many there were."""
+    n = 0
+    for entry in (cache / kind).iterdir() if (cache / kind).is_dir() else []:
+        try:
+            data = json.loads(entry.read_text())
+        except ValueError:
+            continue
+        entry.write_text(json.dumps(change(entry.name, data)))
+        n += 1
+    return n
+
+
+def test_verify_builds_its_rules_from_the_files_not_the_caches(proj: Path, orch: Orch) -> None:
+    wt = make_task(proj, "T1")
+    commit_in(wt, "src/billing/pricing.py", "PRICE = 0\n")
+    assert verdict(orch, "T1", code=1)["result"] == "LOCK_VIOLATION"
+    orch.ok("status")
+    cache = proj / ".orch/run/cache"
+
+    def no_locks(name: str, data: Any) -> Any:
+        return {"locks": [], "agents_md_lock": False}
+
+    def no_scopes(name: str, data: Any) -> Any:
+        if isinstance(data, dict) and "tasks" in data:
+            for t in data["tasks"]:
+                t["fields"].pop("scope", None)
+            return data
+        return {k: None for k in data}
+
+    def base_is_the_task(name: str, data: Any) -> Any:
+        return {**data, "base_branch": "orch/T1"} if name.startswith("config-") else data
+
+    assert _plant(cache, "locks", no_locks) >= 1
+    assert _plant(cache, "plan", no_scopes) >= 1
+    assert _plant(cache, "valid", base_is_the_task) >= 1
+    v = verdict(orch, "T1", code=1)
+    assert v["result"] == "LOCK_VIOLATION"
+    assert rules(v) == {("src/billing/pricing.py", "path-lock"), ("src/billing/pricing.py", "scope")}
+    assert v["base_sha"] == git(proj, "rev-parse", "main")
+    # an entry of the wrong shape is recompiled, not an internal error (the hooks read the cache)
+    assert _plant(cache, "locks", lambda name, data: {}) >= 1
+    (wt / "src/billing/pricing.py").write_text("PRICE = 1\n")
+    git(wt, "add", "-A")
+    r = subprocess.run([sys.executable, "-m", "orch.hookmain", "pre-commit"], cwd=wt, capture_output=True, text=True)
+    assert r.returncode == 1 and "path-lock" in r.stderr, r.stderr
