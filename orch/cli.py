@@ -485,7 +485,7 @@ def lock_require(
     reason: str | None = typer.Option(None, "--reason"),
     lock_id: str | None = typer.Option(None, "--id", help="Lock id (default: the next R<n>)."),
 ) -> None:
-    """Add a requirement lock: checked in the task's worktree at verify time and after each merge."""
+    """Add a requirement lock: checked on a fresh tree of the task's commit at verify time and after each merge."""
     from orch import lockcmd
 
     result = lockcmd.require(ctx(), text, check=check, via=via, mode=_mode(hard, soft), reason=reason, lock_id=lock_id)

@@ -675,7 +675,14 @@ def _record(ctx: Ctx, verdict: Verdict) -> None:
 
 
 class _checkout_at:
-    """The task's worktree when it is clean at ``sha``; else a temporary detached worktree at ``sha``."""
+    """A fresh temporary worktree holding exactly the tree of ``sha`` (removed afterwards).
+
+    Never the task's own worktree: it may hold ignored files that shadow committed ones, and its agent
+    may still be running. Nor is it filled by git's checkout, which runs smudge filters and hooks that
+    config an agent can plant (``includeIf`` reaching only linked worktrees, ``info/attributes``) would
+    name: the files are written here from ``ls-tree`` and ``cat-file``, and the index is set with
+    ``read-tree`` (which runs no filter), then refreshed with every filter blanked.
+    """
 
     def __init__(self, ctx: Ctx, task_id: str, sha: str) -> None:
         self.ctx = ctx
@@ -684,22 +691,24 @@ class _checkout_at:
         self.temp: Path | None = None
 
     def __enter__(self) -> Path:
-        wt = self.ctx.config.worktree_root / self.task_id
-        if wt.is_dir():
-            head = git.rev_parse("HEAD", cwd=wt)
-            if head == self.sha and not _dirty(wt):
-                return wt
         root = self.ctx.project.root
-        self.temp = self.ctx.project.run_dir / "verify" / f"{self.task_id}-{self.sha[:12]}"
+        self.temp = self.ctx.project.run_dir / "verify" / f"{self.task_id}-{self.sha[:12]}-{os.getpid()}"
         if self.temp.exists():
             self._remove()
         self.temp.parent.mkdir(parents=True, exist_ok=True)
-        # Checkout runs filters and hooks that an agent could have planted in .git/config: none here.
-        git.run(
-            [*_no_filters(root), "worktree", "add", "--detach", str(self.temp), self.sha],
-            cwd=root,
-            no_hooks=True,
-        )
+        try:
+            git.run(
+                [*_no_filters(root), "worktree", "add", "--no-checkout", "--detach", str(self.temp), self.sha],
+                cwd=root,
+                no_hooks=True,
+            )
+            write_tree(root, self.sha, self.temp)
+            git.run(["read-tree", self.sha], cwd=self.temp, no_hooks=True)
+            blank = _no_filters(self.temp)  # as config is seen from inside this worktree
+            git.run([*blank, "update-index", "-q", "--refresh"], cwd=self.temp, check=False, no_hooks=True)
+        except BaseException:
+            self._remove()
+            raise
         return self.temp
 
     def __exit__(self, *exc: object) -> None:
@@ -717,10 +726,40 @@ class _checkout_at:
         git.run(["worktree", "prune"], cwd=root, check=False)
 
 
-def _dirty(wt: Path) -> bool:
-    """``git status`` with every configured filter blanked (status may run clean filters)."""
-    args = [*_no_filters(wt), "status", "--porcelain=v1", "-z", "--untracked-files=all"]
-    return bool(git.run(args, cwd=wt, optional_locks=False).stdout)
+def write_tree(root: Path | str, sha: str, dest: Path) -> None:
+    """Write the files of commit ``sha`` into the folder ``dest`` as git stores them: no filter, no
+    end-of-line conversion, modes kept (regular, executable, symlink; a submodule is an empty folder).
+
+    Folders and files first, symlinks last, so no write can pass through a symlink of the tree; a
+    path that could leave ``dest`` (``..``, ``.git``, an absolute path) is refused.
+    """
+    listing = git.run(["ls-tree", "-r", "-z", "--full-tree", sha], cwd=root).stdout
+    entries: list[tuple[str, str, str]] = []  # (mode, object, path)
+    for record in listing.split("\0"):
+        if not record:
+            continue
+        meta, _, path = record.partition("\t")
+        mode, _kind, obj = meta.split(" ")
+        parts = path.split("/")
+        if path.startswith("/") or any(p in ("", ".", "..") or p.lower() == ".git" for p in parts):
+            raise InputError(f"commit {sha[:12]} holds a path git would never check out: {path!r}")
+        entries.append((mode, obj, path))
+    blobs = git.cat_blobs([obj for mode, obj, _ in entries if mode != GITLINK], cwd=root)
+    links = []
+    for mode, obj, path in entries:
+        target = os.path.join(dest, path)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if mode == SYMLINK:
+            links.append((obj, target))
+        elif mode == GITLINK:
+            os.makedirs(target, exist_ok=True)
+        else:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+            fd = os.open(target, flags, 0o755 if mode == "100755" else 0o644)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(blobs[obj])
+    for obj, target in links:
+        os.symlink(blobs[obj].decode("utf-8", "surrogateescape"), target)
 
 
 def _no_filters(root: Path) -> list[str]:

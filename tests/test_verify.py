@@ -320,7 +320,7 @@ def test_an_ack_holds_for_one_exact_commit(proj: Path, orch: Orch) -> None:
     assert verdict(orch, "T3", code=1)["pending_acks"] == ["L4"]
 
 
-def test_requirement_locks_run_in_the_task_worktree(proj: Path, orch: Orch) -> None:
+def test_requirement_locks_run_in_a_fresh_tree_of_the_exact_commit(proj: Path, orch: Orch) -> None:
     orch.ok("lock", "require", "TTL stays positive", "--check", "grep -q 'TTL = [1-9]' src/auth/session.py",
             "--via", "static")  # fmt: skip
     git(proj, "commit", "-q", "-am", "requirement")
@@ -331,7 +331,7 @@ def test_requirement_locks_run_in_the_task_worktree(proj: Path, orch: Orch) -> N
     v = verdict(orch, "T1", code=1)
     assert v["result"] == "LOCK_VIOLATION"
     assert rules(v) == {("(requirement R1)", "requirement")}
-    # the worktree moved on and is dirty: the exact verified sha is checked out elsewhere, then removed
+    # the worktree moves on and is dirty: the check still sees the exact commit, in a tree removed afterwards
     (wt / "src/auth/session.py").write_text("TTL = 9\n")
     assert verdict(orch, "T1", code=1)["result"] == "LOCK_VIOLATION"
     assert not (proj / ".orch/run/verify").exists() or not any((proj / ".orch/run/verify").iterdir())
@@ -523,3 +523,48 @@ def test_verify_builds_its_rules_from_the_files_not_the_caches(proj: Path, orch:
     git(wt, "add", "-A")
     r = subprocess.run([sys.executable, "-m", "orch.hookmain", "pre-commit"], cwd=wt, capture_output=True, text=True)
     assert r.returncode == 1 and "path-lock" in r.stderr, r.stderr
+
+
+def test_requirement_checks_ignore_ignored_files_in_the_task_worktree(proj: Path, orch: Orch) -> None:
+    check = f"{sys.executable} -c \"import sys; sys.path.insert(0, 'src/auth'); import ttl; sys.exit(ttl.TTL <= 0)\""
+    orch.ok("lock", "require", "TTL stays positive", "--check", check, "--via", "test")
+    git(proj, "commit", "-q", "-am", "requirement")
+    wt = make_task(proj, "T1")
+    commit_in(wt, "src/auth/ttl.py", "TTL = 0\n")
+    # an ignored package beside the committed module shadows it, and the worktree still counts as clean
+    (wt / "src/auth/ttl").mkdir()
+    (wt / "src/auth/ttl/__init__.py").write_text("TTL = 5\n")
+    (proj / ".git/info").mkdir(exist_ok=True)
+    (proj / ".git/info/exclude").write_text("src/auth/ttl/\n")
+    assert git(wt, "status", "--porcelain") == ""
+    v = verdict(orch, "T1", code=1)
+    assert v["result"] == "LOCK_VIOLATION" and rules(v) == {("(requirement R1)", "requirement")}
+
+
+def test_the_tree_for_requirement_checks_is_written_without_git_checkout(
+    proj: Path, orch: Orch, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran"
+    script = tmp_path / "smudge.sh"
+    script.write_text(f"#!/bin/sh\ntouch {marker}\ncat\n")
+    script.chmod(0o755)
+    orch.ok("lock", "require", "session and tool are there", "--check",
+            "test -f src/auth/session.py && test -x bin/tool && test -L link", "--via", "static")  # fmt: skip
+    git(proj, "commit", "-q", "-am", "requirement")
+    wt = make_task(proj, "T3")
+    (wt / "bin").mkdir()
+    (wt / "bin/tool").write_text("#!/bin/sh\n")
+    (wt / "bin/tool").chmod(0o755)
+    (wt / "link").symlink_to("bin/tool")
+    git(wt, "add", "-A")
+    git(wt, "commit", "-q", "-m", "tool")
+    # config reached only from a linked worktree's git dir, and an attribute in the shared info folder
+    (tmp_path / "evil.cfg").write_text(f'[filter "x"]\n\tsmudge = {script}\n\tclean = {script}\n')
+    git(proj, "config", "includeIf.gitdir:**/.git/worktrees/**.path", str(tmp_path / "evil.cfg"))
+    (proj / ".git/info").mkdir(exist_ok=True)
+    (proj / ".git/info/attributes").write_text("* filter=x\n")
+    (wt / "dirty.txt").write_text("x")
+    v = verdict(orch, "T3", code=0)
+    assert v["result"] == "OK", v
+    assert not marker.exists()
+    assert "verify" not in git(proj, "worktree", "list")
