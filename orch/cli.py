@@ -433,6 +433,8 @@ def verify(
 
     if task_ids and all_tasks:
         raise UsageError("name tasks or pass --all, not both")
+    if not task_ids and not all_tasks:
+        raise UsageError("name the tasks to verify (orch verify T1 T2), or pass --all")
     verdicts = verify_mod.verify_many(ctx(from_source=True), task_ids or [], all_tasks=all_tasks)
     if as_json:
         out(render.dumps({"verdicts": [v.to_json() for v in verdicts]}))

@@ -423,7 +423,7 @@ def test_verify_all_and_unknown_tasks(proj: Path, orch: Orch) -> None:
     r = orch("verify", "T3")
     assert r.returncode == 3 and "no branch orch/T3" in r.stderr
     r = orch("verify")
-    assert r.returncode == 3 and "no task to verify" in r.stderr
+    assert r.returncode == 2 and "name the tasks to verify" in r.stderr
 
 
 def test_a_decoy_copy_of_a_comment_region_does_not_hide_an_edit(repo: Path, orch: Orch) -> None:
