@@ -294,13 +294,14 @@ def codex_edits(place: Place, data: dict[str, Any], cwd: str) -> tuple[list[Edit
     denied: list[str] = []
     ops: list[tuple[str, str, list[str]]] = []  # (op, path, body lines)
     for line in command.splitlines():
+        marked = line.strip()  # Codex trims a line before it looks for a marker
         for marker, op in (("*** Add File: ", "A"), ("*** Delete File: ", "D"), ("*** Update File: ", "M"),
                            ("*** Move to: ", "R")):  # fmt: skip
-            if line.startswith(marker):
-                ops.append((op, line[len(marker) :].strip(), []))
+            if marked.startswith(marker):
+                ops.append((op, marked[len(marker) :].strip(), []))
                 break
         else:
-            if ops and not line.startswith("*** "):
+            if ops and not marked.startswith("***"):
                 ops[-1][2].append(line)
     pending_update: tuple[str, str | None, bool] | None = None
     for op, raw_path, body in ops:
@@ -310,8 +311,9 @@ def codex_edits(place: Place, data: dict[str, Any], cwd: str) -> tuple[list[Edit
             if reason:
                 denied.append(reason)
             continue
-        if op == "A":
-            edits.append(Edit(rel, "A", "".join(line[1:] + "\n" for line in body)))
+        if op == "A":  # on a file that exists, Codex overwrites it: a modification
+            status = "M" if os.path.lexists(os.path.join(place.top, rel)) else "A"
+            edits.append(Edit(rel, status, "".join(line[1:] + "\n" for line in body)))
         elif op == "D":
             edits.append(Edit(rel, "D", None))
         elif op == "M":
