@@ -223,6 +223,31 @@ def _relative(place: Place, path: str, cwd: str) -> str | None:
     return None
 
 
+def _targets(place: Place, path: str, cwd: str) -> tuple[list[str], list[str]]:
+    """The repo-relative paths a write to ``path`` lands on, and reasons to deny it.
+
+    Both the path as written and the path with its folder's symlinks resolved (``src/bl`` -> ``billing``
+    puts ``src/bl/pricing.py`` on ``src/billing/pricing.py``): each is judged.
+    """
+    rels: list[str] = []
+    denied: list[str] = []
+    rel = _relative(place, path, cwd)
+    if rel is None:
+        reason = _outside(place, path, cwd)
+        return [], [reason] if reason else []
+    rels.append(rel)
+    full = os.path.normpath(os.path.join(cwd, path))
+    real = os.path.join(os.path.realpath(os.path.dirname(full)), os.path.basename(full))
+    resolved = os.path.relpath(real, os.path.realpath(place.top))
+    if resolved == ".." or resolved.startswith("../"):
+        reason = _outside(place, real, cwd)
+        if reason:
+            denied.append(reason)
+    elif resolved != rel:
+        rels.append(resolved)
+    return rels, denied
+
+
 def _outside(place: Place, path: str, cwd: str) -> str | None:
     """A reason to deny a path outside the task worktree that lies inside the project."""
     full = os.path.normpath(os.path.join(cwd, path))
@@ -247,10 +272,10 @@ def claude_edits(place: Place, data: dict[str, Any], cwd: str) -> tuple[list[Edi
     raw_path = args.get("notebook_path") if tool == "NotebookEdit" else args.get("file_path")
     if not isinstance(raw_path, str) or not raw_path:
         return [], []
-    rel = _relative(place, raw_path, cwd)
-    if rel is None:
-        reason = _outside(place, raw_path, cwd)
-        return [], [reason] if reason else []
+    rels, denied = _targets(place, raw_path, cwd)
+    if not rels:
+        return [], denied
+    rel = rels[0]
     current = _read(place, rel)
     status = "M" if current is not None else "A"
     new: str | None = None
@@ -264,7 +289,7 @@ def claude_edits(place: Place, data: dict[str, Any], cwd: str) -> tuple[list[Edi
         new, known = _apply_edits(current, list(args.get("edits") or []))
     else:
         known = False
-    return [Edit(rel, status, new, known)], []
+    return [Edit(r, status, new, known) for r in rels], denied
 
 
 def _apply_edits(text: str | None, edits: list[Any]) -> tuple[str | None, bool]:
@@ -305,12 +330,13 @@ def codex_edits(place: Place, data: dict[str, Any], cwd: str) -> tuple[list[Edit
                 ops[-1][2].append(line)
     pending_update: tuple[str, str | None, bool] | None = None
     for op, raw_path, body in ops:
-        rel = _relative(place, raw_path, cwd)
-        if rel is None:
-            reason = _outside(place, raw_path, cwd)
-            if reason:
-                denied.append(reason)
+        rels, why = _targets(place, raw_path, cwd)
+        denied += why
+        if not rels:
             continue
+        for alias in rels[1:]:  # the same file through a symlinked folder: judged as a change there too
+            edits.append(Edit(alias, "M" if op != "D" else "D", None, known=False))
+        rel = rels[0]
         if op == "A":  # on a file that exists, Codex overwrites it: a modification
             status = "M" if os.path.lexists(os.path.join(place.top, rel)) else "A"
             edits.append(Edit(rel, status, "".join(line[1:] + "\n" for line in body)))

@@ -307,3 +307,20 @@ def test_codex_hook_reads_patches_the_way_codex_applies_them(proj: Path) -> None
     assert r.returncode == 2 and "AGENTS.md" in r.stderr, r.stderr
     r = codex("*** Begin Patch\n\t*** Delete File: src/billing/pricing.py\n*** End Patch\n")
     assert r.returncode == 2 and "path-lock" in r.stderr, r.stderr
+
+
+def test_agent_hooks_see_through_a_symlinked_folder(proj: Path) -> None:
+    wt = make_task(proj, "T3")
+    (wt / "src/bl").symlink_to("billing")
+    write = claude_input(wt, "Write", {"file_path": str(wt / "src/bl/pricing.py"), "content": "PRICE = 0\n"})
+    r = run_hook(wt, "claude-pretool", write)
+    assert r.returncode == 2 and "src/billing/pricing.py: path-lock" in r.stderr, r.stderr
+    (wt / "src/main").symlink_to(proj / "src")  # a folder of the main checkout
+    write = claude_input(wt, "Write", {"file_path": str(wt / "src/main/new.py"), "content": "x = 1\n"})
+    r = run_hook(wt, "claude-pretool", write)
+    assert r.returncode == 2 and "outside your task worktree" in r.stderr, r.stderr
+    patch = "*** Begin Patch\n*** Update File: src/bl/pricing.py\n@@\n-PRICE = 10\n+PRICE = 0\n*** End Patch\n"
+    data = {"cwd": str(wt), "hook_event_name": "PreToolUse", "tool_name": "apply_patch",
+            "tool_input": {"command": patch}}  # fmt: skip
+    r = run_hook(wt, "codex-pretool", json.dumps(data))
+    assert r.returncode == 2 and "src/billing/pricing.py: path-lock" in r.stderr, r.stderr
