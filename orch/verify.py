@@ -205,10 +205,72 @@ def result_of(violations: Iterable[Violation]) -> str:
 
 
 def names_explicitly(scope: str | None, path: str) -> bool:
-    """Does the scope regex spell out ``path`` itself (needed for submodules, .gitmodules, .gitattributes)?"""
+    r"""Does the scope regex spell out ``path`` itself (needed for submodules, .gitmodules, .gitattributes)?
+
+    Only as a whole alternative anchored at both ends, such as ``^vendor/lib$`` or
+    ``^(src/auth/|\.gitmodules)$``: a regex that merely contains the text (``\.md$`` for a submodule
+    at ``.md``, ``^vendor/lib`` for ``vendor/lib``) accepts other paths as well and names nothing.
+    """
     if not scope:
         return False
-    return (path in scope or re.escape(path) in scope) and re.search(scope, path) is not None
+    exact = exact_strings(scope)
+    return exact is not None and path in exact and re.search(scope, path) is not None
+
+
+_BEGIN_AT, _END_AT = "\x00", "\x01"  # anchors, marked in the expanded strings (no path holds them)
+
+
+def exact_strings(regex: str, limit: int = 256) -> set[str] | None:
+    """The paths ``regex`` spells out whole: what its alternatives anchored at both ends (``^``/``\\A``
+    and ``$``/``\\Z``) match when they are finite sets of literal text. None when the regex cannot be
+    parsed, ignores case, or has more than ``limit`` such strings."""
+    try:
+        parsed = locks_mod._sre_parser().parse(regex)
+    except re.error:
+        return None
+    if parsed.state.flags & re.IGNORECASE:
+        return None
+
+    def expand(items: Any) -> list[str] | None:
+        out = [""]
+        for op, av in items:
+            name = str(op)
+            if name == "LITERAL":
+                options: list[str] | None = [chr(av)]
+            elif name == "AT":
+                where = str(av)
+                if where in ("AT_BEGINNING", "AT_BEGINNING_STRING"):
+                    options = [_BEGIN_AT]
+                elif where in ("AT_END", "AT_END_STRING"):
+                    options = [_END_AT]
+                else:
+                    return None
+            elif name == "SUBPATTERN":
+                options = expand(av[-1])
+            elif name == "BRANCH":  # an alternative that is not plain text names nothing; the others may
+                options = []
+                for branch in av[1]:
+                    options += expand(branch) or []
+                options = options or None
+            elif name == "IN" and all(str(o) == "LITERAL" for o, _ in av):
+                options = [chr(a) for _, a in av]
+            else:
+                return None
+            if options is None or len(out) * len(options) > limit:
+                return None
+            out = [a + b for a in out for b in options]
+        return out
+
+    strings = expand(parsed)
+    if strings is None:
+        return None
+    found = set()
+    for s in strings:
+        if s.startswith(_BEGIN_AT) and s.endswith(_END_AT):
+            inner = s[1:-1]
+            if _BEGIN_AT not in inner and _END_AT not in inner:
+                found.add(inner)
+    return found
 
 
 def _symlink_target(link: str, target: str) -> str | None:
