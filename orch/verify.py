@@ -370,6 +370,15 @@ class _Checker:
         """The path and test locks that cover ``path``, in the order of locks.yaml."""
         return [lk for lk in self.path_locks if path.startswith(lk.prefix) and lk.rx is not None and lk.rx.match(path)]
 
+    def locked_under(self, folder: str) -> list[locks_mod.Lock]:
+        """The locks on paths inside ``folder`` ("" for the repository's top), for a symlink to a folder:
+        a path or test lock whose literal prefix lies in it, a region lock whose file does. (A lock that
+        may match at any depth, like ``*.pem``, is not counted: what the folder holds is not looked at.)"""
+        under = folder + "/" if folder else ""
+        found = [lk for lk in self.path_locks if lk.prefix and lk.prefix.startswith(under)]
+        found += [lk for file, held in self.regions.items() if file.startswith(under) for lk in held]
+        return found
+
     def _outside_scope(self, ordered: list[str], index: Sequence[int]) -> Iterable[int]:
         """Indexes of the paths the scope regex does not find (``re.search``); ``ordered`` is sorted."""
         search = self.scope_search
@@ -498,6 +507,7 @@ class _Checker:
                 out.append(Violation(ch.path, "symlink-to-lock", f"symlink into orch's state: '{target}'"))
                 continue
             hits = self.locked_by(resolved) + [lk for lk in regions.get(resolved, [])]
+            hits += self.locked_under(resolved)
             for lk in hits:
                 out.append(
                     Violation(

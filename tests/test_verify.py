@@ -568,3 +568,22 @@ def test_the_tree_for_requirement_checks_is_written_without_git_checkout(
     assert v["result"] == "OK", v
     assert not marker.exists()
     assert "verify" not in git(proj, "worktree", "list")
+
+
+def test_a_symlink_to_a_folder_holding_locked_files_is_a_violation(proj: Path, orch: Orch) -> None:
+    wt = make_task(proj, "T3")
+    os.symlink("billing", wt / "src/bl")  # src/bl/pricing.py is the locked src/billing/pricing.py
+    os.symlink("../auth", wt / "src/billing/au")  # holds the file of region lock L3
+    os.symlink(".", wt / "here")  # the whole repository
+    os.symlink("dashboard", wt / "src/dash")  # nothing locked in there
+    git(wt, "add", "-A")
+    git(wt, "commit", "-q", "-m", "folder links")
+    v = verdict(orch, "T3", code=1)
+    assert v["result"] == "LOCK_VIOLATION"
+    got = {(x["path"], x["rule"], x["lock"]) for x in v["violations"]}
+    assert ("src/bl", "symlink-to-lock", "L1") in got
+    assert ("src/billing/au", "symlink-to-lock", "L3") in got
+    # L4 (docs/) may match at any depth: what a folder holds is not looked at, so it is not counted
+    assert {lock for path, rule, lock in got if path == "here"} == {"L1", "L2", "L3", "AGENTS_MD"}
+    assert not any(path == "src/dash" for path, _, _ in got)
+    assert {path for path, _, _ in got} == {"src/bl", "src/billing/au", "here"}
