@@ -49,10 +49,12 @@ def err(text: str) -> None:
     sys.stderr.write(text + ("\n" if not text.endswith("\n") else ""))
 
 
-def ctx() -> Any:
+def ctx(*, from_source: bool = False) -> Any:
+    """The project's context; ``from_source`` for commands that judge (verify, merge): config, plan
+    and locks parsed from their files, not from the caches under .orch/run/."""
     from orch.context import open_ctx
 
-    return open_ctx()
+    return open_ctx(from_source=from_source)
 
 
 def version_callback(value: bool) -> None:
@@ -431,7 +433,9 @@ def verify(
 
     if task_ids and all_tasks:
         raise UsageError("name tasks or pass --all, not both")
-    verdicts = verify_mod.verify_many(ctx(), task_ids or [], all_tasks=all_tasks)
+    if not task_ids and not all_tasks:
+        raise UsageError("name the tasks to verify (orch verify T1 T2), or pass --all")
+    verdicts = verify_mod.verify_many(ctx(from_source=True), task_ids or [], all_tasks=all_tasks)
     if as_json:
         out(render.dumps({"verdicts": [v.to_json() for v in verdicts]}))
     else:
@@ -444,12 +448,15 @@ def ack(
     task_id: str = typer.Argument(..., metavar="ID"),
     lock_id: str = typer.Argument(..., metavar="LOCK_ID"),
 ) -> None:
-    """Accept, as a person, a task's change to a soft lock (recorded in the event log)."""
+    """Accept, as a person, a task's change to a soft lock at its verified commit (that commit only)."""
     from orch import verify as verify_mod
 
-    result = verify_mod.ack(ctx(), task_id, lock_id)
+    result = verify_mod.ack(ctx(from_source=True), task_id, lock_id)
     pending = ", ".join(result["pending_acks"]) or "none"
-    out(f"acked {lock_id} for {task_id}; still waiting for an ack: {pending}")
+    out(
+        f"acked {lock_id} for {task_id} at {result['sha'][:12]} (holds for that exact commit only); "
+        f"still waiting for an ack: {pending}"
+    )
 
 
 @lock_app.command("add")
@@ -480,7 +487,7 @@ def lock_require(
     reason: str | None = typer.Option(None, "--reason"),
     lock_id: str | None = typer.Option(None, "--id", help="Lock id (default: the next R<n>)."),
 ) -> None:
-    """Add a requirement lock: checked in the task's worktree at verify time and after each merge."""
+    """Add a requirement lock: checked on a fresh tree of the task's commit at verify time and after each merge."""
     from orch import lockcmd
 
     result = lockcmd.require(ctx(), text, check=check, via=via, mode=_mode(hard, soft), reason=reason, lock_id=lock_id)
@@ -588,7 +595,7 @@ def merge(
         )
     if dry_run and batch:
         raise UsageError("--dry-run forecasts conflicts only; leave out --batch")
-    c = ctx()
+    c = ctx(from_source=True)  # the ceremony judges: its test command, plan and locks come from the files
     if dry_run:
         outcome = ceremony.dry_run(c, ids or None, into=into)
     else:

@@ -13,9 +13,15 @@ from orch.store import Store
 
 
 class Ctx:
-    def __init__(self, project: Project) -> None:
+    """``from_source``: config, plan (and, through ``verify``, locks) are parsed and validated from
+    their files, never taken from the caches in ``.orch/run/cache/``: untracked files an agent can
+    write. Verification and the merge ceremony judge with such a context (``judging``)."""
+
+    def __init__(self, project: Project, *, from_source: bool = False) -> None:
         self.project = project
-        self.store = Store(project.root, project.orch_dir)
+        self.from_source = from_source
+        self.store = Store(project.root, project.orch_dir, cache=not from_source)
+        self._judging: Ctx | None = self if from_source else None
 
     @functools.cached_property
     def config(self) -> config_mod.Config:
@@ -23,7 +29,13 @@ class Ctx:
 
     @functools.cached_property
     def plan(self) -> plan_mod.Plan:
-        return plan_mod.load(self.project.plan_path)
+        return plan_mod.load(self.project.plan_path, cache=not self.from_source)
+
+    def judging(self) -> Ctx:
+        """This context if it reads from source, else one for the same project that does."""
+        if self._judging is None:
+            self._judging = Ctx(self.project, from_source=True)
+        return self._judging
 
     def log(
         self,
@@ -46,5 +58,5 @@ class Ctx:
         )
 
 
-def open_ctx(start: Path | str | None = None) -> Ctx:
-    return Ctx(find_project(start))
+def open_ctx(start: Path | str | None = None, *, from_source: bool = False) -> Ctx:
+    return Ctx(find_project(start), from_source=from_source)

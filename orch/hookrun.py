@@ -79,10 +79,13 @@ def task_scope(place: Place) -> str | None:
         raw = handle.read()
     digest = locks_mod.blake2b(raw + _PLAN_CACHE_VERSION.encode()).hexdigest()
     cached = os.path.join(place.orch_dir, "run", "cache", "plan", digest + ".json")
+    scopes: Any = None
     try:
         with open(cached, encoding="utf-8") as handle:
-            scopes: dict[str, str | None] = json.load(handle)
+            scopes = json.load(handle)
     except (OSError, ValueError):
+        pass
+    if not (isinstance(scopes, dict) and all(isinstance(v, (str, type(None))) for v in scopes.values())):
         from pathlib import Path
 
         from orch import plan as plan_mod
@@ -94,7 +97,8 @@ def task_scope(place: Place) -> str | None:
             atomic_write(Path(cached), json.dumps(scopes))
         except OSError:
             pass
-    return scopes.get(place.task)
+    scope: str | None = scopes.get(place.task)
+    return scope
 
 
 def _show(path: str) -> str:
@@ -112,7 +116,7 @@ def pre_commit(cwd: str) -> int:
     lockset = locks_mod.load_dir(place.orch_dir)
     scope = task_scope(place)
     env = {k: os.environ[k] for k in ("GIT_INDEX_FILE",) if k in os.environ}
-    diff = ["diff-index", "--cached", "-r", "-z", "--no-renames"]
+    diff = ["diff-index", "--cached", "-r", "-z", "--no-renames", "--ignore-submodules=none"]
     r = git.run([*diff, "HEAD", "--"], cwd=place.top, env=env, check=False)
     if not r.ok:  # no commit yet: everything staged is new
         r = git.run([*diff, _empty_tree(place.top), "--"], cwd=place.top, env=env)
@@ -219,6 +223,31 @@ def _relative(place: Place, path: str, cwd: str) -> str | None:
     return None
 
 
+def _targets(place: Place, path: str, cwd: str) -> tuple[list[str], list[str]]:
+    """The repo-relative paths a write to ``path`` lands on, and reasons to deny it.
+
+    Both the path as written and the path with its folder's symlinks resolved (``src/bl`` -> ``billing``
+    puts ``src/bl/pricing.py`` on ``src/billing/pricing.py``): each is judged.
+    """
+    rels: list[str] = []
+    denied: list[str] = []
+    rel = _relative(place, path, cwd)
+    if rel is None:
+        reason = _outside(place, path, cwd)
+        return [], [reason] if reason else []
+    rels.append(rel)
+    full = os.path.normpath(os.path.join(cwd, path))
+    real = os.path.join(os.path.realpath(os.path.dirname(full)), os.path.basename(full))
+    resolved = os.path.relpath(real, os.path.realpath(place.top))
+    if resolved == ".." or resolved.startswith("../"):
+        reason = _outside(place, real, cwd)
+        if reason:
+            denied.append(reason)
+    elif resolved != rel:
+        rels.append(resolved)
+    return rels, denied
+
+
 def _outside(place: Place, path: str, cwd: str) -> str | None:
     """A reason to deny a path outside the task worktree that lies inside the project."""
     full = os.path.normpath(os.path.join(cwd, path))
@@ -243,10 +272,10 @@ def claude_edits(place: Place, data: dict[str, Any], cwd: str) -> tuple[list[Edi
     raw_path = args.get("notebook_path") if tool == "NotebookEdit" else args.get("file_path")
     if not isinstance(raw_path, str) or not raw_path:
         return [], []
-    rel = _relative(place, raw_path, cwd)
-    if rel is None:
-        reason = _outside(place, raw_path, cwd)
-        return [], [reason] if reason else []
+    rels, denied = _targets(place, raw_path, cwd)
+    if not rels:
+        return [], denied
+    rel = rels[0]
     current = _read(place, rel)
     status = "M" if current is not None else "A"
     new: str | None = None
@@ -260,7 +289,7 @@ def claude_edits(place: Place, data: dict[str, Any], cwd: str) -> tuple[list[Edi
         new, known = _apply_edits(current, list(args.get("edits") or []))
     else:
         known = False
-    return [Edit(rel, status, new, known)], []
+    return [Edit(r, status, new, known) for r in rels], denied
 
 
 def _apply_edits(text: str | None, edits: list[Any]) -> tuple[str | None, bool]:
@@ -290,24 +319,27 @@ def codex_edits(place: Place, data: dict[str, Any], cwd: str) -> tuple[list[Edit
     denied: list[str] = []
     ops: list[tuple[str, str, list[str]]] = []  # (op, path, body lines)
     for line in command.splitlines():
+        marked = line.strip()  # Codex trims a line before it looks for a marker
         for marker, op in (("*** Add File: ", "A"), ("*** Delete File: ", "D"), ("*** Update File: ", "M"),
                            ("*** Move to: ", "R")):  # fmt: skip
-            if line.startswith(marker):
-                ops.append((op, line[len(marker) :].strip(), []))
+            if marked.startswith(marker):
+                ops.append((op, marked[len(marker) :].strip(), []))
                 break
         else:
-            if ops and not line.startswith("*** "):
+            if ops and not marked.startswith("***"):
                 ops[-1][2].append(line)
     pending_update: tuple[str, str | None, bool] | None = None
     for op, raw_path, body in ops:
-        rel = _relative(place, raw_path, cwd)
-        if rel is None:
-            reason = _outside(place, raw_path, cwd)
-            if reason:
-                denied.append(reason)
+        rels, why = _targets(place, raw_path, cwd)
+        denied += why
+        if not rels:
             continue
-        if op == "A":
-            edits.append(Edit(rel, "A", "".join(line[1:] + "\n" for line in body)))
+        for alias in rels[1:]:  # the same file through a symlinked folder: judged as a change there too
+            edits.append(Edit(alias, "M" if op != "D" else "D", None, known=False))
+        rel = rels[0]
+        if op == "A":  # on a file that exists, Codex overwrites it: a modification
+            status = "M" if os.path.lexists(os.path.join(place.top, rel)) else "A"
+            edits.append(Edit(rel, status, "".join(line[1:] + "\n" for line in body)))
         elif op == "D":
             edits.append(Edit(rel, "D", None))
         elif op == "M":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from orch import git, state
+from orch import git, state, verify
 from orch import locks as locks_mod
 from orch.context import Ctx
 from orch.errors import InputError
@@ -166,7 +166,7 @@ def pressure(ctx: Ctx) -> list[dict[str, Any]]:
             current = st.get("state", "PENDING")
             verdict = st.get("verdict") or {}
             named = {v.get("lock") for v in verdict.get("violations") or []} | set(verdict.get("pending_acks") or [])
-            acked = lock.id in (st.get("acks") or [])
+            acked = bool(verdict.get("sha")) and lock.id in verify.acked_locks(st, verdict["sha"])
             if lock.id in named and not (acked and lock.mode == "soft"):
                 how = "blocking"
             elif current in ("MERGED", "CLEANED") or (verdict and verdict.get("result") == "OK"):

@@ -18,7 +18,9 @@ hard-locked for agents unless ``agents_md_lock: false``.
 A missing, unreadable or invalid locks file is an error (exit 3), never "no locks". Loading is
 fast on the second read: the validated, compiled form of each version of the file is kept as JSON
 in ``.orch/run/cache/locks/`` keyed by a digest of its bytes, so git hooks need neither yaml nor
-jsonschema nor pathspec.
+jsonschema nor pathspec. That cache is an untracked file anyone (an agent too) can write, so only
+the early warnings read it; verification loads with ``cache=False``: parsed, validated and compiled
+from the file itself (and the cache entry rewritten with the truth).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
 KINDS = ("path", "test", "region", "requirement")
 VIAS = ("schema", "static", "test", "e2e")
 AGENTS_MD_LOCK = "AGENTS_MD"
-_COMPILER = "4"  # bump when the compiled form changes
+_COMPILER = "5"  # bump when the compiled form changes
 LOCK_ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,39}")
 _BEGIN = "orch-lock: begin"
 _END = "orch-lock: end"
@@ -49,13 +51,11 @@ class Lock:
     """One lock. ``regex`` is the compiled glob for path and test locks."""
 
     __slots__ = (
-        "id", "kind", "mode", "pattern", "reason", "text", "check", "via", "hash", "line", "rx_src", "_rx", "file",
+        "id", "kind", "mode", "pattern", "reason", "text", "check", "via", "hash", "rx_src", "_rx", "file",
         "name", "_prefix",
     )  # fmt: skip
 
-    def __init__(
-        self, data: dict[str, Any], *, rx: str | None = None, line: int = 0, prefix: str | None = None
-    ) -> None:
+    def __init__(self, data: dict[str, Any], *, rx: str | None = None, prefix: str | None = None) -> None:
         self.id: str = data["id"]
         self.kind: str = data["kind"]
         self.mode: str = data["mode"]
@@ -65,7 +65,6 @@ class Lock:
         self.check: str | None = data.get("check")
         self.via: str | None = data.get("via")
         self.hash: str | None = data.get("hash")
-        self.line = line
         self.rx_src = rx  # compiled on first use: hooks meet only the few locks near the staged paths
         self._rx: re.Pattern[str] | None = None
         self._prefix = prefix if rx else None
@@ -219,12 +218,15 @@ def blake2b(data: bytes) -> Any:
 # -- loading ----------------------------------------------------------------------------------------
 
 
-def load(project: Project) -> LockSet:
-    """The project's locks; a missing, unreadable or invalid file raises ``InputError`` (exit 3)."""
-    return load_dir(str(project.orch_dir))
+def load(project: Project, *, cache: bool = True) -> LockSet:
+    """The project's locks; a missing, unreadable or invalid file raises ``InputError`` (exit 3).
+
+    ``cache=False``: from locks.yaml itself, never from the compiled cache (what verification uses).
+    """
+    return load_dir(str(project.orch_dir), cache=cache)
 
 
-def load_dir(orch_dir: str) -> LockSet:
+def load_dir(orch_dir: str, *, cache: bool = True) -> LockSet:
     """``load`` for the ``.orch`` folder at ``orch_dir`` (git hooks avoid building a Project)."""
     path = os.path.join(orch_dir, "locks.yaml")
     where = ".orch/locks.yaml"
@@ -240,19 +242,29 @@ def load_dir(orch_dir: str) -> LockSet:
         raise InputError(f"{where}: cannot read it: {exc.strerror}", hint="fix its permissions") from None
     digest = blake2b(raw + b"\0" + _COMPILER.encode() + _schema_bytes())
     cached = os.path.join(orch_dir, "run", "cache", "locks", digest.hexdigest() + ".json")
-    try:
-        with open(cached, encoding="utf-8") as handle:
-            compiled = json.load(handle)
-    except (OSError, ValueError):
-        compiled = _compile(orch_dir, raw, where)
-        _remember(cached, compiled)
-    return LockSet(
-        [
-            Lock(item["lock"], rx=item.get("rx"), line=item.get("line", 0), prefix=item.get("prefix"))
-            for item in compiled["locks"]
-        ],
-        bool(compiled["agents_md_lock"]),
-    )
+    if cache:
+        try:
+            with open(cached, encoding="utf-8") as handle:
+                return _lockset(json.load(handle))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):  # missing, or not our shape
+            pass
+    compiled = _compile(orch_dir, raw, where, cache=cache)
+    _remember(cached, compiled)
+    return _lockset(compiled)
+
+
+def _lockset(compiled: dict[str, Any]) -> LockSet:
+    """The LockSet of a compiled form; KeyError, TypeError or ValueError when it has another shape."""
+    locks = []
+    for item in compiled["locks"]:
+        lock = Lock(item["lock"], rx=item.get("rx"), prefix=item.get("prefix"))
+        if lock.kind not in KINDS or lock.mode not in ("hard", "soft") or not isinstance(lock.id, str):
+            raise ValueError(f"not a compiled lock: {item!r}")
+        locks.append(lock)
+    agents_md = compiled["agents_md_lock"]
+    if not isinstance(agents_md, bool):
+        raise TypeError("agents_md_lock is not a bool")
+    return LockSet(locks, agents_md)
 
 
 def _schema_bytes() -> bytes:
@@ -273,38 +285,52 @@ def _remember(path: str, compiled: dict[str, Any]) -> None:
 
     from orch.store import atomic_write
 
+    text = json.dumps(compiled)
     with contextlib.suppress(OSError):  # a cache that cannot be written only costs speed
-        atomic_write(Path(path), json.dumps(compiled))
+        with open(path, encoding="utf-8") as handle:
+            if handle.read() == text:  # verification loads from source each time: rewrite only a wrong entry
+                return
+    with contextlib.suppress(OSError):
+        atomic_write(Path(path), text, durable=False)
 
 
-def _compile(orch_dir: str, raw: bytes, where: str) -> dict[str, Any]:
-    """Parse, validate against the schema and check each lock; report every problem at once."""
+def _compile(orch_dir: str, raw: bytes, where: str, *, cache: bool = True) -> dict[str, Any]:
+    """Parse, validate against the schema and check each lock; report every problem at once.
+    ``cache=False``: validate even when the validation cache says this text passed before."""
     from pathlib import Path
 
-    from orch.store import Store, _line_of
+    from orch.store import Store, _item_lines
 
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(f"{where}: not UTF-8 text (byte {exc.start})", hint="fix the file by hand") from None
-    data = Store(Path(orch_dir).parent, Path(orch_dir)).loads(text, "locks", where=where)
+    data = Store(Path(orch_dir).parent, Path(orch_dir), cache=cache).loads(text, "locks", where=where)
     if not isinstance(data, dict):
         raise InputError(f"{where}:1: expected a mapping with a 'locks' list", hint="see orch lock --help")
     problems: list[str] = []
     seen: dict[str, int] = {}
     out: list[dict[str, Any]] = []
+    lines: list[int] | None = None  # parsing again for line numbers is only worth it for a message
+
+    def line_of(i: int) -> int:
+        nonlocal lines
+        if lines is None:
+            lines = _item_lines(text, "locks")
+        return lines[i] if i < len(lines) else 1
+
     for i, item in enumerate(data.get("locks") or []):
-        line = _line_of(text, ["locks", i]) or 1
         lock_id = item["id"]
         if lock_id in seen:
-            problems.append(f"{where}:{line}: duplicate lock id '{lock_id}' (first at line {seen[lock_id]})")
+            first = line_of(seen[lock_id])
+            problems.append(f"{where}:{line_of(i)}: duplicate lock id '{lock_id}' (first at line {first})")
             continue
-        seen[lock_id] = line
+        seen[lock_id] = i
         problem, rx = check_fields(item)
         if problem:
-            problems.append(f"{where}:{line}: lock {lock_id}: {problem}")
+            problems.append(f"{where}:{line_of(i)}: lock {lock_id}: {problem}")
             continue
-        out.append({"lock": item, "rx": rx, "prefix": literal_prefix(rx) if rx else None, "line": line})
+        out.append({"lock": item, "rx": rx, "prefix": literal_prefix(rx) if rx else None})
     if problems:
         raise InputError("\n".join(problems), hint="fix the file; verification fails closed until it is valid")
     return {"locks": out, "agents_md_lock": data.get("agents_md_lock", True) is not False}

@@ -175,7 +175,9 @@ def parse(text: str, *, where: str = ".orch/plan.md") -> Plan:
     return plan
 
 
-def load(path: Path, *, where: str = ".orch/plan.md") -> Plan:
+def load(path: Path, *, where: str = ".orch/plan.md", cache: bool = True) -> Plan:
+    """The plan in ``path``. ``cache=False``: parsed from the file even when the parse cache (an
+    untracked file anyone can write) has an entry for it (what verification uses)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -187,14 +189,14 @@ def load(path: Path, *, where: str = ".orch/plan.md") -> Plan:
     marker = conflict_marker_line(text)
     if marker is not None:
         raise InputError(f"{where}:{marker}: unresolved merge conflict marker", hint="resolve it by hand")
-    cache = path.parent / "run" / "cache" / "plan"
+    folder = path.parent / "run" / "cache" / "plan"
     key = _cache_key(text)
-    cached = _cache_get(cache, key)
+    cached = _cache_get(folder, key) if cache else None
     if cached is not None:
         return cached
     plan = parse(text, where=where)
     if (path.parent / "run").is_dir():
-        _cache_put(cache, key, plan)
+        _cache_put(folder, key, plan)
     return plan
 
 
@@ -246,9 +248,15 @@ def _cache_put(folder: Path, key: str, plan: Plan) -> None:
             for t in plan.tasks
         ],
     }
+    text = json.dumps(data, ensure_ascii=False)
+    try:
+        if (folder / f"{key}.json").read_text(encoding="utf-8") == text:
+            return  # a read from source finds the entry right: no write
+    except (OSError, ValueError):
+        pass
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        atomic_write(folder / f"{key}.json", json.dumps(data, ensure_ascii=False), durable=False)
+        atomic_write(folder / f"{key}.json", text, durable=False)
     except OSError:
         pass  # a cache that cannot be written is only slower
 

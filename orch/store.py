@@ -131,6 +131,21 @@ def _line_of(text: str, path: list[Any], key: str | None = None) -> int | None:
     return line
 
 
+def _item_lines(text: str, key: str) -> list[int]:
+    """The 1-based line of each item of the top-level sequence ``key`` in the YAML ``text`` (one
+    parse for all of them; ``_line_of`` per item would parse the text once per item)."""
+    yaml, loader, _ = _yaml()
+    try:
+        node = yaml.compose(text, Loader=loader)
+    except yaml.YAMLError:
+        return []
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if k.value == key and isinstance(v, yaml.SequenceNode):
+                return [item.start_mark.line + 1 for item in v.value]
+    return []
+
+
 def _describe(error: Any) -> list[tuple[str, list[Any]]]:
     """Readable messages, each with the path of the node it is about, for one jsonschema error."""
     path = list(error.absolute_path)
@@ -211,9 +226,13 @@ class _ValidCache:
                 payload = encoded.encode("utf-8", "surrogateescape")
         except (TypeError, ValueError):
             pass
+        path = self.folder / self.key(name, text)
+        with contextlib.suppress(OSError):
+            if path.read_bytes() == payload:  # a read from source finds the entry right: no write
+                return
         with contextlib.suppress(OSError):
             self.folder.mkdir(parents=True, exist_ok=True)
-            atomic_write(self.folder / self.key(name, text), payload, durable=False)
+            atomic_write(path, payload, durable=False)
 
 
 def validate(data: Any, name: str, *, text: str, where: str) -> None:
@@ -244,11 +263,14 @@ def validate(data: Any, name: str, *, text: str, where: str) -> None:
 class Store:
     """Reads and writes the files under one ``.orch/`` folder."""
 
-    def __init__(self, root: Path, orch_dir: Path) -> None:
+    def __init__(self, root: Path, orch_dir: Path, *, cache: bool = True) -> None:
+        """``cache=False``: every read parses and validates the file itself, never trusting the
+        validation cache (an untracked folder anyone can write); what passes is still remembered."""
         self.root = root  # paths in messages are relative to it
         self.orch_dir = orch_dir
         run = orch_dir / "run"
         self.lock_dir = run / "locks"
+        self.use_cache = cache
         self._cache = _ValidCache(run / "cache" / "valid" if run.is_dir() else None)
 
     def where(self, path: Path) -> str:
@@ -275,7 +297,7 @@ class Store:
         return self.loads(text, schema_name, where=self.where(path))
 
     def loads(self, text: str, schema_name: str, *, where: str) -> Any:
-        cached = self._cache.get(schema_name, text)
+        cached = self._cache.get(schema_name, text) if self.use_cache else _MISS
         if cached is not None and cached is not _MISS:
             return cached
         data = parse_yaml(text, where)

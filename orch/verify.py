@@ -205,10 +205,72 @@ def result_of(violations: Iterable[Violation]) -> str:
 
 
 def names_explicitly(scope: str | None, path: str) -> bool:
-    """Does the scope regex spell out ``path`` itself (needed for submodules, .gitmodules, .gitattributes)?"""
+    r"""Does the scope regex spell out ``path`` itself (needed for submodules, .gitmodules, .gitattributes)?
+
+    Only as a whole alternative anchored at both ends, such as ``^vendor/lib$`` or
+    ``^(src/auth/|\.gitmodules)$``: a regex that merely contains the text (``\.md$`` for a submodule
+    at ``.md``, ``^vendor/lib`` for ``vendor/lib``) accepts other paths as well and names nothing.
+    """
     if not scope:
         return False
-    return (path in scope or re.escape(path) in scope) and re.search(scope, path) is not None
+    exact = exact_strings(scope)
+    return exact is not None and path in exact and re.search(scope, path) is not None
+
+
+_BEGIN_AT, _END_AT = "\x00", "\x01"  # anchors, marked in the expanded strings (no path holds them)
+
+
+def exact_strings(regex: str, limit: int = 256) -> set[str] | None:
+    """The paths ``regex`` spells out whole: what its alternatives anchored at both ends (``^``/``\\A``
+    and ``$``/``\\Z``) match when they are finite sets of literal text. None when the regex cannot be
+    parsed, ignores case, or has more than ``limit`` such strings."""
+    try:
+        parsed = locks_mod._sre_parser().parse(regex)
+    except re.error:
+        return None
+    if parsed.state.flags & re.IGNORECASE:
+        return None
+
+    def expand(items: Any) -> list[str] | None:
+        out = [""]
+        for op, av in items:
+            name = str(op)
+            if name == "LITERAL":
+                options: list[str] | None = [chr(av)]
+            elif name == "AT":
+                where = str(av)
+                if where in ("AT_BEGINNING", "AT_BEGINNING_STRING"):
+                    options = [_BEGIN_AT]
+                elif where in ("AT_END", "AT_END_STRING"):
+                    options = [_END_AT]
+                else:
+                    return None
+            elif name == "SUBPATTERN":
+                options = expand(av[-1])
+            elif name == "BRANCH":  # an alternative that is not plain text names nothing; the others may
+                options = []
+                for branch in av[1]:
+                    options += expand(branch) or []
+                options = options or None
+            elif name == "IN" and all(str(o) == "LITERAL" for o, _ in av):
+                options = [chr(a) for _, a in av]
+            else:
+                return None
+            if options is None or len(out) * len(options) > limit:
+                return None
+            out = [a + b for a in out for b in options]
+        return out
+
+    strings = expand(parsed)
+    if strings is None:
+        return None
+    found = set()
+    for s in strings:
+        if s.startswith(_BEGIN_AT) and s.endswith(_END_AT):
+            inner = s[1:-1]
+            if _BEGIN_AT not in inner and _END_AT not in inner:
+                found.add(inner)
+    return found
 
 
 def _symlink_target(link: str, target: str) -> str | None:
@@ -307,6 +369,15 @@ class _Checker:
     def locked_by(self, path: str) -> list[locks_mod.Lock]:
         """The path and test locks that cover ``path``, in the order of locks.yaml."""
         return [lk for lk in self.path_locks if path.startswith(lk.prefix) and lk.rx is not None and lk.rx.match(path)]
+
+    def locked_under(self, folder: str) -> list[locks_mod.Lock]:
+        """The locks on paths inside ``folder`` ("" for the repository's top), for a symlink to a folder:
+        a path or test lock whose literal prefix lies in it, a region lock whose file does. (A lock that
+        may match at any depth, like ``*.pem``, is not counted: what the folder holds is not looked at.)"""
+        under = folder + "/" if folder else ""
+        found = [lk for lk in self.path_locks if lk.prefix and lk.prefix.startswith(under)]
+        found += [lk for file, held in self.regions.items() if file.startswith(under) for lk in held]
+        return found
 
     def _outside_scope(self, ordered: list[str], index: Sequence[int]) -> Iterable[int]:
         """Indexes of the paths the scope regex does not find (``re.search``); ``ordered`` is sorted."""
@@ -436,6 +507,7 @@ class _Checker:
                 out.append(Violation(ch.path, "symlink-to-lock", f"symlink into orch's state: '{target}'"))
                 continue
             hits = self.locked_by(resolved) + [lk for lk in regions.get(resolved, [])]
+            hits += self.locked_under(resolved)
             for lk in hits:
                 out.append(
                     Violation(
@@ -540,7 +612,8 @@ def run_requirements(
 
 def check_requirements(ctx: Ctx, cwd: Path, *, hard_only: bool = True) -> list[RequirementFailure]:
     """Run the requirement locks' checks in ``cwd`` (the ceremony's integration worktree)."""
-    lockset = locks_mod.load(ctx.project)
+    ctx = ctx.judging()
+    lockset = locks_mod.load(ctx.project, cache=False)
     return run_requirements(lockset, cwd, timeout=ctx.config.test_timeout, hard_only=hard_only)
 
 
@@ -551,7 +624,9 @@ def task_branch(task_id: str) -> str:
     return f"orch/{task_id}"
 
 
-DIFF = ("diff-tree", "-r", "-z", "--no-renames", "--no-ext-diff")
+# --ignore-submodules=none: git would otherwise honour submodule.<name>.ignore and diff.ignoreSubmodules
+# (from .gitmodules or config, both of which an agent can write) and leave a moved submodule out.
+DIFF = ("diff-tree", "-r", "-z", "--no-renames", "--no-ext-diff", "--ignore-submodules=none")
 
 
 def task_changes(root: Path | str, old: str, new: str) -> Iterator[Changes]:
@@ -596,11 +671,13 @@ def verify_task(
 
     ``base_tip`` is the commit the change set is measured from (through the merge-base); default: the
     tip of the configured base branch (the merge ceremony passes the tip of the branch it merges into).
+    Config, plan and locks are read from their files, never from the caches (``Ctx.judging``).
     """
     from orch import state
     from orch.eventlog import utcnow
 
     _check_task_id(task_id)
+    ctx = ctx.judging()
     project = ctx.project
     root = project.root
     task = ctx.plan.require(task_id)
@@ -611,7 +688,7 @@ def verify_task(
         base_tip or f"refs/heads/{base}", f"refs/heads/{task_branch(task_id)}" if sha is None else sha, cwd=root
     )
     try:
-        lockset = locks_mod.load(project)
+        lockset = locks_mod.load(project, cache=False)
     except BaseException:
         pair.cancel()
         raise
@@ -623,7 +700,7 @@ def verify_task(
         changed += len(batch)
     violations = checker.finish(lambda shas: git.cat_blobs(shas, cwd=root))
     status = state.read(project, ctx.store, task_id, refresh=False) or {}
-    acks = set(status.get("acks") or [])
+    acks = acked_locks(status, sha)
     if lockset.of_kind("requirement", agents=False):
         with _checkout_at(ctx, task_id, sha) as where:
             for failure in run_requirements(lockset, where, timeout=ctx.config.test_timeout):
@@ -670,7 +747,14 @@ def _record(ctx: Ctx, verdict: Verdict) -> None:
 
 
 class _checkout_at:
-    """The task's worktree when it is clean at ``sha``; else a temporary detached worktree at ``sha``."""
+    """A fresh temporary worktree holding exactly the tree of ``sha`` (removed afterwards).
+
+    Never the task's own worktree: it may hold ignored files that shadow committed ones, and its agent
+    may still be running. Nor is it filled by git's checkout, which runs smudge filters and hooks that
+    config an agent can plant (``includeIf`` reaching only linked worktrees, ``info/attributes``) would
+    name: the files are written here from ``ls-tree`` and ``cat-file``, and the index is set with
+    ``read-tree`` (which runs no filter), then refreshed with every filter blanked.
+    """
 
     def __init__(self, ctx: Ctx, task_id: str, sha: str) -> None:
         self.ctx = ctx
@@ -679,22 +763,24 @@ class _checkout_at:
         self.temp: Path | None = None
 
     def __enter__(self) -> Path:
-        wt = self.ctx.config.worktree_root / self.task_id
-        if wt.is_dir():
-            head = git.rev_parse("HEAD", cwd=wt)
-            if head == self.sha and not _dirty(wt):
-                return wt
         root = self.ctx.project.root
-        self.temp = self.ctx.project.run_dir / "verify" / f"{self.task_id}-{self.sha[:12]}"
+        self.temp = self.ctx.project.run_dir / "verify" / f"{self.task_id}-{self.sha[:12]}-{os.getpid()}"
         if self.temp.exists():
             self._remove()
         self.temp.parent.mkdir(parents=True, exist_ok=True)
-        # Checkout runs filters and hooks that an agent could have planted in .git/config: none here.
-        git.run(
-            [*_no_filters(root), "worktree", "add", "--detach", str(self.temp), self.sha],
-            cwd=root,
-            no_hooks=True,
-        )
+        try:
+            git.run(
+                [*_no_filters(root), "worktree", "add", "--no-checkout", "--detach", str(self.temp), self.sha],
+                cwd=root,
+                no_hooks=True,
+            )
+            write_tree(root, self.sha, self.temp)
+            git.run(["read-tree", self.sha], cwd=self.temp, no_hooks=True)
+            blank = _no_filters(self.temp)  # as config is seen from inside this worktree
+            git.run([*blank, "update-index", "-q", "--refresh"], cwd=self.temp, check=False, no_hooks=True)
+        except BaseException:
+            self._remove()
+            raise
         return self.temp
 
     def __exit__(self, *exc: object) -> None:
@@ -712,10 +798,40 @@ class _checkout_at:
         git.run(["worktree", "prune"], cwd=root, check=False)
 
 
-def _dirty(wt: Path) -> bool:
-    """``git status`` with every configured filter blanked (status may run clean filters)."""
-    args = [*_no_filters(wt), "status", "--porcelain=v1", "-z", "--untracked-files=all"]
-    return bool(git.run(args, cwd=wt, optional_locks=False).stdout)
+def write_tree(root: Path | str, sha: str, dest: Path) -> None:
+    """Write the files of commit ``sha`` into the folder ``dest`` as git stores them: no filter, no
+    end-of-line conversion, modes kept (regular, executable, symlink; a submodule is an empty folder).
+
+    Folders and files first, symlinks last, so no write can pass through a symlink of the tree; a
+    path that could leave ``dest`` (``..``, ``.git``, an absolute path) is refused.
+    """
+    listing = git.run(["ls-tree", "-r", "-z", "--full-tree", sha], cwd=root).stdout
+    entries: list[tuple[str, str, str]] = []  # (mode, object, path)
+    for record in listing.split("\0"):
+        if not record:
+            continue
+        meta, _, path = record.partition("\t")
+        mode, _kind, obj = meta.split(" ")
+        parts = path.split("/")
+        if path.startswith("/") or any(p in ("", ".", "..") or p.lower() == ".git" for p in parts):
+            raise InputError(f"commit {sha[:12]} holds a path git would never check out: {path!r}")
+        entries.append((mode, obj, path))
+    blobs = git.cat_blobs([obj for mode, obj, _ in entries if mode != GITLINK], cwd=root)
+    links = []
+    for mode, obj, path in entries:
+        target = os.path.join(dest, path)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if mode == SYMLINK:
+            links.append((obj, target))
+        elif mode == GITLINK:
+            os.makedirs(target, exist_ok=True)
+        else:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+            fd = os.open(target, flags, 0o755 if mode == "100755" else 0o644)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(blobs[obj])
+    for obj, target in links:
+        os.symlink(blobs[obj].decode("utf-8", "surrogateescape"), target)
 
 
 def _no_filters(root: Path) -> list[str]:
@@ -730,6 +846,7 @@ def _no_filters(root: Path) -> list[str]:
 
 def verify_many(ctx: Ctx, task_ids: Sequence[str], *, all_tasks: bool = False) -> list[Verdict]:
     """``orch verify``: the named tasks, or (``all_tasks``) every task in the plan with a branch."""
+    ctx = ctx.judging()
     if all_tasks:
         from orch.status import branch_heads
 
@@ -743,13 +860,31 @@ def verify_many(ctx: Ctx, task_ids: Sequence[str], *, all_tasks: bool = False) -
     return [verify_task(ctx, tid) for tid in task_ids]
 
 
+def ack_entry(lock_id: str, sha: str) -> str:
+    """How status.yaml ``acks`` records an ack: the lock and the exact commit it was given for."""
+    return f"{lock_id}@{sha}"
+
+
+def acked_locks(status: dict[str, Any], sha: str) -> set[str]:
+    """The soft locks a person acked for commit ``sha`` (an ack holds for one exact commit; entries
+    without a commit, written by older versions, count for none)."""
+    out = set()
+    for entry in status.get("acks") or []:
+        lock_id, at, acked_sha = str(entry).partition("@")
+        if at and acked_sha == sha:
+            out.add(lock_id)
+    return out
+
+
 def ack(ctx: Ctx, task_id: str, lock_id: str) -> dict[str, Any]:
-    """``orch ack``: a person accepts task ``task_id``'s change to soft lock ``lock_id``."""
+    """``orch ack``: a person accepts task ``task_id``'s change to soft lock ``lock_id`` at the exact
+    commit of its latest verdict (which must still be the branch tip): a later commit needs a new ack."""
     from orch import state
 
     _check_task_id(task_id)
+    ctx = ctx.judging()
     ctx.plan.require(task_id)
-    lockset = locks_mod.load(ctx.project)
+    lockset = locks_mod.load(ctx.project, cache=False)
     lock = lockset.get(lock_id) or (locks_mod.agents_md_lock() if lock_id == locks_mod.AGENTS_MD_LOCK else None)
     if lock is None:
         known = ", ".join(lk.id for lk in lockset.locks) or "none"
@@ -760,20 +895,43 @@ def ack(ctx: Ctx, task_id: str, lock_id: str) -> dict[str, Any]:
             hint=f"fix the branch, or (a person decides) make it soft in .orch/locks.yaml, or: orch lock rm {lock_id}",
         )
 
+    tip = git.rev_parse(f"refs/heads/{task_branch(task_id)}", cwd=ctx.project.root)
+    status = state.read(ctx.project, ctx.store, task_id, refresh=False) or {}
+    judged = (status.get("verdict") or {}).get("sha")
+    if not judged:
+        raise InputError(
+            f"task {task_id} has no verdict to ack", hint=f"verify it first (orch verify {task_id}), then ack"
+        )
+    if tip != judged:
+        where = f"is at {tip[:12]}" if tip else "is gone"
+        raise InputError(
+            f"{task_branch(task_id)} {where}, not at {judged[:12]} where it was verified: "
+            "an ack holds for one exact commit",
+            hint=f"verify it again (orch verify {task_id}), then ack what that verdict shows",
+        )
+    sha = judged
+    entry = ack_entry(lock_id, sha)
+
     def change(st: state.Status) -> None:
         acks = list(st.get("acks") or [])
-        if lock_id not in acks:
-            acks.append(lock_id)
+        if entry not in acks:
+            acks.append(entry)
         st["acks"] = acks
         verdict = st.get("verdict")
-        if verdict and lock_id in (verdict.get("pending_acks") or []):
+        if verdict and verdict.get("sha") == sha and lock_id in (verdict.get("pending_acks") or []):
             verdict["pending_acks"] = [a for a in verdict["pending_acks"] if a != lock_id]
 
     st = state.update(ctx.project, ctx.store, task_id, change)
     user = os.environ.get("USER") or os.environ.get("LOGNAME") or "someone"
-    ctx.log(str(st.get("state")), "ACK", f"{lock_id} by {user}", task=task_id)
+    ctx.log(str(st.get("state")), "ACK", f"{lock_id} at {sha[:12]} by {user}", task=task_id)
     verdict = st.get("verdict") or {}
-    return {"task": task_id, "lock": lock_id, "acks": st["acks"], "pending_acks": verdict.get("pending_acks") or []}
+    return {
+        "task": task_id,
+        "lock": lock_id,
+        "sha": sha,
+        "acks": st["acks"],
+        "pending_acks": verdict.get("pending_acks") or [],
+    }
 
 
 def verdict_text(v: Verdict) -> str:

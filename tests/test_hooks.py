@@ -283,3 +283,44 @@ def test_write_agent_hooks_with_tracked_settings_uses_skip_worktree(proj: Path) 
     assert git(wt, "status", "--porcelain", "--untracked-files=all") == ""
     git(wt, "add", "-A")
     assert git(wt, "diff", "--cached", "--name-only") == ""
+
+
+def test_codex_hook_reads_patches_the_way_codex_applies_them(proj: Path) -> None:
+    wt = make_task(proj, "T3")
+
+    def codex(patch: str) -> subprocess.CompletedProcess[str]:
+        data = {"cwd": str(wt), "hook_event_name": "PreToolUse", "tool_name": "apply_patch",
+                "tool_input": {"command": patch}}  # fmt: skip
+        return run_hook(wt, "codex-pretool", json.dumps(data))
+
+    # "Add File" on a file that exists overwrites it: a locked test, a locked region
+    r = codex("*** Begin Patch\n*** Add File: tests/unit/test_checkout_flow.py\n+def test_flow():\n+    pass\n"
+              "*** End Patch\n")  # fmt: skip
+    assert r.returncode == 2 and "test-lock" in r.stderr, r.stderr
+    body = "".join(f"+{line}\n" for line in CART.replace("return sum(self.items)", "return 0").splitlines())
+    r = codex(f"*** Begin Patch\n*** Add File: src/auth/cart.py\n{body}*** End Patch\n")
+    assert r.returncode == 2 and "region-lock" in r.stderr, r.stderr
+    r = codex("*** Begin Patch\n*** Add File: tests/unit/test_checkout_new.py\n+x = 1\n*** End Patch\n")
+    assert r.returncode == 0, r.stderr  # a new test is fine
+    # Codex trims the marker lines
+    r = codex("*** Begin Patch\n  *** Update File: AGENTS.md  \n@@\n-# agents\n+# mine\n *** End Patch\n")
+    assert r.returncode == 2 and "AGENTS.md" in r.stderr, r.stderr
+    r = codex("*** Begin Patch\n\t*** Delete File: src/billing/pricing.py\n*** End Patch\n")
+    assert r.returncode == 2 and "path-lock" in r.stderr, r.stderr
+
+
+def test_agent_hooks_see_through_a_symlinked_folder(proj: Path) -> None:
+    wt = make_task(proj, "T3")
+    (wt / "src/bl").symlink_to("billing")
+    write = claude_input(wt, "Write", {"file_path": str(wt / "src/bl/pricing.py"), "content": "PRICE = 0\n"})
+    r = run_hook(wt, "claude-pretool", write)
+    assert r.returncode == 2 and "src/billing/pricing.py: path-lock" in r.stderr, r.stderr
+    (wt / "src/main").symlink_to(proj / "src")  # a folder of the main checkout
+    write = claude_input(wt, "Write", {"file_path": str(wt / "src/main/new.py"), "content": "x = 1\n"})
+    r = run_hook(wt, "claude-pretool", write)
+    assert r.returncode == 2 and "outside your task worktree" in r.stderr, r.stderr
+    patch = "*** Begin Patch\n*** Update File: src/bl/pricing.py\n@@\n-PRICE = 10\n+PRICE = 0\n*** End Patch\n"
+    data = {"cwd": str(wt), "hook_event_name": "PreToolUse", "tool_name": "apply_patch",
+            "tool_input": {"command": patch}}  # fmt: skip
+    r = run_hook(wt, "codex-pretool", json.dumps(data))
+    assert r.returncode == 2 and "src/billing/pricing.py: path-lock" in r.stderr, r.stderr

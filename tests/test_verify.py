@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -285,14 +287,40 @@ def test_soft_lock_needs_an_ack(proj: Path, orch: Orch) -> None:
     assert r.returncode == 3 and "hard lock" in r.stderr
     r = orch("ack", "T3", "L9")
     assert r.returncode == 3 and "known locks: L1, L2, L3, L4" in r.stderr
-    assert orch.ok("ack", "T3", "L4").stdout == "acked L4 for T3; still waiting for an ack: none\n"
-    assert status_of(proj, "T3")["acks"] == ["L4"]
+    sha = v["sha"]
+    assert orch.ok("ack", "T3", "L4").stdout == (
+        f"acked L4 for T3 at {sha[:12]} (holds for that exact commit only); still waiting for an ack: none\n"
+    )
+    assert status_of(proj, "T3")["acks"] == [f"L4@{sha}"]
     assert "ACK" in (proj / ".orch/run/log").read_text()
     v = verdict(orch, "T3", code=0)
     assert v["pending_acks"] == [] and v["mergeable"] is True
 
 
-def test_requirement_locks_run_in_the_task_worktree(proj: Path, orch: Orch) -> None:
+def test_an_ack_holds_for_one_exact_commit(proj: Path, orch: Orch) -> None:
+    wt = make_task(proj, "T3")
+    r = orch("ack", "T3", "L4")
+    assert r.returncode == 3 and "no verdict to ack" in r.stderr
+    commit_in(wt, "docs/guide.md", "better guide\n")
+    assert verdict(orch, "T3", code=1)["pending_acks"] == ["L4"]
+    orch.ok("ack", "T3", "L4")
+    assert verdict(orch, "T3", code=0)["mergeable"] is True
+    # a later commit to the soft-locked area is not covered by the earlier ack
+    commit_in(wt, "docs/guide.md", "a guide rewritten after the ack\n")
+    assert verdict(orch, "T3", code=1)["pending_acks"] == ["L4"]
+    # nor is an ack given after the branch moved on from the verdict a person saw
+    commit_in(wt, "docs/guide.md", "and again\n")
+    r = orch("ack", "T3", "L4")
+    assert r.returncode == 3 and "an ack holds for one exact commit" in r.stderr
+    # an entry without a commit (as older versions wrote) counts for nothing
+    st_path = proj / ".orch/run/tasks/T3/status.yaml"
+    st = status_of(proj, "T3")
+    st["acks"] = ["L4"]
+    st_path.write_text(yaml.safe_dump(st))
+    assert verdict(orch, "T3", code=1)["pending_acks"] == ["L4"]
+
+
+def test_requirement_locks_run_in_a_fresh_tree_of_the_exact_commit(proj: Path, orch: Orch) -> None:
     orch.ok("lock", "require", "TTL stays positive", "--check", "grep -q 'TTL = [1-9]' src/auth/session.py",
             "--via", "static")  # fmt: skip
     git(proj, "commit", "-q", "-am", "requirement")
@@ -303,7 +331,7 @@ def test_requirement_locks_run_in_the_task_worktree(proj: Path, orch: Orch) -> N
     v = verdict(orch, "T1", code=1)
     assert v["result"] == "LOCK_VIOLATION"
     assert rules(v) == {("(requirement R1)", "requirement")}
-    # the worktree moved on and is dirty: the exact verified sha is checked out elsewhere, then removed
+    # the worktree moves on and is dirty: the check still sees the exact commit, in a tree removed afterwards
     (wt / "src/auth/session.py").write_text("TTL = 9\n")
     assert verdict(orch, "T1", code=1)["result"] == "LOCK_VIOLATION"
     assert not (proj / ".orch/run/verify").exists() or not any((proj / ".orch/run/verify").iterdir())
@@ -395,7 +423,7 @@ def test_verify_all_and_unknown_tasks(proj: Path, orch: Orch) -> None:
     r = orch("verify", "T3")
     assert r.returncode == 3 and "no branch orch/T3" in r.stderr
     r = orch("verify")
-    assert r.returncode == 3 and "no task to verify" in r.stderr
+    assert r.returncode == 2 and "name the tasks to verify" in r.stderr
 
 
 def test_a_decoy_copy_of_a_comment_region_does_not_hide_an_edit(repo: Path, orch: Orch) -> None:
@@ -425,3 +453,137 @@ def test_a_second_definition_of_a_locked_python_function_is_a_violation(proj: Pa
     assert "setattr" in verdict(orch, "T1", code=1)["violations"][0]["message"]
     commit_in(wt, "src/auth/cart.py", CART + "\n\nclass Cart:\n    pass\n")
     assert "bound 2 times" in verdict(orch, "T1", code=1)["violations"][0]["message"]
+
+
+@pytest.mark.parametrize("plant", ["gitmodules", "config"])
+def test_a_submodule_change_is_seen_whatever_ignore_setting_is_planted(proj: Path, orch: Orch, plant: str) -> None:
+    head = git(proj, "rev-parse", "HEAD")
+    git(proj, "update-index", "--add", "--cacheinfo", f"160000,{head},vendor/lib")
+    gitmodules = '[submodule "lib"]\n\tpath = vendor/lib\n\turl = ./lib\n'
+    if plant == "gitmodules":
+        gitmodules += "\tignore = all\n"
+    (proj / ".gitmodules").write_text(gitmodules)
+    git(proj, "add", ".gitmodules")
+    git(proj, "commit", "-q", "-m", "vendor a submodule")
+    if plant == "config":
+        git(proj, "config", "submodule.lib.ignore", "all")
+        git(proj, "config", "diff.ignoreSubmodules", "all")
+    wt = make_task(proj, "T3")
+    git(wt, "update-index", "--cacheinfo", f"160000,{git(proj, 'rev-parse', 'HEAD')},vendor/lib")
+    tree = git(wt, "write-tree")  # git commit itself would say "nothing to commit"
+    git(wt, "update-ref", "refs/heads/orch/T3", git(wt, "commit-tree", tree, "-p", "HEAD", "-m", "move the submodule"))
+    v = verdict(orch, "T3", code=1)
+    assert rules(v) == {("vendor/lib", "submodule")}
+    assert v["changed_paths"] == 1
+
+
+def _plant(cache: Path, kind: str, change: Any) -> int:
+    """Rewrite every entry of one of orch's caches with ``change(data)``; how many there were."""
+    n = 0
+    for entry in (cache / kind).iterdir() if (cache / kind).is_dir() else []:
+        try:
+            data = json.loads(entry.read_text())
+        except ValueError:
+            continue
+        entry.write_text(json.dumps(change(entry.name, data)))
+        n += 1
+    return n
+
+
+def test_verify_builds_its_rules_from_the_files_not_the_caches(proj: Path, orch: Orch) -> None:
+    wt = make_task(proj, "T1")
+    commit_in(wt, "src/billing/pricing.py", "PRICE = 0\n")
+    assert verdict(orch, "T1", code=1)["result"] == "LOCK_VIOLATION"
+    orch.ok("status")
+    cache = proj / ".orch/run/cache"
+
+    def no_locks(name: str, data: Any) -> Any:
+        return {"locks": [], "agents_md_lock": False}
+
+    def no_scopes(name: str, data: Any) -> Any:
+        if isinstance(data, dict) and "tasks" in data:
+            for t in data["tasks"]:
+                t["fields"].pop("scope", None)
+            return data
+        return {k: None for k in data}
+
+    def base_is_the_task(name: str, data: Any) -> Any:
+        return {**data, "base_branch": "orch/T1"} if name.startswith("config-") else data
+
+    assert _plant(cache, "locks", no_locks) >= 1
+    assert _plant(cache, "plan", no_scopes) >= 1
+    assert _plant(cache, "valid", base_is_the_task) >= 1
+    v = verdict(orch, "T1", code=1)
+    assert v["result"] == "LOCK_VIOLATION"
+    assert rules(v) == {("src/billing/pricing.py", "path-lock"), ("src/billing/pricing.py", "scope")}
+    assert v["base_sha"] == git(proj, "rev-parse", "main")
+    # an entry of the wrong shape is recompiled, not an internal error (the hooks read the cache)
+    assert _plant(cache, "locks", lambda name, data: {}) >= 1
+    (wt / "src/billing/pricing.py").write_text("PRICE = 1\n")
+    git(wt, "add", "-A")
+    r = subprocess.run([sys.executable, "-m", "orch.hookmain", "pre-commit"], cwd=wt, capture_output=True, text=True)
+    assert r.returncode == 1 and "path-lock" in r.stderr, r.stderr
+
+
+def test_requirement_checks_ignore_ignored_files_in_the_task_worktree(proj: Path, orch: Orch) -> None:
+    check = f"{sys.executable} -c \"import sys; sys.path.insert(0, 'src/auth'); import ttl; sys.exit(ttl.TTL <= 0)\""
+    orch.ok("lock", "require", "TTL stays positive", "--check", check, "--via", "test")
+    git(proj, "commit", "-q", "-am", "requirement")
+    wt = make_task(proj, "T1")
+    commit_in(wt, "src/auth/ttl.py", "TTL = 0\n")
+    # an ignored package beside the committed module shadows it, and the worktree still counts as clean
+    (wt / "src/auth/ttl").mkdir()
+    (wt / "src/auth/ttl/__init__.py").write_text("TTL = 5\n")
+    (proj / ".git/info").mkdir(exist_ok=True)
+    (proj / ".git/info/exclude").write_text("src/auth/ttl/\n")
+    assert git(wt, "status", "--porcelain") == ""
+    v = verdict(orch, "T1", code=1)
+    assert v["result"] == "LOCK_VIOLATION" and rules(v) == {("(requirement R1)", "requirement")}
+
+
+def test_the_tree_for_requirement_checks_is_written_without_git_checkout(
+    proj: Path, orch: Orch, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran"
+    script = tmp_path / "smudge.sh"
+    script.write_text(f"#!/bin/sh\ntouch {marker}\ncat\n")
+    script.chmod(0o755)
+    orch.ok("lock", "require", "session and tool are there", "--check",
+            "test -f src/auth/session.py && test -x bin/tool && test -L link", "--via", "static")  # fmt: skip
+    git(proj, "commit", "-q", "-am", "requirement")
+    wt = make_task(proj, "T3")
+    (wt / "bin").mkdir()
+    (wt / "bin/tool").write_text("#!/bin/sh\n")
+    (wt / "bin/tool").chmod(0o755)
+    (wt / "link").symlink_to("bin/tool")
+    git(wt, "add", "-A")
+    git(wt, "commit", "-q", "-m", "tool")
+    # config reached only from a linked worktree's git dir, and an attribute in the shared info folder
+    (tmp_path / "evil.cfg").write_text(f'[filter "x"]\n\tsmudge = {script}\n\tclean = {script}\n')
+    git(proj, "config", "includeIf.gitdir:**/.git/worktrees/**.path", str(tmp_path / "evil.cfg"))
+    (proj / ".git/info").mkdir(exist_ok=True)
+    (proj / ".git/info/attributes").write_text("* filter=x\n")
+    (wt / "dirty.txt").write_text("x")
+    v = verdict(orch, "T3", code=0)
+    assert v["result"] == "OK", v
+    assert not marker.exists()
+    assert "verify" not in git(proj, "worktree", "list")
+
+
+def test_a_symlink_to_a_folder_holding_locked_files_is_a_violation(proj: Path, orch: Orch) -> None:
+    wt = make_task(proj, "T3")
+    os.symlink("billing", wt / "src/bl")  # src/bl/pricing.py is the locked src/billing/pricing.py
+    os.symlink("../auth", wt / "src/billing/au")  # holds the file of region lock L3
+    os.symlink(".", wt / "here")  # the whole repository
+    os.symlink("dashboard", wt / "src/dash")  # nothing locked in there
+    git(wt, "add", "-A")
+    git(wt, "commit", "-q", "-m", "folder links")
+    v = verdict(orch, "T3", code=1)
+    assert v["result"] == "LOCK_VIOLATION"
+    got = {(x["path"], x["rule"], x["lock"]) for x in v["violations"]}
+    assert ("src/bl", "symlink-to-lock", "L1") in got
+    assert ("src/billing/au", "symlink-to-lock", "L3") in got
+    # L4 (docs/) may match at any depth: what a folder holds is not looked at, so it is not counted
+    assert {lock for path, rule, lock in got if path == "here"} == {"L1", "L2", "L3", "AGENTS_MD"}
+    assert not any(path == "src/dash" for path, _, _ in got)
+    assert {path for path, _, _ in got} == {"src/bl", "src/billing/au", "here"}

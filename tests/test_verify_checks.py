@@ -232,3 +232,26 @@ def test_git_stream_hands_over_whole_records_and_reports_failure(repo: Path) -> 
 def test_parse_stream_refuses_output_that_stops_inside_a_record() -> None:
     with pytest.raises(GitError, match="ends inside a record"):
         list(verify.parse_stream([f":100644 100644 {'a' * 40} {'b' * 40} M\0"]))
+
+
+@pytest.mark.parametrize(
+    ("scope", "path", "expected"),
+    [
+        (r"^(\.gitattributes|vendor/lib)$", "vendor/lib", True),
+        (r"^(\.gitattributes|vendor/lib)$", ".gitattributes", True),
+        (r"^src/|^vendor/lib$", "vendor/lib", True),
+        (r"\Avendor/lib\Z", "vendor/lib", True),
+        (r"^(src/auth/|vendor/lib$)", "vendor/lib", True),
+        (r"^[.]gitmodules$", ".gitmodules", True),
+        (r"^src/|\.md$", ".md", False),  # ends with .md: names every Markdown file, not this one
+        (r"^vendor/lib", "vendor/lib", False),  # vendor/libX too
+        (r"vendor/lib$", "vendor/lib", False),  # x/vendor/lib too
+        (r"^vendor/lib$|^vendor/.*$", "vendor/lib", True),
+        (r"^vendor/li.$", "vendor/lib", False),
+        (r"(?i)^vendor/lib$", "vendor/lib", False),
+        (r"^vendor/lib$", "vendor/lib2", False),
+        (r"^src/(", "src/x", False),
+    ],
+)
+def test_names_explicitly_needs_a_whole_anchored_alternative(scope: str, path: str, expected: bool) -> None:
+    assert verify.names_explicitly(scope, path) is expected
