@@ -168,6 +168,30 @@ def glob_regex(pattern: str) -> str:
     return re.sub(r"\(\?P<[A-Za-z_0-9]+>", "(?:", regex).replace("|$)", "|\\Z)")
 
 
+_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/")
+
+
+def glob_prefix(pattern: str) -> str:
+    """Literal text every path a gitignore-style ``pattern`` matches starts with ("" when it may match
+    at any depth). Read from the glob, much cheaper than parsing its regex (``literal_prefix``), and
+    conservative: it stops at the first character that is not plain (wildcards, escapes, spaces that
+    gitignore may strip), so it is never longer than what the regex pins down (the tests check it).
+    """
+    if any(c.isspace() or c == "\\" for c in pattern):
+        return ""  # gitignore strips or escapes these: leave such rare patterns to their regex alone
+    body = pattern[1:] if pattern.startswith("/") else pattern
+    # A separator at the start or in the middle anchors the pattern at the top (gitignore rules);
+    # one only at the end does not.
+    if not pattern.startswith("/") and "/" not in body.rstrip("/"):
+        return ""
+    out: list[str] = []
+    for i, c in enumerate(body):
+        if c not in _PLAIN or (c == "/" and body.startswith("**", i + 1)):  # "a/**/b" also matches "a/b"
+            break
+        out.append(c)
+    return "".join(out)
+
+
 def _sre_parser() -> Any:
     import importlib
 
@@ -330,7 +354,7 @@ def _compile(orch_dir: str, raw: bytes, where: str, *, cache: bool = True) -> di
         if problem:
             problems.append(f"{where}:{line_of(i)}: lock {lock_id}: {problem}")
             continue
-        out.append({"lock": item, "rx": rx, "prefix": literal_prefix(rx) if rx else None})
+        out.append({"lock": item, "rx": rx, "prefix": glob_prefix(str(item["pattern"])) if rx else None})
     if problems:
         raise InputError("\n".join(problems), hint="fix the file; verification fails closed until it is valid")
     return {"locks": out, "agents_md_lock": data.get("agents_md_lock", True) is not False}

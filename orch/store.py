@@ -297,7 +297,16 @@ class Store:
         return self.loads(text, schema_name, where=self.where(path))
 
     def loads(self, text: str, schema_name: str, *, where: str) -> Any:
-        cached = self._cache.get(schema_name, text) if self.use_cache else _MISS
+        if not self.use_cache:
+            # Judging (verify, merge) takes the data from the file itself, never from the cache, which
+            # anyone can write. It does skip re-validating text the cache has seen pass: a planted
+            # "valid" mark for a broken file makes orch fail on it later, not read it differently.
+            data = parse_yaml(text, where)
+            if not self._cache.hit(schema_name, text):
+                validate(data, schema_name, text=text, where=where)
+                self._cache.remember(schema_name, text, data)
+            return data
+        cached = self._cache.get(schema_name, text)
         if cached is not None and cached is not _MISS:
             return cached
         data = parse_yaml(text, where)

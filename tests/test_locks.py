@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import Orch
+from hypothesis import given, settings
+from hypothesis import strategies as hst
 from vhelpers import commit_in, make_task, setup_project
 
 from orch import locks
@@ -139,3 +141,35 @@ def test_compiled_locks_are_cached_by_content(proj: Path, orch: Orch) -> None:
     path = proj / ".orch/locks.yaml"
     path.write_text(path.read_text().replace("mode: soft", "mode: hard"))
     assert locks.load(open_ctx(proj).project).get("L4").mode == "hard"  # type: ignore[union-attr]
+
+
+_GLOB_PARTS = hst.sampled_from(
+    ["src", "a", "b.py", "x_y", "*", "**", "?", "[ab]", "\\*", " ", "-", ".", "é", "!", "#", "a b", "**/", "\\ "]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(hst.booleans(), hst.lists(_GLOB_PARTS, min_size=1, max_size=5), hst.booleans(), hst.booleans(), hst.booleans())
+def test_glob_prefix_is_never_longer_than_what_the_regex_pins_down(
+    lead: bool, parts: list[str], middle: bool, trail: bool, space: bool
+) -> None:
+    from orch import locks
+
+    pattern = ("/" if lead else "") + ("/" if middle else "").join(parts) + ("/" if trail else "")
+    pattern += " " if space else ""
+    try:
+        rx = locks.glob_regex(pattern)
+    except ValueError:
+        return
+    assert locks.literal_prefix(rx).startswith(locks.glob_prefix(pattern)), (pattern, rx)
+
+
+def test_glob_prefix_examples() -> None:
+    from orch import locks
+
+    assert locks.glob_prefix("src/billing/pricing.py") == "src/billing/pricing.py"
+    assert locks.glob_prefix("tests/**/test_checkout*.py") == "tests"
+    assert locks.glob_prefix("/AGENTS.md") == "AGENTS.md"
+    assert locks.glob_prefix("docs/") == ""  # a folder named docs at any depth
+    assert locks.glob_prefix("*.pem") == ""
+    assert locks.glob_prefix("src/m1/locked_*.py") == "src/m1/locked_"
