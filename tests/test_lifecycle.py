@@ -13,6 +13,7 @@ import signal
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -418,28 +419,37 @@ def test_doctor_finds_and_repairs_half_spun_tasks(project: Path, orch: Orch) -> 
 
 # -- tmux --------------------------------------------------------------------------------------------
 
+needs_tmux = pytest.mark.skipif(
+    not any((Path(p) / "tmux").exists() for p in os.environ["PATH"].split(":")), reason="no tmux"
+)
 
-@pytest.mark.skipif(not any((Path(p) / "tmux").exists() for p in os.environ["PATH"].split(":")), reason="no tmux")
-def test_tmux_run_completes_and_attach_needs_tmux(
-    project: Path, orch: Orch, agent_script: Path, tmp_path: Path
-) -> None:
+
+@pytest.fixture
+def tmux_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A tmux server of the test's own (its socket in a temp folder), killed afterwards."""
+    import subprocess
+
     sock = tmp_path / "tmux"
     sock.mkdir()
     env = {"TMUX_TMPDIR": str(sock)}
-    plan(project, task("T1", agent_run(agent_script, "dirty")), task("T2", "true"))
-    try:
-        r = orch.ok("spin", "T1", "--tmux", env=env)
-        assert "tmux orch-T1" in r.stdout
-        assert orch("wait", "T1", "--timeout", "60", env=env).stdout == "T1: SUCCESS\n"
-        assert git(project, "show", "orch/T1:src/wip.txt") == "work in progress"
-        assert "task T1 in" in (project / ".orch/run/tasks/T1/agent.log").read_text()
-        orch.ok("spin", "T2", "--no-start")
-        r = orch("attach", "T2", env=env)
-        assert r.returncode == 3 and "does not run in tmux" in r.stderr
-    finally:
-        import subprocess
+    yield env
+    subprocess.run(["tmux", "kill-server"], env={**os.environ, **env}, capture_output=True, check=False)
 
-        subprocess.run(["tmux", "kill-server"], env={**os.environ, **env}, capture_output=True, check=False)
+
+@needs_tmux
+def test_tmux_run_completes_and_attach_needs_tmux(
+    project: Path, orch: Orch, agent_script: Path, tmux_env: dict[str, str]
+) -> None:
+    env = tmux_env
+    plan(project, task("T1", agent_run(agent_script, "dirty")), task("T2", "true"))
+    r = orch.ok("spin", "T1", "--tmux", env=env)
+    assert "tmux orch-T1" in r.stdout
+    assert orch("wait", "T1", "--timeout", "60", env=env).stdout == "T1: SUCCESS\n"
+    assert git(project, "show", "orch/T1:src/wip.txt") == "work in progress"
+    assert "task T1 in" in (project / ".orch/run/tasks/T1/agent.log").read_text()
+    orch.ok("spin", "T2", "--no-start")
+    r = orch("attach", "T2", env=env)
+    assert r.returncode == 3 and "does not run in tmux" in r.stderr
 
 
 # -- pure parts --------------------------------------------------------------------------------------
@@ -717,34 +727,26 @@ def test_doctor_leaves_the_parked_integration_branch_alone(project: Path, orch: 
     assert orch.ok("doctor").stdout == "all good: worktrees, branches and statuses agree\n"
 
 
-@pytest.mark.skipif(not any((Path(p) / "tmux").exists() for p in os.environ["PATH"].split(":")), reason="no tmux")
+@needs_tmux
 def test_tmux_agent_gets_our_environment_and_ctrl_c_spares_the_supervisor(
-    project: Path, orch: Orch, agent_script: Path, tmp_path: Path
+    project: Path, orch: Orch, agent_script: Path, tmp_path: Path, tmux_env: dict[str, str]
 ) -> None:
     import subprocess
 
-    sock = tmp_path / "tmux"
-    sock.mkdir()
-    env = {"TMUX_TMPDIR": str(sock), "ORCH_TEST_SECRET": "s3cret"}
+    env = {**tmux_env, "ORCH_TEST_SECRET": "s3cret"}
     seen = tmp_path / "secret.txt"
     hang = agent_run(agent_script, "hang")
     plan(project, task("T1", f'echo "$ORCH_TEST_SECRET" > {shlex.quote(str(seen))}; {hang}'))
-    try:
-        orch.ok("spin", "T1", "--tmux", env=env)
-        log = project / ".orch/run/tasks/T1/agent.log"
-        wait_for(lambda: log.exists() and "hanging" in log.read_text())
-        assert seen.read_text() == "s3cret\n"
-        assert not (project / ".orch/run/tasks/T1/launch-env.json").exists()
-        tmux_env = {**os.environ, **env}
-        subprocess.run(["tmux", "send-keys", "-t", "=orch-T1:", "C-c"], env=tmux_env, check=True)
-        assert orch("wait", "T1", "--timeout", "60", env=env).stdout.startswith("T1: FAILED")
-        st = status_of(project, "T1")
-        assert st["reason"].startswith("the agent exited with code"), st["reason"]
-        assert git(project, "show", "orch/T1:src/wip.txt") == "half done"  # completed, with its snapshot
-    finally:
-        import subprocess
-
-        subprocess.run(["tmux", "kill-server"], env={**os.environ, **env}, capture_output=True, check=False)
+    orch.ok("spin", "T1", "--tmux", env=env)
+    log = project / ".orch/run/tasks/T1/agent.log"
+    wait_for(lambda: log.exists() and "hanging" in log.read_text())
+    assert seen.read_text() == "s3cret\n"
+    assert not (project / ".orch/run/tasks/T1/launch-env.json").exists()
+    subprocess.run(["tmux", "send-keys", "-t", "=orch-T1:", "C-c"], env={**os.environ, **env}, check=True)
+    assert orch("wait", "T1", "--timeout", "60", env=env).stdout.startswith("T1: FAILED")
+    st = status_of(project, "T1")
+    assert st["reason"].startswith("the agent exited with code"), st["reason"]
+    assert git(project, "show", "orch/T1:src/wip.txt") == "half done"  # completed, with its snapshot
 
 
 def test_clean_of_a_link_to_a_foreign_folder_only_unlinks(project: Path, orch: Orch, tmp_path: Path) -> None:
