@@ -86,15 +86,21 @@ def add(
         files = git.run(["ls-tree", "-r", "-z", "--name-only", f"refs/heads/{base}"], cwd=root).stdout.split("\0")
         covered = sum(1 for f in files if f and lock.matches(f))
 
+    _append(ctx, item, "L")
+    ctx.log("-", "LOCK_ADD", f"{item['id']} {mode} {kind} {pattern}")
+    return {"lock": item, "covered": covered}
+
+
+def _append(ctx: Ctx, item: dict[str, Any], prefix: str) -> None:
+    """Add ``item`` to locks.yaml under the lock, with its id or the next free ``<prefix>N``."""
+
     def change(data: dict[str, Any]) -> None:
         if item["id"] and any(x["id"] == item["id"] for x in data["locks"]):
             raise InputError(f"a lock with id '{item['id']}' exists already", hint="pick another --id")
-        item["id"] = item["id"] or _next_id(data, "L")
+        item["id"] = item["id"] or _next_id(data, prefix)
         data["locks"].append(item)
 
     _write(ctx, change)
-    ctx.log("-", "LOCK_ADD", f"{item['id']} {mode} {kind} {pattern}")
-    return {"lock": item, "covered": covered}
 
 
 def require(
@@ -114,13 +120,7 @@ def require(
     if via not in locks_mod.VIAS:
         raise InputError(f"--via must be one of {', '.join(locks_mod.VIAS)} (got '{via}')")
 
-    def change(data: dict[str, Any]) -> None:
-        if item["id"] and any(x["id"] == item["id"] for x in data["locks"]):
-            raise InputError(f"a lock with id '{item['id']}' exists already", hint="pick another --id")
-        item["id"] = item["id"] or _next_id(data, "R")
-        data["locks"].append(item)
-
-    _write(ctx, change)
+    _append(ctx, item, "R")
     ctx.log("-", "LOCK_ADD", f"{item['id']} {mode} requirement {text}")
     return {"lock": item}
 
