@@ -302,15 +302,14 @@ def _reverify(ctx: Ctx, tri: Triage, *, log: bool, base_tip: str) -> list[str]:
 
 
 def _deps(ctx: Ctx, task_id: str) -> list[str]:
+    """A queued task's dependencies (triage keeps tasks that left the plan out of the queue)."""
     task = ctx.plan.get(task_id)
-    if task is not None:
-        return task.deps
-    manifest = ctx.project.task_dir(task_id) / "manifest.yaml"
-    try:
-        data = ctx.store.load(manifest, "task_manifest")
-    except FileNotFoundError:
-        return []
-    return list(data.get("deps") or [])
+    return task.deps if task else []
+
+
+def _title(ctx: Ctx, task_id: str) -> str:
+    task = ctx.plan.get(task_id)
+    return task.title if task else task_id
 
 
 def _order(ctx: Ctx, ids: list[str]) -> list[str]:
@@ -507,8 +506,7 @@ class Ceremony:
     # building blocks ------------------------------------------------------------------------------
 
     def title(self, task_id: str) -> str:
-        task = self.ctx.plan.get(task_id)
-        return task.title if task else task_id
+        return _title(self.ctx, task_id)
 
     def blocked_by(self, task_id: str, ahead: frozenset[str] = frozenset()) -> str | None:
         """The first dependency that is not merged, now or earlier; None if all are.
@@ -1169,7 +1167,7 @@ def dry_run(ctx: Ctx, ids: list[str] | None = None, *, into: str | None = None) 
         )
         ahead.append(task_id)
         results.append(Result(task_id, "CLEAN", "would merge cleanly (tests not run)", sha=sha))
-    titles = {r.task: (ctx.plan.get(r.task).title if ctx.plan.get(r.task) else r.task) for r in results}  # type: ignore[union-attr]
+    titles = {r.task: _title(ctx, r.task) for r in results}
     return Outcome(
         id=_stamp(),
         into=target,

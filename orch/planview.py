@@ -16,7 +16,7 @@ def build(ctx: Ctx) -> dict[str, Any]:
     for task in plan.tasks:
         st = statuses.get(task.id) or {}
         current = st.get("state", "PENDING")
-        ready = current == "PENDING" and all(state.merged(statuses.get(d)) for d in task.deps)
+        ready = state.ready(task, statuses)
         budget = task.budget
         tasks.append(
             {

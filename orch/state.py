@@ -130,3 +130,11 @@ def merged(status: Status | None) -> bool:
         return True
     merge = status.get("merge") or {}
     return merge.get("outcome") == "MERGED"
+
+
+def ready(task: Any, statuses: dict[str, Status]) -> bool:
+    """Never spun (no status, or PENDING without a branch) and every dependency merged."""
+    st = statuses.get(task.id)
+    if st is not None and (st.get("state") != "PENDING" or st.get("branch")):
+        return False
+    return all(merged(statuses.get(dep)) for dep in task.deps)

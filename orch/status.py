@@ -34,12 +34,6 @@ def branch_heads(ctx: Ctx) -> dict[str, str]:
     return heads
 
 
-def ready(ctx: Ctx, statuses: dict[str, state.Status], task_id: str) -> bool:
-    """Not spun yet, and every dependency merged."""
-    task = ctx.plan.get(task_id)
-    if task is None or task_id in statuses and statuses[task_id].get("state") != "PENDING":
-        return False
-    return all(state.merged(statuses.get(dep)) for dep in task.deps)
 
 
 def rows(ctx: Ctx, task_id: str | None = None) -> list[dict[str, Any]]:
@@ -68,7 +62,7 @@ def rows(ctx: Ctx, task_id: str | None = None) -> list[dict[str, Any]]:
                 "state": st.get("state", "PENDING"),
                 "reason": st.get("reason"),
                 "deps": task.deps if task else [],
-                "ready": ready(ctx, statuses, tid),
+                "ready": task is not None and state.ready(task, statuses),
                 "agent": st.get("agent") or (task.agent if task else None),
                 "branch": branch,
                 "started_at": st.get("started_at"),

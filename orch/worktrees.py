@@ -96,14 +96,7 @@ def ready_ids(ctx: Ctx) -> list[str]:
     from orch.plan import topo_order
 
     statuses = state.read_all(ctx.project, ctx.store)
-    out = []
-    for task in ctx.plan.tasks:
-        st = statuses.get(task.id)
-        if st is not None and (st.get("state") != "PENDING" or st.get("branch")):
-            continue
-        if all(state.merged(statuses.get(d)) for d in task.deps):
-            out.append(task.id)
-    return topo_order(ctx.plan, out)
+    return topo_order(ctx.plan, [t.id for t in ctx.plan.tasks if state.ready(t, statuses)])
 
 
 def spin(

@@ -17,11 +17,17 @@ CHECK = '#!/bin/sh\nfor f in fail-*; do [ -e "$f" ] && { echo "broken by $f"; ex
 @pytest.fixture
 def ceremony_repo(project: Path) -> Path:
     commit_file(project, "check.sh", CHECK, "add the test")
-    config = project / ".orch" / "config.yaml"
-    config.write_text(config.read_text().replace("test_command: 'true'", "test_command: sh check.sh"))
-    assert "test_command: sh check.sh" in config.read_text()
-    git(project, "commit", "-qam", "test command")
+    _set_test_command(project, "sh check.sh")
+    assert 'test_command: "sh check.sh"' in (project / ".orch" / "config.yaml").read_text()
     return project
+
+
+def _set_test_command(repo: Path, command: str) -> None:
+    config = repo / ".orch" / "config.yaml"
+    text = config.read_text()
+    line = next(line for line in text.splitlines() if line.startswith("test_command:"))
+    config.write_text(text.replace(line, f"test_command: {json.dumps(command)}"))
+    git(repo, "commit", "-qam", "test command")
 
 
 def head(repo: Path, ref: str = "main") -> str:
@@ -132,9 +138,7 @@ def test_base_moved_during_the_ceremony(ceremony_repo: Path, orch: Orch) -> None
     repo = ceremony_repo
     # The test command commits to main behind orch's back, as a person might meanwhile.
     sneaky = f"git -C '{repo}' commit -q --allow-empty -m meanwhile && sh check.sh"
-    config = repo / ".orch" / "config.yaml"
-    config.write_text(config.read_text().replace("test_command: sh check.sh", f"test_command: {json.dumps(sneaky)}"))
-    git(repo, "commit", "-qam", "sneaky test")
+    _set_test_command(repo, sneaky)
     add_tasks_to_plan(repo, [("T1", "^", [])])
     finished_task(repo, "T1", {"one.txt": "1\n"})
     r = orch("merge", "--json")
@@ -275,14 +279,6 @@ def test_batch_of_sixteen_with_one_failure(ceremony_repo: Path, orch: Orch) -> N
 
 
 # -- findings of the adversarial review, each pinned by a test ---------------------------------------
-
-
-def _set_test_command(repo: Path, command: str) -> None:
-    config = repo / ".orch" / "config.yaml"
-    text = config.read_text()
-    line = next(line for line in text.splitlines() if line.startswith("test_command:"))
-    config.write_text(text.replace(line, f"test_command: {json.dumps(command)}"))
-    git(repo, "commit", "-qam", "test command")
 
 
 def test_a_test_command_that_deletes_the_integration_git_file_cannot_reach_the_user(
