@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from orch.cli import main
+from orch.entry import main
 
 main()

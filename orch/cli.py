@@ -17,7 +17,7 @@ os.environ.setdefault("TYPER_USE_RICH", "0")
 
 import typer
 
-from orch.errors import ExitCode, OrchError, UsageError
+from orch.errors import ExitCode, UsageError
 
 app = typer.Typer(
     name="orch",
@@ -31,22 +31,8 @@ plan_app = typer.Typer(help="Show, check and extend .orch/plan.md.", invoke_with
 app.add_typer(plan_app, name="plan")
 
 
-class _StdoutClosed(Exception):
-    """The reader of our output went away (``orch log | head``): not an error, nothing more to say.
-
-    Not an ``OSError``, so click does not turn it into exit code 1 on its way to ``main``.
-    """
-
-
-def out(text: str = "") -> None:
-    try:
-        sys.stdout.write(text + ("\n" if not text.endswith("\n") else ""))
-    except BrokenPipeError:
-        raise _StdoutClosed() from None
-
-
-def err(text: str) -> None:
-    sys.stderr.write(text + ("\n" if not text.endswith("\n") else ""))
+from orch.entry import StdoutClosed as _StdoutClosed  # noqa: E402
+from orch.entry import err, out  # noqa: E402
 
 
 def ctx(*, from_source: bool = False) -> Any:
@@ -428,19 +414,9 @@ def verify(
     as_json: bool = typer.Option(False, "--json", help="Print the verdicts as JSON."),
 ) -> int:
     """Judge each task's branch tip against its scope and the locks; exit 1 unless all are mergeable."""
-    from orch import render
-    from orch import verify as verify_mod
+    from orch.entry import verify_command
 
-    if task_ids and all_tasks:
-        raise UsageError("name tasks or pass --all, not both")
-    if not task_ids and not all_tasks:
-        raise UsageError("name the tasks to verify (orch verify T1 T2), or pass --all")
-    verdicts = verify_mod.verify_many(ctx(from_source=True), task_ids or [], all_tasks=all_tasks)
-    if as_json:
-        out(render.dumps({"verdicts": [v.to_json() for v in verdicts]}))
-    else:
-        out("\n".join(verify_mod.verdict_text(v) for v in verdicts))
-    return ExitCode.OK if all(v.mergeable for v in verdicts) else ExitCode.CHECK_FAILED
+    return verify_command(task_ids or [], all_tasks=all_tasks, as_json=as_json)
 
 
 @app.command()
@@ -648,62 +624,23 @@ def demo(
 # -- entry point ------------------------------------------------------------------------------------
 
 
-def _crash_log(exc: BaseException) -> str:
-    import tempfile
-    import traceback
-
-    from orch.eventlog import utcnow
-
-    text = f"orch {' '.join(sys.argv[1:])}\n{utcnow()}\n\n" + "".join(traceback.format_exception(exc))
-    folder: Path
-    try:
-        from orch.repo import find_project
-
-        folder = find_project(require_init=True).run_dir / "crash"
-        folder.mkdir(parents=True, exist_ok=True)
-    except Exception:
-        folder = Path(tempfile.gettempdir())
-    fd, path = tempfile.mkstemp(prefix="orch-crash-", suffix=".log", dir=folder)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    return path
-
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null so the flush at exit does not hit the closed pipe again."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
-
-
 def main(argv: list[str] | None = None) -> NoReturn:
-    from orch._click_compat import click_exceptions, command
+    """The typer app behind ``orch.entry.main``, inside its one error handler."""
+    from orch.entry import guarded
 
-    ClickException, Abort, Exit = click_exceptions()
-    code: int = ExitCode.OK
-    try:
-        result = command(app).main(args=argv, standalone_mode=False, prog_name="orch")
-        code = result if isinstance(result, int) else ExitCode.OK
-    except OrchError as exc:
-        err(f"orch: {exc.render()}" if not isinstance(exc, UsageError) else f"orch: usage: {exc.render()}")
-        code = exc.exit_code
-    except Exit as exc:
-        code = exc.exit_code
-    except ClickException as exc:
-        exc.show()
-        code = ExitCode.USAGE
-    except (KeyboardInterrupt, Abort):
-        err("orch: interrupted")
-        code = ExitCode.INTERRUPTED
-    except (_StdoutClosed, BrokenPipeError):
-        _silence_stdout()
-        code = ExitCode.OK
-    except Exception as exc:  # a bug: one line for the person, the traceback in a file
-        path = _crash_log(exc)
-        err(f"orch: internal error: {type(exc).__name__}: {exc}\n  the traceback is in {path}; please report it")
-        code = ExitCode.GIT
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        _silence_stdout()
-    sys.exit(code)
+    def body() -> int:
+        from orch._click_compat import click_exceptions, command
+
+        ClickException, Abort, Exit = click_exceptions()
+        try:
+            result = command(app).main(args=argv, standalone_mode=False, prog_name="orch")
+        except Exit as exc:
+            return int(exc.exit_code)
+        except ClickException as exc:
+            exc.show()
+            return ExitCode.USAGE
+        except Abort:
+            raise KeyboardInterrupt from None
+        return result if isinstance(result, int) else ExitCode.OK
+
+    guarded(body)

@@ -175,26 +175,41 @@ def start(
     return Running(argv, proc, None if input is None else input.encode("utf-8", "surrogateescape"))
 
 
-def stream(args: Sequence[str], *, cwd: Path | str, batch: int = 1 << 17) -> Iterator[str]:
-    """stdout of ``git ARGS`` in pieces of about ``batch`` bytes or more, each ending at a NUL (for
-    ``-z`` output), as git writes them: a caller works on one piece while git writes the next.
-    ``GitError`` once git has ended, if it failed; git is stopped if the caller stops early.
+class Stream:
+    """``git ARGS`` started now, its stdout read later in pieces of about ``batch`` bytes or more,
+    each ending at a NUL (for ``-z`` output), as git writes them: the caller works on other things
+    (and then on one piece) while git writes ahead. Iterating raises ``GitError`` once git has ended,
+    if it failed; ``cancel`` (or stopping the iteration early) stops git.
     """
-    import tempfile
 
-    argv = _argv(args, True, False)
-    # stderr goes to a file, so stdout can be read with plain blocking reads: git cannot stall on a
-    # full stderr pipe, and there is no select() round per chunk git writes.
-    with tempfile.TemporaryFile() as err:
-        proc = _popen(argv, cwd, _env(None, True), stderr=err)
-        assert proc.stdout is not None
-        fd = proc.stdout.fileno()
+    def __init__(self, args: Sequence[str], *, cwd: Path | str, batch: int = 1 << 17) -> None:
+        import tempfile
+
+        self.argv = _argv(args, True, False)
+        self.batch = batch
+        # stderr goes to a file, so stdout can be read with plain blocking reads: git cannot stall on a
+        # full stderr pipe, and there is no select() round per chunk git writes.
+        self._err = tempfile.TemporaryFile()
+        try:
+            self._proc = _popen(self.argv, cwd, _env(None, True), stderr=self._err)
+        except BaseException:
+            self._err.close()
+            raise
         try:
             import fcntl
 
-            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 1 << 20)  # room for git to write ahead of the caller
+            # Room for git to write ahead while the caller does other work (1 MiB, Linux's default cap).
+            fcntl.fcntl(self._fd, fcntl.F_SETPIPE_SZ, 1 << 20)
         except (ImportError, AttributeError, OSError):  # not Linux, or over the system's limit: slower only
             pass
+
+    @property
+    def _fd(self) -> int:
+        assert self._proc.stdout is not None
+        return self._proc.stdout.fileno()
+
+    def __iter__(self) -> Iterator[str]:
+        fd, batch = self._fd, self.batch
         held: list[bytes] = []
         size = 0
         try:
@@ -207,18 +222,30 @@ def stream(args: Sequence[str], *, cwd: Path | str, batch: int = 1 << 17) -> Ite
                     held, size = [joined[cut:]], len(joined) - cut
                     if cut:
                         yield _decode(joined[:cut])
-            code = proc.wait()
+            code = self._proc.wait()
+            rest = b"".join(held)
+            if code != 0:
+                self._err.seek(0)
+                raise GitError(self.argv, code, _decode(rest), _decode(self._err.read()))
         finally:
-            if proc.poll() is None:  # the caller stopped early
-                proc.kill()
-                proc.wait()
+            self.cancel()
+        if rest:
+            yield _decode(rest)
+
+    def cancel(self) -> None:
+        """Stop git if it still runs, and release the pipe and the stderr file (idempotent)."""
+        proc = self._proc
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
             proc.stdout.close()
-        rest = b"".join(held)
-        if code != 0:
-            err.seek(0)
-            raise GitError(argv, code, _decode(rest), _decode(err.read()))
-    if rest:
-        yield _decode(rest)
+        self._err.close()
+
+
+def stream(args: Sequence[str], *, cwd: Path | str, batch: int = 1 << 17) -> Stream:
+    """``Stream``: ``git ARGS`` started now, read in NUL-ended pieces by iterating."""
+    return Stream(args, cwd=cwd, batch=batch)
 
 
 def out(args: Sequence[str], *, cwd: Path | str, **kw: object) -> str:

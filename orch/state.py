@@ -67,9 +67,9 @@ def update(
 ) -> Status:
     """Read-modify-write one status under its lock; ``change`` may mutate in place and return None.
 
-    ``durable=False`` skips the fsyncs and ``check=False`` the schema check on write (the file is
-    validated when next read): for the many writes at the end of a merge ceremony, which a later
-    ceremony re-derives from the base branch if a power cut loses them.
+    ``durable=False`` skips the fsyncs: for the many writes at the end of a merge ceremony, which a
+    later ceremony re-derives from the base branch if a power cut loses them. ``check=False`` skips
+    the schema check on write, for a hot path whose change is built by orch (``Store.dump``).
     """
 
     def apply(current: Status) -> Status:

@@ -34,8 +34,6 @@ def branch_heads(ctx: Ctx) -> dict[str, str]:
     return heads
 
 
-
-
 def rows(ctx: Ctx, task_id: str | None = None) -> list[dict[str, Any]]:
     plan = ctx.plan
     statuses = state.read_all(ctx.project, ctx.store)

@@ -629,10 +629,11 @@ def task_branch(task_id: str) -> str:
 DIFF = ("diff-tree", "-r", "-z", "--no-renames", "--no-ext-diff", "--ignore-submodules=none")
 
 
-def task_changes(root: Path | str, old: str, new: str) -> Iterator[Changes]:
-    """The changes from commit ``old`` to commit ``new``, in batches as git writes them (in git's
-    order), so checking one batch overlaps git's work on the next."""
-    return parse_stream(git.stream([*DIFF, old, new, "--"], cwd=root))
+def task_changes(root: Path | str, old: str, new: str) -> git.Stream:
+    """git's raw diff from commit ``old`` to commit ``new``, started now: iterate it through
+    ``parse_stream`` for the changes in batches as git writes them (in git's order), so checking one
+    batch overlaps git's work on the next."""
+    return git.stream([*DIFF, old, new, "--"], cwd=root)
 
 
 def _check_task_id(task_id: str) -> None:
@@ -680,24 +681,38 @@ def verify_task(
     ctx = ctx.judging()
     project = ctx.project
     root = project.root
-    task = ctx.plan.require(task_id)
     base = ctx.config.base_branch
-    # The commit, the base tip and their merge-base are read while the locks load (which still fail
-    # closed, exit 3, before anything else is reported).
+    # git works on the other core while the rules load: first the commit, the base tip and their
+    # merge-base (while the plan is read), then the diff (while the locks are read). The locks still
+    # fail closed, exit 3, before anything else is reported.
     pair = git.CommitPair(
         base_tip or f"refs/heads/{base}", f"refs/heads/{task_branch(task_id)}" if sha is None else sha, cwd=root
     )
     try:
-        lockset = locks_mod.load(project, cache=False)
+        task = ctx.plan.require(task_id)
     except BaseException:
         pair.cancel()
         raise
-    sha, base_sha = _resolved(pair, task_id, sha, base)
-    checker = _Checker(lockset=lockset, scope=task.scope, agent=True)
-    changed = 0
-    for batch in task_changes(root, base_sha, sha):
-        checker.scan(batch)
-        changed += len(batch)
+    resolved: tuple[str, str] | InputError
+    try:
+        resolved = _resolved(pair, task_id, sha, base)
+    except InputError as exc:
+        resolved = exc
+    diff = task_changes(root, resolved[1], resolved[0]) if isinstance(resolved, tuple) else None
+    try:
+        lockset = locks_mod.load(project, cache=False)
+        if isinstance(resolved, InputError):
+            raise resolved
+        assert diff is not None
+        sha, base_sha = resolved
+        checker = _Checker(lockset=lockset, scope=task.scope, agent=True)
+        changed = 0
+        for batch in parse_stream(diff):
+            checker.scan(batch)
+            changed += len(batch)
+    finally:
+        if diff is not None:
+            diff.cancel()
     violations = checker.finish(lambda shas: git.cat_blobs(shas, cwd=root))
     status = state.read(project, ctx.store, task_id, refresh=False) or {}
     acks = acked_locks(status, sha)
@@ -738,7 +753,7 @@ def _record(ctx: Ctx, verdict: Verdict) -> None:
             st["reason"] = f"verify: {n} violation{plural} at {verdict.sha[:12]} (orch verify {verdict.task_id})"
         new_state = st.get("state")
 
-    state.update(ctx.project, ctx.store, verdict.task_id, change)
+    state.update(ctx.project, ctx.store, verdict.task_id, change, check=False)  # built from a validated status
     hard = len([v for v in verdict.violations if v.mode == "hard"])
     result = f"{verdict.result} sha={verdict.sha[:12]} violations={hard}"
     if verdict.pending_acks:

@@ -42,6 +42,7 @@ def _git_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     monkeypatch.setenv("GIT_TEMPLATE_DIR", str(templates))
     monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("ORCH_CHECK_WRITES", "1")  # every write orch skips validating on a hot path is checked
     for key, value in PINNED.items():
         monkeypatch.setenv(key, value)
     yield

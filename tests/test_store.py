@@ -11,7 +11,7 @@ import pytest
 from conftest import Orch
 
 from orch import state
-from orch.errors import InputError
+from orch.errors import EnvError, InputError
 from orch.repo import find_project
 from orch.store import Store, atomic_write, dump_yaml
 
@@ -191,6 +191,36 @@ def test_concurrent_read_modify_write_loses_no_update(project: Path) -> None:
     assert sorted(os.listdir(project / ".orch/run/tasks/T1")) == ["status.yaml"]
     # the lock file is still there: deleting it while another process waits would let two writers in
     assert (project / ".orch/run/locks/.orch%run%tasks%T1%status.yaml.lock").exists()
+
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from orch.store import Store
+
+store = Store(Path(sys.argv[1]), Path(sys.argv[1]) / ".orch")
+with store.lock("the-name"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_held_lock_times_out_with_a_message_and_dies_with_its_holder(store: Store) -> None:
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(store.root)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with pytest.raises(EnvError, match="timed out after 0s waiting for the lock on the-name") as info:
+            with store.lock("the-name", timeout=0.2):
+                raise AssertionError("two holders at once")
+        assert info.value.hint == "another orch command holds it; wait for it to finish"
+        with store.lock("another-name", timeout=0.2):  # other names are not held up
+            pass
+    finally:
+        holder.kill()  # SIGKILL: no cleanup runs, the kernel drops the flock
+        holder.wait()
+    with store.lock("the-name", timeout=5):
+        pass
+    assert sorted(os.listdir(store.lock_dir)) == ["another-name.lock", "the-name.lock"]
 
 
 def test_the_validation_cache_is_not_fooled_by_a_changed_file(store: Store) -> None:

@@ -44,12 +44,12 @@ def test_the_wheel_ships_schemas_templates_and_both_commands(wheel: Path) -> Non
     for template in (ROOT / "templates").rglob("*"):
         if template.is_file():
             assert f"orch/_data/templates/{template.relative_to(ROOT / 'templates')}" in names
-    assert "orch/cli.py" in names and "orch/__main__.py" in names
+    assert "orch/cli.py" in names and "orch/entry.py" in names and "orch/__main__.py" in names
     assert not any(n.startswith(("tests/", "scripts/")) for n in names)
-    assert "orch = orch.cli:main" in entry_points
-    assert "git-orch = orch.cli:main" in entry_points
+    assert "orch = orch.entry:main" in entry_points
+    assert "git-orch = orch.entry:main" in entry_points
     assert "Requires-Python: >=3.10" in metadata
-    for dep in ("typer", "gitpython", "pyyaml", "jsonschema", "filelock>=3.20.1", "rich"):
+    for dep in ("typer", "gitpython", "pyyaml", "jsonschema", "rich", "pathspec"):
         assert f"requires-dist: {dep}" in metadata.lower()
 
 
