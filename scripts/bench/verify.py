@@ -124,12 +124,16 @@ def main() -> None:
         base_tip, tip = git.rev_parse("main", cwd=root), git.rev_parse("orch/T1", cwd=root)
         assert base_tip and tip
         diff_tree = ["git", *git.HARDENED, *verify.DIFF, "--merge-base", base_tip, tip, "--"]
+        names = ["git", *git.HARDENED, *verify.DIFF, "--name-only", "--merge-base", base_tip, tip, "--"]
+        script = Path(sys.executable).with_name("orch")  # the console script, as a user runs it
+        orch_argv = [str(script)] if script.is_file() else [sys.executable, "-m", "orch"]
         got = medians(
             {
                 "pipeline": lambda: run(["sh", "-c", PIPELINE, "sh", scope], ok=(0, 1)),  # grep: 1 = nothing out
                 "python": lambda: run([sys.executable, "-c", "pass"]),
                 "diff-tree": lambda: run(diff_tree),
-                "process": lambda: run([sys.executable, "-m", "orch", "verify", "T1"]),
+                "names": lambda: run(names),
+                "process": lambda: run([*orch_argv, "verify", "T1"]),
                 "inproc": verify_inproc(False),
                 "inproc-record": verify_inproc(True),
             },
@@ -141,10 +145,12 @@ def main() -> None:
         print(line("pipeline: git diff --name-only | grep -vE", pipe))
         print(line("verify_task in-process", got["inproc"], pipe, "  (target <= 1.5x)"))
         print(line("verify_task in-process, recording the verdict", got["inproc-record"], pipe))
-        print(line("orch verify T1, the whole process", got["process"], pipe, "  (target <= 1.5x)"))
+        whole = f"{Path(orch_argv[-1]).name} verify T1, the whole process"
+        print(line(whole, got["process"], pipe, "  (target <= 1.5x)"))
         print(line("  floor: python -c pass + orch's git diff-tree", floor, pipe))
         print(line("    python -c pass", got["python"], pipe))
         print(line("    git diff-tree -r -z --no-renames (to a pipe)", got["diff-tree"], pipe))
+        print(line("      the same with --name-only (no modes)", got["names"], pipe))
 
         # -- the pre-commit hook -------------------------------------------------------------------
         sh([sys.executable, "-m", "orch", "hooks", "install"], root)
