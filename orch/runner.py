@@ -224,7 +224,18 @@ def start(ctx: Ctx, task_id: str, *, tmux: bool = False) -> state.Status:
             stop_requested_at=None,
         )
 
-    state.update(project, store, task_id, claim)
+    # Counting the running agents and claiming this one is one step under one lock: two spins or
+    # starts at once cannot both take the last slot.
+    with store.lock("agent-slots"):
+        limit = ctx.config.max_parallel
+        running = sorted(t for t, st in state.read_all(project, store).items() if st.get("state") == "RUNNING")
+        if len(running) >= limit and task_id not in running:
+            raise InputError(
+                f"task {task_id} not started: {limit} agents run already (max_parallel): {', '.join(running)}",
+                where=".orch/config.yaml",
+                hint=f"wait for one to finish (orch wait), then orch start {task_id}; or raise max_parallel",
+            )
+        state.update(project, store, task_id, claim)
     if problem:
         raise InputError(f"task {task_id} is {problem[0]}, not ready to start", hint=f"see: orch status {task_id}")
     cmd = [sys.executable, "-m", "orch.runner", str(project.root), task_id]

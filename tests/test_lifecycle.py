@@ -10,6 +10,7 @@ import json
 import os
 import shlex
 import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -520,6 +521,32 @@ def test_max_parallel_bounds_the_agents_started(project: Path, orch: Orch, agent
     assert not (project / ".orch/worktrees/T2").exists()
     orch.ok("spin", "T2", "--no-start")  # preparing a worktree starts nothing
     orch.ok("stop", "T1", "--kill")
+
+
+def test_concurrent_starts_never_exceed_max_parallel(project: Path, orch: Orch, agent_script: Path) -> None:
+    config = project / ".orch/config.yaml"
+    config.write_text(config.read_text().replace("max_parallel: 4", "max_parallel: 2"))
+    ids = ["T1", "T2", "T3", "T4"]
+    plan(project, *(task(t, agent_run(agent_script, "hang")) for t in ids))
+    orch.ok("spin", *ids, "--no-start")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "orch", "start", t], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for t in ids
+    ]
+    codes = [p.wait(timeout=60) for p in procs]
+    errors = [p.stderr.read().decode() for p in procs if p.stderr is not None]
+    try:
+        running = [t for t in ids if status_of(project, t)["state"] == "RUNNING"]
+        assert len(running) == 2, (codes, errors)
+        assert sorted(codes) == [0, 0, 3, 3], errors
+        refused = [e for e in errors if "agents run already (max_parallel)" in e]
+        assert len(refused) == 2 and all("orch start T" in e for e in refused)
+        assert all(status_of(project, t)["state"] == "PENDING" for t in ids if t not in running)
+    finally:
+        for t in ids:
+            orch("stop", t, "--kill")
 
 
 # -- regressions: work loss, the user's checkout, bounded runs ---------------------------------------
