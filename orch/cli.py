@@ -12,12 +12,19 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-# Rich help panels cost more to import than all of orch; plain help keeps `orch --help` fast.
-os.environ.setdefault("TYPER_USE_RICH", "0")
+# Rich help panels cost more to import than all of orch; plain help keeps `orch --help` fast. typer
+# reads the variable once, on import: it is taken out again, so the agents, tests and checks orch
+# runs see the environment the user gave it, whichever path (this CLI or orch.entry's) ran them.
+_RICH_SET = "TYPER_USE_RICH" not in os.environ
+if _RICH_SET:
+    os.environ["TYPER_USE_RICH"] = "0"
 
-import typer
+import typer  # noqa: E402
 
-from orch.errors import ExitCode, UsageError
+if _RICH_SET:
+    del os.environ["TYPER_USE_RICH"]
+
+from orch.errors import ExitCode, UsageError  # noqa: E402
 
 app = typer.Typer(
     name="orch",
@@ -635,12 +642,14 @@ def main(argv: list[str] | None = None) -> NoReturn:
         try:
             result = command(app).main(args=argv, standalone_mode=False, prog_name="orch")
         except Exit as exc:
-            return int(exc.exit_code)
+            result = exc.exit_code
         except ClickException as exc:
             exc.show()
             return ExitCode.USAGE
         except Abort:
             raise KeyboardInterrupt from None
-        return result if isinstance(result, int) else ExitCode.OK
+        if result == ExitCode.INTERRUPTED:  # typer turns Ctrl-C into a silent 130: say it, as orch.entry does
+            raise KeyboardInterrupt
+        return int(result) if isinstance(result, int) else ExitCode.OK
 
     guarded(body)

@@ -328,9 +328,15 @@ class Store:
         import fcntl
         import time
 
-        self.lock_dir.mkdir(parents=True, exist_ok=True)
         safe = name.replace("/", "%")
-        fd = os.open(self.lock_dir / f"{safe}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        path = self.lock_dir / f"{safe}.lock"
+        try:
+            self.lock_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise EnvError(
+                f"cannot open the lock file {self.where(path)}: {exc.strerror}", hint="fix its permissions"
+            ) from None
         try:
             deadline = time.monotonic() + timeout
             pause = 0.0005
@@ -338,7 +344,12 @@ class Store:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
-                except BlockingIOError:
+                except OSError as exc:
+                    if not isinstance(exc, BlockingIOError):  # ENOLCK, ENOSYS: no flock on this filesystem
+                        raise EnvError(
+                            f"cannot lock {self.where(path)}: {exc.strerror}",
+                            hint="put the repository on a local filesystem that supports flock",
+                        ) from None
                     if time.monotonic() >= deadline:
                         raise EnvError(
                             f"timed out after {timeout:.0f}s waiting for the lock on {name}",

@@ -352,7 +352,7 @@ def _write_task_files(ctx: Ctx, p: _Prepared, base_sha: str) -> None:
         "brief": task.brief_text(),
     }
     # Built here from a validated plan and manifest; not checked again on write (jsonschema costs
-    # more than the rest of a spin): the first read validates it, as it does every file.
+    # more than the rest of a spin), and remembered as valid (Store.dump).
     store.save(folder / "manifest.yaml", manifest, "task_manifest", check=False)
     store.write_text(folder / "context.md", render_context(ctx, manifest))
     prepare_worktree(ctx, task, p.path)

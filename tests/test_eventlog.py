@@ -205,4 +205,4 @@ def test_orch_log_follow_sees_events_appended_later(project: Path) -> None:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130
-    assert b"Traceback" not in err
+    assert err == b"orch: interrupted\n"  # typer's own Ctrl-C handling is silent; orch says what happened

@@ -269,6 +269,27 @@ def test_corrupt_or_missing_locks_fail_closed(proj: Path, orch: Orch) -> None:
     r = orch("verify", "T1")
     assert r.returncode == 3 and "never assumes 'no locks'" in r.stderr
     assert "verdict" not in status_of_or_empty(proj, "T1")
+    # The locks are read while git resolves the commits: a broken locks file is still what is reported
+    # first, before a missing branch, a missing base branch or a commit that does not exist.
+    locks.write_text("locks: [\n")
+    config = proj / ".orch/config.yaml"
+    for args, edit in [(("T2",), None), (("T1",), ("base_branch: main", "base_branch: gone")), (("T1",), None)]:
+        if edit:
+            config.write_text(config.read_text().replace(*edit))
+        r = orch("verify", *args)
+        assert r.returncode == 3 and "not valid YAML" in r.stderr, r.output
+    assert "not valid YAML" in run_verify_at(proj, "T1", "0" * 40)
+
+
+def run_verify_at(repo: Path, task: str, sha: str) -> str:
+    """``verify_task`` of an exact commit, in a process of its own; what it raised, rendered."""
+    script = (
+        "import sys\nfrom orch import verify\nfrom orch.context import open_ctx\nfrom orch.errors import OrchError\n"
+        "try:\n    verify.verify_task(open_ctx(), sys.argv[1], sha=sys.argv[2])\n"
+        "except OrchError as exc:\n    print(exc.render())\n"
+    )
+    r = subprocess.run([sys.executable, "-c", script, task, sha], cwd=repo, capture_output=True, text=True, check=True)
+    return r.stdout
 
 
 def status_of_or_empty(repo: Path, task: str) -> dict[str, Any]:
@@ -635,3 +656,14 @@ def test_verify_help_and_unknown_flags_go_to_the_cli(proj: Path, orch: Orch) -> 
     assert orch.ok("verify", "--help").stdout.startswith("Usage: orch verify [OPTIONS] [ID...]")
     r = orch("verify", "--jsn", "T1")
     assert r.returncode == 2 and "No such option: --jsn" in r.stderr
+
+
+def test_checks_see_the_users_environment_whichever_path_runs_verify(proj: Path, orch: Orch) -> None:
+    # typer is configured through an environment variable; it must not leak into what orch runs.
+    check = 'test "${TYPER_USE_RICH-unset}" = unset'
+    orch.ok("lock", "require", "no leaked settings", "--check", check, "--via", "static")
+    git(proj, "commit", "-qam", "lock")
+    commit_in(make_task(proj, "T1"), "src/auth/session.py", "TTL = 120\n")
+    for args in (("T1",), ("--", "T1")):  # the fast path, then the CLI's
+        r = orch("verify", *args)
+        assert r.returncode == 0 and "mergeable" in r.stdout, r.output

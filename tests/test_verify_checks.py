@@ -7,6 +7,7 @@ agree on every violation and its order.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -227,6 +228,31 @@ def test_git_stream_hands_over_whole_records_and_reports_failure(repo: Path) -> 
     assert [b[i].new_sha for b in batches for i in range(len(b))] == [whole[i].new_sha for i in range(len(whole))]
     with pytest.raises(GitError, match="bad object|not a tree|invalid"):
         list(verify.task_changes(repo, "0" * 40, last))
+
+
+def test_a_stream_stopped_early_leaves_no_git_and_no_open_files(repo: Path) -> None:
+    first = git(repo, "rev-parse", "HEAD")
+    for n in range(3000):  # several MiB of raw diff: more than git can write ahead into the pipe
+        (repo / f"d{n % 7}").mkdir(exist_ok=True)
+        (repo / f"d{n % 7}/a-rather-long-file-name-to-fill-the-pipe-{n}.txt").write_text(f"{n}\n")
+    git(repo, "add", "-A")
+    last = commit_file(repo, "last.txt", "last\n")
+    args = [*verify.DIFF, first, last, "--"]
+    fds = set(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+
+    never_read = orch_git.stream(args, cwd=repo, batch=100)
+    assert never_read._proc.poll() is None  # started at once, before anyone reads
+    never_read.cancel()
+    stopped = orch_git.stream(args, cwd=repo, batch=100)
+    for _ in stopped:
+        break  # the caller stops after one piece
+    stopped_iter = iter(orch_git.stream(args, cwd=repo, batch=100))
+    next(stopped_iter)
+    stopped_iter.close()  # what happens when a for loop over the stream raises
+    for s in (never_read, stopped):
+        assert s._proc.returncode is not None  # reaped: no zombie, no git left writing
+    if fds is not None:
+        assert set(os.listdir("/proc/self/fd")) == fds  # the pipes and stderr files are closed
 
 
 def test_parse_stream_refuses_output_that_stops_inside_a_record() -> None:
