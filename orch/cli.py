@@ -224,7 +224,7 @@ def log(
 
 @app.command()
 def spin(
-    ids: list[str] = typer.Argument(None, metavar="[ID]...", help="Tasks to spin."),
+    ids: list[str] = typer.Argument(None, metavar="ID", help="Tasks to spin."),
     ready: bool = typer.Option(False, "--ready", help="Spin every task whose deps are merged."),
     agent: str | None = typer.Option(None, "--agent", help="Agent manifest to use instead of the task's."),
     use_tmux: bool = typer.Option(False, "--tmux", help="Run each agent in tmux session orch-ID (orch attach ID)."),
@@ -304,7 +304,7 @@ def agents_cmd(as_json: bool = typer.Option(False, "--json", help="Print as JSON
 
 @app.command()
 def wait(
-    ids: list[str] = typer.Argument(None, metavar="[ID]...", help="Tasks to wait for (default: every running one)."),
+    ids: list[str] = typer.Argument(None, metavar="ID", help="Tasks to wait for (default: every running one)."),
     timeout: float | None = typer.Option(None, "--timeout", help="Give up after this many seconds."),
 ) -> int:
     """Wait until tasks finish; exit 0 if all succeeded, 1 otherwise (or on timeout)."""
@@ -364,7 +364,7 @@ def attach(task_id: str = typer.Argument(..., metavar="ID")) -> None:
 
 @app.command()
 def clean(
-    ids: list[str] = typer.Argument(None, metavar="[ID]...", help="Tasks to clean (default: merged ones)."),
+    ids: list[str] = typer.Argument(None, metavar="ID", help="Tasks to clean (default: merged ones)."),
     merged: bool = typer.Option(False, "--merged", help="Every merged task (the default without ids)."),
     all_: bool = typer.Option(False, "--all", help="Every finished task, merged or not."),
     force: bool = typer.Option(False, "--force", help="Delete unmerged branches too (a ref still keeps them)."),
@@ -416,7 +416,7 @@ def _mode(hard: bool, soft: bool) -> str:
 
 @app.command()
 def verify(
-    task_ids: list[str] = typer.Argument(None, metavar="ID...", help="Tasks to verify."),
+    task_ids: list[str] = typer.Argument(None, metavar="ID", help="Tasks to verify."),
     all_tasks: bool = typer.Option(False, "--all", help="Every task in the plan that has a branch."),
     as_json: bool = typer.Option(False, "--json", help="Print the verdicts as JSON."),
 ) -> int:
@@ -558,7 +558,7 @@ def hook_codex_pretool() -> int:
 
 @app.command()
 def merge(
-    ids: list[str] | None = typer.Argument(None, metavar="[ID]...", help="Tasks to merge (default: every spun task)."),
+    ids: list[str] | None = typer.Argument(None, metavar="ID", help="Tasks to merge (default: every spun task)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Forecast conflicts with git merge-tree; change nothing."),
     batch: bool = typer.Option(False, "--batch", help="Test many merges at once and bisect failures."),
     resume: bool = typer.Option(False, "--resume", help="Finish (or roll back) an interrupted ceremony."),
@@ -567,30 +567,11 @@ def merge(
     as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON (schemas/merge_report.schema.json)."),
 ) -> int:
     """Merge verified work in dependency order, test after each merge, undo what breaks the tests."""
-    from orch import ceremony, render
+    from orch.entry import merge_command
 
-    if resume and abort:
-        raise UsageError("--resume and --abort exclude each other")
-    if (resume or abort) and (ids or batch or into or dry_run):
-        raise UsageError(
-            "--resume and --abort take no ids, --batch, --into or --dry-run: "
-            "they continue or drop the interrupted ceremony as it was started"
-        )
-    if dry_run and batch:
-        raise UsageError("--dry-run forecasts conflicts only; leave out --batch")
-    c = ctx(from_source=True)  # the ceremony judges: its test command, plan and locks come from the files
-    if dry_run:
-        outcome = ceremony.dry_run(c, ids or None, into=into)
-    else:
-        with render.progress() as progress:
-            outcome = ceremony.merge(
-                c, ids or None, batch=batch, into=into, resume=resume, abort=abort, progress=progress
-            )
-    if as_json:
-        out(render.dumps(outcome.to_json()))
-    else:
-        out(render.merge_outcome(outcome))
-    return ExitCode.CHECK_FAILED if outcome.failed else ExitCode.OK
+    return merge_command(
+        ids or [], dry_run=dry_run, batch=batch, resume=resume, abort=abort, into=into, as_json=as_json
+    )
 
 
 @app.command()

@@ -1,10 +1,10 @@
 """The ``orch`` program: one error handler for every command, and the commands that skip the CLI.
 
-typer and click cost more to import than a whole ``orch verify`` of a big change set, so a command
-whose arguments are plain (ids and flags, no ``--help``) is run from here directly, through the same
-function its typer command calls. Anything else goes to ``orch.cli``. Errors are caught in one
-place, ``guarded``: an ``OrchError`` prints what, where and how to fix and exits with its code;
-anything else prints one line and the path of a crash log holding the traceback.
+typer and click cost more to import than a whole ``orch verify`` of a big change set, so ``verify``
+and ``merge`` given plain arguments (ids, flags, ``--into BRANCH``; no ``--help``) are run from here
+directly, through the same function their typer commands call. Anything else goes to ``orch.cli``.
+Errors are caught in one place, ``guarded``: an ``OrchError`` prints what, where and how to fix and
+exits with its code; anything else prints one line and the path of a crash log holding the traceback.
 """
 
 from __future__ import annotations
@@ -50,14 +50,49 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     guarded(fast)
 
 
+# Commands run without the CLI framework: their flags, and their options that take one value.
+_FAST: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "verify": (frozenset({"--all", "--json"}), frozenset()),
+    "merge": (frozenset({"--dry-run", "--batch", "--resume", "--abort", "--json"}), frozenset({"--into"})),
+}
+
+
 def _fast(args: list[str]) -> Callable[[], int] | None:
-    """The command for ``args`` when it can run without the CLI framework, else None."""
-    if args[:1] == ["verify"]:
-        flags = {a for a in args[1:] if a.startswith("-")}
-        if flags <= {"--all", "--json"}:  # anything else (--help, --, a typo) is for typer to explain
-            ids = [a for a in args[1:] if not a.startswith("-")]
-            return lambda: verify_command(ids, all_tasks="--all" in flags, as_json="--json" in flags)
-    return None
+    """The command for ``args`` when it can run without the CLI framework, else None.
+
+    Only the plain forms: ids, known flags, and ``--into VALUE`` given once. Anything else (``--help``,
+    ``--``, ``--into=X``, a typo) is for typer to run or explain.
+    """
+    if not args or args[0] not in _FAST:
+        return None
+    flags, valued = _FAST[args[0]]
+    ids: list[str] = []
+    seen: set[str] = set()
+    values: dict[str, str] = {}
+    rest = iter(args[1:])
+    for arg in rest:
+        if arg in flags:
+            seen.add(arg)
+        elif arg in valued:
+            value = next(rest, None)
+            if value is None or value.startswith("-") or arg in values:
+                return None
+            values[arg] = value
+        elif arg.startswith("-"):
+            return None
+        else:
+            ids.append(arg)
+    if args[0] == "verify":
+        return lambda: verify_command(ids, all_tasks="--all" in seen, as_json="--json" in seen)
+    return lambda: merge_command(
+        ids,
+        dry_run="--dry-run" in seen,
+        batch="--batch" in seen,
+        resume="--resume" in seen,
+        abort="--abort" in seen,
+        into=values.get("--into"),
+        as_json="--json" in seen,
+    )
 
 
 def verify_command(task_ids: Sequence[str], *, all_tasks: bool, as_json: bool) -> int:
@@ -77,6 +112,37 @@ def verify_command(task_ids: Sequence[str], *, all_tasks: bool, as_json: bool) -
     else:
         out("\n".join(verify_mod.verdict_text(v) for v in verdicts))
     return ExitCode.OK if all(v.mergeable for v in verdicts) else ExitCode.CHECK_FAILED
+
+
+def merge_command(
+    ids: Sequence[str], *, dry_run: bool, batch: bool, resume: bool, abort: bool, into: str | None, as_json: bool
+) -> int:
+    """``orch merge``: the body behind both the fast path and the typer command."""
+    from orch import ceremony, render
+    from orch.context import open_ctx
+
+    if resume and abort:
+        raise UsageError("--resume and --abort exclude each other")
+    if (resume or abort) and (ids or batch or into or dry_run):
+        raise UsageError(
+            "--resume and --abort take no ids, --batch, --into or --dry-run: "
+            "they continue or drop the interrupted ceremony as it was started"
+        )
+    if dry_run and batch:
+        raise UsageError("--dry-run forecasts conflicts only; leave out --batch")
+    c = open_ctx(from_source=True)  # the ceremony judges: its test command, plan and locks come from the files
+    if dry_run:
+        outcome = ceremony.dry_run(c, list(ids) or None, into=into)
+    else:
+        with render.progress() as progress:
+            outcome = ceremony.merge(
+                c, list(ids) or None, batch=batch, into=into, resume=resume, abort=abort, progress=progress
+            )
+    if as_json:
+        out(render.dumps(outcome.to_json()))
+    else:
+        out(render.merge_outcome(outcome))
+    return ExitCode.CHECK_FAILED if outcome.failed else ExitCode.OK
 
 
 def guarded(body: Callable[[], int]) -> NoReturn:

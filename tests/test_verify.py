@@ -653,7 +653,7 @@ def test_verify_skips_the_cli_framework_and_answers_as_the_cli_does(proj: Path, 
 
 
 def test_verify_help_and_unknown_flags_go_to_the_cli(proj: Path, orch: Orch) -> None:
-    assert orch.ok("verify", "--help").stdout.startswith("Usage: orch verify [OPTIONS] [ID...]")
+    assert orch.ok("verify", "--help").stdout.startswith("Usage: orch verify [OPTIONS] [ID]")
     r = orch("verify", "--jsn", "T1")
     assert r.returncode == 2 and "No such option: --jsn" in r.stderr
 
