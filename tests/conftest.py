@@ -8,6 +8,7 @@ orch is run as a real process (``python -m orch``) from the folder the test name
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -89,6 +90,45 @@ def run_orch(
         check=False,
     )
     return Run(proc.returncode, proc.stdout, proc.stderr)
+
+
+_CLI_PATH = "import sys\nfrom orch.cli import main\nmain(sys.argv[1:])\n"
+_FAST_PATH = """
+import atexit, sys
+from orch.entry import main
+heavy = sys.argv.pop(1).split(",")
+atexit.register(lambda: print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr))
+main(sys.argv[1:])
+"""
+# Times (to the second) that two runs a moment apart may print differently: verdicts' and ceremonies'.
+_TIMES = re.compile(r'"at": "[^"]*"|"id": "\d{8}T\d{6}Z"')
+
+
+def assert_fast_path_agrees(
+    cwd: Path, *args: str, heavy: Sequence[str], warm: bool = False, env: dict[str, str] | None = None
+) -> int:
+    """Run ``orch ARGS`` through the typer CLI and through ``orch.entry``'s path that skips it; assert
+    the second imported none of ``heavy`` and answered as the first (exit code, stdout, stderr).
+    ``warm``: run the fast path once before the one that is checked (files validated, as users have
+    them); ``env`` is added to the checked run. Returns the exit code."""
+
+    def run(script: str, *extra: str, **more: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-c", script, *extra, *args]
+        environ = {**os.environ, **more}
+        return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False, env=environ)
+
+    cli = run(_CLI_PATH)
+    if warm:
+        run(_FAST_PATH, ",".join(heavy))
+    fast = run(_FAST_PATH, ",".join(heavy), **(env or {}))
+    *fast_err, imported = fast.stderr.splitlines()
+    assert imported == "[]", (args, imported)
+    assert (fast.returncode, _TIMES.sub("...", fast.stdout), "\n".join(fast_err)) == (
+        cli.returncode,
+        _TIMES.sub("...", cli.stdout),
+        cli.stderr.rstrip("\n"),
+    ), args
+    return fast.returncode
 
 
 class Orch:

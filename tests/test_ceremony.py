@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from ceremony_helpers import add_tasks_to_plan, finished_task, status_of
-from conftest import Orch, commit_file, git
+from conftest import Orch, assert_fast_path_agrees, commit_file, git
 
 # The integration test: fails when any file named fail-* exists at the top of the tree.
 CHECK = '#!/bin/sh\nfor f in fail-*; do [ -e "$f" ] && { echo "broken by $f"; exit 1; }; done\necho ok\n'
@@ -465,25 +463,11 @@ def test_commits_after_a_merge_are_pointed_out_not_merged(ceremony_repo: Path, o
     assert "late.txt" not in git(repo, "ls-tree", "--name-only", "main")
 
 
-TYPER_PATH = "import sys\nfrom orch.cli import main\nmain(sys.argv[1:])\n"
-FAST_PATH = """
-import atexit, sys
-from orch.entry import main
-atexit.register(lambda: print(sorted(m for m in ("typer", "click") if m in sys.modules), file=sys.stderr))
-main(sys.argv[1:])
-"""
-
-
 def test_merge_skips_the_cli_framework_and_answers_as_the_cli_does(ceremony_repo: Path, orch: Orch) -> None:
     repo = ceremony_repo
     add_tasks_to_plan(repo, [("T1", "^src/", []), ("T2", "^src/", [])])
     finished_task(repo, "T1", {"src/a.py": "A = 1\n"})
     finished_task(repo, "T2", {"src/a.py": "A = 2\n"})  # conflicts with T1
-
-    def run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
-        argv = [sys.executable, "-c", script, "merge", *args]
-        return subprocess.run(argv, cwd=repo, capture_output=True, text=True, check=False)
-
     for args in [
         ("--dry-run",),
         ("--dry-run", "--json", "T2", "T1"),
@@ -494,14 +478,7 @@ def test_merge_skips_the_cli_framework_and_answers_as_the_cli_does(ceremony_repo
         ("--abort",),
         ("NOPE",),
     ]:
-        fast, cli = run(FAST_PATH, *args), run(TYPER_PATH, *args)
-        *fast_err, imported = fast.stderr.splitlines()
-        assert imported == "[]", args
-        assert (fast.returncode, fast.stdout, "\n".join(fast_err)) == (
-            cli.returncode,
-            cli.stdout,
-            cli.stderr.rstrip("\n"),
-        ), args
+        assert_fast_path_agrees(repo, "merge", *args, heavy=("typer", "click"))
     # What the fast path leaves to the CLI still works there: --into=VALUE, a repeated --into, --help.
     assert orch.ok("merge", "--help").stdout.startswith("Usage: orch merge [OPTIONS] [ID]...")
     r = orch("merge", "--into", "main", "--into", "main", "--json", "T1")

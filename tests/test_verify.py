@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import Orch, git
+from conftest import Orch, assert_fast_path_agrees, git
 from vhelpers import CART, commit_in, make_task, setup_project
 
 
@@ -611,16 +610,6 @@ def test_a_symlink_to_a_folder_holding_locked_files_is_a_violation(proj: Path, o
     assert {path for path, _, _ in got} == {"src/bl", "src/billing/au", "here"}
 
 
-TYPER_PATH = "import sys\nfrom orch.cli import main\nmain(sys.argv[1:])\n"
-FAST_PATH = """
-import atexit, sys
-from orch.entry import main
-heavy = ("typer", "click", "jsonschema", "rich", "filelock")
-atexit.register(lambda: print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr))
-main(sys.argv[1:])
-"""
-
-
 @pytest.mark.parametrize(
     "args",
     [("T1",), ("T1", "T2", "--json"), ("--all",), ("--json", "--all"), (), ("T1", "--all"), ("NOPE",), ("bad id",)],
@@ -628,28 +617,11 @@ main(sys.argv[1:])
 def test_verify_skips_the_cli_framework_and_answers_as_the_cli_does(proj: Path, args: tuple[str, ...]) -> None:
     commit_in(make_task(proj, "T1"), "src/auth/session.py", "TTL = 120\n")
     commit_in(make_task(proj, "T2"), "src/billing/pricing.py", "PRICE = 11\n")
-
-    def run(script: str, **env: str) -> subprocess.CompletedProcess[str]:
-        argv = [sys.executable, "-c", script, "verify", *args]
-        environ = {**os.environ, **env}
-        return subprocess.run(argv, cwd=proj, capture_output=True, text=True, check=False, env=environ)
-
-    cli = run(TYPER_PATH)
-    # The second time, with the files validated once and no test-suite checks on writes, as users run it:
-    run(FAST_PATH)
-    fast = run(FAST_PATH, ORCH_CHECK_WRITES="0")
-    *fast_err, imported = fast.stderr.splitlines()
-    assert imported == "[]"  # no typer, click, jsonschema, rich: what made verify slow to start
-
-    def same(stdout: str) -> str:  # the verdicts' times, to the second, may differ
-        return re.sub(r'"at": "[^"]*"', '"at": ...', stdout)
-
-    assert (fast.returncode, same(fast.stdout), "\n".join(fast_err)) == (
-        cli.returncode,
-        same(cli.stdout),
-        cli.stderr.rstrip("\n"),
-    )
-    assert fast.returncode in (0, 1, 2, 3)
+    # Checked the second time, with the files validated once and no test-suite checks on writes, as
+    # users run it: no typer, click, jsonschema, rich, what made verify slow to start.
+    heavy = ("typer", "click", "jsonschema", "rich", "filelock")
+    code = assert_fast_path_agrees(proj, "verify", *args, heavy=heavy, warm=True, env={"ORCH_CHECK_WRITES": "0"})
+    assert code in (0, 1, 2, 3)
 
 
 def test_verify_help_and_unknown_flags_go_to_the_cli(proj: Path, orch: Orch) -> None:
