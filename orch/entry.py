@@ -50,10 +50,27 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     guarded(fast)
 
 
-# Commands run without the CLI framework: their flags, and their options that take one value.
-_FAST: dict[str, tuple[frozenset[str], frozenset[str]]] = {
-    "verify": (frozenset({"--all", "--json"}), frozenset()),
-    "merge": (frozenset({"--dry-run", "--batch", "--resume", "--abort", "--json"}), frozenset({"--into"})),
+def _verify(ids: list[str], seen: set[str], values: dict[str, str]) -> int:
+    return verify_command(ids, all_tasks="--all" in seen, as_json="--json" in seen)
+
+
+def _merge(ids: list[str], seen: set[str], values: dict[str, str]) -> int:
+    return merge_command(
+        ids,
+        dry_run="--dry-run" in seen,
+        batch="--batch" in seen,
+        resume="--resume" in seen,
+        abort="--abort" in seen,
+        into=values.get("--into"),
+        as_json="--json" in seen,
+    )
+
+
+# Commands run without the CLI framework: their flags, their options that take one value, and how
+# to call their body with the ids, the flags seen and the options' values.
+_FAST: dict[str, tuple[frozenset[str], frozenset[str], Callable[[list[str], set[str], dict[str, str]], int]]] = {
+    "verify": (frozenset({"--all", "--json"}), frozenset(), _verify),
+    "merge": (frozenset({"--dry-run", "--batch", "--resume", "--abort", "--json"}), frozenset({"--into"}), _merge),
 }
 
 
@@ -65,7 +82,7 @@ def _fast(args: list[str]) -> Callable[[], int] | None:
     """
     if not args or args[0] not in _FAST:
         return None
-    flags, valued = _FAST[args[0]]
+    flags, valued, body = _FAST[args[0]]
     ids: list[str] = []
     seen: set[str] = set()
     values: dict[str, str] = {}
@@ -82,17 +99,7 @@ def _fast(args: list[str]) -> Callable[[], int] | None:
             return None
         else:
             ids.append(arg)
-    if args[0] == "verify":
-        return lambda: verify_command(ids, all_tasks="--all" in seen, as_json="--json" in seen)
-    return lambda: merge_command(
-        ids,
-        dry_run="--dry-run" in seen,
-        batch="--batch" in seen,
-        resume="--resume" in seen,
-        abort="--abort" in seen,
-        into=values.get("--into"),
-        as_json="--json" in seen,
-    )
+    return lambda: body(ids, seen, values)
 
 
 def verify_command(task_ids: Sequence[str], *, all_tasks: bool, as_json: bool) -> int:

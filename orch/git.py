@@ -243,11 +243,6 @@ class Stream:
         self._err.close()
 
 
-def stream(args: Sequence[str], *, cwd: Path | str, batch: int = 1 << 17) -> Stream:
-    """``Stream``: ``git ARGS`` started now, read in NUL-ended pieces by iterating."""
-    return Stream(args, cwd=cwd, batch=batch)
-
-
 def out(args: Sequence[str], *, cwd: Path | str, **kw: object) -> str:
     """stdout of ``git ARGS`` with the trailing newline removed."""
     return run(args, cwd=cwd, **kw).stdout.rstrip("\n")  # type: ignore[arg-type]

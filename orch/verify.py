@@ -108,7 +108,7 @@ def _maybe_special(metas: list[str]) -> Iterable[int]:
 
 
 def parse_stream(pieces: Iterable[str]) -> Iterator[Changes]:
-    """``parse_raw`` of output that comes in pieces, each ending at a NUL (``git.stream``): one batch
+    """``parse_raw`` of output that comes in pieces, each ending at a NUL (``git.Stream``): one batch
     per piece, a record (meta NUL path NUL) that straddles two pieces going with the second."""
     carry: list[str] = []
     for piece in pieces:
@@ -633,7 +633,7 @@ def task_changes(root: Path | str, old: str, new: str) -> git.Stream:
     """git's raw diff from commit ``old`` to commit ``new``, started now: iterate it through
     ``parse_stream`` for the changes in batches as git writes them (in git's order), so checking one
     batch overlaps git's work on the next."""
-    return git.stream([*DIFF, old, new, "--"], cwd=root)
+    return git.Stream([*DIFF, old, new, "--"], cwd=root)
 
 
 def _check_task_id(task_id: str) -> None:
@@ -693,18 +693,19 @@ def verify_task(
     except BaseException:
         pair.cancel()
         raise
-    resolved: tuple[str, str] | InputError
     try:
-        resolved = _resolved(pair, task_id, sha, base)
+        commit, base_sha = _resolved(pair, task_id, sha, base)
     except InputError as exc:
-        resolved = exc
-    diff = task_changes(root, resolved[1], resolved[0]) if isinstance(resolved, tuple) else None
+        unresolved: InputError | None = exc  # told once the locks have loaded: they are reported first
+        diff = None
+    else:
+        unresolved, diff = None, task_changes(root, base_sha, commit)
     try:
         lockset = locks_mod.load(project, cache=False)
-        if isinstance(resolved, InputError):
-            raise resolved
+        if unresolved is not None:
+            raise unresolved
         assert diff is not None
-        sha, base_sha = resolved
+        sha = commit
         checker = _Checker(lockset=lockset, scope=task.scope, agent=True)
         changed = 0
         for batch in parse_stream(diff):

@@ -124,7 +124,7 @@ def raw(changes: list[verify.Change]) -> str:
 
 
 def pieces(text: str, cuts: list[int]) -> list[str]:
-    """``text`` cut after some of its NULs, as ``git.stream`` hands it over."""
+    """``text`` cut after some of its NULs, as ``git.Stream`` hands it over."""
     ends = [i + 1 for i, c in enumerate(text) if c == "\0"]
     chosen = sorted({ends[c % len(ends)] for c in cuts} | {len(text)}) if ends else []
     return [text[a:b] for a, b in zip([0, *chosen], chosen, strict=False)]
@@ -220,7 +220,7 @@ def test_git_stream_hands_over_whole_records_and_reports_failure(repo: Path) -> 
     last = commit_file(repo, "last.txt", "last\n")
     args = [*verify.DIFF, first, last, "--"]
     whole = verify.parse_raw(orch_git.run(args, cwd=repo).stdout)
-    got = list(orch_git.stream(args, cwd=repo, batch=100))
+    got = list(orch_git.Stream(args, cwd=repo, batch=100))
     assert len(got) >= 2 and all(piece.endswith("\0") for piece in got)
     assert len(whole) == 701
     batches = list(verify.parse_stream(got))
@@ -240,13 +240,13 @@ def test_a_stream_stopped_early_leaves_no_git_and_no_open_files(repo: Path) -> N
     args = [*verify.DIFF, first, last, "--"]
     fds = set(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
 
-    never_read = orch_git.stream(args, cwd=repo, batch=100)
+    never_read = orch_git.Stream(args, cwd=repo, batch=100)
     assert never_read._proc.poll() is None  # started at once, before anyone reads
     never_read.cancel()
-    stopped = orch_git.stream(args, cwd=repo, batch=100)
+    stopped = orch_git.Stream(args, cwd=repo, batch=100)
     for _ in stopped:
         break  # the caller stops after one piece
-    stopped_iter = iter(orch_git.stream(args, cwd=repo, batch=100))
+    stopped_iter = iter(orch_git.Stream(args, cwd=repo, batch=100))
     next(stopped_iter)
     stopped_iter.close()  # what happens when a for loop over the stream raises
     for s in (never_read, stopped):
