@@ -96,6 +96,15 @@ def wait_for(predicate, timeout: float = 30) -> None:  # type: ignore[no-untyped
         time.sleep(0.1)
 
 
+def spin_hanging_agent(project: Path, orch: Orch, agent_script: Path) -> dict:
+    """Spin T1 with an agent that hangs (ignoring SIGTERM); its status once the agent is up."""
+    plan(project, task("T1", agent_run(agent_script, "hang")))
+    orch.ok("spin", "T1")
+    log = project / ".orch/run/tasks/T1/agent.log"
+    wait_for(lambda: log.exists() and "hanging" in log.read_text() and status_of(project, "T1").get("pid"))
+    return status_of(project, "T1")
+
+
 # -- spin and supervised runs ------------------------------------------------------------------------
 
 
@@ -196,11 +205,7 @@ def test_budget_bounds_a_run_from_streamed_usage(project: Path, orch: Orch, agen
 
 
 def test_killed_supervisor_becomes_crashed_and_keeps_work(project: Path, orch: Orch, agent_script: Path) -> None:
-    plan(project, task("T1", agent_run(agent_script, "hang")))
-    orch.ok("spin", "T1")
-    log = project / ".orch/run/tasks/T1/agent.log"
-    wait_for(lambda: log.exists() and "hanging" in log.read_text() and status_of(project, "T1").get("pid"))
-    st = status_of(project, "T1")
+    st = spin_hanging_agent(project, orch, agent_script)
     os.kill(st["supervisor_pid"], signal.SIGKILL)
     os.killpg(st["pid"], signal.SIGKILL)
     wait_for(lambda: not Path(f"/proc/{st['pid']}").exists() or "Z" in Path(f"/proc/{st['pid']}/stat").read_text())
@@ -614,11 +619,7 @@ def test_clean_keeps_commits_only_a_detached_head_holds(project: Path, orch: Orc
 
 
 def test_killing_only_the_supervisor_ends_the_agent(project: Path, orch: Orch, agent_script: Path) -> None:
-    plan(project, task("T1", agent_run(agent_script, "hang")))
-    orch.ok("spin", "T1")
-    log = project / ".orch/run/tasks/T1/agent.log"
-    wait_for(lambda: log.exists() and "hanging" in log.read_text() and status_of(project, "T1").get("pid"))
-    st = status_of(project, "T1")
+    st = spin_hanging_agent(project, orch, agent_script)
     os.kill(st["supervisor_pid"], signal.SIGKILL)
     wait_for(lambda: "Z" in _proc_state(st["supervisor_pid"]))
     assert json.loads(orch.ok("status", "--json").stdout)["tasks"][0]["state"] == "CRASHED"
