@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from orch.entry import main
+from orch.cli.entry import main
 
 main()

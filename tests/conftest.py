@@ -92,10 +92,10 @@ def run_orch(
     return Run(proc.returncode, proc.stdout, proc.stderr)
 
 
-_CLI_PATH = "import sys\nfrom orch.cli import main\nmain(sys.argv[1:])\n"
+_CLI_PATH = "import sys\nfrom orch.cli.main import main\nmain(sys.argv[1:])\n"
 _FAST_PATH = """
 import atexit, sys
-from orch.entry import main
+from orch.cli.entry import main
 heavy = sys.argv.pop(1).split(",")
 atexit.register(lambda: print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr))
 main(sys.argv[1:])
@@ -107,7 +107,7 @@ _TIMES = re.compile(r'"at": "[^"]*"|"id": "\d{8}T\d{6}Z"')
 def assert_fast_path_agrees(
     cwd: Path, *args: str, heavy: Sequence[str], warm: bool = False, env: dict[str, str] | None = None
 ) -> int:
-    """Run ``orch ARGS`` through the typer CLI and through ``orch.entry``'s path that skips it; assert
+    """Run ``orch ARGS`` through the typer CLI and through ``orch.cli.entry``'s path that skips it; assert
     the second imported none of ``heavy`` and answered as the first (exit code, stdout, stderr).
     ``warm``: run the fast path once before the one that is checked (files validated, as users have
     them); ``env`` is added to the checked run. Returns the exit code."""
@@ -174,7 +174,7 @@ def no_hooks_flag() -> Sequence[str]:
     """``--no-hooks`` where ``orch init`` installs git hooks (fixtures want a repository without them)."""
     import inspect
 
-    from orch import cli
+    from orch.cli import project_cmds as cli
 
     return ["--no-hooks"] if "no_hooks" in inspect.signature(cli.init).parameters else []
 

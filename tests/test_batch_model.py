@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from orch import ceremony as C
+from orch.integrate import ceremony as C
 
 
 class ModelTree:

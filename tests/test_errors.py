@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from conftest import Orch, run_orch
 
-from orch.errors import ExitCode, GitError, InputError, ManyErrors, OrchError
+from orch.core.errors import ExitCode, GitError, InputError, ManyErrors, OrchError
 
 CRASH = """
 import sys
-from orch import status
-from orch.cli import main
+from orch.views import status
+from orch.cli.main import main
 
 def rows(*args, **kwargs):
     raise RuntimeError("boom: an orch function failed")
@@ -99,7 +99,7 @@ def test_an_unexpected_exception_prints_one_line_and_a_crash_log(project: Path) 
 
 
 def test_a_crash_outside_a_project_logs_to_the_temp_folder(tmp_path: Path) -> None:
-    script = CRASH.replace("status.rows = rows", "import orch.context\norch.context.open_ctx = rows")
+    script = CRASH.replace("status.rows = rows", "import orch.core.context\norch.core.context.open_ctx = rows")
     proc = subprocess.run(
         [sys.executable, "-c", script, "status"],
         cwd=tmp_path,

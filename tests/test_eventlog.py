@@ -16,13 +16,13 @@ from conftest import Orch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orch import eventlog
-from orch.errors import UsageError
+from orch.core import eventlog
+from orch.core.errors import UsageError
 
 WRITER = """
 import sys
 from pathlib import Path
-from orch import eventlog
+from orch.core import eventlog
 
 log, who = Path(sys.argv[1]), sys.argv[2]
 for n in range(20):

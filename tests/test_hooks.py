@@ -247,8 +247,8 @@ def test_codex_hook_reads_paths_from_the_patch(proj: Path) -> None:
 
 
 def test_write_agent_hooks_merges_settings_and_stays_out_of_git(proj: Path) -> None:
-    from orch import hooks
-    from orch.context import open_ctx
+    from orch.core.context import open_ctx
+    from orch.verify import hooks
 
     ctx = open_ctx(proj)
     wt = make_task(proj, "T1")
@@ -273,8 +273,8 @@ def test_write_agent_hooks_merges_settings_and_stays_out_of_git(proj: Path) -> N
 
 
 def test_write_agent_hooks_with_tracked_settings_uses_skip_worktree(proj: Path) -> None:
-    from orch import hooks
-    from orch.context import open_ctx
+    from orch.core.context import open_ctx
+    from orch.verify import hooks
 
     commit_in(proj, ".claude/settings.json", '{"model": "opus"}\n')
     wt = make_task(proj, "T2")

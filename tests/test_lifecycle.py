@@ -462,7 +462,7 @@ def test_tmux_run_completes_and_attach_needs_tmux(
 
 
 def test_render_command_drops_flags_without_values() -> None:
-    from orch.agents import render_command
+    from orch.agents.manifest import render_command
 
     template = ["claude", "-p", "{prompt}", "--model", "{model}", "--max-turns", "{max_turns}", "x{task}y"]
     assert render_command(template, {"prompt": "do it; rm -rf /", "model": None, "max_turns": "5", "task": "T1"}) == [
@@ -472,7 +472,7 @@ def test_render_command_drops_flags_without_values() -> None:
 
 
 def test_usage_parsers() -> None:
-    from orch.agents import parse_usage
+    from orch.agents.manifest import parse_usage
 
     claude = json.dumps(
         {

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as hst
 from vhelpers import commit_in, make_task, setup_project
 
-from orch import locks
+from orch.verify import locks
 
 
 @pytest.fixture
@@ -131,7 +131,7 @@ def test_lock_list_shows_pressure(proj: Path, orch: Orch) -> None:
 
 
 def test_compiled_locks_are_cached_by_content(proj: Path, orch: Orch) -> None:
-    from orch.context import open_ctx
+    from orch.core.context import open_ctx
 
     first = locks.load(open_ctx(proj).project)
     cache = list((proj / ".orch/run/cache/locks").glob("*.json"))
@@ -153,7 +153,7 @@ _GLOB_PARTS = hst.sampled_from(
 def test_glob_prefix_is_never_longer_than_what_the_regex_pins_down(
     lead: bool, parts: list[str], middle: bool, trail: bool, space: bool
 ) -> None:
-    from orch import locks
+    from orch.verify import locks
 
     pattern = ("/" if lead else "") + ("/" if middle else "").join(parts) + ("/" if trail else "")
     pattern += " " if space else ""
@@ -165,7 +165,7 @@ def test_glob_prefix_is_never_longer_than_what_the_regex_pins_down(
 
 
 def test_glob_prefix_examples() -> None:
-    from orch import locks
+    from orch.verify import locks
 
     assert locks.glob_prefix("src/billing/pricing.py") == "src/billing/pricing.py"
     assert locks.glob_prefix("tests/**/test_checkout*.py") == "tests"

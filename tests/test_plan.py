@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from conftest import Orch, write_plan
 
-from orch import plan as plan_mod
-from orch.errors import ManyErrors
+from orch.core import plan as plan_mod
+from orch.core.errors import ManyErrors
 
 DESIGN_EXAMPLE = """\
 # Plan: checkout revamp

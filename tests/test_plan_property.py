@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orch import plan as plan_mod
+from orch.core import plan as plan_mod
 
 # No line or paragraph separators: str.splitlines() would split on them, as it does on '\n'.
 CHARS = st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp"))

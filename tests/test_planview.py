@@ -7,9 +7,9 @@ from pathlib import Path
 
 from conftest import Orch, write_plan
 
-from orch import state
-from orch.repo import find_project
-from orch.store import Store
+from orch.core import state
+from orch.core.repo import find_project
+from orch.core.store import Store
 
 PLAN = """\
 # Plan: graph

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from conftest import Orch, commit_file, git
 
-from orch import git as orch_git
-from orch.errors import EnvError, GitError, InputError
-from orch.repo import find_project
+from orch.core import git as orch_git
+from orch.core.errors import EnvError, GitError, InputError
+from orch.core.repo import find_project
 
 
 def test_find_project_from_root_subfolder_and_worktree(project: Path, tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import Orch, git, write_plan
 
-from orch import procs
-from orch.store import schema
+from orch.core import procs
+from orch.core.store import schema
 
 PLAN = """\
 # Plan: status

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from conftest import Orch
 
-from orch import state
-from orch.errors import EnvError, InputError
-from orch.repo import find_project
-from orch.store import Store, atomic_write, dump_yaml
+from orch.core import state
+from orch.core.errors import EnvError, InputError
+from orch.core.repo import find_project
+from orch.core.store import Store, atomic_write, dump_yaml
 
 CONFIG = "version: 1\nbase_branch: main\ntest_command: 'true'\nmax_parallel: 2\ndefaults:\n  agent: shell\n"
 
@@ -165,9 +165,9 @@ def test_update_of_a_missing_file_without_default_is_an_error(store: Store) -> N
 WORKER = """
 import sys
 from pathlib import Path
-from orch import state
-from orch.repo import find_project
-from orch.store import Store
+from orch.core import state
+from orch.core.repo import find_project
+from orch.core.store import Store
 
 project = find_project(sys.argv[1])
 store = Store(project.root, project.orch_dir)
@@ -196,7 +196,7 @@ def test_concurrent_read_modify_write_loses_no_update(project: Path) -> None:
 HOLDER = """
 import sys, time
 from pathlib import Path
-from orch.store import Store
+from orch.core.store import Store
 
 store = Store(Path(sys.argv[1]), Path(sys.argv[1]) / ".orch")
 with store.lock("the-name"):

@@ -227,9 +227,9 @@ def test_a_branch_with_two_merge_bases_is_judged_from_one_of_them(proj: Path, or
 
 
 def test_verify_task_says_which_commit_is_missing_or_unrelated(proj: Path) -> None:
-    from orch import verify
-    from orch.context import open_ctx
-    from orch.errors import InputError
+    from orch.core.context import open_ctx
+    from orch.core.errors import InputError
+    from orch.verify import verify
 
     tip = commit_in(make_task(proj, "T1"), "src/auth/session.py", "TTL = 7\n")
     empty_tree = git(proj, "hash-object", "-t", "tree", "--stdin", input="")
@@ -283,7 +283,8 @@ def test_corrupt_or_missing_locks_fail_closed(proj: Path, orch: Orch) -> None:
 def run_verify_at(repo: Path, task: str, sha: str) -> str:
     """``verify_task`` of an exact commit, in a process of its own; what it raised, rendered."""
     script = (
-        "import sys\nfrom orch import verify\nfrom orch.context import open_ctx\nfrom orch.errors import OrchError\n"
+        "import sys\nfrom orch.verify import verify\nfrom orch.core.context import open_ctx\n"
+        "from orch.core.errors import OrchError\n"
         "try:\n    verify.verify_task(open_ctx(), sys.argv[1], sha=sys.argv[2])\n"
         "except OrchError as exc:\n    print(exc.render())\n"
     )
@@ -360,8 +361,8 @@ def test_requirement_locks_run_in_a_fresh_tree_of_the_exact_commit(proj: Path, o
 
 
 def test_check_requirements_in_a_given_folder(proj: Path, orch: Orch, tmp_path: Path) -> None:
-    from orch import verify
-    from orch.context import open_ctx
+    from orch.core.context import open_ctx
+    from orch.verify import verify
 
     orch.ok("lock", "require", "has a README", "--check", "test -f README.md", "--via", "static")
     orch.ok("lock", "require", "soft one", "--check", "exit 3", "--via", "test", "--soft")

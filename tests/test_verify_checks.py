@@ -16,9 +16,9 @@ from conftest import commit_file, git
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orch import git as orch_git
-from orch import locks, verify
-from orch.errors import GitError
+from orch.core import git as orch_git
+from orch.core.errors import GitError
+from orch.verify import locks, verify
 
 SEGMENTS = [
     "src",

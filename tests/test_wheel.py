@@ -44,10 +44,11 @@ def test_the_wheel_ships_schemas_templates_and_both_commands(wheel: Path) -> Non
     for template in (ROOT / "templates").rglob("*"):
         if template.is_file():
             assert f"orch/_data/templates/{template.relative_to(ROOT / 'templates')}" in names
-    assert "orch/cli.py" in names and "orch/entry.py" in names and "orch/__main__.py" in names
+    for module in (ROOT / "orch").rglob("*.py"):  # every subpackage ships, each with its __init__.py
+        assert module.relative_to(ROOT).as_posix() in names
     assert not any(n.startswith(("tests/", "scripts/")) for n in names)
-    assert "orch = orch.entry:main" in entry_points
-    assert "git-orch = orch.entry:main" in entry_points
+    assert "orch = orch.cli.entry:main" in entry_points
+    assert "git-orch = orch.cli.entry:main" in entry_points
     assert "Requires-Python: >=3.10" in metadata
     for dep in ("typer", "gitpython", "pyyaml", "jsonschema", "rich", "pathspec"):
         assert f"requires-dist: {dep}" in metadata.lower()
@@ -69,7 +70,7 @@ def test_orch_init_from_a_fresh_virtualenv(wheel: Path, tmp_path: Path, repo: Pa
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env['PATH']}"
 
-    probe = "import orch.store as s; print(s.__file__); print(s.data_dir('schemas'))"
+    probe = "import orch.core.store as s; print(s.__file__); print(s.data_dir('schemas'))"
     where = run([str(python), "-c", probe], repo, env)
     module, data = where.stdout.splitlines()
     assert Path(module).is_relative_to(purelib), module  # the wheel's copy, not this checkout

@@ -111,8 +111,9 @@ def main() -> None:
             r = subprocess.run(argv, cwd=root, env=ENV, capture_output=True, check=False)
             assert r.returncode in ok, (argv, r.returncode, r.stderr)
 
-        from orch import git, verify
-        from orch.context import open_ctx
+        from orch.core import git
+        from orch.core.context import open_ctx
+        from orch.verify import verify
 
         def verify_inproc(record: bool) -> Callable[[], None]:
             def fn() -> None:

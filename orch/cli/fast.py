@@ -1,0 +1,59 @@
+"""The bodies of ``orch verify`` and ``orch merge``, shared by the typer commands and the fast path."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from orch.cli.output import out
+from orch.core.errors import ExitCode, UsageError
+
+
+def verify_command(task_ids: Sequence[str], *, all_tasks: bool, as_json: bool) -> int:
+    """``orch verify``: the body behind both the fast path and the typer command."""
+    from orch.core.context import open_ctx
+    from orch.verify import verify as verify_mod
+
+    if task_ids and all_tasks:
+        raise UsageError("name tasks or pass --all, not both")
+    if not task_ids and not all_tasks:
+        raise UsageError("name the tasks to verify (orch verify T1 T2), or pass --all")
+    verdicts = verify_mod.verify_many(open_ctx(from_source=True), task_ids, all_tasks=all_tasks)
+    if as_json:
+        from orch.cli import render
+
+        out(render.dumps({"verdicts": [v.to_json() for v in verdicts]}))
+    else:
+        out("\n".join(verify_mod.verdict_text(v) for v in verdicts))
+    return ExitCode.OK if all(v.mergeable for v in verdicts) else ExitCode.CHECK_FAILED
+
+
+def merge_command(
+    ids: Sequence[str], *, dry_run: bool, batch: bool, resume: bool, abort: bool, into: str | None, as_json: bool
+) -> int:
+    """``orch merge``: the body behind both the fast path and the typer command."""
+    from orch.cli import render
+    from orch.core.context import open_ctx
+    from orch.integrate import ceremony
+
+    if resume and abort:
+        raise UsageError("--resume and --abort exclude each other")
+    if (resume or abort) and (ids or batch or into or dry_run):
+        raise UsageError(
+            "--resume and --abort take no ids, --batch, --into or --dry-run: "
+            "they continue or drop the interrupted ceremony as it was started"
+        )
+    if dry_run and batch:
+        raise UsageError("--dry-run forecasts conflicts only; leave out --batch")
+    c = open_ctx(from_source=True)  # the ceremony judges: its test command, plan and locks come from the files
+    if dry_run:
+        outcome = ceremony.dry_run(c, list(ids) or None, into=into)
+    else:
+        with render.progress() as progress:
+            outcome = ceremony.merge(
+                c, list(ids) or None, batch=batch, into=into, resume=resume, abort=abort, progress=progress
+            )
+    if as_json:
+        out(render.dumps(outcome.to_json()))
+    else:
+        out(render.merge_outcome(outcome))
+    return ExitCode.CHECK_FAILED if outcome.failed else ExitCode.OK

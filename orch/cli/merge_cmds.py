@@ -1,0 +1,64 @@
+"""The merge ceremony: ``merge``, ``conflicts``; and ``demo``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from orch.cli.app import app, ctx, typer
+from orch.cli.output import out
+from orch.core.errors import ExitCode
+
+# -- merge ceremony ---------------------------------------------------------------------------------
+
+
+@app.command()
+def merge(
+    ids: list[str] | None = typer.Argument(None, metavar="ID", help="Tasks to merge (default: every spun task)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Forecast conflicts with git merge-tree; change nothing."),
+    batch: bool = typer.Option(False, "--batch", help="Test many merges at once and bisect failures."),
+    resume: bool = typer.Option(False, "--resume", help="Finish (or roll back) an interrupted ceremony."),
+    abort: bool = typer.Option(False, "--abort", help="Roll back an interrupted ceremony that has not landed."),
+    into: str | None = typer.Option(None, "--into", help="Branch to merge into (default: the base branch)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON (schemas/merge_report.schema.json)."),
+) -> int:
+    """Merge verified work in dependency order, test after each merge, undo what breaks the tests."""
+    from orch.cli.fast import merge_command
+
+    return merge_command(
+        ids or [], dry_run=dry_run, batch=batch, resume=resume, abort=abort, into=into, as_json=as_json
+    )
+
+
+@app.command()
+def conflicts() -> int:
+    """Forecast conflicts between tasks still in flight, pairwise and with the base (git merge-tree)."""
+    from orch.integrate import ceremony
+
+    c = ctx()
+    ids, clashes = ceremony.conflicts(c)
+    if not ids:
+        out("no task branches in flight")
+        return ExitCode.OK
+    if not clashes:
+        out(f"no conflicts among {len(ids)} task branch(es): {', '.join(ids)}")
+        return ExitCode.OK
+    for clash in clashes:
+        out(f"{clash.a} x {clash.b}: {len(clash.paths)} conflicting path(s)")
+        for path in clash.paths:
+            out(f"    {path}")
+    return ExitCode.CHECK_FAILED
+
+
+@app.command()
+def demo(
+    folder: Path | None = typer.Option(None, "--dir", help="Build the demo repository here (new or empty folder)."),
+    keep: bool = typer.Option(False, "--keep", help="Keep the throwaway repository to look around."),
+) -> None:
+    """Run a whole orchestration in a throwaway repository: scripted agents, no model, no network."""
+    from orch.tasks import demo as demo_mod
+
+    result = demo_mod.run(folder, keep=keep, echo=out)
+    states = ", ".join(f"{t} {s}" for t, s in result.states.items())
+    out(f"\ndemo finished in {result.seconds:.1f}s: {states}")
+    if result.kept:
+        out(f"the demo repository is in {result.folder / 'calc'}")

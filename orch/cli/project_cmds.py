@@ -1,0 +1,160 @@
+"""``orch init``, ``orch plan``, ``orch status``, ``orch log``: the project and its plan."""
+
+from __future__ import annotations
+
+import sys
+
+from orch.cli.app import app, ctx, plan_app, typer
+from orch.cli.output import StdoutClosed, err, out
+
+# -- init -------------------------------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    test_cmd: str | None = typer.Option(None, "--test-cmd", help="Integration test command (default: detected)."),
+    base: str | None = typer.Option(None, "--base", help="Base branch (default: the current branch)."),
+    force: bool = typer.Option(False, "--force", help="Rewrite defaults, saving each edited file as .bak."),
+    no_hooks: bool = typer.Option(False, "--no-hooks", help="Do not install the git pre-commit hook."),
+) -> None:
+    """Set up .orch/ in this repository (safe to run again: it keeps what you edited)."""
+    from orch.tasks import init as init_mod
+
+    result = init_mod.run(base_branch=base, test_command=test_cmd, force=force, hooks=not no_hooks)
+    for rel in result.created:
+        out(f"created  {rel}")
+    for rel in result.rewritten:
+        out(f"rewrote  {rel} (your version is in {rel}.bak)")
+    for rel in result.kept:
+        out(f"kept     {rel}")
+    for line in result.hooks:
+        out(f"hooks    {line}")
+    out(f"\nbase branch: {result.base_branch}")
+    out(f"test command: {result.test_command or '(none: set test_command in .orch/config.yaml)'}")
+    out(
+        "\nNext steps:\n"
+        "  1. write your tasks in .orch/plan.md (or: orch plan add ID --title ... --scope ...)\n"
+        "  2. orch plan            check the plan and see which tasks are ready\n"
+        "  3. commit .orch/ and AGENTS.md so every worktree shares them"
+    )
+
+
+# -- plan -------------------------------------------------------------------------------------------
+
+
+@plan_app.callback()
+def plan_show(
+    typer_ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print the tasks as JSON."),
+    graph: bool = typer.Option(False, "--graph", help="Print a Mermaid graph of the dependencies."),
+) -> None:
+    """Check the plan and show its tasks, their deps and which are ready."""
+    if typer_ctx.invoked_subcommand is not None:
+        return
+    from orch.cli import render
+    from orch.views import planview
+
+    c = ctx()
+    view = planview.build(c)
+    if as_json:
+        out(render.dumps(view))
+    elif graph:
+        out(render.mermaid(c.plan, {t["id"]: t["state"] for t in view["tasks"]}))
+    else:
+        out(planview.text(view))
+    for warning in view["warnings"]:
+        err(f"warning: {warning}")
+
+
+@plan_app.command("add")
+def plan_add(
+    task_id: str = typer.Argument(..., metavar="ID", help="Task id: a letter, then letters, digits, '-', '_'."),
+    title: str = typer.Option(..., "--title", help="One-line title."),
+    scope: str | None = typer.Option(None, "--scope", help="Regex of the paths the task may change."),
+    deps: str | None = typer.Option(None, "--deps", help="Comma-separated ids, or none."),
+    agent: str | None = typer.Option(None, "--agent", help="Agent manifest name."),
+    accept: str | None = typer.Option(None, "--accept", help="Acceptance command (run through sh -c)."),
+    model: str | None = typer.Option(None, "--model"),
+    run: str | None = typer.Option(None, "--run", help="Command for the shell agent."),
+    budget: str | None = typer.Option(None, "--budget", help="e.g. '200k tokens', '$5'."),
+    max_iterations: int | None = typer.Option(None, "--max-iterations", min=1),
+    brief: str | None = typer.Option(None, "--brief", help="One paragraph of brief (edit plan.md for more)."),
+) -> None:
+    """Append a task to .orch/plan.md, leaving every byte you wrote untouched."""
+    from orch.core import plan as plan_mod
+
+    c = ctx()
+    fields = {
+        "scope": scope,
+        "deps": deps,
+        "agent": agent,
+        "accept": accept,
+        "model": model,
+        "run": run,
+        "budget": budget,
+        "max_iterations": None if max_iterations is None else str(max_iterations),
+    }
+    task = plan_mod.add_task(c.project.plan_path, c.store, task_id=task_id, title=title, fields=fields, brief=brief)
+    c.log("PENDING", "PLAN_ADD", task.title, task=task.id)
+    out(f"added {task.id} at .orch/plan.md:{task.line}")
+
+
+# -- status and log ---------------------------------------------------------------------------------
+
+
+@app.command()
+def status(
+    task_id: str | None = typer.Argument(None, metavar="[ID]", help="Show one task in detail."),
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON (schemas/status.schema.json)."),
+) -> None:
+    """One row per task: state, agent, branch, age, iterations, tokens, cost, verdict."""
+    from orch.cli import render
+    from orch.views import status as status_mod
+
+    c = ctx()
+    rows = status_mod.rows(c, task_id)
+    if as_json:
+        out(render.dumps({"tasks": rows}))
+        return
+    if task_id is not None:
+        out(status_mod.detail_text(c, task_id))
+        return
+    if not rows:
+        out("no tasks in .orch/plan.md yet (add one: orch plan add ID --title ...)")
+        return
+    headers, cells = render.status_rows(rows)
+    text = render.table(headers, cells)
+    if text is not None:
+        out(text)
+
+
+@app.command()
+def log(
+    task: str | None = typer.Option(None, "--task", help="Only events of this task."),
+    since: str | None = typer.Option(None, "--since", help="Duration (10m, 2h, 3d) or ISO time."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new events."),
+) -> None:
+    """Print the event log (.orch/run/log)."""
+    import json
+
+    from orch.core import eventlog
+
+    c = ctx()
+    cutoff = eventlog.parse_since(since) if since else None
+
+    def show(event: eventlog.Event) -> None:
+        if eventlog.matches(event, task=task, since=cutoff):
+            out(json.dumps(event.to_json(), ensure_ascii=False) if as_json else event.line().rstrip("\n"))
+
+    events, offset = eventlog.read_from(c.project.log_path)
+    for event in events:
+        show(event)
+    if follow:
+        sys.stdout.flush()
+        for event in eventlog.follow(c.project.log_path, offset=offset):
+            show(event)
+            try:
+                sys.stdout.flush()
+            except BrokenPipeError:
+                raise StdoutClosed() from None

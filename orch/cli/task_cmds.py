@@ -1,0 +1,193 @@
+"""The task lifecycle: spin, start, agents, wait, stop, report, attach, clean, doctor."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from orch.cli.app import app, ctx, typer
+from orch.cli.output import err, out
+from orch.core import refs
+from orch.core.errors import UsageError
+
+# -- worktree lifecycle: spin, start, agents, wait, stop, report, attach, clean, doctor --------------
+
+
+@app.command()
+def spin(
+    ids: list[str] = typer.Argument(None, metavar="ID", help="Tasks to spin."),
+    ready: bool = typer.Option(False, "--ready", help="Spin every task whose deps are merged."),
+    agent: str | None = typer.Option(None, "--agent", help="Agent manifest to use instead of the task's."),
+    use_tmux: bool = typer.Option(False, "--tmux", help="Run each agent in tmux session orch-ID (orch attach ID)."),
+    no_start: bool = typer.Option(False, "--no-start", help="Create worktree, manifest and context only."),
+    force: bool = typer.Option(False, "--force", help="Spin even if deps are not merged yet."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+) -> int:
+    """Give tasks a branch orch/ID and a worktree, write their context, start their agents."""
+    from orch.cli import render
+    from orch.tasks import worktrees
+
+    if bool(ids) == ready:
+        raise UsageError("name the tasks to spin, or pass --ready, not both", hint="orch spin T1, or orch spin --ready")
+    c = ctx()
+    chosen = list(ids) if ids else worktrees.ready_ids(c)
+    if not chosen:
+        out("no task is ready to spin (see: orch plan)")
+        return 0
+    position = {task_id: n for n, task_id in enumerate(dict.fromkeys(chosen), 1)}
+
+    def progress(task_id: str, message: str) -> None:
+        err(f"[{position.get(task_id, 0)}/{len(position)}] {task_id}: {message}")
+
+    results = worktrees.spin(
+        c, chosen, agent=agent, start=not no_start, tmux=use_tmux, force=force, progress=None if as_json else progress
+    )
+    if as_json:
+        out(render.dumps([r.to_json() for r in results]))
+    else:
+        for r in results:
+            if r.ok:
+                how = "not started" if no_start else (f"tmux {r.tmux_session}" if r.tmux_session else "running")
+                out(f"{r.id}: {r.branch} at {r.worktree} ({r.agent}, {how})")
+            else:
+                err(f"orch: {r.id}: {r.error}")
+    failed = [r.exit_code for r in results if not r.ok]
+    return max(failed) if failed else 0
+
+
+@app.command()
+def start(
+    task_id: str = typer.Argument(..., metavar="ID"),
+    use_tmux: bool = typer.Option(False, "--tmux", help="Run the agent in tmux session orch-ID."),
+) -> None:
+    """Start the agent of a task spun with --no-start."""
+    from orch.agents import runner
+
+    c = ctx()
+    refs.check_id(task_id, cwd=c.project.root)
+    st = runner.start(c, task_id, tmux=use_tmux)
+    out(f"{task_id}: started ({st.get('agent')}" + (f", tmux {st['tmux_session']})" if st.get("tmux_session") else ")"))
+
+
+@app.command("agents")
+def agents_cmd(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> int:
+    """List the agent manifests in .orch/agents/ and whether each is valid."""
+    from orch.agents import manifest as agents
+    from orch.cli import render
+
+    c = ctx()
+    infos = agents.list_all(c.project, c.store)
+    if as_json:
+        out(render.dumps([i.to_json() for i in infos]))
+    else:
+        rows = []
+        for i in infos:
+            if i.valid:
+                status = "ok" + ("" if i.installed else f" ({i.command[0]} not on PATH)")
+            else:
+                status = "INVALID"
+            rows.append([i.name, status, i.usage or "-", i.description or (i.error or "").splitlines()[0]])
+        empty = "no agents (orch init adds the presets)"
+        out(render.plain_table(["AGENT", "STATUS", "USAGE", "DESCRIPTION"], rows) if rows else empty)
+        for i in infos:
+            if not i.valid:
+                err(f"orch: {i.error}")
+    return 3 if any(not i.valid for i in infos) else 0
+
+
+@app.command()
+def wait(
+    ids: list[str] = typer.Argument(None, metavar="ID", help="Tasks to wait for (default: every running one)."),
+    timeout: float | None = typer.Option(None, "--timeout", help="Give up after this many seconds."),
+) -> int:
+    """Wait until tasks finish; exit 0 if all succeeded, 1 otherwise (or on timeout)."""
+    from orch.agents import runner
+
+    c = ctx()
+    for task_id in ids or []:
+        refs.check_id(task_id, cwd=c.project.root)
+    states = runner.wait(c, list(ids) if ids else None, timeout)
+    if not states:
+        out("no task is running or waiting to be merged")
+    for task_id, st in states.items():
+        out(f"{task_id}: {st}" + (" (still running: timed out waiting)" if st == "RUNNING" else ""))
+    return 0 if all(s == "SUCCESS" for s in states.values()) else 1
+
+
+@app.command()
+def stop(
+    task_id: str = typer.Argument(..., metavar="ID"),
+    kill: bool = typer.Option(False, "--kill", help="SIGKILL at once instead of SIGTERM first."),
+    grace: float = typer.Option(10.0, "--grace", help="Seconds between SIGTERM and SIGKILL."),
+) -> None:
+    """Stop a running agent (SIGTERM to its process group, SIGKILL after a grace period)."""
+    from orch.agents import runner
+
+    c = ctx()
+    refs.check_id(task_id, cwd=c.project.root)
+    st = runner.stop(c, task_id, kill=kill, grace=grace)
+    out(f"{task_id}: {st.get('state')}" + (f" ({st['reason']})" if st.get("reason") else ""))
+
+
+@app.command()
+def report(
+    what: str = typer.Argument(..., metavar="STATE", help="PROGRESS, SUCCESS, BLOCKED, PAUSED or FAILED."),
+    note: str | None = typer.Option(None, "--note", help="What happened, or what blocks you."),
+    artifact: list[str] = typer.Option(None, "--artifact", help="A file to hand on (repeatable)."),
+) -> None:
+    """For agents: report progress or a blocker from inside the task's worktree."""
+    from orch.agents import runner
+
+    c = ctx()
+    st = runner.report(c, Path(os.getcwd()), what, note=note, artifacts=list(artifact or []))
+    out(f"{st['id']}: reported {what.upper()} (task is {st.get('state')})")
+
+
+@app.command()
+def attach(task_id: str = typer.Argument(..., metavar="ID")) -> None:
+    """Attach to the tmux session of a task spun with --tmux (watch it or take over)."""
+    from orch.agents import runner
+
+    c = ctx()
+    refs.check_id(task_id, cwd=c.project.root)
+    argv = runner.attach_argv(c, task_id)
+    sys.stdout.flush()
+    os.execvp(argv[0], argv)
+
+
+@app.command()
+def clean(
+    ids: list[str] = typer.Argument(None, metavar="ID", help="Tasks to clean (default: merged ones)."),
+    merged: bool = typer.Option(False, "--merged", help="Every merged task (the default without ids)."),
+    all_: bool = typer.Option(False, "--all", help="Every finished task, merged or not."),
+    force: bool = typer.Option(False, "--force", help="Delete unmerged branches too (a ref still keeps them)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> int:
+    """Remove worktrees and branches of finished tasks; keeps a ref to every commit and change."""
+    from orch.cli import render
+    from orch.tasks import worktrees
+
+    if ids and (merged or all_):
+        raise UsageError("name tasks, or pass --merged / --all, not both")
+    c = ctx()
+    rep = worktrees.clean(c, list(ids) if ids else None, merged=merged, all=all_, force=force)
+    if as_json:
+        out(render.dumps(rep.to_json()))
+    else:
+        out(worktrees.clean_text(rep) if rep.entries else "nothing to clean")
+    return 1 if ids and rep.skipped else 0
+
+
+@app.command()
+def doctor(fix: bool = typer.Option(False, "--fix", help="Repair or adopt what can be repaired safely.")) -> int:
+    """Find worktrees, branches and statuses out of step, stale locks and crashed tasks."""
+    from orch.tasks import doctor as doctor_mod
+
+    c = ctx()
+    findings = doctor_mod.run(c, fix=fix)
+    if not findings:
+        out("all good: worktrees, branches and statuses agree")
+        return 0
+    out(doctor_mod.text(findings))
+    return 0 if all(f.fixed or f.info for f in findings) else 1

@@ -1,0 +1,67 @@
+"""The project's config, ``.orch/config.yaml``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orch.core.repo import Project
+from orch.core.store import Store
+
+DEFAULT_TEST_TIMEOUT = 900.0
+DEFAULT_WORKTREE_ROOT = ".orch/worktrees"
+
+
+@dataclass(frozen=True)
+class Config:
+    base_branch: str
+    test_command: str | None
+    test_timeout: float
+    worktree_root: Path
+    max_parallel: int
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def default_agent(self) -> str:
+        return str(self.defaults.get("agent") or "shell")
+
+
+def load(project: Project, store: Store) -> Config:
+    data = store.load(project.config_path, "config")
+    root = Path(data.get("worktree_root") or DEFAULT_WORKTREE_ROOT)
+    return Config(
+        base_branch=data["base_branch"],
+        test_command=data.get("test_command"),
+        test_timeout=float(data.get("test_timeout") or DEFAULT_TEST_TIMEOUT),
+        worktree_root=root if root.is_absolute() else project.root / root,
+        max_parallel=int(data.get("max_parallel") or 4),
+        defaults=dict(data.get("defaults") or {}),
+    )
+
+
+def default(base_branch: str, test_command: str | None) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "base_branch": base_branch,
+        "test_command": test_command,
+        "test_timeout": DEFAULT_TEST_TIMEOUT,
+        "worktree_root": DEFAULT_WORKTREE_ROOT,
+        "max_parallel": 4,
+        "defaults": {"agent": "shell", "max_iterations": 3, "timeout": 3600},
+    }
+
+
+def detect_test_command(root: Path) -> str | None:
+    """A sensible integration test command for the repository, from the files it has."""
+    if any((root / name).exists() for name in ("pyproject.toml", "pytest.ini", "setup.cfg", "tox.ini", "tests")):
+        return "python -m pytest -q"
+    if (root / "package.json").is_file():
+        return "npm test"
+    if (root / "Cargo.toml").is_file():
+        return "cargo test"
+    if (root / "go.mod").is_file():
+        return "go test ./..."
+    if (root / "Makefile").is_file():
+        return "make test"
+    return None

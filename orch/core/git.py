@@ -1,0 +1,354 @@
+"""The one place that runs git.
+
+Argv lists only, never a shell string; ``--`` before paths; a failure raises ``GitError`` with the
+command, its exit code and its output. The environment is cleaned of the ``GIT_*`` variables git
+exports to hooks (``GIT_DIR``, ``GIT_INDEX_FILE`` ...), which would otherwise point a git run from a
+hook or from another worktree at the wrong repository.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
+
+from orch.core.errors import EnvError, GitError
+
+TYPE_CHECKING = False  # typing, pathlib and dataclasses cost milliseconds the git hooks do not have
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
+
+# Variables a person may legitimately set for every git they run: identity, dates (tests pin them),
+# transport and tracing. Everything else named GIT_* is dropped.
+_KEEP_PREFIXES = ("GIT_AUTHOR_", "GIT_COMMITTER_", "GIT_SSH", "GIT_SSL_", "GIT_TRACE", "GIT_CONFIG_NOSYSTEM")
+_KEEP = {"GIT_EXEC_PATH", "GIT_ASKPASS", "GIT_TEMPLATE_DIR", "GIT_CEILING_DIRECTORIES"}
+
+# Options that stop config planted in the shared .git/config (an agent can write it) from running
+# code while orch reads a repository: no fsmonitor daemon, no external diff, no textconv.
+HARDENED = ("-c", "core.fsmonitor=false", "-c", "diff.external=", "-c", "core.untrackedCache=false")
+
+# Where orch itself commits (snapshots, merges), no hook may run: verification judges the result.
+NO_HOOKS = ("-c", "core.hooksPath=/dev/null")
+
+ORCH_IDENT = {
+    "GIT_AUTHOR_NAME": "orch",
+    "GIT_AUTHOR_EMAIL": "orch@localhost",
+    "GIT_COMMITTER_NAME": "orch",
+    "GIT_COMMITTER_EMAIL": "orch@localhost",
+}
+
+
+def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("GIT_") or k in _KEEP or k.startswith(_KEEP_PREFIXES)
+    }
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    env.setdefault("LC_ALL", "C")
+    if extra:
+        env.update(extra)
+    return env
+
+
+class Result:
+    __slots__ = ("argv", "returncode", "stdout", "stderr")
+
+    def __init__(self, argv: list[str], returncode: int, stdout: str, stderr: str) -> None:
+        self.argv = argv
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def __repr__(self) -> str:
+        return f"Result(argv={self.argv!r}, returncode={self.returncode})"
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def _argv(args: Sequence[str], hardened: bool, no_hooks: bool) -> list[str]:
+    argv = ["git"]
+    if hardened:
+        argv += HARDENED
+    if no_hooks:
+        argv += NO_HOOKS
+    argv += list(args)
+    return argv
+
+
+def _decode(data: bytes | None) -> str:
+    # Not subprocess's text mode: its universal newlines turn a '\r' in a file name into '\n'.
+    return data.decode("utf-8", "surrogateescape") if data else ""
+
+
+def _popen(
+    argv: list[str], cwd: Path | str, env: dict[str, str], *, stdin: bool = False, stderr: Any = subprocess.PIPE
+) -> subprocess.Popen[bytes]:
+    try:
+        return subprocess.Popen(
+            argv,
+            cwd=cwd,
+            stdin=subprocess.PIPE if stdin else None,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            env=env,
+        )
+    except FileNotFoundError as exc:
+        if not os.path.isdir(cwd):
+            raise EnvError(f"folder does not exist: {cwd}") from exc
+        raise EnvError("git is not installed or not on PATH", hint="install git >= 2.38") from exc
+
+
+def _env(env: Mapping[str, str] | None, optional_locks: bool) -> dict[str, str]:
+    extra = dict(env or {})
+    if not optional_locks:
+        extra["GIT_OPTIONAL_LOCKS"] = "0"
+    return clean_env(extra)
+
+
+def run(
+    args: Sequence[str],
+    *,
+    cwd: Path | str,
+    check: bool = True,
+    input: str | None = None,
+    env: Mapping[str, str] | None = None,
+    hardened: bool = True,
+    no_hooks: bool = False,
+    optional_locks: bool = True,
+    timeout: float | None = None,
+) -> Result:
+    """Run ``git ARGS`` in ``cwd`` and return its output; raise ``GitError`` on failure if ``check``."""
+    return start(
+        args,
+        cwd=cwd,
+        input=input,
+        env=env,
+        hardened=hardened,
+        no_hooks=no_hooks,
+        optional_locks=optional_locks,
+    ).wait(check=check, timeout=timeout)
+
+
+class Running:
+    """A git process under way (``start``): do other work, then ``wait`` for its ``Result``."""
+
+    __slots__ = ("argv", "_proc", "_input")
+
+    def __init__(self, argv: list[str], proc: subprocess.Popen[bytes], input: bytes | None) -> None:
+        self.argv = argv
+        self._proc = proc
+        self._input = input
+
+    def wait(self, *, check: bool = True, timeout: float | None = None) -> Result:
+        try:
+            stdout, stderr = self._proc.communicate(self._input, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            self.cancel()
+            raise EnvError(f"git timed out after {timeout}s: {' '.join(self.argv)}") from exc
+        result = Result(self.argv, self._proc.returncode, _decode(stdout), _decode(stderr))
+        if check and result.returncode != 0:
+            raise GitError(self.argv, result.returncode, result.stdout, result.stderr)
+        return result
+
+    def cancel(self) -> None:
+        """Stop git (the caller no longer wants its answer) and release what it holds."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.communicate()
+
+
+def start(
+    args: Sequence[str],
+    *,
+    cwd: Path | str,
+    input: str | None = None,
+    env: Mapping[str, str] | None = None,
+    hardened: bool = True,
+    no_hooks: bool = False,
+    optional_locks: bool = True,
+) -> Running:
+    """Start ``git ARGS`` in ``cwd`` without waiting for it (``run`` is ``start(...).wait()``)."""
+    argv = _argv(args, hardened, no_hooks)
+    proc = _popen(argv, cwd, _env(env, optional_locks), stdin=input is not None)
+    return Running(argv, proc, None if input is None else input.encode("utf-8", "surrogateescape"))
+
+
+class Stream:
+    """``git ARGS`` started now, its stdout read later in pieces of about ``batch`` bytes or more,
+    each ending at a NUL (for ``-z`` output), as git writes them: the caller works on other things
+    (and then on one piece) while git writes ahead. Iterating raises ``GitError`` once git has ended,
+    if it failed; ``cancel`` (or stopping the iteration early) stops git.
+    """
+
+    def __init__(self, args: Sequence[str], *, cwd: Path | str, batch: int = 1 << 17) -> None:
+        import tempfile
+
+        self.argv = _argv(args, True, False)
+        self.batch = batch
+        # stderr goes to a file, so stdout can be read with plain blocking reads: git cannot stall on a
+        # full stderr pipe, and there is no select() round per chunk git writes.
+        self._err = tempfile.TemporaryFile()
+        try:
+            self._proc = _popen(self.argv, cwd, _env(None, True), stderr=self._err)
+        except BaseException:
+            self._err.close()
+            raise
+        try:
+            import fcntl
+
+            # Room for git to write ahead while the caller does other work (1 MiB, Linux's default cap).
+            fcntl.fcntl(self._fd, fcntl.F_SETPIPE_SZ, 1 << 20)
+        except (ImportError, AttributeError, OSError):  # not Linux, or over the system's limit: slower only
+            pass
+
+    @property
+    def _fd(self) -> int:
+        assert self._proc.stdout is not None
+        return self._proc.stdout.fileno()
+
+    def __iter__(self) -> Iterator[str]:
+        fd, batch = self._fd, self.batch
+        held: list[bytes] = []
+        size = 0
+        try:
+            while data := os.read(fd, 1 << 16):  # under malloc's mmap threshold: no page faults per read
+                held.append(data)
+                size += len(data)
+                if size >= batch:
+                    joined = b"".join(held)
+                    cut = joined.rfind(b"\0") + 1
+                    held, size = [joined[cut:]], len(joined) - cut
+                    if cut:
+                        yield _decode(joined[:cut])
+            code = self._proc.wait()
+            rest = b"".join(held)
+            if code != 0:
+                self._err.seek(0)
+                raise GitError(self.argv, code, _decode(rest), _decode(self._err.read()))
+        finally:
+            self.cancel()
+        if rest:
+            yield _decode(rest)
+
+    def cancel(self) -> None:
+        """Stop git if it still runs, and release the pipe and the stderr file (idempotent)."""
+        proc = self._proc
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+        self._err.close()
+
+
+def out(args: Sequence[str], *, cwd: Path | str, **kw: object) -> str:
+    """stdout of ``git ARGS`` with the trailing newline removed."""
+    return run(args, cwd=cwd, **kw).stdout.rstrip("\n")  # type: ignore[arg-type]
+
+
+def rev_parse(rev: str, *, cwd: Path | str) -> str | None:
+    """The full sha ``rev`` names, or None if it names nothing."""
+    r = run(["rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"], cwd=cwd, check=False)
+    return r.stdout.strip() if r.ok else None
+
+
+class CommitPair:
+    """Two commits and their merge-bases, from one ``git rev-parse LEFT...RIGHT`` started now and read
+    with ``result`` later. rev-parse prints RIGHT, LEFT and then each merge-base as ``^SHA`` in the
+    order ``git merge-base --all LEFT RIGHT`` gives them (with several, the order depends on which side
+    comes first); all of them read at one moment."""
+
+    def __init__(self, left: str, right: str, *, cwd: Path | str) -> None:
+        self.left = left
+        self.right = right
+        self.cwd = cwd
+        self._run: Running | None = None
+        if not (left.startswith("-") or right.startswith("-") or ".." in left + right):
+            self._run = start(["rev-parse", f"{left}^{{commit}}...{right}^{{commit}}"], cwd=cwd)
+
+    def result(self) -> tuple[str | None, str | None, list[str]]:
+        """(LEFT's full sha or None, RIGHT's or None, the merge-bases: empty when there are none)."""
+        if self._run is not None:
+            r, self._run = self._run.wait(check=False), None
+            lines = r.stdout.split()
+            bases = [line[1:] for line in lines[2:] if line.startswith("^")]
+            if (
+                r.ok
+                and len(lines) >= 2
+                and all(_is_sha(x) for x in [*lines[:2], *bases])
+                and len(bases) == len(lines) - 2
+            ):
+                return lines[1], lines[0], bases
+        left, right = rev_parse(self.left, cwd=self.cwd), rev_parse(self.right, cwd=self.cwd)
+        if left is None or right is None:
+            return left, right, []
+        r = run(["merge-base", "--all", left, right], cwd=self.cwd, check=False)
+        return left, right, r.stdout.split() if r.ok else []
+
+    def cancel(self) -> None:
+        if self._run is not None:
+            self._run.cancel()
+            self._run = None
+
+
+def _is_sha(text: str) -> bool:
+    return len(text) in (40, 64) and not text.strip("0123456789abcdef")
+
+
+def is_ancestor(ancestor: str, descendant: str, *, cwd: Path | str) -> bool:
+    r = run(["merge-base", "--is-ancestor", ancestor, descendant], cwd=cwd, check=False)
+    if r.returncode not in (0, 1):
+        raise GitError(r.argv, r.returncode, r.stdout, r.stderr)
+    return r.returncode == 0
+
+
+def valid_branch_name(name: str, *, cwd: Path | str) -> bool:
+    """What ``git check-ref-format --branch`` accepts (the authority, not a regex of ours)."""
+    if name.startswith("-"):
+        return False
+    r = run(["check-ref-format", "--branch", name], cwd=cwd, check=False)
+    return r.ok and r.stdout.strip() == name
+
+
+def current_branch(*, cwd: Path | str) -> str | None:
+    r = run(["symbolic-ref", "--quiet", "--short", "HEAD"], cwd=cwd, check=False)
+    return r.stdout.strip() if r.ok else None
+
+
+def worktree_is_dirty(*, cwd: Path | str) -> bool:
+    """True if tracked files differ from HEAD or untracked, non-ignored files exist."""
+    r = run(["status", "--porcelain=v1", "-z", "--untracked-files=all"], cwd=cwd, optional_locks=False)
+    return bool(r.stdout)
+
+
+def cat_blobs(shas: Sequence[str], *, cwd: Path | str) -> dict[str, bytes]:
+    """The raw bytes of each object in ``shas`` (one ``git cat-file --batch``; no filters, no textconv)."""
+    wanted = list(dict.fromkeys(shas))
+    if not wanted:
+        return {}
+    argv = ["git", *HARDENED, "cat-file", "--batch"]
+    proc = subprocess.run(
+        argv,
+        cwd=cwd,
+        input=("\n".join(wanted) + "\n").encode(),
+        capture_output=True,
+        env=clean_env(),
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise GitError(argv, proc.returncode, "", proc.stderr.decode("utf-8", "replace"))
+    data = proc.stdout
+    result: dict[str, bytes] = {}
+    pos = 0
+    for sha in wanted:
+        end = data.index(b"\n", pos)
+        header = data[pos:end].split()
+        pos = end + 1
+        if len(header) < 3 or header[1] == b"missing":
+            continue
+        size = int(header[2])
+        result[sha] = data[pos : pos + size]
+        pos += size + 1
+    return result

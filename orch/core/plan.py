@@ -1,0 +1,552 @@
+"""plan.md <-> Plan and Task, with line numbers.
+
+The format (see the README): a level-2 heading ``## ID: Title`` starts a task; the bullet list right
+under it holds its fields (``- scope: ^src/auth/``); the rest, up to the next level-2 heading, is the
+brief. Text before the first task is free text. Every problem is reported at once as
+``.orch/plan.md:LINE: message``. orch appends tasks but never rewrites what a person wrote.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orch.core.errors import InputError, ManyErrors
+
+ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,39}")
+AGENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+FIELDS = ("scope", "deps", "agent", "accept", "model", "level", "max_iterations", "budget", "run")
+LEVELS = ("goal", "feature", "component", "code")
+_FIELD_LINE = re.compile(r"- (?P<key>[A-Za-z_][A-Za-z0-9_-]*)[ \t]*:[ \t]*(?P<value>.*?)[ \t]*$")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_BUDGET_PART = re.compile(
+    r"^(?:\$\s*(?P<usd>\d+(?:\.\d+)?)|(?P<usd2>\d+(?:\.\d+)?)\s*(?:usd|USD|dollars?)"
+    r"|(?P<tok>\d+(?:\.\d+)?)\s*(?P<mult>[kKmM]?)\s*tokens?)$"
+)
+
+# Branch orch/<id> belongs to task <id>; these names are orch's own (orch/integration holds a parked
+# merge ceremony result).
+RESERVED_IDS = frozenset({"integration"})
+ID_RULE = "ids start with a letter, then letters, digits, '-' or '_', at most 40 characters"
+
+
+@dataclass(frozen=True)
+class Budget:
+    tokens: int | None = None
+    usd: float | None = None
+
+    def __str__(self) -> str:
+        parts = []
+        if self.tokens is not None:
+            parts.append(f"{self.tokens} tokens")
+        if self.usd is not None:
+            parts.append(f"${self.usd:g}")
+        return ", ".join(parts) or "none"
+
+
+def parse_budget(text: str) -> Budget:
+    """``200k tokens``, ``1.5M tokens``, ``$5``, ``5 usd``, or both separated by a comma."""
+    tokens: int | None = None
+    usd: float | None = None
+    for part in (p.strip() for p in text.split(",")):
+        m = _BUDGET_PART.match(part)
+        if not m:
+            raise ValueError(f"cannot read budget part '{part}'")
+        if m["usd"] or m["usd2"]:
+            usd = float(m["usd"] or m["usd2"])
+        else:
+            factor = {"": 1, "k": 1_000, "m": 1_000_000}[m["mult"].lower()]
+            tokens = int(float(m["tok"]) * factor)
+    if (tokens is not None and tokens <= 0) or (usd is not None and usd <= 0):
+        raise ValueError("a budget must be positive")
+    return Budget(tokens, usd)
+
+
+@dataclass
+class Task:
+    id: str
+    title: str
+    fields: dict[str, str] = field(default_factory=dict)
+    brief: str = ""
+    gap: int = 0  # blank lines between the heading and the field list
+    line: int = field(default=0, compare=False)
+    field_lines: dict[str, int] = field(default_factory=dict, compare=False)
+
+    @property
+    def scope(self) -> str | None:
+        return self.fields.get("scope") or None
+
+    @property
+    def deps(self) -> list[str]:
+        return split_deps(self.fields.get("deps", ""))
+
+    @property
+    def agent(self) -> str | None:
+        return self.fields.get("agent") or None
+
+    @property
+    def accept(self) -> str | None:
+        return self.fields.get("accept") or None
+
+    @property
+    def run(self) -> str | None:
+        return self.fields.get("run") or None
+
+    @property
+    def model(self) -> str | None:
+        return self.fields.get("model") or None
+
+    @property
+    def level(self) -> str | None:
+        return self.fields.get("level") or None
+
+    @property
+    def max_iterations(self) -> int | None:
+        value = self.fields.get("max_iterations")
+        return int(value) if value else None
+
+    @property
+    def budget(self) -> Budget | None:
+        value = self.fields.get("budget")
+        return parse_budget(value) if value else None
+
+    def brief_text(self) -> str:
+        return self.brief.strip("\n")
+
+
+@dataclass
+class Plan:
+    preamble: str = ""
+    tasks: list[Task] = field(default_factory=list)
+
+    @property
+    def title(self) -> str | None:
+        for line in self.preamble.splitlines():
+            if line.startswith("# "):
+                return line[2:].removeprefix("Plan:").strip()
+        return None
+
+    def get(self, task_id: str) -> Task | None:
+        for task in self.tasks:
+            if task.id == task_id:
+                return task
+        return None
+
+    def ids(self) -> list[str]:
+        return [t.id for t in self.tasks]
+
+    def require(self, task_id: str) -> Task:
+        task = self.get(task_id)
+        if task is None:
+            import difflib
+
+            same = [i for i in self.ids() if i.lower() == task_id.lower()]  # ids are case-sensitive
+            close = same or difflib.get_close_matches(task_id, self.ids(), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else "see the tasks with: orch plan"
+            raise InputError(f"no task '{task_id}' in .orch/plan.md", hint=hint)
+        return task
+
+    def dependents(self, task_id: str) -> list[str]:
+        return [t.id for t in self.tasks if task_id in t.deps]
+
+
+def split_deps(value: str) -> list[str]:
+    value = value.strip()
+    if not value or value.lower() == "none":
+        return []
+    return [d.strip() for d in value.split(",") if d.strip()]
+
+
+# -- parsing -----------------------------------------------------------------------------------------
+
+
+def parse(text: str, *, where: str = ".orch/plan.md") -> Plan:
+    """Parse and validate plan text; raise ``ManyErrors`` listing every problem at once."""
+    plan, problems = _parse(text, where)
+    problems += _validate(plan, where)
+    if problems:
+        problems.sort(key=lambda p: p[0])
+        raise ManyErrors(
+            [f"{where}:{line}: {msg}" for line, msg in problems],
+            hint="fix the plan by hand; the format is in the README (section 'plan.md')",
+        )
+    return plan
+
+
+def load(path: Path, *, where: str = ".orch/plan.md", cache: bool = True) -> Plan:
+    """The plan in ``path``. ``cache=False``: parsed from the file even when the parse cache (an
+    untracked file anyone can write) has an entry for it (what verification uses)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{where}: missing", hint="run orch init, or restore it from git") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{where}: not UTF-8 text") from exc
+    from orch.core.store import conflict_marker_line
+
+    marker = conflict_marker_line(text)
+    if marker is not None:
+        raise InputError(f"{where}:{marker}: unresolved merge conflict marker", hint="resolve it by hand")
+    folder = path.parent / "run" / "cache" / "plan"
+    key = _cache_key(text)
+    cached = _cache_get(folder, key) if cache else None
+    if cached is not None:
+        return cached
+    plan = parse(text, where=where)
+    if (path.parent / "run").is_dir():
+        _cache_put(folder, key, plan)
+    return plan
+
+
+# A valid plan is remembered, parsed, under a digest of its text and of this parser's source, so
+# `orch status` and `orch plan` on an unchanged plan skip parsing and compiling every scope regex.
+
+
+def _cache_key(text: str) -> str:
+    from _blake2 import blake2b
+
+    here = os.stat(__file__)
+    h = blake2b(digest_size=16)
+    h.update(f"{here.st_size}:{here.st_mtime_ns}\0".encode())
+    h.update(text.encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
+
+
+def _cache_get(folder: Path, key: str) -> Plan | None:
+    import json
+
+    try:
+        data = json.loads((folder / f"{key}.json").read_bytes())
+        tasks = [
+            Task(t["id"], t["title"], t["fields"], t["brief"], t["gap"], t["line"], t["field_lines"])
+            for t in data["tasks"]
+        ]
+        return Plan(data["preamble"], tasks)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _cache_put(folder: Path, key: str, plan: Plan) -> None:
+    import json
+
+    from orch.core.store import atomic_write
+
+    data = {
+        "preamble": plan.preamble,
+        "tasks": [
+            {
+                "id": t.id,
+                "title": t.title,
+                "fields": t.fields,
+                "brief": t.brief,
+                "gap": t.gap,
+                "line": t.line,
+                "field_lines": t.field_lines,
+            }
+            for t in plan.tasks
+        ],
+    }
+    text = json.dumps(data, ensure_ascii=False)
+    try:
+        if (folder / f"{key}.json").read_text(encoding="utf-8") == text:
+            return  # a read from source finds the entry right: no write
+    except (OSError, ValueError):
+        pass
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(folder / f"{key}.json", text, durable=False)
+    except OSError:
+        pass  # a cache that cannot be written is only slower
+
+
+def _split_lines(text: str) -> list[str]:
+    return text.splitlines(keepends=True)
+
+
+def _parse(text: str, where: str) -> tuple[Plan, list[tuple[int, str]]]:
+    problems: list[tuple[int, str]] = []
+    lines = _split_lines(text)
+    plan = Plan()
+    # Find level-2 headings outside fenced code blocks.
+    heads: list[int] = []
+    fence: str | None = None  # the marker that opened the code block we are in
+    for i, raw in enumerate(lines):
+        m = _FENCE.match(raw)
+        if m:
+            marker = m.group(1)
+            if fence is None:
+                fence = marker
+            elif marker[0] == fence[0] and len(marker) >= len(fence) and not raw[m.end() :].strip():
+                fence = None  # CommonMark: same character, at least as long, nothing after it
+            continue
+        if fence is None and (raw.startswith("## ") or raw.rstrip("\r\n") == "##"):
+            heads.append(i)
+    plan.preamble = "".join(lines[: heads[0]] if heads else lines)
+    for n, start in enumerate(heads):
+        end = heads[n + 1] if n + 1 < len(heads) else len(lines)
+        task, task_problems = _parse_task(lines, start, end)
+        problems += task_problems
+        if task is not None:
+            plan.tasks.append(task)
+    return plan, problems
+
+
+def _parse_task(lines: list[str], start: int, end: int) -> tuple[Task | None, list[tuple[int, str]]]:
+    problems: list[tuple[int, str]] = []
+    lineno = start + 1
+    heading = lines[start].rstrip("\r\n")[3:]
+    task_id, sep, title = heading.partition(":")
+    task_id, title = task_id.strip(), title.strip()
+    if not sep or not title:
+        problems.append(
+            (
+                lineno,
+                f"'{lines[start].rstrip()}' is not a task heading: expected '## ID: Title' "
+                "(use '###' for a heading inside a brief)",
+            )
+        )
+        return None, problems
+    if not ID_RE.fullmatch(task_id):
+        problems.append((lineno, f"bad task id '{task_id}': {ID_RULE}"))
+    task = Task(id=task_id, title=title, line=lineno)
+    i = start + 1
+    while i < end and not lines[i].strip():
+        i += 1
+    if i < end and _starts_field_list(lines[i]):
+        task.gap = i - start - 1
+        while i < end and lines[i].startswith("- "):
+            raw = lines[i].rstrip("\r\n")
+            m = _FIELD_LINE.match(raw)
+            if not m:
+                problems.append(
+                    (
+                        i + 1,
+                        f"expected '- field: value' in the field list of {task_id}, got '{raw}' "
+                        "(leave a blank line between the fields and the brief)",
+                    )
+                )
+            else:
+                key, value = m["key"], (m["value"] or "")
+                if key not in FIELDS:
+                    import difflib
+
+                    close = difflib.get_close_matches(key, FIELDS, n=1)
+                    hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(FIELDS)})"
+                    problems.append((i + 1, f"unknown field '{key}'{hint}"))
+                elif key in task.fields:
+                    problems.append(
+                        (i + 1, f"field '{key}' given twice in {task_id} (first at line {task.field_lines[key]})")
+                    )
+                else:
+                    task.fields[key] = value
+                    task.field_lines[key] = i + 1
+            i += 1
+    else:
+        i = start + 1
+    task.brief = "".join(lines[i:end])
+    return task, problems
+
+
+def _starts_field_list(raw: str) -> bool:
+    """A bullet right under the heading opens the field list if it names a field (or nearly does)."""
+    m = _FIELD_LINE.match(raw.rstrip("\r\n"))
+    if m is None:
+        return False
+    if m["key"] in FIELDS:
+        return True
+    import difflib
+
+    return bool(difflib.get_close_matches(m["key"], FIELDS, n=1, cutoff=0.75))
+
+
+def _validate(plan: Plan, where: str) -> list[tuple[int, str]]:
+    problems: list[tuple[int, str]] = []
+    seen: dict[str, int] = {}
+    for task in plan.tasks:
+        if task.id.lower() in RESERVED_IDS:
+            problems.append(
+                (task.line, f"task id '{task.id}' is reserved (orch/{task.id.lower()} is orch's own branch)")
+            )
+    for task in plan.tasks:
+        if task.id in seen:
+            problems.append((task.line, f"duplicate task id '{task.id}' (first defined at line {seen[task.id]})"))
+        else:
+            seen[task.id] = task.line
+    ids = list(seen)
+    for task in plan.tasks:
+        fl = task.field_lines
+        for key, value in task.fields.items():
+            if not value and key != "deps":
+                problems.append((fl[key], f"field '{key}' of {task.id} has no value"))
+        scope = task.fields.get("scope")
+        if scope:
+            try:
+                re.compile(scope)
+            except re.error as exc:
+                problems.append((fl["scope"], f"invalid scope regex '{scope}': {exc.msg} at position {exc.pos}"))
+        for dep in task.deps:
+            if dep == task.id:
+                continue  # reported as a cycle below
+            if dep not in seen:
+                import difflib
+
+                close = difflib.get_close_matches(dep, ids, n=1)
+                known = ", ".join(ids[:8]) + (", ..." if len(ids) > 8 else "")
+                hint = f" (did you mean '{close[0]}'?)" if close else f" (known ids: {known or 'none'})"
+                problems.append((fl["deps"], f"unknown dependency '{dep}' of {task.id}{hint}"))
+        agent = task.fields.get("agent")
+        if agent and not AGENT_RE.fullmatch(agent):
+            problems.append((fl["agent"], f"bad agent name '{agent}': letters, digits, '.', '_', '-'"))
+        level = task.fields.get("level")
+        if level and level not in LEVELS:
+            problems.append((fl["level"], f"bad level '{level}': one of {', '.join(LEVELS)}"))
+        iters = task.fields.get("max_iterations")
+        if iters and not (re.fullmatch(r"[0-9]+", iters) and int(iters) > 0):
+            problems.append((fl["max_iterations"], f"bad max_iterations '{iters}': a whole number above 0"))
+        budget = task.fields.get("budget")
+        if budget:
+            try:
+                parse_budget(budget)
+            except ValueError as exc:
+                problems.append(
+                    (fl["budget"], f"bad budget '{budget}': {exc} (write e.g. '200k tokens', '$5', or both)")
+                )
+    problems += _cycles(plan)
+    return problems
+
+
+def _cycles(plan: Plan) -> list[tuple[int, str]]:
+    """Every dependency cycle, each reported once, naming the whole loop."""
+    graph = {t.id: [d for d in t.deps if plan.get(d) is not None] for t in plan.tasks}
+    color: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[tuple[int, str]] = []
+    reported: set[frozenset[str]] = set()
+
+    def visit(node: str) -> None:
+        color[node] = 1
+        stack.append(node)
+        for dep in graph.get(node, []):
+            if color.get(dep, 0) == 0:
+                visit(dep)
+            elif color[dep] == 1:
+                loop = stack[stack.index(dep) :]
+                key = frozenset(loop)
+                if key not in reported:
+                    reported.add(key)
+                    # A -> B means "A depends on B"; print it in dependency order.
+                    task = plan.get(loop[0])
+                    line = task.field_lines.get("deps", task.line) if task else 0
+                    found.append(
+                        (line, "dependency cycle: " + " -> ".join([*loop, loop[0]]) + " (each depends on the next)")
+                    )
+        stack.pop()
+        color[node] = 2
+
+    for task in plan.tasks:
+        if color.get(task.id, 0) == 0:
+            visit(task.id)
+    return found
+
+
+# -- rendering and appending -------------------------------------------------------------------------
+
+
+def render_task(task: Task) -> str:
+    out = [f"## {task.id}: {task.title}\n", "\n" * task.gap]
+    out += [f"- {k}: {v}\n" if v else f"- {k}:\n" for k, v in task.fields.items()]
+    out.append(task.brief)
+    return "".join(out)
+
+
+def render(plan: Plan) -> str:
+    return plan.preamble + "".join(render_task(t) for t in plan.tasks)
+
+
+def topo_order(plan: Plan, ids: list[str] | None = None) -> list[str]:
+    """Dependency order (deps first); plan order breaks ties. ``ids`` restricts the result."""
+    wanted = set(ids) if ids is not None else set(plan.ids())
+    position = {t.id: n for n, t in enumerate(plan.tasks)}
+    done: set[str] = set()
+    order: list[str] = []
+
+    def place(task_id: str) -> None:
+        if task_id in done:
+            return
+        done.add(task_id)
+        task = plan.get(task_id)
+        for dep in sorted(task.deps if task else [], key=lambda d: position.get(d, 0)):
+            place(dep)
+        order.append(task_id)
+
+    for task in plan.tasks:
+        place(task.id)
+    return [t for t in order if t in wanted]
+
+
+def add_task(
+    path: Path,
+    store: object,
+    *,
+    task_id: str,
+    title: str,
+    fields: dict[str, str | None],
+    brief: str | None = None,
+    where: str = ".orch/plan.md",
+) -> Task:
+    """Append a task to plan.md, leaving every byte already there as it was.
+
+    The new text is checked together with the existing plan before anything is written; the write
+    is atomic and under the plan's lock, and the file is re-read after taking the lock.
+    """
+    from orch.core.store import Store
+
+    assert isinstance(store, Store)
+    if not ID_RE.fullmatch(task_id):
+        raise InputError(f"bad task id '{task_id}': {ID_RULE}")
+    for name, value in [("title", title), *fields.items()]:
+        if value is not None and ("\n" in value or "\r" in value):
+            raise InputError(f"--{name.replace('_', '-')} must be a single line", hint="edit .orch/plan.md for more")
+    unknown = [k for k in fields if k not in FIELDS]
+    if unknown:
+        raise InputError(f"unknown field '{unknown[0]}'", hint=f"known fields: {', '.join(FIELDS)}")
+    if not title.strip():
+        raise InputError("--title must not be empty")
+    wanted = {k: v.strip() for k, v in fields.items() if v is not None and v.strip()}
+    block = [f"## {task_id}: {title.strip()}\n"]
+    block += [f"- {k}: {v}\n" for k, v in wanted.items()]
+    if brief and brief.strip():
+        block.append("\n" + brief.strip("\n") + "\n")
+    with store.lock(where):
+        try:  # newline="": the bytes as written, CRLF included
+            text = path.open(encoding="utf-8", newline="").read() if path.exists() else ""
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{where}: not UTF-8 text", hint="fix the file's encoding by hand") from exc
+        current = parse(text, where=where)  # a broken plan is reported as it is, before anything else
+        existing = current.get(task_id)
+        if existing is not None:
+            raise InputError(f"{where}:{existing.line}: a task '{task_id}' exists already", hint="pick another id")
+        nl = "\r\n" if "\r\n" in text else "\n"  # follow the file's own line endings
+        sep = "" if not text or text.endswith(nl + nl) else (nl if text.endswith("\n") else nl + nl)
+        new_text = text + sep + "".join(block).replace("\n", nl)
+        try:
+            plan = parse(new_text, where=where)  # the plan with the new task must be valid as a whole
+        except ManyErrors as exc:
+            raise ManyErrors(exc.problems, hint=f"{task_id} was not added; nothing was written") from None
+        added = plan.get(task_id)
+        if (
+            added is None
+            or len(plan.tasks) != len(current.tasks) + 1
+            or added.fields != wanted
+            or added.title != title.strip()
+            or added.brief_text() != (brief or "").strip("\n")
+        ):
+            raise InputError(
+                f"appending {task_id} would not read back as one task with these fields",
+                hint="the plan may end inside an open ``` code block, or the brief holds a '## ' heading "
+                "or starts with a '- field:' line; edit .orch/plan.md by hand",
+            )
+        store.write_text(path, new_text)
+    return added

@@ -1,0 +1,140 @@
+"""Runtime state of tasks: ``.orch/run/tasks/<id>/status.yaml``.
+
+The state machine (see the README): PENDING -> RUNNING -> SUCCESS | FAILED | BLOCKED | PAUSED |
+CRASHED, then a verdict (SCOPE_VIOLATION | LOCK_VIOLATION), then the ceremony (MERGED | REVERTED |
+CONFLICT | QUARANTINED | SKIPPED), then CLEANED. A RUNNING task whose process is gone becomes CRASHED
+the next time any command looks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from orch.core import eventlog, procs
+from orch.core.repo import Project
+from orch.core.store import Store
+
+STATES = (
+    "PENDING", "RUNNING", "SUCCESS", "FAILED", "BLOCKED", "PAUSED", "CRASHED",
+    "SCOPE_VIOLATION", "LOCK_VIOLATION", "MERGED", "REVERTED", "CONFLICT", "QUARANTINED", "SKIPPED",
+    "CLEANED",
+)  # fmt: skip
+FINISHED = frozenset({"SUCCESS", "FAILED", "BLOCKED", "PAUSED", "CRASHED"})
+VIOLATIONS = frozenset({"SCOPE_VIOLATION", "LOCK_VIOLATION", "QUARANTINED"})
+
+Status = dict[str, Any]
+
+
+def status_path(project: Project, task_id: str) -> os.PathLike[str]:
+    return project.task_dir(task_id) / "status.yaml"
+
+
+def read(project: Project, store: Store, task_id: str, *, refresh: bool = True) -> Status | None:
+    """The task's status, or None if it was never spun; a dead RUNNING task is turned CRASHED."""
+    try:
+        status: Status = store.load(project.task_dir(task_id) / "status.yaml", "task_status")
+    except FileNotFoundError:
+        return None
+    if refresh and status.get("state") == "RUNNING" and not _running(status):
+        status = _mark_crashed(project, store, task_id)
+    return status
+
+
+def read_all(project: Project, store: Store) -> dict[str, Status]:
+    """Every task with runtime state, by id (including tasks no longer in the plan)."""
+    try:
+        names = sorted(os.listdir(project.tasks_dir))
+    except FileNotFoundError:
+        return {}
+    result: dict[str, Status] = {}
+    for name in names:
+        status = read(project, store, name)
+        if status is not None:
+            result[name] = status
+    return result
+
+
+def update(
+    project: Project,
+    store: Store,
+    task_id: str,
+    change: Callable[[Status], Status | None],
+    *,
+    durable: bool = True,
+    check: bool = True,
+) -> Status:
+    """Read-modify-write one status under its lock; ``change`` may mutate in place and return None.
+
+    ``durable=False`` skips the fsyncs: for the many writes at the end of a merge ceremony, which a
+    later ceremony re-derives from the base branch if a power cut loses them. ``check=False`` skips
+    the schema check on write, for a hot path whose change is built by orch (``Store.dump``).
+    """
+
+    def apply(current: Status) -> Status:
+        result = change(current)
+        new = current if result is None else result
+        new["updated_at"] = eventlog.utcnow()
+        return new
+
+    path = project.task_dir(task_id) / "status.yaml"
+    result: Status = store.update(
+        path, "task_status", apply, default=lambda: {"id": task_id, "state": "PENDING"}, durable=durable, check=check
+    )
+    return result
+
+
+def _running(status: Status) -> bool:
+    """Is the process that owns this RUNNING task still there (same pid, same start time)?"""
+    if status.get("tmux_session"):
+        return procs.tmux_alive(str(status["tmux_session"]))
+    pid = status.get("supervisor_pid") or status.get("pid")
+    start = status.get("supervisor_start") if status.get("supervisor_pid") else status.get("pid_start")
+    return procs.alive(pid, start)
+
+
+def owner_alive(status: Status) -> bool:
+    """Public form of the check above, for commands that wait on or stop a task."""
+    return _running(status)
+
+
+def _mark_crashed(project: Project, store: Store, task_id: str) -> Status:
+    changed = False
+
+    def crash(status: Status) -> None:
+        nonlocal changed
+        if status.get("state") == "RUNNING" and not _running(status):  # re-check under the lock
+            status["state"] = "CRASHED"
+            status["reason"] = "its process is gone (orch found it not running); the work is kept on its branch"
+            status["finished_at"] = eventlog.utcnow()
+            changed = True
+
+    status = update(project, store, task_id, crash)
+    if changed:
+        eventlog.append(project.log_path, state="CRASHED", task=task_id, action="CHECK", result="process gone")
+        # The supervisor is gone but its agent may not be: nobody would bound it any more, and it
+        # would go on writing into a worktree orch now treats as finished. End it.
+        pid, started = status.get("pid"), status.get("pid_start")
+        if started and pid and procs.alive(pid, started):
+            procs.end(int(pid), str(started), own_group=not status.get("tmux_session"))
+            eventlog.append(project.log_path, state="CRASHED", task=task_id, action="KILL", result=f"agent pid={pid}")
+    return status
+
+
+def merged(status: Status | None) -> bool:
+    """Did this task's work reach the base (now MERGED, or merged and later CLEANED)?"""
+    if not status:
+        return False
+    if status.get("state") == "MERGED":
+        return True
+    merge = status.get("merge") or {}
+    return merge.get("outcome") == "MERGED"
+
+
+def ready(task: Any, statuses: dict[str, Status]) -> bool:
+    """Never spun (no status, or PENDING without a branch) and every dependency merged."""
+    st = statuses.get(task.id)
+    if st is not None and (st.get("state") != "PENDING" or st.get("branch")):
+        return False
+    return all(merged(statuses.get(dep)) for dep in task.deps)

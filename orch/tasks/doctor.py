@@ -1,0 +1,329 @@
+"""``orch doctor``: find (and with ``--fix`` repair or adopt) what is out of step.
+
+* worktrees git knows on an ``orch/<id>`` branch that orch has no status for, and the reverse;
+* a spin killed half-way: a branch without a worktree, a worktree without a status;
+* prunable worktrees (their folder is gone);
+* stale ``index.lock`` files whose owner is gone;
+* CRASHED tasks with uncommitted work in their worktree.
+
+Repairs never delete work: a half-spun branch is deleted only while it still points at the base
+commit it was made from; anything with commits is adopted (worktree and status recreated) instead.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from orch.core import eventlog, git, state
+from orch.core.context import Ctx
+from orch.core.plan import ID_RE, RESERVED_IDS
+
+STALE_LOCK_AGE = 5.0  # seconds: younger index.lock files may belong to a git that is just starting
+
+
+@dataclass
+class Finding:
+    kind: str
+    subject: str
+    detail: str
+    fix: str
+    fixable: bool = True
+    fixed: bool = False
+    info: bool = False  # worth knowing, nothing to repair
+
+    def to_json(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
+    project = ctx.project
+    root = project.root
+    from orch.core.refs import BASE_PREFIX, branch_name, git_worktrees
+
+    findings: list[Finding] = []
+    listing = git_worktrees(root)
+    statuses = state.read_all(project, ctx.store)  # also turns dead RUNNING tasks CRASHED
+
+    prunable = [p for p, info in listing.items() if "prunable" in info]
+    for gone in prunable:
+        f = Finding(
+            "prunable",
+            gone,
+            "git still lists this worktree but its folder is gone",
+            "git worktree prune (committed work stays on its branch)",
+        )
+        findings.append(f)
+    if fix and prunable:
+        git.run(["worktree", "prune"], cwd=root)
+        for f in findings:
+            f.fixed = True
+        listing = git_worktrees(root)
+
+    by_task: dict[str, str] = {}
+    for listed, info in listing.items():
+        branch = info.get("branch", "").removeprefix("refs/heads/")
+        if not branch.startswith("orch/"):
+            continue
+        task_id = branch.removeprefix("orch/")
+        if task_id in RESERVED_IDS:
+            continue  # the merge ceremony's parked branch, not a task
+        by_task[task_id] = listed
+        if not _under_worktree_root(ctx, Path(listed)):
+            # The main checkout (or a worktree a person made elsewhere) on a task's branch: orch
+            # never adopts it, and never commits there.
+            findings.append(
+                Finding(
+                    "branch-checked-out",
+                    listed,
+                    f"{branch} is checked out here, outside orch's worktree folder "
+                    f"({project.rel(ctx.config.worktree_root)})",
+                    f"nothing for orch to do: switch that checkout to another branch when you are done with {branch}",
+                    fixable=False,
+                    info=True,
+                )
+            )
+            continue
+        st = statuses.get(task_id)
+        if st is not None and st.get("worktree") and Path(st["worktree"]).resolve() == Path(listed).resolve():
+            continue
+        if st is not None and st.get("state") in ("RUNNING", "CLEANED"):
+            continue  # a cleaned task's branch checked out again by hand is a person's, not orch's
+        f = Finding(
+            "unknown-worktree",
+            listed,
+            f"git has a worktree on {branch} but orch has no status for task {task_id} there "
+            "(a spin killed half-way, or made by hand)",
+            f"adopt it: write a status for {task_id} (state CRASHED) so orch status, clean and merge see it",
+            fixable=bool(ID_RE.fullmatch(task_id)),
+        )
+        if fix and f.fixable:
+            _adopt(ctx, task_id, Path(listed), branch)
+            f.fixed = True
+        findings.append(f)
+
+    heads = git.out(["for-each-ref", "--format=%(refname) %(objectname)", "refs/heads/orch/"], cwd=root).splitlines()
+    for line in heads:
+        ref, _, tip = line.partition(" ")
+        task_id = ref.removeprefix("refs/heads/orch/")
+        if task_id in by_task or not ID_RE.fullmatch(task_id) or task_id in RESERVED_IDS:
+            continue
+        st = statuses.get(task_id)
+        if st is not None and st.get("state") == "CLEANED":
+            continue  # a branch clean kept on purpose
+        if st is not None and st.get("worktree"):
+            continue  # reported below as a missing worktree
+        base = git.rev_parse(f"{BASE_PREFIX}/{task_id}", cwd=root)
+        empty = base == tip
+        f = Finding(
+            "branch-without-worktree",
+            f"orch/{task_id}",
+            "a branch orch made, with no worktree and no status (a spin killed half-way)",
+            "delete it: it has no commits of its own"
+            if empty
+            else f"adopt it: recreate its worktree at {project.rel(ctx.config.worktree_root / task_id)} and a status",
+        )
+        if fix:
+            if empty:
+                git.run(["update-ref", "-d", ref, tip], cwd=root)
+                git.run(["update-ref", "-d", f"{BASE_PREFIX}/{task_id}"], cwd=root, check=False)
+            else:
+                new = ctx.config.worktree_root / task_id
+                new.parent.mkdir(parents=True, exist_ok=True)
+                git.run(["worktree", "add", "--quiet", str(new), branch_name(task_id)], cwd=root)
+                _adopt(ctx, task_id, new, branch_name(task_id))
+            f.fixed = True
+        findings.append(f)
+
+    for task_id, st in statuses.items():
+        wt = st.get("worktree")
+        if not wt or st.get("state") in ("CLEANED", "RUNNING"):
+            continue
+        if Path(wt).is_symlink() or wt in listing or task_id in by_task:
+            continue
+        branch = branch_name(task_id)
+        has_branch = git.rev_parse(f"refs/heads/{branch}", cwd=root) is not None
+        f = Finding(
+            "missing-worktree",
+            task_id,
+            f"status names worktree {wt} but git has no such worktree",
+            f"recreate it from {branch}" if has_branch else "forget it (the branch is gone too): mark the task CLEANED",
+        )
+        if fix:
+            target = Path(wt)
+            if has_branch and not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                git.run(["worktree", "add", "--quiet", str(target), branch], cwd=root)
+                f.fixed = True
+            elif not has_branch:
+                state.update(project, ctx.store, task_id, _forget)
+                f.fixed = True
+            else:
+                f.fixable = False
+                f.fix = f"{wt} exists but is not a worktree of this repository: move it away by hand"
+        findings.append(f)
+
+    for folder in [str(root), *listing]:
+        lock = _index_lock(Path(folder), project.common_dir, root)
+        if lock is None or not _stale(lock, Path(folder)):
+            continue
+        f = Finding(
+            "stale-index-lock",
+            project.rel(lock) if lock.is_relative_to(root) else str(lock),
+            f"no git process is working in {folder}; the lock was left by a git that was killed",
+            "remove the stale index.lock",
+        )
+        if fix:
+            lock.unlink(missing_ok=True)
+            f.fixed = True
+        findings.append(f)
+
+    for task_id, st in statuses.items():
+        if st.get("state") != "CRASHED":
+            continue
+        wt = Path(st.get("worktree") or "")
+        if st.get("worktree") and not _is_task_worktree(ctx, task_id, wt, listing):
+            findings.append(
+                Finding(
+                    "crashed",
+                    task_id,
+                    f"its status names {wt}, which is not this task's worktree under "
+                    f"{project.rel(ctx.config.worktree_root)}; orch leaves that folder alone",
+                    f"look at it by hand; orch clean {task_id} forgets the task (the branch is kept)",
+                    fixable=False,
+                )
+            )
+            continue
+        dirty = bool(st.get("worktree")) and wt.is_dir() and git.worktree_is_dirty(cwd=wt)
+        f = Finding(
+            "crashed",
+            task_id,
+            (st.get("reason") or "its process is gone")
+            + (" and its worktree has uncommitted work" if dirty else "; its work is on its branch"),
+            "commit the uncommitted work on its branch as a snapshot (author orch)"
+            if dirty
+            else f"nothing to repair: orch clean {task_id}, or look at its work first",
+            fixable=dirty,
+            info=not dirty,
+        )
+        if fix and dirty:
+            from orch.agents.runner import snapshot_commit
+
+            sha = snapshot_commit(wt, task_id, "found uncommitted by orch doctor after a crash")
+            _record_snapshot(ctx, task_id, sha)
+            ctx.log("CRASHED", "SNAPSHOT", (sha or "")[:12], task=task_id)
+            f.fixed = True
+        findings.append(f)
+    if fix and any(f.fixed for f in findings):
+        ctx.log("-", "DOCTOR", f"fixed {sum(f.fixed for f in findings)} of {len(findings)}")
+    return findings
+
+
+def _under_worktree_root(ctx: Ctx, path: Path) -> bool:
+    """Inside orch's worktree folder, and not the main checkout (nor a folder holding it)."""
+    resolved, root = path.resolve(), ctx.project.root.resolve()
+    if resolved == root or root.is_relative_to(resolved):
+        return False
+    return resolved.is_relative_to(ctx.config.worktree_root.resolve())
+
+
+def _is_task_worktree(ctx: Ctx, task_id: str, wt: Path, listing: dict[str, dict[str, str]]) -> bool:
+    """A worktree git knows, under the worktree root, on this task's branch or detached."""
+    if not wt.is_dir() or wt.is_symlink() or not _under_worktree_root(ctx, wt):
+        return False
+    info = next((i for p, i in listing.items() if Path(p).resolve() == wt.resolve()), None)
+    if info is None:
+        return False
+    return info.get("branch", f"refs/heads/orch/{task_id}") == f"refs/heads/orch/{task_id}"
+
+
+def _record_snapshot(ctx: Ctx, task_id: str, sha: str | None) -> None:
+    if sha is not None:
+        state.update(ctx.project, ctx.store, task_id, lambda s: s.update(snapshot_sha=sha, head_sha=sha))
+
+
+def _forget(st: state.Status) -> None:
+    st["previous_state"] = st.get("state")
+    st["state"] = "CLEANED"
+    st["worktree"] = None
+    st["cleaned_at"] = eventlog.utcnow()
+
+
+def _adopt(ctx: Ctx, task_id: str, path: Path, branch: str) -> None:
+    from orch.core.refs import BASE_PREFIX
+
+    root = ctx.project.root
+    base = git.rev_parse(f"{BASE_PREFIX}/{task_id}", cwd=root)
+    if base is None:
+        base_tip = git.rev_parse(f"refs/heads/{ctx.config.base_branch}", cwd=root)
+        base = git.out(["merge-base", base_tip or "HEAD", branch], cwd=root, check=False) or None
+    head = git.rev_parse(f"refs/heads/{branch}", cwd=root)
+
+    def adopt(st: state.Status) -> None:
+        if st.get("state") in ("CLEANED", "RUNNING", "MERGED"):
+            return  # never overwrite what a finished (or live) task's status records
+        st.update(
+            state="CRASHED",
+            reason="adopted by orch doctor: orch had lost track of this worktree",
+            branch=branch,
+            worktree=str(path),
+            base_sha=base,
+            head_sha=head,
+            finished_at=eventlog.utcnow(),
+        )
+
+    state.update(ctx.project, ctx.store, task_id, adopt)
+    ctx.log("CRASHED", "ADOPT", f"worktree={ctx.project.rel(path)}", task=task_id)
+
+
+def _index_lock(worktree: Path, common_dir: Path, root: Path) -> Path | None:
+    if worktree.resolve() == root.resolve():
+        lock = common_dir / "index.lock"
+    else:
+        try:
+            text = (worktree / ".git").read_text(encoding="utf-8").strip()
+        except OSError:
+            return None
+        gitdir = Path(text.removeprefix("gitdir: "))
+        lock = (gitdir if gitdir.is_absolute() else worktree / gitdir) / "index.lock"
+    return lock if lock.exists() else None
+
+
+def _stale(lock: Path, worktree: Path) -> bool:
+    """Old enough, and no git process runs in that worktree."""
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    if age < STALE_LOCK_AGE:
+        return False
+    if not Path("/proc").is_dir():
+        return age > 600  # no way to see other processes' folders: only very old locks count
+    target = worktree.resolve()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/comm", encoding="ascii", errors="replace") as handle:
+                if not handle.read().strip().startswith("git"):
+                    continue
+            cwd = Path(os.readlink(f"/proc/{name}/cwd"))
+        except OSError:
+            continue
+        if cwd == target or target in cwd.parents:
+            return False
+    return True
+
+
+def text(findings: list[Finding]) -> str:
+    lines = []
+    for f in findings:
+        mark = "fixed" if f.fixed else ("info" if f.info else ("found" if f.fixable else "manual"))
+        lines.append(f"[{mark}] {f.kind}: {f.subject}: {f.detail}")
+        lines.append(f"    {'did' if f.fixed else 'fix'}: {f.fix}")
+    todo = [f for f in findings if not f.fixed and f.fixable and not f.info]
+    if todo:
+        lines.append(f"\n{len(todo)} problem(s) orch doctor --fix can repair")
+    return "\n".join(lines)

@@ -1,0 +1,197 @@
+"""``orch lock add|require|rm|list``: edit ``.orch/locks.yaml`` and show lock pressure."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from orch.core import git, state
+from orch.core.context import Ctx
+from orch.core.errors import InputError
+from orch.core.store import dump_yaml, parse_yaml, validate
+from orch.verify import locks as locks_mod
+from orch.verify import verify
+
+_HEADER_END = re.compile(r"^(?!#)(?!\s*$)", re.MULTILINE)
+
+
+def _write(ctx: Ctx, change: Any) -> dict[str, Any]:
+    """Read-modify-write locks.yaml under its lock, keeping the comment block at its top."""
+    path = ctx.project.locks_path
+    with ctx.store.lock(ctx.store.lock_name(path)):
+        locks_mod.load(ctx.project)  # refuse to edit a file that does not validate
+        text = path.read_text(encoding="utf-8")
+        data = parse_yaml(text, ".orch/locks.yaml")
+        data["locks"] = list(data.get("locks") or [])
+        change(data)
+        m = _HEADER_END.search(text)
+        header = text[: m.start()] if m else ""
+        body = dump_yaml(data)
+        validate(data, "locks", text=body, where=".orch/locks.yaml")
+        from orch.core.store import atomic_write
+
+        atomic_write(path, header + body)
+    return dict(data)
+
+
+def _next_id(data: dict[str, Any], prefix: str) -> str:
+    taken = {item["id"] for item in data["locks"]}
+    n = 1
+    while f"{prefix}{n}" in taken:
+        n += 1
+    return f"{prefix}{n}"
+
+
+def add(
+    ctx: Ctx,
+    pattern: str,
+    *,
+    mode: str = "hard",
+    kind: str | None = None,
+    reason: str | None = None,
+    lock_id: str | None = None,
+) -> dict[str, Any]:
+    """Add a path, test or region lock; returns the lock and how many tracked files it covers."""
+    kind = kind or ("region" if "::" in pattern else "path")
+    if kind not in ("path", "test", "region"):
+        raise InputError(f"--kind must be path, test or region (got '{kind}')")
+    item: dict[str, Any] = {"id": lock_id or "", "kind": kind, "mode": mode, "pattern": pattern}
+    if reason:
+        item["reason"] = reason
+    problem, _ = locks_mod.check_fields({**item, "id": item["id"] or "L"})
+    if problem:
+        raise InputError(problem)
+    root = ctx.project.root
+    base = ctx.config.base_branch
+    covered = 0
+    if kind == "region":
+        lock = locks_mod.Lock({**item, "id": "x"})
+        assert lock.file is not None and lock.name is not None
+        r = git.run(["show", f"refs/heads/{base}:{lock.file}"], cwd=root, check=False)
+        if not r.ok:
+            raise InputError(f"no file '{lock.file}' on {base}", hint="lock a region of a file that is committed")
+        try:
+            text = locks_mod.region_text(r.stdout, lock.name, python=lock.file.endswith((".py", ".pyi")))
+        except locks_mod.RegionError as exc:
+            raise InputError(f"{lock.file}: {exc}") from None
+        if text is None:
+            raise InputError(
+                f"no region '{lock.name}' in {lock.file} on {base}",
+                hint="name a function or class (Class.method), or mark lines with 'orch-lock: begin NAME' / "
+                "'orch-lock: end NAME' comments",
+            )
+        item["hash"] = locks_mod.region_hash(text)
+        covered = 1
+    else:
+        lock = locks_mod.Lock({**item, "id": "x"}, rx=locks_mod.glob_regex(pattern))
+        files = git.run(["ls-tree", "-r", "-z", "--name-only", f"refs/heads/{base}"], cwd=root).stdout.split("\0")
+        covered = sum(1 for f in files if f and lock.matches(f))
+
+    _append(ctx, item, "L")
+    ctx.log("-", "LOCK_ADD", f"{item['id']} {mode} {kind} {pattern}")
+    return {"lock": item, "covered": covered}
+
+
+def _append(ctx: Ctx, item: dict[str, Any], prefix: str) -> None:
+    """Add ``item`` to locks.yaml under the lock, with its id or the next free ``<prefix>N``."""
+
+    def change(data: dict[str, Any]) -> None:
+        if item["id"] and any(x["id"] == item["id"] for x in data["locks"]):
+            raise InputError(f"a lock with id '{item['id']}' exists already", hint="pick another --id")
+        item["id"] = item["id"] or _next_id(data, prefix)
+        data["locks"].append(item)
+
+    _write(ctx, change)
+
+
+def require(
+    ctx: Ctx,
+    text: str,
+    *,
+    check: str,
+    via: str,
+    mode: str = "hard",
+    reason: str | None = None,
+    lock_id: str | None = None,
+) -> dict[str, Any]:
+    item: dict[str, Any] = {"id": lock_id or "", "kind": "requirement", "mode": mode, "text": text, "check": check}
+    item["via"] = via
+    if reason:
+        item["reason"] = reason
+    if via not in locks_mod.VIAS:
+        raise InputError(f"--via must be one of {', '.join(locks_mod.VIAS)} (got '{via}')")
+
+    _append(ctx, item, "R")
+    ctx.log("-", "LOCK_ADD", f"{item['id']} {mode} requirement {text}")
+    return {"lock": item}
+
+
+def remove(ctx: Ctx, lock_id: str) -> dict[str, Any]:
+    removed: dict[str, Any] = {}
+
+    def change(data: dict[str, Any]) -> None:
+        for i, item in enumerate(data["locks"]):
+            if item["id"] == lock_id:
+                removed.update(data["locks"].pop(i))
+                return
+        known = ", ".join(x["id"] for x in data["locks"]) or "none"
+        hint = f"known locks: {known}"
+        if lock_id == locks_mod.AGENTS_MD_LOCK:
+            hint = "the AGENTS.md lock is implicit: set agents_md_lock: false in .orch/locks.yaml"
+        raise InputError(f"no lock '{lock_id}' in .orch/locks.yaml", hint=hint)
+
+    _write(ctx, change)
+    ctx.log("-", "LOCK_RM", lock_id)
+    return removed
+
+
+def pressure(ctx: Ctx) -> list[dict[str, Any]]:
+    """Every lock (the implicit AGENTS.md one included) with the tasks whose scope overlaps it.
+
+    A task is ``blocking`` when its latest verdict names the lock (a violation or a pending ack),
+    ``clear`` once it merged or its verdict passed without touching the lock, and ``routing around``
+    while it works within reach of the lock.
+    """
+    lockset = locks_mod.load(ctx.project)
+    statuses = state.read_all(ctx.project, ctx.store)
+    base = ctx.config.base_branch
+    r = git.run(["ls-tree", "-r", "-z", "--name-only", f"refs/heads/{base}"], cwd=ctx.project.root, check=False)
+    files = [f for f in r.stdout.split("\0") if f]
+    rows = []
+    for lock in lockset.for_agents():
+        tasks = []
+        for task in ctx.plan.tasks:
+            if not locks_mod.touches_scope(lock, task.scope, files=files):
+                continue
+            st = statuses.get(task.id) or {}
+            current = st.get("state", "PENDING")
+            verdict = st.get("verdict") or {}
+            named = {v.get("lock") for v in verdict.get("violations") or []} | set(verdict.get("pending_acks") or [])
+            acked = bool(verdict.get("sha")) and lock.id in verify.acked_locks(st, verdict["sha"])
+            if lock.id in named and not (acked and lock.mode == "soft"):
+                how = "blocking"
+            elif current in ("MERGED", "CLEANED") or (verdict and verdict.get("result") == "OK"):
+                how = "clear"
+            elif current in ("SKIPPED",):
+                continue
+            else:
+                how = "routing around"
+            tasks.append({"id": task.id, "state": current, "pressure": how})
+        rows.append({**lock.to_dict(), "implicit": lock.id == locks_mod.AGENTS_MD_LOCK and not lockset.get(lock.id),
+                     "tasks": tasks})  # fmt: skip
+    return rows
+
+
+def pressure_text(rows: list[dict[str, Any]]) -> str:
+    from orch.cli.render import plain_table
+
+    if not rows:
+        return "no locks (add one: orch lock add PATTERN --reason ...)"
+    cells = []
+    for r in rows:
+        what = r.get("pattern") or r.get("text") or ""
+        if r["kind"] == "requirement":
+            what = f"{what} [{r.get('via')}: {r.get('check')}]"
+        tasks = ", ".join(f"{t['id']} {t['pressure']}" for t in r["tasks"]) or "-"
+        cells.append([r["id"], r["kind"], r["mode"], what, r.get("reason") or "-", tasks])
+    return plain_table(["ID", "KIND", "MODE", "LOCKS", "REASON", "PRESSURE"], cells)

@@ -1,0 +1,67 @@
+"""``orch plan``: the validated plan with each task's state and readiness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orch.core import state
+from orch.core.context import Ctx
+
+
+def build(ctx: Ctx) -> dict[str, Any]:
+    plan = ctx.plan
+    statuses = state.read_all(ctx.project, ctx.store)
+    tasks = []
+    warnings = []
+    for task in plan.tasks:
+        st = statuses.get(task.id) or {}
+        current = st.get("state", "PENDING")
+        ready = state.ready(task, statuses)
+        budget = task.budget
+        tasks.append(
+            {
+                "id": task.id,
+                "title": task.title,
+                "line": task.line,
+                "scope": task.scope,
+                "deps": task.deps,
+                "agent": task.agent,
+                "accept": task.accept,
+                "model": task.model,
+                "level": task.level,
+                "max_iterations": task.max_iterations,
+                "budget": {"tokens": budget.tokens, "usd": budget.usd} if budget else None,
+                "state": current,
+                "ready": ready,
+            }
+        )
+        if task.scope is None:
+            warnings.append(
+                f".orch/plan.md:{task.line}: task {task.id} has no scope: it may change any file that is not "
+                "locked (add '- scope: REGEX')"
+            )
+    return {"title": plan.title, "tasks": tasks, "warnings": warnings}
+
+
+def text(view: dict[str, Any]) -> str:
+    from orch.cli.render import plain_table
+
+    if not view["tasks"]:
+        return "the plan has no tasks yet (add one: orch plan add ID --title ...)"
+    rows = [
+        [
+            t["id"],
+            t["state"] + (" (ready)" if t["ready"] else ""),
+            ", ".join(t["deps"]) or "-",
+            t["scope"] or "(any)",
+            t["agent"] or "(default)",
+            t["title"],
+        ]
+        for t in view["tasks"]
+    ]
+    ready = [t["id"] for t in view["tasks"] if t["ready"]]
+    title = f"Plan: {view['title']}" if view["title"] else None
+    table = plain_table(["ID", "STATE", "DEPS", "SCOPE", "AGENT", "TITLE"], rows, title=title)
+    n = len(view["tasks"])
+    summary = f"\n{n} task{'s' if n != 1 else ''}; ready to spin: {', '.join(ready) or 'none'}"
+    return table + summary

@@ -1,0 +1,116 @@
+"""``orch status``: the plan joined with each task's runtime state."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+from orch.core import refs, state
+from orch.core.context import Ctx
+
+
+def _age(since: str | None) -> float | None:
+    if not since:
+        return None
+    try:
+        when = datetime.fromisoformat(since.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return max(0.0, time.time() - when.timestamp())
+
+
+def rows(ctx: Ctx, task_id: str | None = None) -> list[dict[str, Any]]:
+    plan = ctx.plan
+    statuses = state.read_all(ctx.project, ctx.store)
+    if task_id is not None and plan.get(task_id) is None and task_id not in statuses:
+        plan.require(task_id)  # raises with a did-you-mean hint
+    heads = refs.branch_heads(ctx.project.root) if any(s.get("verdict") for s in statuses.values()) else {}
+    ids = plan.ids() + [i for i in statuses if plan.get(i) is None]
+    out: list[dict[str, Any]] = []
+    for tid in ids:
+        if task_id is not None and tid != task_id:
+            continue
+        task = plan.get(tid)
+        st = statuses.get(tid) or {}
+        verdict = st.get("verdict") or {}
+        tokens = st.get("tokens") or {}
+        total = tokens.get("total") if tokens else None
+        if total is None and tokens:
+            total = int(tokens.get("input", 0)) + int(tokens.get("output", 0))
+        branch = st.get("branch")
+        out.append(
+            {
+                "id": tid,
+                "title": task.title if task else "(not in the plan any more)",
+                "state": st.get("state", "PENDING"),
+                "reason": st.get("reason"),
+                "deps": task.deps if task else [],
+                "ready": task is not None and state.ready(task, statuses),
+                "agent": st.get("agent") or (task.agent if task else None),
+                "branch": branch,
+                "started_at": st.get("started_at"),
+                "age_seconds": _age(st.get("started_at") or st.get("created_at")),
+                "iterations": st.get("iterations"),
+                "tokens": total,
+                "cost_usd": st.get("cost_usd"),
+                "outcome": (st.get("merge") or {}).get("outcome"),
+                "verdict": verdict.get("result"),
+                "verdict_sha": verdict.get("sha"),
+                "verdict_stale": (heads.get(branch) != verdict.get("sha")) if verdict and branch in heads else None,
+                "in_plan": task is not None,
+            }
+        )
+    return out
+
+
+def detail_text(ctx: Ctx, task_id: str) -> str:
+    """Everything known about one task, for ``orch status ID``."""
+    from orch.cli import render
+
+    row = rows(ctx, task_id)[0]
+    st = state.read(ctx.project, ctx.store, task_id) or {}
+    task = ctx.plan.get(task_id)
+    lines = [
+        f"{row['id']}: {row['title']}",
+        f"  state:      {row['state']}" + (" (ready to spin)" if row["ready"] else ""),
+    ]
+    if row["reason"]:
+        lines.append(f"  reason:     {row['reason']}")
+    if task is not None:
+        lines.append(f"  deps:       {', '.join(task.deps) or 'none'}")
+        lines.append(f"  scope:      {task.scope or '(none: may touch anything not locked)'}")
+        if task.accept:
+            lines.append(f"  accept:     {task.accept}")
+    for label, key in [
+        ("agent", "agent"),
+        ("branch", "branch"),
+        ("worktree", "worktree"),
+        ("base", "base_sha"),
+        ("pid", "pid"),
+        ("exit code", "exit_code"),
+        ("started", "started_at"),
+        ("finished", "finished_at"),
+    ]:
+        value = st.get(key) if key in st else row.get(key)
+        if value not in (None, ""):
+            lines.append(f"  {label + ':':<11} {value}")
+    if row["age_seconds"] is not None:
+        lines.append(f"  age:        {render.age(row['age_seconds'])}")
+    if row["iterations"] is not None:
+        lines.append(f"  iterations: {row['iterations']}")
+    if row["tokens"] is not None or row["cost_usd"] is not None:
+        cost = "" if row["cost_usd"] is None else f", ${row['cost_usd']:.2f}"
+        lines.append(f"  usage:      {row['tokens'] or 0:,} tokens{cost}")
+    verdict = st.get("verdict")
+    if verdict:
+        stale = " (stale: the branch moved since)" if row["verdict_stale"] else ""
+        lines.append(f"  verdict:    {verdict['result']} at {verdict['sha'][:12]}{stale}")
+        for v in verdict.get("violations") or []:
+            lines.append(f"    - {v['path']}: {v['rule']}")
+    merge = st.get("merge")
+    if merge:
+        lines.append(f"  merge:      {merge.get('outcome')} {merge.get('detail') or ''}".rstrip())
+    for note in (st.get("notes") or [])[-5:]:
+        lines.append(f"  note {note['at']}: {note['text']}")
+    return "\n".join(lines)
