@@ -81,7 +81,7 @@ def plan_add(
     brief: str | None = typer.Option(None, "--brief", help="One paragraph of brief (edit plan.md for more)."),
 ) -> None:
     """Append a task to .orch/plan.md, leaving every byte you wrote untouched."""
-    from orch.core import plan as plan_mod
+    from orch.core import planfile
 
     c = ctx()
     fields = {
@@ -94,7 +94,7 @@ def plan_add(
         "budget": budget,
         "max_iterations": None if max_iterations is None else str(max_iterations),
     }
-    task = plan_mod.add_task(c.project.plan_path, c.store, task_id=task_id, title=title, fields=fields, brief=brief)
+    task = planfile.add_task(c.project.plan_path, c.store, task_id=task_id, title=title, fields=fields, brief=brief)
     c.log("PENDING", "PLAN_ADD", task.title, task=task.id)
     out(f"added {task.id} at .orch/plan.md:{task.line}")
 

@@ -6,7 +6,7 @@ import functools
 from pathlib import Path
 
 from orch.core import config as config_mod
-from orch.core import eventlog
+from orch.core import eventlog, planfile
 from orch.core import plan as plan_mod
 from orch.core.repo import Project, find_project
 from orch.core.store import Store
@@ -29,7 +29,7 @@ class Ctx:
 
     @functools.cached_property
     def plan(self) -> plan_mod.Plan:
-        return plan_mod.load(self.project.plan_path, cache=not self.from_source)
+        return planfile.load(self.project.plan_path, cache=not self.from_source)
 
     def judging(self) -> Ctx:
         """This context if it reads from source, else one for the same project that does."""

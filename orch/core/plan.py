@@ -3,15 +3,13 @@
 The format (see the README): a level-2 heading ``## ID: Title`` starts a task; the bullet list right
 under it holds its fields (``- scope: ^src/auth/``); the rest, up to the next level-2 heading, is the
 brief. Text before the first task is free text. Every problem is reported at once as
-``.orch/plan.md:LINE: message``. orch appends tasks but never rewrites what a person wrote.
+``.orch/plan.md:LINE: message``. Reading the file and appending to it are in ``orch.core.planfile``.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from orch.core.errors import InputError, ManyErrors
 
@@ -173,92 +171,6 @@ def parse(text: str, *, where: str = ".orch/plan.md") -> Plan:
             hint="fix the plan by hand; the format is in the README (section 'plan.md')",
         )
     return plan
-
-
-def load(path: Path, *, where: str = ".orch/plan.md", cache: bool = True) -> Plan:
-    """The plan in ``path``. ``cache=False``: parsed from the file even when the parse cache (an
-    untracked file anyone can write) has an entry for it (what verification uses)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{where}: missing", hint="run orch init, or restore it from git") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{where}: not UTF-8 text") from exc
-    from orch.core.store import conflict_marker_line
-
-    marker = conflict_marker_line(text)
-    if marker is not None:
-        raise InputError(f"{where}:{marker}: unresolved merge conflict marker", hint="resolve it by hand")
-    folder = path.parent / "run" / "cache" / "plan"
-    key = _cache_key(text)
-    cached = _cache_get(folder, key) if cache else None
-    if cached is not None:
-        return cached
-    plan = parse(text, where=where)
-    if (path.parent / "run").is_dir():
-        _cache_put(folder, key, plan)
-    return plan
-
-
-# A valid plan is remembered, parsed, under a digest of its text and of this parser's source, so
-# `orch status` and `orch plan` on an unchanged plan skip parsing and compiling every scope regex.
-
-
-def _cache_key(text: str) -> str:
-    from _blake2 import blake2b
-
-    here = os.stat(__file__)
-    h = blake2b(digest_size=16)
-    h.update(f"{here.st_size}:{here.st_mtime_ns}\0".encode())
-    h.update(text.encode("utf-8", "surrogateescape"))
-    return h.hexdigest()
-
-
-def _cache_get(folder: Path, key: str) -> Plan | None:
-    import json
-
-    try:
-        data = json.loads((folder / f"{key}.json").read_bytes())
-        tasks = [
-            Task(t["id"], t["title"], t["fields"], t["brief"], t["gap"], t["line"], t["field_lines"])
-            for t in data["tasks"]
-        ]
-        return Plan(data["preamble"], tasks)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _cache_put(folder: Path, key: str, plan: Plan) -> None:
-    import json
-
-    from orch.core.store import atomic_write
-
-    data = {
-        "preamble": plan.preamble,
-        "tasks": [
-            {
-                "id": t.id,
-                "title": t.title,
-                "fields": t.fields,
-                "brief": t.brief,
-                "gap": t.gap,
-                "line": t.line,
-                "field_lines": t.field_lines,
-            }
-            for t in plan.tasks
-        ],
-    }
-    text = json.dumps(data, ensure_ascii=False)
-    try:
-        if (folder / f"{key}.json").read_text(encoding="utf-8") == text:
-            return  # a read from source finds the entry right: no write
-    except (OSError, ValueError):
-        pass
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        atomic_write(folder / f"{key}.json", text, durable=False)
-    except OSError:
-        pass  # a cache that cannot be written is only slower
 
 
 def _split_lines(text: str) -> list[str]:
@@ -484,69 +396,3 @@ def topo_order(plan: Plan, ids: list[str] | None = None) -> list[str]:
     for task in plan.tasks:
         place(task.id)
     return [t for t in order if t in wanted]
-
-
-def add_task(
-    path: Path,
-    store: object,
-    *,
-    task_id: str,
-    title: str,
-    fields: dict[str, str | None],
-    brief: str | None = None,
-    where: str = ".orch/plan.md",
-) -> Task:
-    """Append a task to plan.md, leaving every byte already there as it was.
-
-    The new text is checked together with the existing plan before anything is written; the write
-    is atomic and under the plan's lock, and the file is re-read after taking the lock.
-    """
-    from orch.core.store import Store
-
-    assert isinstance(store, Store)
-    if not ID_RE.fullmatch(task_id):
-        raise InputError(f"bad task id '{task_id}': {ID_RULE}")
-    for name, value in [("title", title), *fields.items()]:
-        if value is not None and ("\n" in value or "\r" in value):
-            raise InputError(f"--{name.replace('_', '-')} must be a single line", hint="edit .orch/plan.md for more")
-    unknown = [k for k in fields if k not in FIELDS]
-    if unknown:
-        raise InputError(f"unknown field '{unknown[0]}'", hint=f"known fields: {', '.join(FIELDS)}")
-    if not title.strip():
-        raise InputError("--title must not be empty")
-    wanted = {k: v.strip() for k, v in fields.items() if v is not None and v.strip()}
-    block = [f"## {task_id}: {title.strip()}\n"]
-    block += [f"- {k}: {v}\n" for k, v in wanted.items()]
-    if brief and brief.strip():
-        block.append("\n" + brief.strip("\n") + "\n")
-    with store.lock(where):
-        try:  # newline="": the bytes as written, CRLF included
-            text = path.open(encoding="utf-8", newline="").read() if path.exists() else ""
-        except UnicodeDecodeError as exc:
-            raise InputError(f"{where}: not UTF-8 text", hint="fix the file's encoding by hand") from exc
-        current = parse(text, where=where)  # a broken plan is reported as it is, before anything else
-        existing = current.get(task_id)
-        if existing is not None:
-            raise InputError(f"{where}:{existing.line}: a task '{task_id}' exists already", hint="pick another id")
-        nl = "\r\n" if "\r\n" in text else "\n"  # follow the file's own line endings
-        sep = "" if not text or text.endswith(nl + nl) else (nl if text.endswith("\n") else nl + nl)
-        new_text = text + sep + "".join(block).replace("\n", nl)
-        try:
-            plan = parse(new_text, where=where)  # the plan with the new task must be valid as a whole
-        except ManyErrors as exc:
-            raise ManyErrors(exc.problems, hint=f"{task_id} was not added; nothing was written") from None
-        added = plan.get(task_id)
-        if (
-            added is None
-            or len(plan.tasks) != len(current.tasks) + 1
-            or added.fields != wanted
-            or added.title != title.strip()
-            or added.brief_text() != (brief or "").strip("\n")
-        ):
-            raise InputError(
-                f"appending {task_id} would not read back as one task with these fields",
-                hint="the plan may end inside an open ``` code block, or the brief holds a '## ' heading "
-                "or starts with a '- field:' line; edit .orch/plan.md by hand",
-            )
-        store.write_text(path, new_text)
-    return added

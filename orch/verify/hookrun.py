@@ -89,10 +89,10 @@ def task_scope(place: Place) -> str | None:
     if not (isinstance(scopes, dict) and all(isinstance(v, (str, type(None))) for v in scopes.values())):
         from pathlib import Path
 
-        from orch.core import plan as plan_mod
+        from orch.core import planfile
         from orch.core.store import atomic_write
 
-        plan = plan_mod.load(Path(path))
+        plan = planfile.load(Path(path))
         scopes = {t.id: t.scope for t in plan.tasks}
         try:
             atomic_write(Path(cached), json.dumps(scopes))
