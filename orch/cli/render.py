@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from orch.core.text import age, plain_table
+
 STATE_STYLE = {
     "PENDING": "dim", "RUNNING": "cyan", "SUCCESS": "green", "MERGED": "bold green", "CLEANED": "dim green",
     "FAILED": "red", "CRASHED": "red", "REVERTED": "yellow", "CONFLICT": "yellow", "BLOCKED": "magenta",
@@ -23,19 +25,6 @@ def fancy() -> bool:
 
 def dumps(data: Any) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False)
-
-
-def age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m"
-    if s < 86400:
-        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
-    return f"{s // 86400}d{(s % 86400) // 3600}h"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None) -> str | None:
@@ -57,17 +46,6 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, title: str |
         Console().print(t)
         return None
     return plain_table(headers, rows, title=title)
-
-
-def plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None) -> str:
-    widths = [len(h) for h in headers]
-    for row in rows:
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(cell))
-    lines = [title] if title else []
-    for row in [headers, *rows]:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-    return "\n".join(lines)
 
 
 def status_rows(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:

@@ -9,7 +9,6 @@ from orch.core.errors import UsageError
 # -- verification: verify, ack, lock, hooks, hook --------------------------------------------------
 
 
-
 def _mode(hard: bool, soft: bool) -> str:
     if hard and soft:
         raise UsageError("--hard and --soft exclude each other")

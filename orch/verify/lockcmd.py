@@ -183,7 +183,7 @@ def pressure(ctx: Ctx) -> list[dict[str, Any]]:
 
 
 def pressure_text(rows: list[dict[str, Any]]) -> str:
-    from orch.cli.render import plain_table
+    from orch.core.text import plain_table
 
     if not rows:
         return "no locks (add one: orch lock add PATTERN --reason ...)"

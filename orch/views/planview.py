@@ -44,7 +44,7 @@ def build(ctx: Ctx) -> dict[str, Any]:
 
 
 def text(view: dict[str, Any]) -> str:
-    from orch.cli.render import plain_table
+    from orch.core.text import plain_table
 
     if not view["tasks"]:
         return "the plan has no tasks yet (add one: orch plan add ID --title ...)"

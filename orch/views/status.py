@@ -66,7 +66,7 @@ def rows(ctx: Ctx, task_id: str | None = None) -> list[dict[str, Any]]:
 
 def detail_text(ctx: Ctx, task_id: str) -> str:
     """Everything known about one task, for ``orch status ID``."""
-    from orch.cli import render
+    from orch.core import text
 
     row = rows(ctx, task_id)[0]
     st = state.read(ctx.project, ctx.store, task_id) or {}
@@ -96,7 +96,7 @@ def detail_text(ctx: Ctx, task_id: str) -> str:
         if value not in (None, ""):
             lines.append(f"  {label + ':':<11} {value}")
     if row["age_seconds"] is not None:
-        lines.append(f"  age:        {render.age(row['age_seconds'])}")
+        lines.append(f"  age:        {text.age(row['age_seconds'])}")
     if row["iterations"] is not None:
         lines.append(f"  iterations: {row['iterations']}")
     if row["tokens"] is not None or row["cost_usd"] is not None:

@@ -1,0 +1,156 @@
+"""The house rules, checked on the source: packages by stage, imports only go down, no circles.
+
+Every import statement counts, the ones inside functions included (a lazy import is still a
+dependency). A failure names the offending import with its file and line, or the whole circle.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ORCH = Path(__file__).resolve().parent.parent / "orch"
+
+# Stages, lowest first: a module may import its own package and the packages before it.
+RANKS = ["core", "verify", "agents", "integrate", "tasks", "inbox", "schedule", "views", "cli"]
+# Modules at the top of the package: process entry points whose names hooks, tmux sessions and
+# `python -m` invocations written by older versions still use.
+ENTRY_SHIMS = {"orch", "orch.__main__", "orch.hookmain", "orch.runner"}
+MAX_LINES = 500
+# Only the CLI talks to people and decides the exit code; these calls are how a module would.
+OUTPUT_CALLS = {"print", "sys.exit", "sys.stdout.write", "sys.stderr.write", "os._exit", "typer.Exit"}
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for path in sorted(ORCH.rglob("*.py")):
+        parts = path.relative_to(ORCH.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found[name] = path
+    return found
+
+
+MODULES = modules()
+
+
+def imports(name: str, path: Path) -> list[tuple[str, int]]:
+    """(module imported, line) for every import of an orch module in ``path``."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    result = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            result += [(alias.name, node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            for alias in node.names:
+                candidate = f"{base}.{alias.name}"
+                result.append((candidate if candidate in MODULES else base, node.lineno))
+    return [(m, line) for m, line in result if m == "orch" or m.startswith("orch.")]
+
+
+def stage(name: str) -> str | None:
+    parts = name.split(".")
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in RANKS) else None
+
+
+def test_every_module_lives_in_a_stage_or_is_an_entry_shim() -> None:
+    strays = [n for n in MODULES if n not in ENTRY_SHIMS and stage(n) not in RANKS]
+    assert not strays, f"modules outside the stages {RANKS}: {strays} (see AGENTS.md, ARCH_DECISIONS)"
+
+
+def test_imports_only_go_down() -> None:
+    wrong = []
+    for name, path in MODULES.items():
+        mine = stage(name)
+        if mine is None:
+            continue
+        for target, line in imports(name, path):
+            theirs = stage(target)
+            if target == "orch":  # the package itself: __version__
+                continue
+            if target in ENTRY_SHIMS or theirs is None:
+                wrong.append(f"{path.relative_to(ORCH.parent)}:{line}: {name} imports the entry shim {target}")
+            elif RANKS.index(theirs) > RANKS.index(mine):
+                wrong.append(f"{path.relative_to(ORCH.parent)}:{line}: {name} ({mine}) imports {target} ({theirs})")
+    assert not wrong, "imports must only go down the stages " + " < ".join(RANKS) + ":\n" + "\n".join(wrong)
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle in ``graph``, as the list of modules around it, or None."""
+    WHITE, GREY, BLACK = 0, 1, 2
+    colour = dict.fromkeys(graph, WHITE)
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        colour[node] = GREY
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if colour.get(nxt, BLACK) == GREY:
+                return stack[stack.index(nxt) :] + [nxt]
+            if colour.get(nxt) == WHITE:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        colour[node] = BLACK
+        return None
+
+    for node in sorted(graph):
+        if colour[node] == WHITE:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def test_no_import_circles() -> None:
+    graph = {name: {t for t, _ in imports(name, path) if t in MODULES and t != name} for name, path in MODULES.items()}
+    cycle = find_cycle(graph)
+    assert cycle is None, "import circle: " + " -> ".join(cycle or [])
+
+
+def test_the_cycle_finder_finds_one() -> None:
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
+
+
+def test_subpackage_inits_stay_empty() -> None:
+    # Importing a stage must cost nothing: no re-exports, no side effects.
+    full = [str(p.relative_to(ORCH.parent)) for p in ORCH.glob("*/__init__.py") if p.read_text().strip()]
+    assert not full, f"keep these empty: {full}"
+
+
+def test_no_module_is_over_about_500_lines() -> None:
+    sizes = {str(p.relative_to(ORCH.parent)): len(p.read_text().splitlines()) for p in MODULES.values()}
+    big = {path: n for path, n in sizes.items() if n > MAX_LINES}
+    assert not big, f"split these along their seams: {big}"
+
+
+def dotted(node: ast.expr) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{dotted(node.value)}.{node.attr}"
+    return ""
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if stage(n) not in (None, "cli")))
+def test_only_the_cli_prints_or_exits(name: str) -> None:
+    """Outside ``orch/cli/`` modules return values; a module run as a process of its own (with a
+    ``__main__`` guard: the supervisor) may report its own usage errors from under that guard."""
+    tree = ast.parse(MODULES[name].read_text())
+    guarded: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test):
+            guarded |= {id(n) for n in ast.walk(node)}
+    calls = [
+        f"{MODULES[name].relative_to(ORCH.parent)}:{n.lineno}: {dotted(n.func)}(...)"
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and dotted(n.func) in OUTPUT_CALLS and id(n) not in guarded
+    ]
+    assert not calls, "only orch/cli/ prints or exits; return a value instead:\n" + "\n".join(calls)
