@@ -292,3 +292,54 @@ def test_plan_add_usage_errors_exit_2(project: Path, orch: Orch) -> None:
     assert "--title" in r.stderr
     r = orch("plan", "add", "T2", "--title", "t", "--max-iterations", "0")
     assert r.returncode == 2
+
+
+# -- every line that looks like a heading or a field counts, or is an error with its line ------------
+
+
+def test_a_byte_order_mark_is_read_past() -> None:
+    plan = plan_mod.parse("\ufeff# Plan: with a BOM\n\n## T1: First\n- scope: ^a/\n")
+    assert (plan.title, plan.ids(), plan.tasks[0].scope, plan.tasks[0].line) == ("with a BOM", ["T1"], "^a/", 3)
+    assert plan_mod.parse("\ufeff## T1: First\n- deps: none\n").ids() == ["T1"]
+
+
+def test_plan_add_keeps_a_byte_order_mark(project: Path, orch: Orch) -> None:
+    (project / ".orch/plan.md").write_bytes("\ufeff## T1: First\n- scope: ^a/\n".encode())
+    orch.ok("plan", "add", "T2", "--title", "Second", "--deps", "T1")
+    data = (project / ".orch/plan.md").read_bytes()
+    assert data == "\ufeff## T1: First\n- scope: ^a/\n\n## T2: Second\n- deps: T1\n".encode()
+    assert orch.ok("plan", "--json").stdout.count('"id"') == 2
+
+
+@pytest.mark.parametrize(
+    "bullet", ["-\tscope: ^src/", "  - scope: ^src/", "\t- scope: ^src/", "* scope: ^src/", "+ scope: ^src/"]
+)
+def test_field_bullets_as_markdown_writes_them_count(bullet: str) -> None:
+    plan = plan_mod.parse(f"## T1: x\n- deps: none\n{bullet}\n- agent: shell\n")
+    assert plan.tasks[0].fields == {"deps": "none", "scope": "^src/", "agent": "shell"}
+    assert plan.tasks[0].field_lines["scope"] == 3
+
+
+def test_an_indented_deps_bullet_keeps_its_dependency() -> None:
+    plan = plan_mod.parse("## T1: a\n- scope: ^a/\n\n## T2: b\n- scope: ^b/\n  - deps: T1\n")
+    assert plan.get("T2") is not None and plan.get("T2").deps == ["T1"]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("heading", ["##\tT3: x", "   ## T3: x", "## \tT3: x"])
+def test_headings_with_a_tab_or_indented_count(heading: str) -> None:
+    plan = plan_mod.parse(f"## T1: a\n\n{heading}\n- deps: T1\n")
+    assert plan.ids() == ["T1", "T3"]
+    assert (plan.tasks[1].title, plan.tasks[1].deps, plan.tasks[1].line) == ("x", ["T1"], 3)
+
+
+def test_a_heading_without_its_space_is_an_error() -> None:
+    assert problems("## T1: a\n\n##T2: b\n") == [
+        ".orch/plan.md:3: '##T2: b' looks like a task heading: write '## ID: Title' (a space after '##')"
+    ]
+
+
+def test_a_field_cut_off_by_a_blank_line_is_an_error() -> None:
+    assert problems("## T1: a\n- scope: ^a/\n\n- deps: T0\n\nBrief.\n") == [
+        ".orch/plan.md:4: field 'deps' of T1 is cut off from its field list by a blank line or a line above it "
+        "(it would be read as the brief): move it up into the list"
+    ]

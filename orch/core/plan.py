@@ -17,7 +17,13 @@ ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,39}")
 AGENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 FIELDS = ("scope", "deps", "agent", "accept", "model", "level", "max_iterations", "budget", "run")
 LEVELS = ("goal", "feature", "component", "code")
-_FIELD_LINE = re.compile(r"- (?P<key>[A-Za-z_][A-Za-z0-9_-]*)[ \t]*:[ \t]*(?P<value>.*?)[ \t]*$")
+# A field is a Markdown bullet ('-', '*' or '+', then a space or a tab), indented or not: whatever a
+# Markdown reader shows as a bullet under the heading counts, so no field is dropped without a word.
+_BULLET = re.compile(r"[ \t]*[-*+][ \t]")
+_FIELD_LINE = re.compile(r"[ \t]*[-*+][ \t]+(?P<key>[A-Za-z_][A-Za-z0-9_-]*)[ \t]*:[ \t]*(?P<value>.*?)[ \t]*$")
+# A task heading: '##' then a space or a tab, up to three spaces in (CommonMark); a bare '##' too.
+_HEADING = re.compile(r" {0,3}##(?:[ \t]|$)")
+_LOOKS_LIKE_HEADING = re.compile(r" {0,3}##[A-Za-z]")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _BUDGET_PART = re.compile(
     r"^(?:\$\s*(?P<usd>\d+(?:\.\d+)?)|(?P<usd2>\d+(?:\.\d+)?)\s*(?:usd|USD|dollars?)"
@@ -161,8 +167,11 @@ def split_deps(value: str) -> list[str]:
 
 
 def parse(text: str, *, where: str = ".orch/plan.md") -> Plan:
-    """Parse and validate plan text; raise ``ManyErrors`` listing every problem at once."""
-    plan, problems = _parse(text, where)
+    """Parse and validate plan text; raise ``ManyErrors`` listing every problem at once.
+
+    A UTF-8 byte order mark (editors on Windows write one) is read past; ``plan add`` keeps it.
+    """
+    plan, problems = _parse(text.removeprefix("\ufeff"), where)
     problems += _validate(plan, where)
     if problems:
         problems.sort(key=lambda p: p[0])
@@ -193,8 +202,12 @@ def _parse(text: str, where: str) -> tuple[Plan, list[tuple[int, str]]]:
             elif marker[0] == fence[0] and len(marker) >= len(fence) and not raw[m.end() :].strip():
                 fence = None  # CommonMark: same character, at least as long, nothing after it
             continue
-        if fence is None and (raw.startswith("## ") or raw.rstrip("\r\n") == "##"):
+        if fence is None and _HEADING.match(raw.rstrip("\r\n")):
             heads.append(i)
+        elif fence is None and _LOOKS_LIKE_HEADING.match(raw):
+            problems.append(
+                (i + 1, f"'{raw.rstrip()}' looks like a task heading: write '## ID: Title' (a space after '##')")
+            )
     plan.preamble = "".join(lines[: heads[0]] if heads else lines)
     for n, start in enumerate(heads):
         end = heads[n + 1] if n + 1 < len(heads) else len(lines)
@@ -208,7 +221,7 @@ def _parse(text: str, where: str) -> tuple[Plan, list[tuple[int, str]]]:
 def _parse_task(lines: list[str], start: int, end: int) -> tuple[Task | None, list[tuple[int, str]]]:
     problems: list[tuple[int, str]] = []
     lineno = start + 1
-    heading = lines[start].rstrip("\r\n")[3:]
+    heading = _HEADING.sub("", lines[start].rstrip("\r\n"), count=1)
     task_id, sep, title = heading.partition(":")
     task_id, title = task_id.strip(), title.strip()
     if not sep or not title:
@@ -228,7 +241,7 @@ def _parse_task(lines: list[str], start: int, end: int) -> tuple[Task | None, li
         i += 1
     if i < end and _starts_field_list(lines[i]):
         task.gap = i - start - 1
-        while i < end and lines[i].startswith("- "):
+        while i < end and _BULLET.match(lines[i]):
             raw = lines[i].rstrip("\r\n")
             m = _FIELD_LINE.match(raw)
             if not m:
@@ -258,7 +271,25 @@ def _parse_task(lines: list[str], start: int, end: int) -> tuple[Task | None, li
     else:
         i = start + 1
     task.brief = "".join(lines[i:end])
+    problems += _stray_fields(lines, i, end, task_id)
     return task, problems
+
+
+def _stray_fields(lines: list[str], i: int, end: int, task_id: str) -> list[tuple[int, str]]:
+    """Field lines the brief would swallow: bullets naming a field, after blank lines at its top."""
+    problems = []
+    while i < end and (not lines[i].strip() or _BULLET.match(lines[i])):
+        m = _FIELD_LINE.match(lines[i].rstrip("\r\n"))
+        if m and m["key"] in FIELDS:
+            problems.append(
+                (
+                    i + 1,
+                    f"field '{m['key']}' of {task_id} is cut off from its field list by a blank line or a "
+                    "line above it (it would be read as the brief): move it up into the list",
+                )
+            )
+        i += 1
+    return problems
 
 
 def _starts_field_list(raw: str) -> bool:
