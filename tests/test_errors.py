@@ -128,3 +128,33 @@ def test_a_closed_pipe_is_not_an_error(project: Path) -> None:
     proc.wait(timeout=60)
     assert proc.returncode == 0
     assert b"Traceback" not in err and b"internal error" not in err
+
+
+CLOSED_STDOUT = "import os, sys; os.close(1); os.execv(sys.executable, [sys.executable, '-m', 'orch', *sys.argv[1:]])"
+
+
+@pytest.mark.parametrize("args", [["status"], ["--version"], ["verify", "--all"], ["plan"]])
+def test_a_closed_stdout_is_one_line_and_exit_4(project: Path, args: list[str]) -> None:
+    r = subprocess.run(
+        [sys.executable, "-c", CLOSED_STDOUT, *args], cwd=project, stderr=subprocess.PIPE, text=True, check=False
+    )
+    assert r.returncode == ExitCode.GIT
+    assert r.stderr == "orch: standard output is closed; run it with >/dev/null to discard the output\n"
+
+
+GONE_CWD = (
+    "import os, sys; os.chdir(sys.argv[1]); os.rmdir(sys.argv[1]); del sys.argv[1]\n"
+    "from orch.cli.entry import main\nmain()\n"
+)
+
+
+def test_a_folder_that_no_longer_exists_is_one_line_and_exit_4(project: Path) -> None:
+    gone = project / "gone"
+    for args in (["status"], ["verify", "T1"], ["merge", "--dry-run"]):
+        gone.mkdir()
+        r = subprocess.run([sys.executable, "-c", GONE_CWD, str(gone), *args], capture_output=True, text=True)
+        assert (r.returncode, r.stdout) == (ExitCode.GIT, ""), r.stderr
+        assert r.stderr == (
+            "orch: the current folder no longer exists (a task worktree that was cleaned?)\n"
+            "  hint: cd into the repository and run the command again\n"
+        )

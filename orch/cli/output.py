@@ -39,6 +39,8 @@ def err(text: str) -> None:
 def guarded(body: Callable[[], int]) -> NoReturn:
     """Run ``body`` and exit with its code, or with the code of what it raised."""
     code: int = ExitCode.OK
+    if sys.stdout is None:  # started with stdout closed (`orch status >&-`): nowhere to say anything
+        _closed_stdout()
     try:
         code = body()
     except OrchError as exc:
@@ -88,3 +90,11 @@ def _silence_stdout() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
+
+
+def _closed_stdout() -> NoReturn:
+    """Refuse to run without a standard output: a command's result would be lost without a word."""
+    if sys.stderr is not None:
+        sys.stderr.write("orch: standard output is closed; run it with >/dev/null to discard the output\n")
+        sys.stderr.flush()
+    os._exit(ExitCode.GIT)

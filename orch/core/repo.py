@@ -81,7 +81,16 @@ class Project:
 
 def find_project(start: Path | str | None = None, *, require_init: bool = True) -> Project:
     """Locate the project that ``start`` (default: the current folder) belongs to."""
-    cwd = Path(start) if start is not None else Path(os.getcwd())
+    if start is not None:
+        cwd = Path(start)
+    else:
+        try:
+            cwd = Path(os.getcwd())
+        except FileNotFoundError:
+            raise EnvError(
+                "the current folder no longer exists (a task worktree that was cleaned?)",
+                hint="cd into the repository and run the command again",
+            ) from None
     r = git.run(
         [
             "rev-parse",
