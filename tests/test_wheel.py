@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -48,6 +49,8 @@ def test_the_wheel_ships_schemas_templates_and_both_commands(wheel: Path) -> Non
     for module in (ROOT / "orch").rglob("*.py"):  # every subpackage ships, each with its __init__.py
         assert module.relative_to(ROOT).as_posix() in names
     assert not any(n.startswith(("tests/", "scripts/")) for n in names)
+    for page in ("orch.1", "git-orch.1"):
+        assert f"git_orch-0.1.0.data/data/share/man/man1/{page}" in names
     assert "orch = orch.cli.entry:main" in entry_points
     assert "git-orch = orch.cli.entry:main" in entry_points
     assert "Requires-Python: >=3.10" in metadata
@@ -91,3 +94,20 @@ def test_orch_init_from_a_fresh_virtualenv(wheel: Path, tmp_path: Path, repo: Pa
     assert "T1  PENDING (ready)" in r.stdout
     git(repo, "add", "-A")
     assert ".orch/config.yaml" in git(repo, "diff", "--cached", "--name-only")
+
+    # git turns `git orch --help` into `man git-orch`: man finds the page beside the console script
+    assert (venv / "share/man/man1/git-orch.1").read_text() == (ROOT / "man/git-orch.1").read_text()
+    if shutil.which("man") is None:
+        pytest.skip("man is not installed here: the page is in the wheel, `git orch --help` is not tried")
+    r = run(["git", "orch", "--help"], repo, {**env, "MANPAGER": "cat", "PAGER": "cat", "MANWIDTH": "80"})
+    assert "git-orch - a git-native orchestrator for coding agents" in r.stdout
+    assert "git orch merge" in r.stdout and "EXIT STATUS" in r.stdout
+
+
+def test_the_man_pages_are_the_clis_own_help(tmp_path: Path) -> None:
+    """man/*.1 are generated (python -m orch.cli.manpage man/): a changed command changes them."""
+    run([sys.executable, "-m", "orch.cli.manpage", str(tmp_path)], cwd=ROOT, env={**os.environ, "COLUMNS": "200"})
+    for page in ("orch.1", "git-orch.1"):
+        assert (tmp_path / page).read_text() == (ROOT / "man" / page).read_text(), (
+            f"man/{page} is out of date: run python -m orch.cli.manpage man/"
+        )

@@ -14,12 +14,16 @@ import types
 import typing
 from typing import Any
 
-import typer
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import typer
 
 
 def click_exceptions() -> tuple[Any, Any, Any]:
     """(ClickException, Abort, Exit) as raised by the installed typer."""
     import importlib
+
+    import typer  # orch.cli.app imports it first, with plain help set up
 
     try:
         module = importlib.import_module("typer._click.exceptions")

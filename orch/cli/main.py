@@ -7,8 +7,13 @@ from __future__ import annotations
 
 from typing import NoReturn
 
-from orch.cli import merge_cmds, project_cmds, task_cmds, verify_cmds  # noqa: F401  (they register commands)
 from orch.cli.app import app
+
+# isort: off
+# Importing a command module registers its commands; `orch --help` lists them in this order.
+from orch.cli import project_cmds, task_cmds, verify_cmds, merge_cmds  # noqa: F401
+
+# isort: on
 from orch.core.errors import ExitCode
 
 
