@@ -648,6 +648,17 @@ def test_supervisor_does_not_import_code_from_the_worktree(project: Path, orch: 
     assert wait_state(Orch(docs), "T1") == "SUCCESS"
 
 
+def test_the_old_supervisor_command_line_runs_todays_supervisor(tmp_path: Path) -> None:
+    # `python -m orch.runner ROOT ID` is how orch 0.1 started a supervisor (a tmux session may still
+    # run one): it is today's supervisor, down to its usage line and exit code for bad usage.
+    usage = "usage: python -m orch.agents.supervisor ROOT TASK_ID [--tmux]\n"
+    for module in ("orch.runner", "orch.agents.supervisor"):
+        r = subprocess.run(
+            [sys.executable, "-m", module], cwd=tmp_path, capture_output=True, text=True, check=False, timeout=60
+        )
+        assert (r.returncode, r.stdout, r.stderr) == (2, "", usage), module
+
+
 def test_stop_ends_a_long_accept_command(project: Path, orch: Orch, agent_script: Path) -> None:
     plan(project, task("T1", agent_run(agent_script, "dirty"), extra="- accept: echo accepting; sleep 60"))
     orch.ok("spin", "T1")

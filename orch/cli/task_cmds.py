@@ -26,12 +26,12 @@ def spin(
 ) -> int:
     """Give tasks a branch orch/ID and a worktree, write their context, start their agents."""
     from orch.cli import render
-    from orch.tasks import worktrees
+    from orch.tasks import spin as spin_mod
 
     if bool(ids) == ready:
         raise UsageError("name the tasks to spin, or pass --ready, not both", hint="orch spin T1, or orch spin --ready")
     c = ctx()
-    chosen = list(ids) if ids else worktrees.ready_ids(c)
+    chosen = list(ids) if ids else spin_mod.ready_ids(c)
     if not chosen:
         out("no task is ready to spin (see: orch plan)")
         return 0
@@ -40,7 +40,7 @@ def spin(
     def progress(task_id: str, message: str) -> None:
         err(f"[{position.get(task_id, 0)}/{len(position)}] {task_id}: {message}")
 
-    results = worktrees.spin(
+    results = spin_mod.spin(
         c, chosen, agent=agent, start=not no_start, tmux=use_tmux, force=force, progress=None if as_json else progress
     )
     if as_json:
@@ -62,11 +62,11 @@ def start(
     use_tmux: bool = typer.Option(False, "--tmux", help="Run the agent in tmux session orch-ID."),
 ) -> None:
     """Start the agent of a task spun with --no-start."""
-    from orch.agents import runner
+    from orch.agents import launch
 
     c = ctx()
     refs.check_id(task_id, cwd=c.project.root)
-    st = runner.start(c, task_id, tmux=use_tmux)
+    st = launch.start(c, task_id, tmux=use_tmux)
     out(f"{task_id}: started ({st.get('agent')}" + (f", tmux {st['tmux_session']})" if st.get("tmux_session") else ")"))
 
 
@@ -102,12 +102,12 @@ def wait(
     timeout: float | None = typer.Option(None, "--timeout", help="Give up after this many seconds."),
 ) -> int:
     """Wait until tasks finish; exit 0 if all succeeded, 1 otherwise (or on timeout)."""
-    from orch.agents import runner
+    from orch.agents import launch
 
     c = ctx()
     for task_id in ids or []:
         refs.check_id(task_id, cwd=c.project.root)
-    states = runner.wait(c, list(ids) if ids else None, timeout)
+    states = launch.wait(c, list(ids) if ids else None, timeout)
     if not states:
         out("no task is running or waiting to be merged")
     for task_id, st in states.items():
@@ -122,11 +122,11 @@ def stop(
     grace: float = typer.Option(10.0, "--grace", help="Seconds between SIGTERM and SIGKILL."),
 ) -> None:
     """Stop a running agent (SIGTERM to its process group, SIGKILL after a grace period)."""
-    from orch.agents import runner
+    from orch.agents import launch
 
     c = ctx()
     refs.check_id(task_id, cwd=c.project.root)
-    st = runner.stop(c, task_id, kill=kill, grace=grace)
+    st = launch.stop(c, task_id, kill=kill, grace=grace)
     out(f"{task_id}: {st.get('state')}" + (f" ({st['reason']})" if st.get("reason") else ""))
 
 
@@ -137,21 +137,21 @@ def report(
     artifact: list[str] = typer.Option(None, "--artifact", help="A file to hand on (repeatable)."),
 ) -> None:
     """For agents: report progress or a blocker from inside the task's worktree."""
-    from orch.agents import runner
+    from orch.agents import launch
 
     c = ctx()
-    st = runner.report(c, Path(os.getcwd()), what, note=note, artifacts=list(artifact or []))
+    st = launch.report(c, Path(os.getcwd()), what, note=note, artifacts=list(artifact or []))
     out(f"{st['id']}: reported {what.upper()} (task is {st.get('state')})")
 
 
 @app.command()
 def attach(task_id: str = typer.Argument(..., metavar="ID")) -> None:
     """Attach to the tmux session of a task spun with --tmux (watch it or take over)."""
-    from orch.agents import runner
+    from orch.agents import launch
 
     c = ctx()
     refs.check_id(task_id, cwd=c.project.root)
-    argv = runner.attach_argv(c, task_id)
+    argv = launch.attach_argv(c, task_id)
     sys.stdout.flush()
     os.execvp(argv[0], argv)
 
@@ -166,16 +166,16 @@ def clean(
 ) -> int:
     """Remove worktrees and branches of finished tasks; keeps a ref to every commit and change."""
     from orch.cli import render
-    from orch.tasks import worktrees
+    from orch.tasks import clean as clean_mod
 
     if ids and (merged or all_):
         raise UsageError("name tasks, or pass --merged / --all, not both")
     c = ctx()
-    rep = worktrees.clean(c, list(ids) if ids else None, merged=merged, all=all_, force=force)
+    rep = clean_mod.clean(c, list(ids) if ids else None, merged=merged, all=all_, force=force)
     if as_json:
         out(render.dumps(rep.to_json()))
     else:
-        out(worktrees.clean_text(rep) if rep.entries else "nothing to clean")
+        out(clean_mod.clean_text(rep) if rep.entries else "nothing to clean")
     return 1 if ids and rep.skipped else 0
 
 

@@ -209,7 +209,7 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
             info=not dirty,
         )
         if fix and dirty:
-            from orch.agents.runner import snapshot_commit
+            from orch.agents.supervisor import snapshot_commit
 
             sha = snapshot_commit(wt, task_id, "found uncommitted by orch doctor after a crash")
             _record_snapshot(ctx, task_id, sha)

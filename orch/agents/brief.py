@@ -1,0 +1,98 @@
+"""The brief an agent reads, ``context.md``: its task, its scope, the locks that touch it, its deps.
+
+Rendered from ``templates/context.md`` by ``orch spin`` (``orch.tasks.spin``) into the task's run
+folder, next to the frozen manifest it is made from. It belongs to the agents stage: it is what orch
+hands an agent, and it reads only the manifest, the locks and the deps' statuses.
+"""
+
+from __future__ import annotations
+
+import os
+import string
+from pathlib import Path
+from typing import Any
+
+from orch.core import state
+from orch.core.context import Ctx
+
+
+def render_context(ctx: Ctx, manifest: dict[str, Any]) -> str:
+    """context.md, the brief handed to the agent, from templates/context.md."""
+    from orch.core.store import template
+
+    scope = manifest.get("scope")
+    if scope:
+        scope_rule = (
+            f"Change only files whose path, relative to the repository root, matches the regular "
+            f"expression `{scope}` (Python `re.search`, as in `grep -E`). A change to any other file is a "
+            "scope violation and keeps your work out of the base branch."
+        )
+    else:
+        scope_rule = "This task has no scope: you may change any file that no lock below protects."
+    accept = manifest.get("accept")
+    test = ctx.config.test_command
+    accept_text = (
+        f"`{accept}` must pass; it runs in your worktree (through `sh -c`) when you exit."
+        if accept
+        else "This task has no acceptance command of its own."
+    )
+    if test:
+        accept_text += f" At merge time the project's tests run: `{test}`."
+    values = {
+        "task_id": manifest["id"],
+        "title": manifest["title"],
+        "branch": manifest["branch"],
+        "base_sha": manifest["base_sha"][:12],
+        "base_branch": manifest.get("base_branch", ctx.config.base_branch),
+        "brief": manifest.get("brief") or "(no brief beyond the title)",
+        "scope_rule": scope_rule,
+        "locks": _locks_text(ctx, scope),
+        "accept": accept_text,
+        "agents_md": str(Path(manifest["worktree"]) / "AGENTS.md"),
+        "deps": _deps_text(ctx, manifest.get("deps") or []),
+    }
+    return string.Template(template("context.md")).safe_substitute(values)
+
+
+def _locks_text(ctx: Ctx, scope: str | None) -> str:
+    """The locks that touch the task's scope (all of them for a task without a scope)."""
+    from orch.verify import locks as locks_mod
+
+    lockset = locks_mod.load(ctx.project)
+    lines = []
+    others = 0
+    for lock in lockset.for_agents():
+        if not locks_mod.touches_scope(lock, scope):
+            others += 1
+            continue
+        reason = f": {lock.reason}" if lock.reason else ""
+        lines.append(f"- {lock.id} ({lock.mode} {lock.kind} lock) `{lock.label}`{reason}")
+    if not lines:
+        text = "No lock touches your scope."
+    else:
+        text = "\n".join(lines) + (
+            "\n\nA hard lock blocks the merge of any change to what it protects; a soft lock needs a person's ack."
+        )
+    if others:
+        text += f"\n\n({others} other lock(s) protect paths outside your scope: `orch lock list` shows them.)"
+    return text
+
+
+def _deps_text(ctx: Ctx, deps: list[str]) -> str:
+    if not deps:
+        return "None."
+    lines = []
+    for dep in deps:
+        st = state.read(ctx.project, ctx.store, dep, refresh=False) or {}
+        folder = ctx.project.task_dir(dep)
+        head = st.get("head_sha") or (st.get("merge") or {}).get("sha")
+        line = f"- {dep}: branch `orch/{dep}`" + (f" at `{head[:12]}`" if head else "")
+        line += f", state {st.get('state', 'PENDING')}; its brief: `{folder / 'context.md'}`"
+        lines.append(line)
+        for artifact in st.get("artifacts") or []:
+            shown = artifact if os.path.isabs(artifact) else f"{head[:12] if head else f'orch/{dep}'}:{artifact}"
+            lines.append(f"  - artifact: `{shown}`")
+    return (
+        "\n".join(lines) + "\n\nThese are references: read them where they are, do not copy them "
+        "(`git show orch/ID:PATH` prints a file of a dependency's branch)."
+    )

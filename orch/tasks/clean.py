@@ -1,0 +1,317 @@
+"""``orch clean``: remove finished tasks' worktrees and branches without losing a commit or a change.
+
+Uncommitted work goes to a snapshot commit under ``refs/orch/snapshots/<id>/<timestamp>`` (made with
+a temporary index: the branch and the worktree are not touched), the worktree is removed (or only
+the link, if the folder was replaced by a symlink), and a branch whose commits are not in the base is
+kept (as ``orch/<id>``, or with ``--force`` as ``refs/orch/kept/<id>/<timestamp>``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orch.core import eventlog, git, state
+from orch.core.context import Ctx
+from orch.core.errors import InputError
+from orch.core.refs import (
+    BASE_PREFIX,
+    KEPT_PREFIX,
+    SNAPSHOT_PREFIX,
+    branch_name,
+    check_id,
+    checked_out_elsewhere,
+    git_worktrees,
+    same_repo,
+    task_of_worktree,
+    timestamp,
+)
+from orch.tasks.spin import worktree_path
+
+CLEANABLE = frozenset(state.FINISHED | state.VIOLATIONS | {"MERGED", "REVERTED", "CONFLICT", "SKIPPED", "PENDING"})
+
+
+@dataclass
+class CleanEntry:
+    id: str
+    previous_state: str
+    removed_worktree: str | None = None
+    link_only: bool = False
+    kept_folder: str | None = None
+    snapshot_ref: str | None = None
+    deleted_branch: str | None = None
+    kept_branch: str | None = None
+    kept_refs: list[str] = field(default_factory=list)
+    restore: list[str] = field(default_factory=list)
+    skipped: str | None = None
+    branch_note: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class CleanReport:
+    entries: list[CleanEntry] = field(default_factory=list)
+
+    @property
+    def cleaned(self) -> list[CleanEntry]:
+        return [e for e in self.entries if e.skipped is None]
+
+    @property
+    def skipped(self) -> list[CleanEntry]:
+        return [e for e in self.entries if e.skipped is not None]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"cleaned": [e.to_json() for e in self.cleaned], "skipped": [e.to_json() for e in self.skipped]}
+
+
+def clean(
+    ctx: Ctx,
+    ids: list[str] | None = None,
+    *,
+    merged: bool = False,
+    all: bool = False,
+    force: bool = False,
+) -> CleanReport:
+    """Remove worktrees and branches of finished tasks, keeping a ref to every commit and change.
+
+    Without ids: merged tasks (``--merged``, also the default), or every finished task (``--all``).
+    A RUNNING task is never cleaned.
+    """
+    project, store = ctx.project, ctx.store
+    statuses = state.read_all(project, store)
+    if ids:
+        for task_id in ids:
+            check_id(task_id, cwd=project.root)
+            if task_id not in statuses:
+                raise InputError(f"task {task_id} was never spun: nothing to clean")
+            if statuses[task_id].get("state") == "RUNNING":
+                raise InputError(f"task {task_id} is RUNNING", hint=f"stop it first: orch stop {task_id}")
+        selected = list(dict.fromkeys(ids))
+    elif all:
+        selected = [i for i, s in statuses.items() if s.get("state") not in ("RUNNING", "CLEANED")]
+    else:
+        selected = [i for i, s in statuses.items() if s.get("state") != "CLEANED" and state.merged(s)]
+    report = CleanReport()
+    listing = git_worktrees(project.root)
+    from orch.integrate import ceremony
+
+    journal = ceremony.pending(ctx)
+    held = set(journal["queue"]) if journal else set()
+    for task_id in selected:
+        if task_id in held:
+            entry = CleanEntry(task_id, str(statuses[task_id].get("state", "PENDING")))
+            entry.skipped = "an interrupted merge ceremony holds it (orch merge --resume or --abort first)"
+            report.entries.append(entry)
+            continue
+        with store.lock(f"finish-{task_id}"):
+            st = state.read(project, store, task_id) or {}
+            report.entries.append(_clean_one(ctx, task_id, st, listing, force=force))
+    return report
+
+
+def _clean_one(
+    ctx: Ctx, task_id: str, st: state.Status, listing: dict[str, dict[str, str]], *, force: bool
+) -> CleanEntry:
+    project = ctx.project
+    root = project.root
+    previous = str(st.get("state", "PENDING"))
+    entry = CleanEntry(task_id, previous)
+    if previous == "RUNNING":
+        entry.skipped = f"RUNNING (stop it first: orch stop {task_id})"
+        return entry
+    if previous not in CLEANABLE and previous != "CLEANED":
+        entry.skipped = f"state {previous}"
+        return entry
+    branch = branch_name(task_id)  # never the status's word for it: a status is a file anyone can edit
+    wt_text = st.get("worktree")
+    worktree_gone = True
+    if wt_text:
+        wt = Path(wt_text)
+        worktree_gone = _remove_worktree(ctx, task_id, wt, listing, entry)
+    if entry.skipped:
+        return entry
+    tip = git.rev_parse(f"refs/heads/{branch}", cwd=root)
+    holder = checked_out_elsewhere(root, branch) if tip is not None and worktree_gone else None
+    if holder is not None:
+        entry.kept_branch = branch
+        entry.branch_note = f"checked out in {holder}; orch never deletes a branch a worktree has checked out"
+    elif tip is not None and worktree_gone:
+        base_tip = git.rev_parse(f"refs/heads/{ctx.config.base_branch}", cwd=root)
+        in_base = base_tip is not None and git.is_ancestor(tip, base_tip, cwd=root)
+        if in_base:
+            git.run(["update-ref", "-d", f"refs/heads/{branch}", tip], cwd=root)
+            git.run(["update-ref", "-d", f"{BASE_PREFIX}/{task_id}"], cwd=root, check=False)
+            entry.deleted_branch = branch
+        elif force:
+            kept = f"{KEPT_PREFIX}/{task_id}/{timestamp()}"
+            git.run(
+                ["update-ref", "--stdin"], cwd=root, input=f"create {kept} {tip}\ndelete refs/heads/{branch} {tip}\n"
+            )
+            git.run(["update-ref", "-d", f"{BASE_PREFIX}/{task_id}"], cwd=root, check=False)
+            entry.deleted_branch = branch
+            entry.kept_refs.append(kept)
+            entry.restore.append(f"git branch {branch} {kept}")
+        else:
+            entry.kept_branch = branch
+            n = git.out(["rev-list", "--count", f"{ctx.config.base_branch}..{tip}"], cwd=root)
+            entry.restore.append(
+                f"git worktree add {project.rel(worktree_path(ctx, task_id))} {branch}   # {n} commit(s) not in "
+                f"{ctx.config.base_branch}"
+            )
+    elif tip is not None:
+        entry.kept_branch = branch
+    if previous == "CLEANED" and not (entry.deleted_branch or entry.removed_worktree or entry.snapshot_ref):
+        entry.skipped = "already cleaned"
+        return entry
+
+    def mark(s: state.Status) -> None:
+        if s.get("state") != "CLEANED":
+            s["previous_state"] = s.get("state")
+            s["state"] = "CLEANED"
+        s["cleaned_at"] = eventlog.utcnow()
+        s["worktree"] = None
+        s["kept_refs"] = list(dict.fromkeys([*(s.get("kept_refs") or []), *entry.kept_refs]))
+
+    state.update(project, ctx.store, task_id, mark)
+    what = []
+    if entry.removed_worktree:
+        what.append("removed the link" if entry.link_only else "removed the worktree")
+    if entry.deleted_branch:
+        what.append(f"deleted {entry.deleted_branch}")
+    if entry.kept_branch:
+        what.append(f"kept {entry.kept_branch}")
+    ctx.log("CLEANED", "CLEAN", "; ".join(what) or "nothing to remove", task=task_id, artifacts=entry.kept_refs)
+    return entry
+
+
+def _remove_worktree(ctx: Ctx, task_id: str, wt: Path, listing: dict[str, dict[str, str]], entry: CleanEntry) -> bool:
+    """Snapshot and remove one task's worktree; False if it had to stay."""
+    project = ctx.project
+    root = project.root
+    known = listing.get(str(wt))
+    if wt.is_symlink():
+        target = wt.resolve()
+        # Only this task's own worktree, moved and linked back, is read through the link; any other
+        # folder is not orch's to look into. The folder stays either way: only the link goes.
+        ours = target.is_dir() and task_of_worktree(target) == task_id and same_repo(target, project.common_dir)
+        if ours:
+            _snapshot_into(ctx, task_id, wt, entry)
+            _keep_head(ctx, task_id, wt, entry)
+        wt.unlink()
+        if ours:  # git still records the link's path: point it at the folder (prune would drop it)
+            git.run(["worktree", "repair", "--", str(target)], cwd=root, check=False)
+        entry.removed_worktree = project.rel(wt)
+        entry.link_only = True
+        entry.kept_folder = str(target)
+        return True
+    if not wt.exists():
+        if known is not None:
+            git.run(["worktree", "prune"], cwd=root)
+        return True
+    resolved = wt.resolve()
+    if resolved == root.resolve() or root.resolve().is_relative_to(resolved):
+        entry.skipped = f"{wt} is the main checkout or holds it; orch never removes that"
+        return False
+    if known is None:
+        entry.skipped = f"{project.rel(wt)} is not a git worktree git knows; left as it is (see: orch doctor)"
+        return False
+    if "locked" in known:
+        entry.skipped = f"worktree {project.rel(wt)} is locked (git worktree unlock {project.rel(wt)} to allow it)"
+        return False
+    _snapshot_into(ctx, task_id, wt, entry)
+    _keep_head(ctx, task_id, wt, entry)
+    git.run(["worktree", "remove", "--force", str(wt)], cwd=root)
+    entry.removed_worktree = project.rel(wt)
+    return True
+
+
+def _keep_head(ctx: Ctx, task_id: str, wt: Path, entry: CleanEntry) -> None:
+    """Commits on the worktree's HEAD that its branch does not hold (a detached HEAD) get a ref."""
+    root = ctx.project.root
+    head = git.rev_parse("HEAD", cwd=wt)
+    if head is None:
+        return
+    tip = git.rev_parse(f"refs/heads/{branch_name(task_id)}", cwd=root)
+    if tip is not None and git.is_ancestor(head, tip, cwd=root):
+        return
+    kept = f"{KEPT_PREFIX}/{task_id}/{timestamp()}"
+    git.run(["update-ref", kept, head, "0" * len(head)], cwd=root)
+    entry.kept_refs.append(kept)
+    entry.restore.append(f"git branch {branch_name(task_id)}-head {kept}   # commits its HEAD had off its branch")
+
+
+def _snapshot_into(ctx: Ctx, task_id: str, wt: Path, entry: CleanEntry) -> None:
+    ref = snapshot_ref(wt, task_id, why="before orch clean")
+    if ref is not None:
+        entry.snapshot_ref = ref
+        entry.kept_refs.append(ref)
+        entry.restore.append(f"git worktree add --detach {ctx.project.rel(worktree_path(ctx, task_id))} {ref}")
+
+
+def snapshot_ref(worktree: Path, task_id: str, *, why: str) -> str | None:
+    """Commit the uncommitted state of ``worktree`` to ``refs/orch/snapshots/<id>/<ts>``; the ref.
+
+    A temporary copy of the index is used, so the worktree, its index and its branch stay exactly as
+    they were. Untracked files are included; ignored ones are not.
+    """
+    if not git.worktree_is_dirty(cwd=worktree):
+        return None
+    index = Path(git.out(["rev-parse", "--path-format=absolute", "--git-path", "index"], cwd=worktree))
+    fd, tmp = tempfile.mkstemp(prefix="orch-snapshot-", suffix=".index", dir=index.parent)
+    os.close(fd)
+    try:
+        if index.exists():
+            shutil.copyfile(index, tmp)
+        else:
+            os.unlink(tmp)
+        env = {"GIT_INDEX_FILE": tmp}
+        git.run(["add", "-A", "--", "."], cwd=worktree, env=env, no_hooks=True)
+        tree = git.out(["write-tree"], cwd=worktree, env=env)
+        head = git.rev_parse("HEAD", cwd=worktree)
+        parents = ["-p", head] if head else []
+        message = f"orch: snapshot of uncommitted work in task {task_id} ({why})"
+        commit = git.out(["commit-tree", tree, *parents, "-m", message], cwd=worktree, env=git.ORCH_IDENT)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    ref = f"{SNAPSHOT_PREFIX}/{task_id}/{timestamp()}"
+    git.run(["update-ref", ref, commit, "0" * len(commit)], cwd=worktree)
+    return ref
+
+
+def clean_text(report: CleanReport) -> str:
+    """What was removed, what was kept and how to get it back."""
+    lines: list[str] = []
+    for e in report.entries:
+        if e.skipped:
+            lines.append(f"{e.id}: skipped: {e.skipped}")
+            continue
+        lines.append(f"{e.id}: cleaned (was {e.previous_state})")
+        if e.removed_worktree:
+            if e.link_only:
+                lines.append(f"  removed the link {e.removed_worktree}; kept the folder it pointed to: {e.kept_folder}")
+            else:
+                lines.append(f"  removed worktree {e.removed_worktree}")
+        if e.snapshot_ref:
+            lines.append(f"  kept uncommitted work as {e.snapshot_ref}")
+        if e.deleted_branch:
+            lines.append(f"  deleted branch {e.deleted_branch}")
+        for ref in e.kept_refs:
+            if ref != e.snapshot_ref:
+                lines.append(f"  kept its commits as {ref}")
+        if e.kept_branch and e.branch_note:
+            lines.append(f"  kept branch {e.kept_branch} ({e.branch_note})")
+        elif e.kept_branch:
+            lines.append(
+                f"  kept branch {e.kept_branch} (not merged; orch clean --force {e.id} hides it under refs/orch/kept/)"
+            )
+        for command in e.restore:
+            lines.append(f"  restore: {command}")
+    return "\n".join(lines)

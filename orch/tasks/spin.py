@@ -1,0 +1,363 @@
+"""``orch spin``: a branch, a worktree, a frozen manifest and a brief per task, then the agent.
+
+Branch ``orch/<id>`` and the rollback ref ``refs/orch/base/<id>`` are created in one
+``git update-ref --stdin`` transaction from the base branch's current commit (the ``create`` is the
+claim: two spins of one task cannot both win), then ``git worktree add`` checks the branch out at
+``<worktree_root>/<id>``; the frozen ``manifest.yaml``, ``context.md`` (``orch.agents.brief``) and
+``status.yaml`` follow, then the agent starts (``orch.agents.launch``). A spin killed half-way leaves
+a branch without a worktree or a worktree without a status: ``orch doctor`` finds both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orch.agents import manifest as agents
+from orch.agents.brief import render_context
+from orch.core import eventlog, git, state
+from orch.core.context import Ctx
+from orch.core.errors import GitError, InputError, OrchError
+from orch.core.plan import Task
+from orch.core.refs import BASE_PREFIX, branch_name, check_id, worktree_gitdir
+
+Progress = Callable[[str, str], None]  # (task id, what happened)
+
+
+def worktree_path(ctx: Ctx, task_id: str) -> Path:
+    return ctx.config.worktree_root / task_id
+
+
+@dataclass
+class SpinResult:
+    id: str
+    ok: bool = False
+    branch: str | None = None
+    worktree: str | None = None
+    base_sha: str | None = None
+    agent: str | None = None
+    started: bool = False
+    tmux_session: str | None = None
+    error: str | None = None
+    exit_code: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Prepared:
+    task: Task
+    agent: agents.Agent
+    result: SpinResult
+    path: Path
+
+
+def ready_ids(ctx: Ctx) -> list[str]:
+    """Tasks never spun whose deps are all merged, in dependency order."""
+    from orch.core.plan import topo_order
+
+    statuses = state.read_all(ctx.project, ctx.store)
+    return topo_order(ctx.plan, [t.id for t in ctx.plan.tasks if state.ready(t, statuses)])
+
+
+def spin(
+    ctx: Ctx,
+    ids: list[str],
+    *,
+    agent: str | None = None,
+    start: bool = True,
+    tmux: bool = False,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> list[SpinResult]:
+    """Give each task a branch, a worktree, a manifest and a context; start its agent unless not ``start``.
+
+    Hostile ids and an unknown agent name refuse the whole call before anything is created. Other
+    problems (deps not merged, already spun, a broken manifest) fail only the task they concern.
+    """
+    project, store = ctx.project, ctx.store
+    root = project.root
+    seen: list[str] = []
+    for task_id in ids:
+        check_id(task_id, cwd=root)
+        if task_id not in seen:
+            seen.append(task_id)
+    if agent is not None:
+        agents.check_name(agent)
+    note = progress or (lambda _id, _msg: None)
+    plan = ctx.plan
+    config = ctx.config
+    statuses = {i: state.read(project, store, i) for i in seen}
+    base_sha = git.rev_parse(f"refs/heads/{config.base_branch}", cwd=root)
+    if base_sha is None:
+        raise InputError(
+            f"the base branch '{config.base_branch}' does not exist",
+            where=".orch/config.yaml",
+            hint="set base_branch to an existing branch",
+        )
+    _check_worktree_root(ctx, seen)
+    existing = set(
+        git.out(["for-each-ref", "--format=%(refname)", "refs/heads/orch/"], cwd=root, optional_locks=False).split()
+    )
+    results: list[SpinResult] = []
+    prepared: list[_Prepared] = []
+    slots = config.max_parallel
+    if start:
+        slots -= sum(1 for s in state.read_all(project, store).values() if s.get("state") == "RUNNING")
+    for task_id in seen:
+        result = SpinResult(task_id, branch=branch_name(task_id), base_sha=base_sha)
+        results.append(result)
+        try:
+            task = plan.require(task_id)
+            st = statuses[task_id]
+            if st is not None and st.get("state") not in ("PENDING", "CLEANED"):
+                raise InputError(
+                    f"task {task_id} is already spun ({st.get('state')})",
+                    hint=f"see: orch status {task_id}; to start over: orch clean {task_id}, then spin it again",
+                )
+            if st is not None and st.get("state") == "PENDING" and st.get("branch"):
+                raise InputError(
+                    f"task {task_id} is already spun (not started)", hint=f"start it: orch start {task_id}"
+                )
+            missing = [d for d in task.deps if not state.merged(statuses.get(d) or state.read(project, store, d))]
+            if missing and not force:
+                raise InputError(
+                    f"task {task_id} depends on {', '.join(missing)}, not merged yet",
+                    hint="merge those first, or pass --force to spin it from the current base anyway",
+                )
+            name = agent or task.agent or config.default_agent
+            manifest = agents.load(project, store, name)
+            result.agent = name
+            if "{run}" in " ".join(manifest.command) and not task.run:
+                raise InputError(
+                    f".orch/plan.md:{task.line}: task {task_id} has no 'run:' field, which agent '{name}' runs",
+                    hint="add '- run: COMMAND' under the task heading, or pick another agent with --agent",
+                )
+            path = worktree_path(ctx, task_id)
+            result.worktree = str(path)
+            if f"refs/heads/{branch_name(task_id)}" in existing:
+                raise InputError(
+                    f"branch {branch_name(task_id)} exists already",
+                    hint="a spin killed half-way or a branch kept by orch clean: run orch doctor, "
+                    f"or delete it (git branch -D {branch_name(task_id)}) if you do not need it",
+                )
+            if path.exists() or path.is_symlink():
+                raise InputError(f"{project.rel(path)} exists already", hint="run orch doctor to see what it is")
+            if start and slots <= 0:
+                raise InputError(
+                    f"task {task_id} not spun: {config.max_parallel} agents run already (max_parallel)",
+                    where=".orch/config.yaml",
+                    hint="wait for one to finish (orch wait), or raise max_parallel",
+                )
+            slots -= 1
+            prepared.append(_Prepared(task, manifest, result, path))
+        except OrchError as exc:
+            result.error = exc.render()
+            result.exit_code = int(exc.exit_code)
+            note(task_id, f"refused: {exc.message.splitlines()[0]}")
+    if not prepared:
+        return results
+
+    prepared = _claim(ctx, prepared, base_sha, note)
+    if not prepared:
+        return results
+    for p in prepared:
+        ctx.log("PENDING", "SPIN", f"branch={branch_name(p.task.id)} base={base_sha[:12]}", task=p.task.id)
+
+    def add_worktree(p: _Prepared) -> None:
+        try:
+            p.path.parent.mkdir(parents=True, exist_ok=True)
+            # git races when worktrees are added at once ("failed to read .../commondir"): register
+            # them one at a time (fast, no files yet), then check the files out in parallel.
+            with ctx.store.lock("git-worktree-add"):
+                git.run(["worktree", "add", "--quiet", "--no-checkout", str(p.path), branch_name(p.task.id)], cwd=root)
+            git.run(["checkout", "--force", "--quiet"], cwd=p.path)
+            _write_task_files(ctx, p, base_sha)
+            p.result.ok = True
+            note(p.task.id, f"worktree {project.rel(p.path)}")
+        except OrchError as exc:
+            p.result.error = exc.render()
+            p.result.exit_code = int(exc.exit_code)
+            note(p.task.id, f"failed: {exc.message.splitlines()[0]}")
+
+    workers = max(1, min(len(prepared), os.cpu_count() or 1, 4))
+    if workers == 1:
+        for p in prepared:
+            add_worktree(p)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(add_worktree, prepared))
+
+    if start:
+        from orch.agents import launch
+
+        for p in prepared:
+            if not p.result.ok:
+                continue
+            try:
+                st = launch.start(ctx, p.task.id, tmux=tmux)
+                p.result.started = True
+                p.result.tmux_session = st.get("tmux_session")
+                note(p.task.id, "started" + (f" in tmux session {p.result.tmux_session}" if tmux else ""))
+            except OrchError as exc:
+                p.result.ok = False
+                p.result.error = exc.render()
+                p.result.exit_code = int(exc.exit_code)
+                note(p.task.id, f"not started: {exc.message.splitlines()[0]}")
+    return results
+
+
+def _check_worktree_root(ctx: Ctx, ids: list[str]) -> None:
+    """Worktrees inside the user's checkout must be ignored by git, or they show up as untracked."""
+    root = ctx.project.root.resolve()
+    wt_root = ctx.config.worktree_root.resolve()
+    if not wt_root.is_relative_to(root):
+        return
+    rels = [f"{(wt_root / task_id).relative_to(root)}/" for task_id in ids]  # a folder: "/"-only rules match
+    r = git.run(["check-ignore", "--no-index", "--stdin", "-z"], cwd=root, input="\0".join(rels) + "\0", check=False)
+    ignored = {p for p in r.stdout.split("\0") if p}
+    if any(rel not in ignored for rel in rels):
+        raise InputError(
+            f"the worktree root {ctx.project.rel(ctx.config.worktree_root) or '.'} is inside your checkout and "
+            "git does not ignore it: task worktrees would show up there as untracked folders",
+            where=".orch/config.yaml",
+            hint="use the default worktree_root (.orch/worktrees, ignored by .orch/.gitignore), a folder "
+            "outside the repository, or add the folder to .gitignore",
+        )
+
+
+CLAIM_ATTEMPTS = 5
+
+
+def _claim(ctx: Ctx, prepared: list[_Prepared], base_sha: str, note: Progress) -> list[_Prepared]:
+    """Create every task's branch and base ref in one transaction; the tasks that won their claim.
+
+    A concurrent spin may create one of the branches first: that task is reported as already spun
+    (exit 3) and the transaction is tried again without it, so the others are still spun.
+    """
+    root = ctx.project.root
+    last: OrchError | None = None
+    for attempt in range(CLAIM_ATTEMPTS):
+        if not prepared:
+            return prepared
+        stdin = "".join(
+            f"create refs/heads/{branch_name(p.task.id)} {base_sha}\nupdate {BASE_PREFIX}/{p.task.id} {base_sha}\n"
+            for p in prepared
+        )
+        r = git.run(["update-ref", "--stdin"], cwd=root, input=stdin, check=False)
+        if r.ok:
+            return prepared
+        last = GitError(r.argv, r.returncode, r.stdout, r.stderr)
+        existing = set(
+            git.out(["for-each-ref", "--format=%(refname)", "refs/heads/orch/"], cwd=root, optional_locks=False).split()
+        )
+        lost = [p for p in prepared if f"refs/heads/{branch_name(p.task.id)}" in existing]
+        for p in lost:
+            exc = InputError(
+                f"task {p.task.id} already spun: a concurrent orch spin created {branch_name(p.task.id)} first",
+                hint=f"see: orch status {p.task.id}",
+            )
+            p.result.error = exc.render()
+            p.result.exit_code = int(exc.exit_code)
+            note(p.task.id, f"refused: {exc.message}")
+        prepared = [p for p in prepared if p not in lost]
+        if not lost:  # a ref lock held for a moment by another git: try again shortly
+            time.sleep(0.05 * (attempt + 1))
+    assert last is not None
+    raise last
+
+
+def _limits(ctx: Ctx, task: Task, agent: agents.Agent) -> dict[str, Any]:
+    defaults = ctx.config.defaults
+    budget = task.budget
+    default_budget = None
+    if defaults.get("budget"):
+        from orch.core.plan import parse_budget
+
+        with contextlib.suppress(ValueError):
+            default_budget = parse_budget(str(defaults["budget"]))
+    tokens = (budget.tokens if budget else None) or agent.budget_tokens
+    usd = (budget.usd if budget else None) or agent.budget_usd
+    return {
+        "max_iterations": task.max_iterations or agent.max_iterations or defaults.get("max_iterations"),
+        "max_tokens": tokens or (default_budget.tokens if default_budget else None),
+        "budget_usd": usd or (default_budget.usd if default_budget else None),
+        "timeout": agent.timeout or defaults.get("timeout"),
+    }
+
+
+def _write_task_files(ctx: Ctx, p: _Prepared, base_sha: str) -> None:
+    project, store = ctx.project, ctx.store
+    task, folder = p.task, project.task_dir(p.task.id)
+    folder.mkdir(parents=True, exist_ok=True)
+    from orch.agents.taskfiles import rotate_run_files
+
+    rotate_run_files(folder)  # an earlier run's log, usage and blocker report must not count for this one
+    now = eventlog.utcnow()
+    manifest = {
+        "id": task.id,
+        "title": task.title,
+        "scope": task.scope,
+        "deps": task.deps,
+        "agent": p.agent.name,
+        "model": task.model or p.agent.model or ctx.config.defaults.get("model"),
+        "accept": task.accept,
+        "run": task.run,
+        "level": task.level,
+        "limits": _limits(ctx, task, p.agent),
+        "base_branch": ctx.config.base_branch,
+        "base_sha": base_sha,
+        "branch": branch_name(task.id),
+        "worktree": str(p.path),
+        "spun_at": now,
+        "brief": task.brief_text(),
+    }
+    # Built here from a validated plan and manifest; not checked again on write (jsonschema costs
+    # more than the rest of a spin), and remembered as valid (Store.dump).
+    store.save(folder / "manifest.yaml", manifest, "task_manifest", check=False)
+    store.write_text(folder / "context.md", render_context(ctx, manifest))
+    prepare_worktree(ctx, task, p.path)
+
+    def fresh(old: state.Status) -> state.Status:
+        kept = list(old.get("kept_refs") or [])
+        new: state.Status = {
+            "id": task.id,
+            "state": "PENDING",
+            "agent": p.agent.name,
+            "branch": branch_name(task.id),
+            "worktree": str(p.path),
+            "base_sha": base_sha,
+            "head_sha": base_sha,
+            "created_at": now,
+            "iterations": 0,
+        }
+        if kept:
+            new["kept_refs"] = kept
+        return new
+
+    state.update(project, store, task.id, fresh, check=False)
+
+
+def prepare_worktree(ctx: Ctx, task: Task, worktree: Path) -> None:
+    """Write what the agent needs into (or beside) a fresh worktree, before the agent starts.
+
+    Nothing is written into the checked-out tree itself: whatever is there when the agent exits is
+    committed as its work. The task id goes into the worktree's private git folder, where
+    ``orch report`` finds it even on a detached HEAD.
+    """
+    gitdir = worktree_gitdir(worktree)
+    if gitdir is not None:
+        with contextlib.suppress(OSError):
+            (gitdir / "orch-task").write_text(task.id + "\n", encoding="utf-8")
+    # Early warnings for Claude Code and Codex: their PreToolUse hooks refuse an edit to a locked or
+    # out-of-scope path. The files are kept out of git's view, so they are never committed as work.
+    from orch.verify import hooks
+
+    hooks.write_agent_hooks(ctx, task.id, worktree)
