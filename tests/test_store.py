@@ -98,6 +98,10 @@ def test_every_schema_reports_where(store: Store, schema: str, text: str, expect
         ("version: 1\nbase_branch: 'ma", ".orch/config.yaml:2: not valid YAML: found unexpected end of stream"),
         ("version: 1\n<<<<<<< HEAD\nbase_branch: a\n=======\nbase_branch: b\n>>>>>>> x\n",
          ".orch/config.yaml:2: unresolved merge conflict marker"),
+        ("version: 1\nbase_branch: main\ntest_command: make\ntest_command: true\n",
+         ".orch/config.yaml:4: not valid YAML: duplicate key 'test_command' (first at line 3)"),
+        ("version: 1\nbase_branch: main\nlimits:\n  max_parallel: 2\n  max_parallel: 9\n",
+         ".orch/config.yaml:5: not valid YAML: duplicate key 'max_parallel' (first at line 4)"),
     ],
 )  # fmt: skip
 def test_broken_files_are_reported_and_left_byte_identical(project: Path, orch: Orch, text: str, expected: str) -> None:

@@ -57,10 +57,28 @@ def _yaml() -> tuple[Any, Any, Any]:
     """
     import yaml
 
-    try:
-        return yaml, yaml.CSafeLoader, yaml.CSafeDumper
-    except AttributeError:  # pragma: no cover - depends on the PyYAML build
-        return yaml, yaml.SafeLoader, yaml.SafeDumper
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+    class StrictLoader(base):  # type: ignore[valid-type,misc]
+        """A duplicate key is an error at the duplicate, not a silent 'last one wins'."""
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            first: dict[tuple[str, str], int] = {}
+            for key_node, _ in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                    key = (key_node.tag, key_node.value)
+                    if key in first:
+                        raise yaml.constructor.ConstructorError(
+                            None,
+                            None,
+                            f"duplicate key '{key_node.value}' (first at line {first[key]})",
+                            key_node.start_mark,
+                        )
+                    first[key] = key_node.start_mark.line + 1
+            return super().construct_mapping(node, deep=deep)
+
+    return yaml, StrictLoader, dumper
 
 
 def conflict_marker_line(text: str) -> int | None:
