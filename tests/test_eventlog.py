@@ -143,6 +143,15 @@ def seed_log(project: Path) -> list[str]:
     return lines
 
 
+def test_orch_log_of_an_unknown_task_is_an_error(project: Path, orch: Orch) -> None:
+    lines = seed_log(project)  # T10 is in the log only: a task since taken off the plan still shows
+    assert orch.ok("log", "--task", "T10").stdout.splitlines() == [lines[2]]
+    r = orch("log", "--task", "NOPE")
+    assert (r.returncode, r.stdout) == (3, "")
+    assert r.stderr == "orch: no task 'NOPE' in .orch/plan.md\n  hint: see the tasks with: orch plan\n"
+    assert orch("log", "--task", "../../etc").returncode == 3
+
+
 def test_orch_log_and_filters(project: Path, orch: Orch) -> None:
     lines = seed_log(project)
     assert orch.ok("log").stdout.splitlines() == lines

@@ -131,3 +131,25 @@ def test_template_plan_is_valid(project: Path, orch: Orch) -> None:
     r = orch.ok("plan")
     assert "T1  PENDING (ready)  -     ^docs/  shell  Describe the first task" in r.stdout
     assert r.stderr == ""
+
+
+def test_an_agent_without_a_manifest_is_an_error(project: Path, orch: Orch) -> None:
+    write_plan(project, "## T1: a\n- agent: shel\n\n## T2: b\n- agent: nosuch\n\n## T3: c\n- agent: shell\n")
+    r = orch("plan")
+    assert (r.returncode, r.stdout) == (3, "")
+    agents = "aider, claude, codex, gemini, shell"
+    assert r.stderr == (
+        f"orch: .orch/plan.md:2: task T1 names agent 'shel', which has no manifest in .orch/agents/ "
+        f"(did you mean 'shell'? agents: {agents})\n"
+        f".orch/plan.md:5: task T2 names agent 'nosuch', which has no manifest in .orch/agents/ (agents: {agents})\n"
+        "  hint: fix the agent field, or add .orch/agents/NAME.yaml (see: orch agents)\n"
+    )
+    (project / ".orch/agents/nosuch.yaml").write_text((project / ".orch/agents/shell.yaml").read_text())
+    write_plan(project, "## T2: b\n- agent: nosuch\n")
+    assert orch.ok("plan").stdout.startswith("ID")
+
+
+def test_graph_and_json_together_are_a_usage_error(project: Path, orch: Orch) -> None:
+    r = orch("plan", "--graph", "--json")
+    assert (r.returncode, r.stdout) == (2, "")
+    assert r.stderr == "orch: usage: --graph prints a Mermaid graph and --json prints JSON: pass one of them\n"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from orch.cli.app import app, ctx, plan_app, typer
 from orch.cli.output import StdoutClosed, err, out
+from orch.core.errors import UsageError
 
 # -- init -------------------------------------------------------------------------------------------
 
@@ -54,6 +56,8 @@ def plan_show(
     from orch.cli import render
     from orch.views import planview
 
+    if as_json and graph:
+        raise UsageError("--graph prints a Mermaid graph and --json prints JSON: pass one of them")
     c = ctx()
     view = planview.build(c)
     if as_json:
@@ -148,6 +152,8 @@ def log(
             out(json.dumps(event.to_json(), ensure_ascii=False) if as_json else event.line().rstrip("\n"))
 
     events, offset = eventlog.read_from(c.project.log_path)
+    if task is not None and not _known_task(c, task, events):
+        c.plan.require(task)  # an id nobody ever used: say so (exit 3), with a did-you-mean
     for event in events:
         show(event)
     if follow:
@@ -158,3 +164,14 @@ def log(
                 sys.stdout.flush()
             except BrokenPipeError:
                 raise StdoutClosed() from None
+
+
+def _known_task(c: Any, task_id: str, events: list[Any]) -> bool:
+    """Is ``task_id`` in the plan, in the run state, or in the log (a task since taken off the plan)?"""
+    from orch.core.plan import ID_RE
+
+    if c.plan.get(task_id) is not None:
+        return True
+    if ID_RE.fullmatch(task_id) and (c.project.run_dir / "tasks" / task_id).is_dir():
+        return True
+    return any(e.task == task_id for e in events)

@@ -40,7 +40,30 @@ def build(ctx: Ctx) -> dict[str, Any]:
                 f".orch/plan.md:{task.line}: task {task.id} has no scope: it may change any file that is not "
                 "locked (add '- scope: REGEX')"
             )
+    _check_agents(ctx)
     return {"title": plan.title, "tasks": tasks, "warnings": warnings}
+
+
+def _check_agents(ctx: Ctx) -> None:
+    """Every ``agent:`` a task names has a manifest in .orch/agents/ (else spin would fail later)."""
+    import difflib
+
+    from orch.core.errors import ManyErrors
+
+    folder = ctx.project.orch_dir / "agents"
+    known = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+    problems = []
+    for task in ctx.plan.tasks:
+        if task.agent is not None and task.agent not in known:
+            close = difflib.get_close_matches(task.agent, known, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            have = ", ".join(known) or "none"
+            problems.append(
+                f".orch/plan.md:{task.field_lines.get('agent', task.line)}: task {task.id} names agent "
+                f"'{task.agent}', which has no manifest in .orch/agents/ ({hint}agents: {have})"
+            )
+    if problems:
+        raise ManyErrors(problems, hint="fix the agent field, or add .orch/agents/NAME.yaml (see: orch agents)")
 
 
 def text(view: dict[str, Any]) -> str:
