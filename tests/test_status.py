@@ -234,3 +234,20 @@ def test_rich_table_on_a_terminal_plain_with_no_color(project: Path, no_color: b
         assert out.replace("\r\n", "\n").startswith("ID  STATE    AGENT")
     else:
         assert "\x1b[" in out  # styled by rich
+
+
+def test_a_narrow_terminal_cuts_titles_never_states(project: Path) -> None:
+    write_plan(project, PLAN.replace("## T2: Second", "## T2: Second task with a title long enough to be cut"))
+    put_status(project, "T1", "id: T1\nstate: CLEANED\nmerge:\n  outcome: CONFLICT\n")
+    put_status(project, "T2", "id: T2\nstate: SCOPE_VIOLATION\n")
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    env["TERM"] = "xterm-256color"
+    import re
+
+    for columns in ("80", "50"):
+        out = re.sub(r"\x1b\[[0-9;]*m", "", run_in_pty(["status"], project, {**env, "COLUMNS": columns}))
+        lines = out.replace("\r\n", "\n").splitlines()
+        assert lines[0].split()[:3] == ["ID", "STATE", "AGENT"], out  # only titles and branches are cut
+        assert lines[1].split()[:3] == ["T1", "CLEANED", "(CONFLICT)"], out
+        assert lines[2].split()[:3] == ["T2", "SCOPE_VIOLATION", "shell"], out
+    assert "Second task with a title long enough to be cut" in out  # too narrow: plain lines, wrapped

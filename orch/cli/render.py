@@ -18,6 +18,10 @@ STATE_STYLE = {
 }  # fmt: skip
 
 
+# Columns a narrow terminal may cut (with an ellipsis); every other column is shown whole.
+_SHRINK = frozenset({"TITLE", "BRANCH", "SCOPE", "MESSAGE", "PATH"})
+
+
 def fancy() -> bool:
     """Rich output only for a person at a terminal who did not ask for plain text."""
     return sys.stdout.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
@@ -33,9 +37,22 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, title: str |
         from rich.console import Console
         from rich.table import Table
 
+        console = Console()
+        widths = [max([len(h), *(len(row[n]) for row in rows)]) for n, h in enumerate(headers)]
+        needed = sum(3 if h in _SHRINK else w for h, w in zip(headers, widths, strict=True)) + 2 * len(headers)
+        if needed > console.width:  # too narrow to show every column: let the terminal wrap plain lines
+            return plain_table(headers, rows, title=title)
+        # Every column whole but the shrinkable ones, which share what is left (rich would otherwise
+        # squeeze every column, and cut a state to '(CONFLI…').
+        shrink = [n for n, h in enumerate(headers) if h in _SHRINK]
+        spare = console.width - 2 * len(headers) - sum(w for n, w in enumerate(widths) if n not in shrink)
+        for n in sorted(shrink, key=lambda n: widths[n]):
+            widths[n] = max(3, min(widths[n], spare // max(1, len(shrink))))
+            spare -= widths[n]
+            shrink = [m for m in shrink if m != n]
         t = Table(title=title, header_style="bold", box=None, pad_edge=False)
-        for h in headers:
-            t.add_column(h)
+        for h, w in zip(headers, widths, strict=True):
+            t.add_column(h, overflow="ellipsis", no_wrap=True, width=w)
         for row in rows:
             cells = list(row)
             if "STATE" in headers:
@@ -43,7 +60,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, title: str |
                 style = STATE_STYLE.get(cells[i].split()[0] if cells[i] else "", "")
                 cells[i] = f"[{style}]{cells[i]}[/]" if style else cells[i]
             t.add_row(*cells)
-        Console().print(t)
+        console.print(t)
         return None
     return plain_table(headers, rows, title=title)
 
