@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from orch.integrate import ceremony as C
+from orch.integrate import steps as C
+from orch.integrate.triage import Result
 
 
 class ModelTree:
@@ -47,7 +48,7 @@ class ModelCeremony(C.Ceremony):
     def save(self, step: str) -> None:
         pass
 
-    def decide(self, result: C.Result, *, good: Any = None, save: bool = True) -> None:
+    def decide(self, result: Result, *, good: Any = None, save: bool = True) -> None:
         self.j["results"].append({"task": result.task, "outcome": result.outcome})
         if good is not None:
             self.j["good"] = good

@@ -33,7 +33,7 @@ def merge_command(
     """``orch merge``: the body behind both the fast path and the typer command."""
     from orch.cli import render
     from orch.core.context import open_ctx
-    from orch.integrate import ceremony
+    from orch.integrate import ceremony, forecast
 
     if resume and abort:
         raise UsageError("--resume and --abort exclude each other")
@@ -46,7 +46,7 @@ def merge_command(
         raise UsageError("--dry-run forecasts conflicts only; leave out --batch")
     c = open_ctx(from_source=True)  # the ceremony judges: its test command, plan and locks come from the files
     if dry_run:
-        outcome = ceremony.dry_run(c, list(ids) or None, into=into)
+        outcome = forecast.dry_run(c, list(ids) or None, into=into)
     else:
         with render.progress() as progress:
             outcome = ceremony.merge(

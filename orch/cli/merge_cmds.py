@@ -32,10 +32,10 @@ def merge(
 @app.command()
 def conflicts() -> int:
     """Forecast conflicts between tasks still in flight, pairwise and with the base (git merge-tree)."""
-    from orch.integrate import ceremony
+    from orch.integrate import forecast
 
     c = ctx()
-    ids, clashes = ceremony.conflicts(c)
+    ids, clashes = forecast.conflicts(c)
     if not ids:
         out("no task branches in flight")
         return ExitCode.OK

@@ -100,9 +100,9 @@ def clean(
         selected = [i for i, s in statuses.items() if s.get("state") != "CLEANED" and state.merged(s)]
     report = CleanReport()
     listing = git_worktrees(project.root)
-    from orch.integrate import ceremony
+    from orch.integrate.journal import pending
 
-    journal = ceremony.pending(ctx)
+    journal = pending(ctx)
     held = set(journal["queue"]) if journal else set()
     for task_id in selected:
         if task_id in held:

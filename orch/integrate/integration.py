@@ -1,0 +1,185 @@
+"""orch's own integration worktree, where the merge ceremony merges and tests; and git merge-tree.
+
+The ceremony never merges in the person's checkout: ``Integration`` is a detached worktree of its
+own under the worktree root, and ``run_tests`` runs the test command there, in a process group of
+its own. ``merge_tree`` merges two commits in memory (the forecasts); ``checkout_of`` finds the
+person's checkout of a branch (landing fast-forwards it, the rollback command names it). Nothing
+here reads the journal or decides an outcome: that is ``steps`` and ``ceremony``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from orch.core import git
+from orch.core.context import Ctx
+from orch.core.errors import EnvError
+
+INTEGRATION_DIR = "_integration"  # under the worktree root
+PARK_BRANCH = "orch/integration"  # where a tested result waits when it cannot land
+EXCERPT_LINES = 30
+
+
+class Integration:
+    """orch's own worktree where merges are made and tested; the user's checkout is never used.
+
+    Every git command here names the worktree's private git folder and its tree explicitly
+    (``--git-dir``/``--work-tree``): if a test command deleted the worktree's ``.git`` file, git would
+    otherwise search upwards and find the user's checkout.
+    """
+
+    def __init__(self, ctx: Ctx, path: Path) -> None:
+        self.ctx = ctx
+        self.path = path
+        self.admin: Path | None = None  # <common dir>/worktrees/<name>
+
+    def _find_admin(self) -> Path | None:
+        """The private git folder of our worktree, if the worktree is intact."""
+        try:
+            text = (self.path / ".git").read_text(encoding="utf-8").strip()
+        except OSError:
+            return None
+        admin = Path(text.removeprefix("gitdir: ")) if text.startswith("gitdir: ") else None
+        worktrees = (self.ctx.project.common_dir / "worktrees").resolve()
+        if admin is None or not admin.is_absolute() or admin.resolve().parent != worktrees:
+            return None
+        try:
+            back = Path((admin / "gitdir").read_text(encoding="utf-8").strip())
+        except OSError:
+            return None
+        return admin if back.resolve() == (self.path / ".git").resolve() else None
+
+    def prepare(self, sha: str) -> None:
+        root = self.ctx.project.root
+        self.admin = self._find_admin()
+        if self.admin is None:
+            if self.path.exists():  # a broken scratch tree of ours: everything in it is in git's objects
+                shutil.rmtree(self.path)
+            git.run(["worktree", "prune"], cwd=root)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            git.run(["worktree", "add", "--detach", "--force", "--", str(self.path), sha], cwd=root, no_hooks=True)
+            self.admin = self._find_admin()
+            if self.admin is None:
+                raise EnvError(f"could not set up the integration worktree at {self.path}")
+        self.reset(sha)
+
+    def git(self, args: list[str], **kw: Any) -> git.Result:
+        assert self.admin is not None, "prepare() first"
+        where = [f"--git-dir={self.admin}", f"--work-tree={self.path}"]
+        # No automatic gc/maintenance in the middle of a ceremony: it would run after every merge
+        # commit here; the person's own git commands still trigger it as usual.
+        where += ["-c", "maintenance.auto=false", "-c", "gc.auto=0"]
+        return git.run([*where, *args], cwd=self.path, **kw)
+
+    def reset(self, sha: str) -> None:
+        """Back to ``sha`` with a clean tree, whatever a killed merge left behind."""
+        assert self.admin is not None
+        lock = self.admin / "index.lock"
+        if lock.exists():  # left by a git killed with us; this worktree is ours alone
+            lock.unlink()
+        self.git(["merge", "--abort"], check=False)
+        self.git(["checkout", "--detach", "--force", sha], no_hooks=True)
+        self.git(["reset", "--hard", "--quiet", sha], no_hooks=True)
+        self.git(["clean", "-fdxq"])
+
+    def merge(self, task_id: str, sha: str, title: str) -> tuple[str | None, list[str]]:
+        """Merge ``sha``; return (new head, []) or (None, conflicting paths) after aborting."""
+        message = f"orch: merge {task_id}: {title}\n\nMerged by orch merge at {sha}."
+        r = self.git(
+            ["merge", "--no-ff", "--no-edit", "--no-verify", "-m", message, sha],
+            check=False,
+            no_hooks=True,
+            env=git.ORCH_IDENT,
+        )
+        if r.ok:
+            return self.head(), []
+        paths = self.git(["diff", "--name-only", "--diff-filter=U", "-z"]).stdout.split("\0")
+        paths = [p for p in paths if p]
+        self.git(["merge", "--abort"], check=False)
+        if not paths:
+            raise EnvError(f"git merge of {task_id} failed without a conflict: {(r.stderr or r.stdout).strip()}")
+        return None, paths
+
+    def head(self) -> str:
+        """HEAD of the integration worktree (always detached), read from its file: no git process."""
+        assert self.admin is not None
+        return (self.admin / "HEAD").read_text().strip()
+
+
+def run_tests(
+    command: str, cwd: Path, timeout: float, log_path: Path, *, on_start: Callable[[int], None] | None = None
+) -> tuple[bool, str]:
+    """Run the integration test command through ``sh -c`` (a person wrote it); (passed, excerpt)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = git.clean_env({"ORCH_INTEGRATION": "1"})
+    with open(log_path, "wb") as log:
+        log.write(f"$ {command}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(
+            ["sh", "-c", command],
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+        if on_start is not None:
+            on_start(proc.pid)
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            log.write(f"\norch: the test command timed out after {timeout:g}s\n".encode())
+            code = -1
+    text = log_path.read_text(encoding="utf-8", errors="replace")
+    lines = text.splitlines()
+    excerpt = "\n".join(lines[-EXCERPT_LINES:])
+    if code != 0 and code != -1:
+        excerpt += f"\n(exit code {code})"
+    return code == 0, excerpt
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def checkout_of(root: Path, branch: str) -> Path | None:
+    """The worktree (if any) that has ``branch`` checked out."""
+    listing = git.out(["worktree", "list", "--porcelain", "-z"], cwd=root).split("\0")
+    current: str | None = None
+    for line in listing:
+        if line.startswith("worktree "):
+            current = line[len("worktree ") :]
+        elif line == f"branch refs/heads/{branch}" and current is not None:
+            return Path(current)
+    return None
+
+
+def merge_tree(root: Path, a: str, b: str) -> tuple[str | None, list[str]]:
+    """Merge two commits in memory: (tree, []) when clean, (None, conflicting paths) when not."""
+    r = git.run(["merge-tree", "--write-tree", "--name-only", "--no-messages", "-z", a, b], cwd=root, check=False)
+    if r.returncode == 0:
+        return r.stdout.split("\0")[0].strip(), []
+    if r.returncode == 1:
+        parts = [p for p in r.stdout.split("\0") if p]
+        return None, sorted(set(parts[1:]))
+    raise EnvError(
+        f"git merge-tree failed: {(r.stderr or r.stdout).strip()}",
+        hint="orch needs git >= 2.38 for merge-tree --write-tree",
+    )

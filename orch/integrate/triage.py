@@ -1,0 +1,216 @@
+"""Which spun tasks a merge ceremony (or a forecast) takes, judged again, and in which order.
+
+``triage`` sorts every spun task (or the ones named) into the queue, or into a ``Result`` that says
+why it is not merged; ``reverify`` judges each queued task again at the exact sha to be merged;
+``merge_order`` puts the rest in dependency order. ``Result`` is one task's outcome as the journal,
+the report and the statuses record it. Shared by the ceremony and the forecasts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from orch.core import refs, state
+from orch.core.context import Ctx
+from orch.core.errors import InputError
+
+
+@dataclass
+class Result:
+    task: str
+    outcome: str  # MERGED REVERTED CONFLICT QUARANTINED SKIPPED NOT_READY
+    detail: str | None = None
+    sha: str | None = None
+    merged_sha: str | None = None
+    paths: list[str] = field(default_factory=list)
+    rules: list[str] = field(default_factory=list)
+    excerpt: str | None = None
+    log: str | None = None
+    conflicts_with: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        data = {k: v for k, v in self.__dict__.items() if k != "conflicts_with"}
+        if self.conflicts_with:
+            data["conflicts_with"] = self.conflicts_with
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Result:
+        return cls(**data)
+
+
+@dataclass
+class Triage:
+    queue: list[str]  # ready to verify and merge, in no particular order yet
+    shas: dict[str, str]
+    results: list[Result]  # decided without merging: not ready, quarantined
+    statuses: dict[str, state.Status]
+    verdicts: dict[str, dict[str, Any]] = field(default_factory=dict)  # fresh verdicts, by task
+    named: list[str] = field(default_factory=list)  # tasks the person asked for by id
+
+
+def branch_tip(tips: dict[str, str], task_id: str, status: state.Status) -> str | None:
+    return tips.get(status.get("branch") or f"orch/{task_id}")
+
+
+def branch_tips(ctx: Ctx) -> dict[str, str]:
+    """The sha of every orch/* branch, from one git call."""
+
+    return refs.branch_heads(ctx.project.root)
+
+
+def triage(ctx: Ctx, ids: list[str] | None) -> Triage:
+    """Sort every spun task (or the ``ids`` named) into the queue and the rest, with reasons.
+
+    SUCCESS and SKIPPED go in the queue; so do REVERTED, CONFLICT and quarantined tasks whose branch
+    has new commits since, or that are named explicitly (to try again). FAILED, BLOCKED, PAUSED,
+    CRASHED and RUNNING are not ready. A task no longer in the plan is not merged.
+    """
+    statuses = state.read_all(ctx.project, ctx.store)  # turns dead RUNNING tasks CRASHED
+    named = list(dict.fromkeys(ids or []))
+    wanted = named if named else list(statuses)
+    for task_id in named:
+        if task_id not in statuses:
+            ctx.plan.require(task_id)
+            raise InputError(
+                f"task {task_id} was never spun, so there is nothing to merge", hint=f"orch spin {task_id}"
+            )
+    queue: list[str] = []
+    shas: dict[str, str] = {}
+    results: list[Result] = []
+    tips = branch_tips(ctx)
+    for task_id in wanted:
+        st = statuses[task_id]
+        current = st.get("state", "PENDING")
+        tip = branch_tip(tips, task_id, st) if current not in ("PENDING", "CLEANED", "MERGED") else None
+        merge = st.get("merge") or {}
+        verdict = st.get("verdict") or {}
+        if current in ("MERGED", "CLEANED"):
+            later = branch_tip(tips, task_id, st)
+            if later is not None and merge.get("sha") and later != merge.get("sha"):
+                results.append(
+                    Result(
+                        task_id,
+                        "NOT_READY",
+                        f"merged at {str(merge.get('sha'))[:12]}; its branch has commits since, which orch does "
+                        "not merge (give them a task of their own)",
+                        sha=later,
+                    )
+                )
+            elif named:
+                results.append(Result(task_id, "NOT_READY", f"already {current.lower()}"))
+            continue
+        if current == "PENDING":
+            if named:
+                results.append(Result(task_id, "NOT_READY", "not spun yet"))
+            continue
+        if tip is None:
+            results.append(Result(task_id, "NOT_READY", f"its branch {st.get('branch') or 'orch/' + task_id} is gone"))
+            continue
+        if ctx.plan.get(task_id) is None:
+            results.append(
+                Result(task_id, "NOT_READY", "no longer in .orch/plan.md (add it back to merge it)", sha=tip)
+            )
+            continue
+        if current in ("SUCCESS", "SKIPPED"):
+            queue.append(task_id)
+        elif current in ("REVERTED", "CONFLICT"):
+            if merge.get("sha") != tip or named:  # new work since, or asked for: try again
+                queue.append(task_id)
+            else:
+                continue  # reported by the ceremony that decided it
+        elif current in state.VIOLATIONS:
+            if verdict.get("sha") != tip or named:
+                queue.append(task_id)  # changed since the verdict, or asked for: verification decides
+            elif current != "QUARANTINED":
+                results.append(_quarantined(task_id, tip, verdict))  # a fresh verdict: quarantine it now
+            else:
+                continue  # quarantined by an earlier ceremony and unchanged
+        elif current == "RUNNING":
+            results.append(Result(task_id, "NOT_READY", "still running"))
+        else:  # FAILED BLOCKED PAUSED CRASHED
+            reason = st.get("reason")
+            results.append(Result(task_id, "NOT_READY", current + (f": {reason}" if reason else "")))
+        if task_id in queue:
+            shas[task_id] = tip
+    return Triage(queue, shas, results, statuses, named=named)
+
+
+def _quarantined(task_id: str, sha: str, verdict: dict[str, Any] | Any) -> Result:
+    if isinstance(verdict, dict):
+        violations = verdict.get("violations") or []
+        result = verdict.get("result")
+        paths = [v["path"] for v in violations]
+        rules = [v["rule"] for v in violations]
+    else:
+        result = verdict.result
+        paths = [v.path for v in verdict.violations]
+        rules = [v.rule for v in verdict.violations]
+    return Result(
+        task_id, "QUARANTINED", f"{result}: {len(paths)} offending path(s)", sha=sha, paths=paths, rules=rules
+    )
+
+
+def reverify(ctx: Ctx, tri: Triage, *, log: bool, base_tip: str) -> list[str]:
+    """Trust but verify: judge each queued task again at the exact sha that would be merged.
+
+    The verdicts are kept in ``tri.verdicts`` and written to the statuses together with the outcome,
+    one write per task.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from orch.verify import verify
+
+    def judge(task_id: str) -> Any:
+        return verify.verify_task(ctx, task_id, sha=tri.shas[task_id], record=False, base_tip=base_tip)
+
+    # Each verdict is mostly two git processes; a few threads overlap them. Load what they share first.
+    ctx.plan  # noqa: B018
+    with ThreadPoolExecutor(max_workers=min(4, max(1, len(tri.queue)))) as pool:
+        verdicts = list(pool.map(judge, tri.queue))
+    ok: list[str] = []
+    for task_id, verdict in zip(tri.queue, verdicts, strict=True):
+        sha = tri.shas[task_id]
+        tri.verdicts[task_id] = verdict.to_dict()
+        if log:
+            ctx.log(
+                tri.statuses[task_id].get("state", "PENDING"),
+                "VERIFY",
+                f"{verdict.result} sha={sha[:12]}",
+                task=task_id,
+            )
+        if verdict.violations and verdict.result != "OK":
+            tri.results.append(_quarantined(task_id, sha, verdict))
+        elif not verdict.mergeable:
+            pending = ", ".join(verdict.pending_acks)
+            tri.results.append(
+                Result(
+                    task_id,
+                    "SKIPPED",
+                    f"soft lock(s) {pending} need acknowledging: orch ack {task_id} LOCK",
+                    sha=sha,
+                    rules=list(verdict.pending_acks),
+                )
+            )
+        else:
+            ok.append(task_id)
+    return ok
+
+
+def deps(ctx: Ctx, task_id: str) -> list[str]:
+    """A queued task's dependencies (triage keeps tasks that left the plan out of the queue)."""
+    task = ctx.plan.get(task_id)
+    return task.deps if task else []
+
+
+def task_title(ctx: Ctx, task_id: str) -> str:
+    task = ctx.plan.get(task_id)
+    return task.title if task else task_id
+
+
+def merge_order(ctx: Ctx, ids: list[str]) -> list[str]:
+    from orch.core.plan import topo_order
+
+    in_plan = [i for i in topo_order(ctx.plan, ids)]
+    return in_plan + [i for i in ids if i not in in_plan]
