@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as hst
 from vhelpers import commit_in, make_task, setup_project
 
-from orch.verify import locks
+from orch.verify import locks, regions
 
 
 @pytest.fixture
@@ -70,13 +70,13 @@ def test_touches_scope_uses_tracked_files() -> None:
 
 def test_region_text_finds_functions_methods_and_comment_regions() -> None:
     src = "import x\n\n@deco\ndef f():\n    return 1\n\nclass A:\n    def m(self):\n        pass\n"
-    assert locks.region_text(src, "f", python=True) == "@deco\ndef f():\n    return 1\n"
-    assert locks.region_text(src, "A.m", python=True) == "    def m(self):\n        pass\n"
-    assert locks.region_text(src, "A.zz", python=True) is None
+    assert regions.region_text(src, "f", python=True) == "@deco\ndef f():\n    return 1\n"
+    assert regions.region_text(src, "A.m", python=True) == "    def m(self):\n        pass\n"
+    assert regions.region_text(src, "A.zz", python=True) is None
     js = "a\n/* orch-lock: begin K */\nb\n/* orch-lock: end K */\nc\n"
-    assert locks.region_text(js, "K", python=False) == "/* orch-lock: begin K */\nb\n/* orch-lock: end K */\n"
-    with pytest.raises(locks.RegionError):
-        locks.region_text("def (:\n", "f", python=True)
+    assert regions.region_text(js, "K", python=False) == "/* orch-lock: begin K */\nb\n/* orch-lock: end K */\n"
+    with pytest.raises(regions.RegionError):
+        regions.region_text("def (:\n", "f", python=True)
 
 
 def test_lock_add_require_rm_keep_the_header_and_validate(proj: Path, orch: Orch) -> None:

@@ -229,23 +229,23 @@ def test_a_branch_with_two_merge_bases_is_judged_from_one_of_them(proj: Path, or
 def test_verify_task_says_which_commit_is_missing_or_unrelated(proj: Path) -> None:
     from orch.core.context import open_ctx
     from orch.core.errors import InputError
-    from orch.verify import verify
+    from orch.verify import judge
 
     tip = commit_in(make_task(proj, "T1"), "src/auth/session.py", "TTL = 7\n")
     empty_tree = git(proj, "hash-object", "-t", "tree", "--stdin", input="")
     lonely = git(proj, "commit-tree", empty_tree, "-m", "no shared history")
     ctx = open_ctx(proj)
-    v = verify.verify_task(ctx, "T1", sha=tip[:10], record=False)
+    v = judge.verify_task(ctx, "T1", sha=tip[:10], record=False)
     assert (v.result, v.sha, v.base_sha, v.changed) == ("OK", tip, git(proj, "rev-parse", "main"), 1)
     for sha, message in [("0" * 40, "names no commit"), ("main..T1", "names no commit"), (lonely, "shares no history")]:
         with pytest.raises(InputError, match=message):
-            verify.verify_task(ctx, "T1", sha=sha, record=False)
+            judge.verify_task(ctx, "T1", sha=sha, record=False)
     with pytest.raises(InputError, match="no branch orch/T2"):
-        verify.verify_task(ctx, "T2", record=False)
+        judge.verify_task(ctx, "T2", record=False)
     config = proj / ".orch/config.yaml"
     config.write_text(config.read_text().replace("base_branch: main", "base_branch: gone"))
     with pytest.raises(InputError, match="the base branch 'gone' does not exist"):
-        verify.verify_task(open_ctx(proj), "T1", record=False)
+        judge.verify_task(open_ctx(proj), "T1", record=False)
 
 
 def test_corrupt_or_missing_locks_fail_closed(proj: Path, orch: Orch) -> None:
@@ -283,9 +283,9 @@ def test_corrupt_or_missing_locks_fail_closed(proj: Path, orch: Orch) -> None:
 def run_verify_at(repo: Path, task: str, sha: str) -> str:
     """``verify_task`` of an exact commit, in a process of its own; what it raised, rendered."""
     script = (
-        "import sys\nfrom orch.verify import verify\nfrom orch.core.context import open_ctx\n"
+        "import sys\nfrom orch.verify import judge\nfrom orch.core.context import open_ctx\n"
         "from orch.core.errors import OrchError\n"
-        "try:\n    verify.verify_task(open_ctx(), sys.argv[1], sha=sys.argv[2])\n"
+        "try:\n    judge.verify_task(open_ctx(), sys.argv[1], sha=sys.argv[2])\n"
         "except OrchError as exc:\n    print(exc.render())\n"
     )
     r = subprocess.run([sys.executable, "-c", script, task, sha], cwd=repo, capture_output=True, text=True, check=True)
@@ -362,17 +362,17 @@ def test_requirement_locks_run_in_a_fresh_tree_of_the_exact_commit(proj: Path, o
 
 def test_check_requirements_in_a_given_folder(proj: Path, orch: Orch, tmp_path: Path) -> None:
     from orch.core.context import open_ctx
-    from orch.verify import verify
+    from orch.verify import requirements
 
     orch.ok("lock", "require", "has a README", "--check", "test -f README.md", "--via", "static")
     orch.ok("lock", "require", "soft one", "--check", "exit 3", "--via", "test", "--soft")
     ctx = open_ctx(proj)
-    assert verify.check_requirements(ctx, proj) == []
+    assert requirements.check_requirements(ctx, proj) == []
     empty = tmp_path / "empty"
     empty.mkdir()
-    failures = verify.check_requirements(ctx, empty)
+    failures = requirements.check_requirements(ctx, empty)
     assert [(f.lock_id, f.exit_code, f.mode) for f in failures] == [("R1", 1, "hard")]
-    failures = verify.check_requirements(ctx, empty, hard_only=False)
+    failures = requirements.check_requirements(ctx, empty, hard_only=False)
     assert [(f.lock_id, f.exit_code) for f in failures] == [("R1", 1), ("R2", 3)]
 
 

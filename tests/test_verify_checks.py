@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from orch.core import git as orch_git
 from orch.core.errors import GitError
-from orch.verify import locks, verify
+from orch.verify import changeset, locks, rules
 
 SEGMENTS = [
     "src",
@@ -59,7 +59,7 @@ SCOPES = [None, "^src/", "^src/a/", "src", "^(src|a)/", r"\.py$", r"^src/a/x\.py
 ZERO = "0" * 40
 
 
-def reference(changes: list[verify.Change], lockset: locks.LockSet, scope: str | None, agent: bool) -> list[tuple]:
+def reference(changes: list[changeset.Change], lockset: locks.LockSet, scope: str | None, agent: bool) -> list[tuple]:
     found: list[tuple] = []
     links: list[tuple] = []
     for ch in changes:
@@ -70,10 +70,10 @@ def reference(changes: list[verify.Change], lockset: locks.LockSet, scope: str |
                 continue
             if scope and re.search(scope, path) is None:
                 found.append((path, "scope", None))
-            if "160000" in (ch.old_mode, ch.new_mode) and not verify.names_explicitly(scope, path):
+            if "160000" in (ch.old_mode, ch.new_mode) and not rules.names_explicitly(scope, path):
                 found.append((path, "submodule", None))
             base = path.rsplit("/", 1)[-1]
-            if base in (".gitmodules", ".gitattributes") and not verify.names_explicitly(scope, path):
+            if base in (".gitmodules", ".gitattributes") and not rules.names_explicitly(scope, path):
                 found.append((path, base.lstrip("."), None))
             if ch.new_mode == "120000":
                 links.append((path, "symlink-escape", None))  # no blob to read: an empty target
@@ -92,14 +92,14 @@ MODES = ["100644", "100755", "120000", "160000"]
 
 
 @st.composite
-def change_sets(draw: st.DrawFn) -> list[verify.Change]:
+def change_sets(draw: st.DrawFn) -> list[changeset.Change]:
     out = []
     for path in draw(st.lists(paths, unique=True, max_size=30)):
         status = draw(st.sampled_from("ADMT"))
         old = "000000" if status == "A" else draw(st.sampled_from(MODES))
         new = "000000" if status == "D" else (old if status == "M" else draw(st.sampled_from(MODES)))
         out.append(
-            verify.Change(
+            changeset.Change(
                 old, new, ZERO if status == "A" else "1" * 40, ZERO if status == "D" else "2" * 40, status, path
             )
         )
@@ -119,7 +119,7 @@ def locksets(draw: st.DrawFn) -> locks.LockSet:
     return locks.LockSet(made, agents_md_lock=draw(st.booleans()))
 
 
-def raw(changes: list[verify.Change]) -> str:
+def raw(changes: list[changeset.Change]) -> str:
     return "".join(f":{c.old_mode} {c.new_mode} {c.old_sha} {c.new_sha} {c.status}\0{c.path}\0" for c in changes)
 
 
@@ -140,7 +140,7 @@ def pieces(text: str, cuts: list[int]) -> list[str]:
     st.lists(st.integers(min_value=0), max_size=6),
 )
 def test_check_changes_agrees_with_the_plain_reference(
-    changes: list[verify.Change],
+    changes: list[changeset.Change],
     lockset: locks.LockSet,
     scope: str | None,
     agent: bool,
@@ -150,11 +150,11 @@ def test_check_changes_agrees_with_the_plain_reference(
     if in_git_order:
         changes = sorted(changes, key=lambda c: c.path)
     want = reference(changes, lockset, scope, agent)
-    for given_as in (changes, verify.parse_raw(raw(changes))):  # objects, and git's raw text
-        got = verify.check_changes(given_as, lockset=lockset, scope=scope, agent=agent, read=lambda shas: {})
+    for given_as in (changes, changeset.parse_raw(raw(changes))):  # objects, and git's raw text
+        got = rules.check_changes(given_as, lockset=lockset, scope=scope, agent=agent, read=lambda shas: {})
         assert [(v.path, v.rule, v.lock) for v in got] == want
-    checker = verify._Checker(lockset=lockset, scope=scope, agent=agent)  # in batches, as verify_task reads them
-    batches = list(verify.parse_stream(pieces(raw(changes), cuts)))
+    checker = rules.Checker(lockset=lockset, scope=scope, agent=agent)  # in batches, as verify_task reads them
+    batches = list(changeset.parse_stream(pieces(raw(changes), cuts)))
     for batch in batches:
         checker.scan(batch)
     assert [p for b in batches for p in b.paths] == [c.path for c in changes]
@@ -167,7 +167,7 @@ def test_parse_raw_reads_modes_statuses_and_odd_paths() -> None:
         f":100644 100644 {'b' * 40} {'c' * 40} M\0dir/with\nnewline\rand cr\0"
         f":160000 000000 {'d' * 40} {ZERO} D\0sub\0"
     )
-    changes = verify.parse_raw(text)
+    changes = changeset.parse_raw(text)
     assert changes.paths == ["link", "dir/with\nnewline\rand cr", "sub"]
     assert changes.special() == {0, 2}
     ch = changes[1]
@@ -178,7 +178,7 @@ def test_parse_raw_reads_modes_statuses_and_odd_paths() -> None:
 def test_special_modes_are_found_when_metas_differ_in_width() -> None:
     # sha-256 next to sha-1 never comes from one git call; the slow path must still be exact
     text = f":100644 100644 {'b' * 64} {'c' * 64} M\0a\0:100644 120000 {'d' * 40} {'e' * 40} T\0b\0"
-    assert verify.parse_raw(text).special() == {1}
+    assert changeset.parse_raw(text).special() == {1}
 
 
 @pytest.mark.parametrize(
@@ -218,16 +218,16 @@ def test_git_stream_hands_over_whole_records_and_reports_failure(repo: Path) -> 
         (repo / f"d{n % 3}/file {n}.txt").write_text(f"{n}\n")
     git(repo, "add", "-A")
     last = commit_file(repo, "last.txt", "last\n")
-    args = [*verify.DIFF, first, last, "--"]
-    whole = verify.parse_raw(orch_git.run(args, cwd=repo).stdout)
+    args = [*changeset.DIFF, first, last, "--"]
+    whole = changeset.parse_raw(orch_git.run(args, cwd=repo).stdout)
     got = list(orch_git.Stream(args, cwd=repo, batch=100))
     assert len(got) >= 2 and all(piece.endswith("\0") for piece in got)
     assert len(whole) == 701
-    batches = list(verify.parse_stream(got))
+    batches = list(changeset.parse_stream(got))
     assert [p for b in batches for p in b.paths] == whole.paths == sorted(whole.paths)
     assert [b[i].new_sha for b in batches for i in range(len(b))] == [whole[i].new_sha for i in range(len(whole))]
     with pytest.raises(GitError, match="bad object|not a tree|invalid"):
-        list(verify.task_changes(repo, "0" * 40, last))
+        list(changeset.task_changes(repo, "0" * 40, last))
 
 
 def test_a_stream_stopped_early_leaves_no_git_and_no_open_files(repo: Path) -> None:
@@ -237,7 +237,7 @@ def test_a_stream_stopped_early_leaves_no_git_and_no_open_files(repo: Path) -> N
         (repo / f"d{n % 7}/a-rather-long-file-name-to-fill-the-pipe-{n}.txt").write_text(f"{n}\n")
     git(repo, "add", "-A")
     last = commit_file(repo, "last.txt", "last\n")
-    args = [*verify.DIFF, first, last, "--"]
+    args = [*changeset.DIFF, first, last, "--"]
     fds = set(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
 
     never_read = orch_git.Stream(args, cwd=repo, batch=100)
@@ -257,7 +257,7 @@ def test_a_stream_stopped_early_leaves_no_git_and_no_open_files(repo: Path) -> N
 
 def test_parse_stream_refuses_output_that_stops_inside_a_record() -> None:
     with pytest.raises(GitError, match="ends inside a record"):
-        list(verify.parse_stream([f":100644 100644 {'a' * 40} {'b' * 40} M\0"]))
+        list(changeset.parse_stream([f":100644 100644 {'a' * 40} {'b' * 40} M\0"]))
 
 
 @pytest.mark.parametrize(
@@ -280,4 +280,4 @@ def test_parse_stream_refuses_output_that_stops_inside_a_record() -> None:
     ],
 )
 def test_names_explicitly_needs_a_whole_anchored_alternative(scope: str, path: str, expected: bool) -> None:
-    assert verify.names_explicitly(scope, path) is expected
+    assert rules.names_explicitly(scope, path) is expected

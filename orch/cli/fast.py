@@ -11,19 +11,19 @@ from orch.core.errors import ExitCode, UsageError
 def verify_command(task_ids: Sequence[str], *, all_tasks: bool, as_json: bool) -> int:
     """``orch verify``: the body behind both the fast path and the typer command."""
     from orch.core.context import open_ctx
-    from orch.verify import verify as verify_mod
+    from orch.verify import judge
 
     if task_ids and all_tasks:
         raise UsageError("name tasks or pass --all, not both")
     if not task_ids and not all_tasks:
         raise UsageError("name the tasks to verify (orch verify T1 T2), or pass --all")
-    verdicts = verify_mod.verify_many(open_ctx(from_source=True), task_ids, all_tasks=all_tasks)
+    verdicts = judge.verify_many(open_ctx(from_source=True), task_ids, all_tasks=all_tasks)
     if as_json:
         from orch.cli import render
 
         out(render.dumps({"verdicts": [v.to_json() for v in verdicts]}))
     else:
-        out("\n".join(verify_mod.verdict_text(v) for v in verdicts))
+        out("\n".join(judge.verdict_text(v) for v in verdicts))
     return ExitCode.OK if all(v.mergeable for v in verdicts) else ExitCode.CHECK_FAILED
 
 

@@ -33,9 +33,9 @@ def ack(
     lock_id: str = typer.Argument(..., metavar="LOCK_ID"),
 ) -> None:
     """Accept, as a person, a task's change to a soft lock at its verified commit (that commit only)."""
-    from orch.verify import verify as verify_mod
+    from orch.verify import judge
 
-    result = verify_mod.ack(ctx(from_source=True), task_id, lock_id)
+    result = judge.ack(ctx(from_source=True), task_id, lock_id)
     pending = ", ".join(result["pending_acks"]) or "none"
     out(
         f"acked {lock_id} for {task_id} at {result['sha'][:12]} (holds for that exact commit only); "

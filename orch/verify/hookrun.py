@@ -17,8 +17,8 @@ import sys
 
 from orch.core import git
 from orch.core.errors import OrchError
+from orch.verify import changeset, rules
 from orch.verify import locks as locks_mod
-from orch.verify import verify
 
 TYPE_CHECKING = False  # typing costs the hook ~2 ms to import; mypy reads this as typing's
 if TYPE_CHECKING:
@@ -122,9 +122,9 @@ def pre_commit(cwd: str) -> int:
     if not r.ok:  # no commit yet: everything staged is new
         r = git.run([*diff, _empty_tree(place.top), "--"], cwd=place.top, env=env)
     raw = r.stdout
-    changes = verify.parse_raw(raw)
+    changes = changeset.parse_raw(raw)
     agent = place.task is not None
-    found = verify.check_changes(
+    found = rules.check_changes(
         changes,
         lockset=lockset,
         scope=scope,
@@ -170,12 +170,12 @@ class Edit:
         self.known = known  # False: the new text could not be worked out
 
 
-def judge_edits(place: Place, edits: list[Edit]) -> list[verify.Violation]:
+def judge_edits(place: Place, edits: list[Edit]) -> list[rules.Violation]:
     """The rules the edits would break, checked like a commit of them would be."""
     lockset = locks_mod.load_dir(place.orch_dir)
     scope = task_scope(place)
     blobs: dict[str, bytes] = {}
-    changes: list[verify.Change] = []
+    changes: list[changeset.Change] = []
     for i, e in enumerate(edits):
         old_key, new_key = f"{i:040x}o", f"{i:040x}n"
         old_sha = "0" * 40
@@ -195,7 +195,7 @@ def judge_edits(place: Place, edits: list[Edit]) -> list[verify.Violation]:
                 blobs[new_key] = b"\0orch: unknown content\0"  # cannot tell: treat regions as changed
         status = "A" if old_sha.strip("0") == "" and e.status != "D" else e.status
         changes.append(
-            verify.Change(
+            changeset.Change(
                 "000000" if status == "A" else "100644",
                 "000000" if status == "D" else "100644",
                 old_sha,
@@ -204,7 +204,7 @@ def judge_edits(place: Place, edits: list[Edit]) -> list[verify.Violation]:
                 e.path,
             )  # fmt: skip
         )
-    return verify.check_changes(
+    return rules.check_changes(
         changes,
         lockset=lockset,
         scope=scope,

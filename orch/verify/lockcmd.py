@@ -10,7 +10,8 @@ from orch.core.context import Ctx
 from orch.core.errors import InputError
 from orch.core.store import dump_yaml, parse_yaml, validate
 from orch.verify import locks as locks_mod
-from orch.verify import verify
+from orch.verify import regions
+from orch.verify.judge import acked_locks
 
 _HEADER_END = re.compile(r"^(?!#)(?!\s*$)", re.MULTILINE)
 
@@ -71,8 +72,8 @@ def add(
         if not r.ok:
             raise InputError(f"no file '{lock.file}' on {base}", hint="lock a region of a file that is committed")
         try:
-            text = locks_mod.region_text(r.stdout, lock.name, python=lock.file.endswith((".py", ".pyi")))
-        except locks_mod.RegionError as exc:
+            text = regions.region_text(r.stdout, lock.name, python=lock.file.endswith((".py", ".pyi")))
+        except regions.RegionError as exc:
             raise InputError(f"{lock.file}: {exc}") from None
         if text is None:
             raise InputError(
@@ -80,7 +81,7 @@ def add(
                 hint="name a function or class (Class.method), or mark lines with 'orch-lock: begin NAME' / "
                 "'orch-lock: end NAME' comments",
             )
-        item["hash"] = locks_mod.region_hash(text)
+        item["hash"] = regions.region_hash(text)
         covered = 1
     else:
         lock = locks_mod.Lock({**item, "id": "x"}, rx=locks_mod.glob_regex(pattern))
@@ -167,7 +168,7 @@ def pressure(ctx: Ctx) -> list[dict[str, Any]]:
             current = st.get("state", "PENDING")
             verdict = st.get("verdict") or {}
             named = {v.get("lock") for v in verdict.get("violations") or []} | set(verdict.get("pending_acks") or [])
-            acked = bool(verdict.get("sha")) and lock.id in verify.acked_locks(st, verdict["sha"])
+            acked = bool(verdict.get("sha")) and lock.id in acked_locks(st, verdict["sha"])
             if lock.id in named and not (acked and lock.mode == "soft"):
                 how = "blocking"
             elif current in ("MERGED", "CLEANED") or (verdict and verdict.get("result") == "OK"):

@@ -8,7 +8,8 @@ Kinds:
   a violation (adding a new file that matches is not).
 * ``region``: ``path::Name``: the region between comment lines ``orch-lock: begin Name`` and
   ``orch-lock: end Name`` (any language), or, in a Python file, the function or class with that
-  qualified name (``Cart.total``), located with ``ast``. The rest of the file stays editable.
+  qualified name (``Cart.total``), located with ``ast`` (``orch.verify.regions`` finds it). The
+  rest of the file stays editable.
 * ``requirement``: an English requirement with a ``check`` command (run through ``sh -c``) and a
   ``via`` (schema, static, test, e2e).
 
@@ -43,8 +44,6 @@ VIAS = ("schema", "static", "test", "e2e")
 AGENTS_MD_LOCK = "AGENTS_MD"
 _COMPILER = "5"  # bump when the compiled form changes
 LOCK_ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,39}")
-_BEGIN = "orch-lock: begin"
-_END = "orch-lock: end"
 
 
 class Lock:
@@ -192,7 +191,8 @@ def glob_prefix(pattern: str) -> str:
     return "".join(out)
 
 
-def _sre_parser() -> Any:
+def sre_parser() -> Any:
+    """The regex parser of the standard library (``re._parser``; ``sre_parse`` before Python 3.11)."""
     import importlib
 
     try:
@@ -209,7 +209,7 @@ def literal_head(rx_src: str, flags: int = 0) -> tuple[bool, str, bool]:
     when the regex cannot be parsed or ignores case.
     """
     try:
-        parsed = _sre_parser().parse(rx_src, flags)
+        parsed = sre_parser().parse(rx_src, flags)
     except re.error:
         return False, "", False
     if parsed.state.flags & re.IGNORECASE:
@@ -382,139 +382,12 @@ def check_fields(item: dict[str, Any]) -> tuple[str | None, str | None]:
         return f"bad pattern '{pattern}': {exc}", None
 
 
-# -- code regions -----------------------------------------------------------------------------------
-
-
-class RegionError(Exception):
-    """The file cannot be read for regions (a Python file that does not parse)."""
-
-
-def region_text(source: str, name: str, *, python: bool) -> str | None:
-    """The text of region ``name``: comment markers first, then (Python) a function or class.
-
-    None when the file has no such region. Raises ``RegionError`` when the region cannot be told
-    for sure, so a caller treats it as a change: a Python file that does not parse, a marker given
-    more than once (a decoy copy could stand in for the real region), or a name bound more than once
-    in its scope (Python uses the last binding, so a second ``def`` would silently replace the first).
-    """
-    lines = source.splitlines(keepends=True)
-    begin = re.compile(rf"{re.escape(_BEGIN)}\s+{re.escape(name)}(?:\s|$)")
-    end = re.compile(rf"{re.escape(_END)}\s+{re.escape(name)}(?:\s|$)")
-    begins = [i for i, line in enumerate(lines) if begin.search(line)]
-    ends = [i for i, line in enumerate(lines) if end.search(line)]
-    if len(begins) > 1 or len(ends) > 1:
-        raise RegionError(f"'{name}' has {len(begins)} begin and {len(ends)} end markers; one of each is expected")
-    if begins:
-        i = begins[0]
-        if ends and ends[0] < i:
-            raise RegionError(f"the end marker of '{name}' comes before its begin marker")
-        j = ends[0] if ends else len(lines) - 1  # an unterminated region runs to the end of the file
-        return "".join(lines[i : j + 1])
-    if ends:
-        raise RegionError(f"'{name}' has an end marker but no begin marker")
-    if not python:
-        return None
-    import ast
-
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError) as exc:
-        raise RegionError(f"cannot parse it as Python: {exc}") from None
-    parts = name.split(".")
-    if len(parts) > 1:
-        _refuse_attribute_rebinding(tree, parts)
-    node = _find(tree.body, parts)
-    if node is None:
-        return None
-    first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
-    last = node.end_lineno or node.lineno
-    return "".join(lines[first - 1 : last])
-
-
-def _bindings(body: list[Any], name: str) -> list[Any]:
-    """The statements of ``body`` that bind ``name`` (def, class, assignment, import)."""
-    import ast
-
-    found: list[Any] = []
-    for node in body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name:
-            found.append(node)
-        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            names = {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
-            if name in names:
-                found.append(node)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            if any((alias.asname or alias.name.split(".")[0]) == name for alias in node.names):
-                found.append(node)
-    return found
-
-
-def _find(body: list[Any], parts: list[str]) -> Any:
-    import ast
-
-    bound = _bindings(body, parts[0])
-    if len(bound) > 1:
-        lines = ", ".join(str(n.lineno) for n in bound)
-        raise RegionError(f"'{parts[0]}' is bound {len(bound)} times (lines {lines}); Python keeps the last one")
-    if not bound:
-        return None
-    node = bound[0]
-    if len(parts) == 1:
-        return node
-    return _find(node.body, parts[1:]) if isinstance(node, ast.ClassDef) else None
-
-
-def _refuse_attribute_rebinding(tree: Any, parts: list[str]) -> None:
-    """``Cart.total = other`` or ``setattr(Cart, "total", ...)`` anywhere replaces a locked method."""
-    import ast
-
-    dotted = ".".join(parts)
-    node: Any
-    for node in ast.walk(tree):
-        targets: list[Any] = []
-        if isinstance(node, ast.Assign):
-            targets = node.targets
-        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
-            targets = [node.target]
-        for target in targets:
-            if isinstance(target, ast.Attribute) and _dotted(target) == dotted:
-                raise RegionError(f"'{dotted}' is reassigned at line {node.lineno}")
-        if (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Name)
-            and node.func.id in ("setattr", "delattr")
-            and len(node.args) >= 2
-            and _dotted(node.args[0]) == ".".join(parts[:-1])
-            and isinstance(node.args[1], ast.Constant)
-            and node.args[1].value == parts[-1]
-        ):
-            raise RegionError(f"'{dotted}' is changed with {node.func.id} at line {node.lineno}")
-
-
-def _dotted(node: Any) -> str | None:
-    import ast
-
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        head = _dotted(node.value)
-        return None if head is None else f"{head}.{node.attr}"
-    return None
-
-
-def region_hash(text: str | None) -> str | None:
-    import hashlib
-
-    return None if text is None else hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
-
-
 # -- scope overlap ----------------------------------------------------------------------------------
 
 
 def _fragments(scope: str) -> list[str]:
     """The literal runs inside a regex (``^tests/test_x\\.py$`` -> ``tests/test_x.py``)."""
-    sre = _sre_parser()
+    sre = sre_parser()
     found: set[str] = set()
 
     def walk(items: Any) -> None:

@@ -113,19 +113,19 @@ def main() -> None:
 
         from orch.core import git
         from orch.core.context import open_ctx
-        from orch.verify import verify
+        from orch.verify import changeset, judge
 
         def verify_inproc(record: bool) -> Callable[[], None]:
             def fn() -> None:
-                v = verify.verify_task(open_ctx(root), "T1", record=record)
+                v = judge.verify_task(open_ctx(root), "T1", record=record)
                 assert v.result == "OK" and v.changed == args.files, (v.result, v.changed)
 
             return fn
 
         base_tip, tip = git.rev_parse("main", cwd=root), git.rev_parse("orch/T1", cwd=root)
         assert base_tip and tip
-        diff_tree = ["git", *git.HARDENED, *verify.DIFF, "--merge-base", base_tip, tip, "--"]
-        names = ["git", *git.HARDENED, *verify.DIFF, "--name-only", "--merge-base", base_tip, tip, "--"]
+        diff_tree = ["git", *git.HARDENED, *changeset.DIFF, "--merge-base", base_tip, tip, "--"]
+        names = ["git", *git.HARDENED, *changeset.DIFF, "--name-only", "--merge-base", base_tip, tip, "--"]
         script = Path(sys.executable).with_name("orch")  # the console script, as a user runs it
         orch_argv = [str(script)] if script.is_file() else [sys.executable, "-m", "orch"]
         got = medians(
