@@ -127,9 +127,9 @@ class Ceremony:
             passed, excerpt = True, ""
             atomic_write(log_path, "no test command configured (test_command in .orch/config.yaml)\n")
         if passed:
-            from orch.verify import verify
+            from orch.verify.requirements import check_requirements
 
-            failures = verify.check_requirements(self.ctx, self.integration.path, hard_only=True)
+            failures = check_requirements(self.ctx, self.integration.path, hard_only=True)
             if failures:
                 passed = False
                 excerpt = "\n".join(describe_requirement(f) for f in failures)

@@ -160,10 +160,10 @@ def reverify(ctx: Ctx, tri: Triage, *, log: bool, base_tip: str) -> list[str]:
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from orch.verify import verify
+    from orch.verify.judge import verify_task
 
     def judge(task_id: str) -> Any:
-        return verify.verify_task(ctx, task_id, sha=tri.shas[task_id], record=False, base_tip=base_tip)
+        return verify_task(ctx, task_id, sha=tri.shas[task_id], record=False, base_tip=base_tip)
 
     # Each verdict is mostly two git processes; a few threads overlap them. Load what they share first.
     ctx.plan  # noqa: B018
