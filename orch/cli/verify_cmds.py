@@ -132,9 +132,9 @@ def hooks_status(as_json: bool = typer.Option(False, "--json", help="Print as JS
 
 
 def _run_hook(name: str) -> int:
-    from orch.verify import hookrun
+    from orch.cli import hook
 
-    return hookrun.main([name])
+    return hook.main([name])
 
 
 @hook_app.command("pre-commit")

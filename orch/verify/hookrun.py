@@ -1,4 +1,4 @@
-"""What the hooks do (``python -m orch.hookmain pre-commit|claude-pretool|codex-pretool``).
+"""What the hooks judge (``python -m orch.hookmain pre-commit|claude-pretool|codex-pretool``).
 
 Hooks run on every commit and every agent edit, so this module starts in a few milliseconds: no
 typer, no yaml, no jsonschema, no pathspec on the common path (locks and plan scopes are read from
@@ -7,16 +7,15 @@ their compiled JSON caches; a cache miss pays for the full, validating load once
 Hooks are early warnings; ``orch verify`` judges the exact commit whatever they said. A rule file
 that is broken makes them refuse (fail closed, as verify does); a bug in orch itself lets the
 action through with a warning on stderr rather than lock a person out of their own repository.
+Each hook returns its exit code and its message; ``orch.cli.hook`` prints them.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 
 from orch.core import git
-from orch.core.errors import OrchError
 from orch.verify import changeset, rules
 from orch.verify import locks as locks_mod
 
@@ -110,10 +109,11 @@ def _show(path: str) -> str:
 # -- git pre-commit ---------------------------------------------------------------------------------
 
 
-def pre_commit(cwd: str) -> int:
+def pre_commit(cwd: str) -> tuple[int, str]:
+    """The exit code for git and what to tell the person committing."""
     place = locate(cwd)
     if place is None:
-        return 0
+        return 0, ""
     lockset = locks_mod.load_dir(place.orch_dir)
     scope = task_scope(place)
     env = {k: os.environ[k] for k in ("GIT_INDEX_FILE",) if k in os.environ}
@@ -133,12 +133,11 @@ def pre_commit(cwd: str) -> int:
     )
     hard = [v for v in found if v.mode == "hard"]
     soft = [v for v in found if v.mode == "soft"]
-    for v in soft:
-        sys.stderr.write(f"orch: warning: {_show(v.path)}: {v.rule}: {v.message} (needs `orch ack` before a merge)\n")
+    lines = [f"orch: warning: {_show(v.path)}: {v.rule}: {v.message} (needs `orch ack` before a merge)" for v in soft]
     if not hard:
-        return 0
+        return 0, "\n".join(lines)
     who = f"task {place.task}" + (f" (scope {scope})" if scope else " (no scope)") if agent else "the main checkout"
-    lines = [f"orch: commit refused: {len(hard)} staged change(s) break the rules for {who}:"]
+    lines.append(f"orch: commit refused: {len(hard)} staged change(s) break the rules for {who}:")
     lines += [f"  {_show(v.path)}: {v.rule}: {v.message}" for v in hard]
     if agent:
         lines.append(
@@ -149,8 +148,7 @@ def pre_commit(cwd: str) -> int:
         lines.append(
             "  hint: these paths are locked in .orch/locks.yaml; if you, a person, mean it: git commit --no-verify"
         )
-    sys.stderr.write("\n".join(lines) + "\n")
-    return 1
+    return 1, "\n".join(lines)
 
 
 def _empty_tree(cwd: str) -> str:
@@ -415,23 +413,3 @@ def agent_hook(kind: str, stdin_text: str) -> tuple[int, str]:
         "  Leave these paths alone and keep to your scope; if the task cannot be done without them, stop and say why."
     )
     return 2, "\n".join(lines)
-
-
-def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("pre-commit", "claude-pretool", "codex-pretool"):
-        sys.stderr.write("usage: python -m orch.hookmain pre-commit|claude-pretool|codex-pretool\n")
-        return 2
-    name = argv[0]
-    try:
-        if name == "pre-commit":
-            return pre_commit(os.getcwd())
-        code, message = agent_hook("codex" if name == "codex-pretool" else "claude", sys.stdin.read())
-        if message:
-            sys.stderr.write(message + "\n")
-        return code
-    except OrchError as exc:  # broken rules: refuse, as verify does
-        sys.stderr.write(f"orch: {exc.render()}\n")
-        return 1 if name == "pre-commit" else 2
-    except Exception as exc:  # a bug in orch: warn and let the action through; verify still judges it
-        sys.stderr.write(f"orch: warning: the {name} hook failed ({type(exc).__name__}: {exc}); not blocking\n")
-        return 0
