@@ -10,6 +10,7 @@ import ast
 from pathlib import Path
 
 import pytest
+from conftest import git, run_orch
 
 ORCH = Path(__file__).resolve().parent.parent / "orch"
 
@@ -154,3 +155,31 @@ def test_only_the_cli_prints_or_exits(name: str) -> None:
         if isinstance(n, ast.Call) and dotted(n.func) in OUTPUT_CALLS and id(n) not in guarded
     ]
     assert not calls, "only orch/cli/ prints or exits; return a value instead:\n" + "\n".join(calls)
+
+
+def imported(cwd: Path, *argv: str) -> set[str]:
+    """The modules a real process of ``argv`` imported (``python -X importtime``)."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-X", "importtime", *argv], cwd=cwd, capture_output=True, text=True)
+    return {line.rpartition("|")[2].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
+
+
+HEAVY = {"yaml", "jsonschema", "rich", "pathspec", "pydantic"}
+
+
+def test_the_hot_paths_import_nothing_heavy(project: Path) -> None:
+    """Speed is kept by what is not imported: help, the git hook (caches warm) and status."""
+    git(project, "add", "-A")
+    run_orch(project, "status")  # warms the validation and parse caches
+    help_modules = imported(project, "-m", "orch", "--help")
+    assert not help_modules & HEAVY, help_modules & HEAVY
+    assert not {m for m in help_modules if m.startswith("orch.") and not m.startswith(("orch.cli", "orch.core"))}
+    assert not {"orch.core.git", "orch.core.store", "orch.core.plan"} & help_modules
+    imported(project, "-m", "orch.hookmain", "pre-commit")  # the first run compiles the locks
+    hook = imported(project, "-m", "orch.hookmain", "pre-commit")
+    assert not hook & (HEAVY | {"typer", "click"}), hook & (HEAVY | {"typer", "click"})
+    assert not {m for m in hook if m.startswith(("orch.agents", "orch.integrate", "orch.tasks", "orch.views"))}
+    status = imported(project, "-m", "orch", "status")
+    assert not status & {"jsonschema", "yaml", "pathspec"}, status & HEAVY

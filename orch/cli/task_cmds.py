@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from orch.cli.app import app, ctx, typer
 from orch.cli.output import err, out
-from orch.core import refs
 from orch.core.errors import UsageError
 
 # -- worktree lifecycle: spin, start, agents, wait, stop, report, attach, clean, doctor --------------
@@ -65,7 +65,7 @@ def start(
     from orch.agents import launch
 
     c = ctx()
-    refs.check_id(task_id, cwd=c.project.root)
+    _check_id(task_id, c)
     st = launch.start(c, task_id, tmux=use_tmux)
     out(f"{task_id}: started ({st.get('agent')}" + (f", tmux {st['tmux_session']})" if st.get("tmux_session") else ")"))
 
@@ -106,7 +106,7 @@ def wait(
 
     c = ctx()
     for task_id in ids or []:
-        refs.check_id(task_id, cwd=c.project.root)
+        _check_id(task_id, c)
     states = launch.wait(c, list(ids) if ids else None, timeout)
     if not states:
         out("no task is running or waiting to be merged")
@@ -125,7 +125,7 @@ def stop(
     from orch.agents import launch
 
     c = ctx()
-    refs.check_id(task_id, cwd=c.project.root)
+    _check_id(task_id, c)
     st = launch.stop(c, task_id, kill=kill, grace=grace)
     out(f"{task_id}: {st.get('state')}" + (f" ({st['reason']})" if st.get("reason") else ""))
 
@@ -150,7 +150,7 @@ def attach(task_id: str = typer.Argument(..., metavar="ID")) -> None:
     from orch.agents import launch
 
     c = ctx()
-    refs.check_id(task_id, cwd=c.project.root)
+    _check_id(task_id, c)
     argv = launch.attach_argv(c, task_id)
     sys.stdout.flush()
     os.execvp(argv[0], argv)
@@ -191,3 +191,9 @@ def doctor(fix: bool = typer.Option(False, "--fix", help="Repair or adopt what c
         return 0
     out(doctor_mod.text(findings))
     return 0 if all(f.fixed or f.info for f in findings) else 1
+
+
+def _check_id(task_id: str, c: Any) -> None:
+    from orch.core import refs  # not at import: `orch --help` loads this module
+
+    refs.check_id(task_id, cwd=c.project.root)
