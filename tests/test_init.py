@@ -88,3 +88,17 @@ def test_commands_before_init_say_so(repo: Path, orch: Orch) -> None:
     r = orch("status")
     assert r.returncode == 3
     assert "orch init" in r.stderr
+
+
+def test_init_again_shows_the_config_it_kept(repo: Path, orch: Orch) -> None:
+    orch.ok("init", "--test-cmd", "make check", "--no-hooks")
+    r = orch.ok("init", "--no-hooks")
+    assert "kept     .orch/config.yaml" in r.stdout
+    assert "\nbase branch: main\ntest command: make check\n" in r.stdout, r.stdout
+    git(repo, "checkout", "-q", "-b", "feature")
+    r = orch.ok("init", "--no-hooks", "--test-cmd", "make other")
+    assert "\nbase branch: main\ntest command: make check\n" in r.stdout, r.stdout
+    assert "--test-cmd was not applied" in r.stdout
+    assert "test_command: make check" in (repo / ".orch/config.yaml").read_text()
+    r = orch.ok("init", "--no-hooks", "--force", "--test-cmd", "make other")  # --force rewrites it
+    assert "\nbase branch: feature\ntest command: make other\n" in r.stdout, r.stdout

@@ -471,6 +471,15 @@ def test_render_command_drops_flags_without_values() -> None:
     assert render_command(["sh", "-c", "{run}", "${HOME}"], {"run": "make"}) == ["sh", "-c", "make", "${HOME}"]
 
 
+def test_pane_filter_cleans_line_ends_split_across_reads() -> None:
+    from orch.agents.ptylog import clean
+
+    text, held = clean(b"one\r\ntwo\r")  # the "\n" of the last line comes in the next read
+    assert (text, held) == (b"one\ntwo", b"\r")
+    text, held = clean(b"\nth\0ree\r\r\n50%\r60%", held)
+    assert (text, held) == (b"\nthree\n50%\r60%", b"")  # a lone "\r" (a progress line) is kept
+
+
 def test_usage_parsers() -> None:
     from orch.agents.manifest import parse_usage
 
@@ -741,7 +750,7 @@ def test_agent_finds_orch_and_empty_commands_are_refused(project: Path, orch: Or
     assert wait_state(orch, "T1") == "SUCCESS"
     where, command = out.read_text().splitlines()
     assert os.path.dirname(where) == os.path.dirname(sys.executable) or where.endswith("/orch")
-    assert command == f"{sys.executable} -m orch"
+    assert command == where  # $ORCH names the launcher PATH finds (the orch that started the task)
     r = orch("spin", "T2")
     assert r.returncode == 3 and "renders to an empty command" in r.stderr, r.output
     assert "Traceback" not in r.output
@@ -816,3 +825,123 @@ def test_spin_refuses_a_worktree_root_git_does_not_ignore(project: Path, orch: O
     assert not (project / "T1").exists() and git(project, "branch", "--list", "orch/*") == ""
     (project / ".gitignore").write_text("/T1/\n")
     orch.ok("spin", "T1", "--no-start")
+
+
+def test_agent_and_accept_see_the_users_path_and_reach_orch_by_a_launcher(
+    project: Path, orch: Orch, tmp_path: Path
+) -> None:
+    # The user's PATH starts with a python3 of their own: orch's interpreter folder (a venv that is
+    # not on PATH, as pipx installs orch) must not come before it for the agent or its accept.
+    userbin = tmp_path / "userbin"
+    userbin.mkdir()
+    (userbin / "python3").write_text("#!/bin/sh\necho the-users-python3\n")
+    (userbin / "python3").chmod(0o755)
+    seen, accepted = tmp_path / "seen.txt", tmp_path / "accepted.txt"
+    q = shlex.quote
+    run = (
+        f"python3 -c 'import sys; print(sys.executable)' > {q(str(seen))}; "
+        # A worktree with an orch/ package of its own must not shadow the orch the launcher runs.
+        "mkdir -p orch && echo 'raise SystemExit(99)' > orch/__init__.py && "
+        '"$ORCH" report PROGRESS --note via-launcher && orch report PROGRESS --note via-path && '
+        f'command -v orch >> {q(str(seen))} && echo "$ORCH" >> {q(str(seen))}'
+    )
+    plan(project, task("T1", run, extra=f"- accept: python3 > {q(str(accepted))}"))
+    env = {"PATH": f"{userbin}{os.pathsep}/usr/bin{os.pathsep}/bin"}
+    orch.ok("spin", "T1", env=env)
+    assert wait_state(orch, "T1") == "SUCCESS", status_of(project, "T1")
+    assert accepted.read_text() == "the-users-python3\n"
+    python3, where, launcher = seen.read_text().splitlines()
+    assert python3 == "the-users-python3"
+    assert where == launcher and os.path.isabs(launcher) and os.access(launcher, os.X_OK)
+    assert os.listdir(os.path.dirname(launcher)) == ["orch"]  # the folder holds the launcher only
+    assert [n["text"] for n in status_of(project, "T1")["notes"]] == ["via-launcher", "via-path"]
+
+
+def test_wait_on_a_merged_task_is_a_success(project: Path, orch: Orch, agent_script: Path) -> None:
+    plan(project, task("T1", agent_run(agent_script, "commit")), task("T2", agent_run(agent_script, "fail")))
+    orch.ok("spin", "T1", "T2")
+    assert orch("wait", "T1", "T2", "--timeout", "60").returncode == 1
+    orch.ok("merge", "T1")
+    assert status_of(project, "T1")["state"] == "MERGED"
+    r = orch("wait", "T1", "--timeout", "60")
+    assert (r.returncode, r.stdout) == (0, "T1: MERGED\n"), r.output
+    orch.ok("clean", "T1")
+    r = orch("wait", "T1", "--timeout", "60")
+    assert (r.returncode, r.stdout) == (0, "T1: CLEANED (merged)\n"), r.output
+    r = orch("wait", "T1", "T2", "--timeout", "60")  # a FAILED task still fails the wait
+    assert (r.returncode, r.stdout) == (1, "T1: CLEANED (merged)\nT2: FAILED\n"), r.output
+    orch.ok("clean", "T2", "--force")
+    r = orch("wait", "T2", "--timeout", "60")  # cleaned without a merge: not a success
+    assert r.returncode == 1 and r.stdout == "T2: CLEANED\n", r.output
+
+
+@needs_tmux
+def test_tmux_agent_log_has_plain_line_ends_and_no_nul_bytes(
+    project: Path, orch: Orch, tmux_env: dict[str, str]
+) -> None:
+    # The pane is a terminal: what the agent prints reaches agent.log through it ("\n" as "\r\n",
+    # and NUL padding), and agent.log must read like the log of a run without tmux.
+    run = "printf 'first line\\nsecond line\\n'; printf 'a\\000b\\r\\n'; sleep 0.3; echo last line"
+    plan(project, task("T1", run))
+    orch.ok("spin", "T1", "--tmux", env=tmux_env)
+    assert orch("wait", "T1", "--timeout", "60", env=tmux_env).stdout == "T1: SUCCESS\n"
+    log = project / ".orch/run/tasks/T1/agent.log"
+    wait_for(lambda: b"last line" in log.read_bytes())
+    data = log.read_bytes()
+    assert b"\r" not in data and b"\0" not in data, data
+    assert b"first line\nsecond line\nab\nlast line\n" in data, data
+
+
+def test_spin_progress_comes_in_plan_order(project: Path, orch: Orch) -> None:
+    # Worktrees are checked out in parallel; T1's checkout is made the slowest (a post-checkout hook
+    # that sleeps there), and the progress must still come task by task in the order asked for.
+    ids = ["T1", "T2", "T3", "T4", "T5"]
+    plan(project, *(task(i, "true", deps="T1" if i == "T3" else "none") for i in ids))
+    hook = project / ".git/hooks/post-checkout"
+    hook.parent.mkdir(exist_ok=True)
+    hook.write_text('#!/bin/sh\ncase "$(pwd)" in */T1) sleep 2;; esac\nexit 0\n')
+    hook.chmod(0o755)
+    r = orch("spin", *ids)
+    assert r.returncode == 3, r.output
+    progress = [line for line in r.stderr.splitlines() if line.startswith("[")]
+    spun = [(n, i) for n, i in enumerate(ids, 1) if i != "T3"]
+    assert progress == [
+        "[3/5] T3: refused: task T3 depends on T1, not merged yet",
+        *(f"[{n}/5] {i}: worktree .orch/worktrees/{i}" for n, i in spun),
+        *(f"[{n}/5] {i}: started" for n, i in spun),
+    ], r.stderr
+    orch.ok("wait", "T1", "T2", "T4", "T5", "--timeout", "60")
+
+
+def test_doctor_json_lists_the_findings_with_the_same_exit_codes(project: Path, orch: Orch) -> None:
+    import jsonschema
+
+    schema = json.loads((Path(__file__).parent.parent / "schemas" / "doctor.schema.json").read_text())
+    plan(project, task("T1", "true"), task("T2", "true"))
+    base = git(project, "rev-parse", "HEAD")
+    git(project, "update-ref", "refs/heads/orch/T1", base)  # spin killed after the refs
+    git(project, "update-ref", "refs/orch/base/T1", base)
+    git(project, "worktree", "add", "-q", "-b", "orch/T2", ".orch/worktrees/T2")  # killed before the status
+    lock = project / ".git/index.lock"
+    lock.write_text("")
+    os.utime(lock, (time.time() - 60, time.time() - 60))
+    r = orch("doctor", "--json")
+    assert r.returncode == 1 and r.stderr == "", r.output
+    data = json.loads(r.stdout)
+    jsonschema.validate(data, schema)
+    assert data["ok"] is False
+    found = {f["kind"]: f for f in data["findings"]}
+    assert sorted(found) == ["branch-without-worktree", "stale-index-lock", "unknown-worktree"]
+    t1, t2, stale = found["branch-without-worktree"], found["unknown-worktree"], found["stale-index-lock"]
+    assert (t1["task"], t1["path"], t1["fixable"], t1["fixed"]) == ("T1", None, True, False)
+    assert (t2["task"], t2["path"]) == ("T2", str(project / ".orch/worktrees/T2"))
+    assert "orch has no status for task T2" in t2["message"] and t2["fix"].startswith("adopt it")
+    assert (stale["task"], stale["path"]) == (None, str(lock))
+    r = orch("doctor", "--fix", "--json")
+    assert r.returncode == 0, r.output
+    data = json.loads(r.stdout)
+    jsonschema.validate(data, schema)
+    assert data["ok"] is True and all(f["fixed"] for f in data["findings"]) and len(data["findings"]) == 3
+    orch.ok("clean", "T2")
+    r = orch("doctor", "--json")
+    assert (r.returncode, json.loads(r.stdout)) == (0, {"findings": [], "ok": True})

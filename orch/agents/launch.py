@@ -47,6 +47,30 @@ def _write_private(path: Path, text: str) -> None:
 
 # -- launching --------------------------------------------------------------------------------------
 
+# The launcher runs orch's interpreter on orch, not `python -m orch`: the agent calls it from its
+# worktree, and `-m` (like `-c`) puts the working folder first on sys.path, where a worktree's own
+# orch/ package would be imported instead. The first line of the -c code takes that entry out.
+_LAUNCHER = """#!/bin/sh
+# orch's launcher for agents: the orch that started this task (written by orch spin / orch start)
+exec {python} -c 'import sys
+if sys.path and sys.path[0] == "": del sys.path[0]
+from orch.cli.entry import main
+main()' "$@"
+"""
+
+
+def write_launcher(path: Path) -> Path:
+    """Write the executable ``orch`` launcher at ``path`` (its folder holds nothing else)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = _LAUNCHER.format(python=shell_quote(sys.executable))
+    tmp = path.parent.parent / f".{path.name}-launcher.{os.getpid()}.tmp"  # not in the PATH folder
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o755)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(tmp, 0o755)  # whatever the umask took away
+    os.replace(tmp, path)
+    return path
+
 
 def build_launch(ctx: Ctx, task_id: str, manifest: dict[str, Any]) -> dict[str, Any]:
     """The argv, environment and bounds of one run, from the frozen task manifest and the agent."""
@@ -80,10 +104,10 @@ def build_launch(ctx: Ctx, task_id: str, manifest: dict[str, Any]) -> dict[str, 
             hint="the command's first word must not be a placeholder without a value (e.g. {model} with no model)",
         )
     env = dict(agent.env)
-    # The agent must find this very orch for `orch report`, however orch itself was started.
-    bin_dirs = [os.path.dirname(sys.executable)]
-    if os.path.basename(sys.argv[0]) in ("orch", "git-orch"):
-        bin_dirs.insert(0, os.path.dirname(os.path.abspath(sys.argv[0])))
+    # The agent sees the user's PATH as it is, with one folder added that holds only an `orch`
+    # launcher for this very orch: orch's own interpreter folder (a pipx venv, say) must never come
+    # first, or `python3` in the agent or its accept command would be orch's Python.
+    launcher = write_launcher(f.launcher)
     path = env.get("PATH") or os.environ.get("PATH") or ""
     env.update(
         {
@@ -91,8 +115,8 @@ def build_launch(ctx: Ctx, task_id: str, manifest: dict[str, Any]) -> dict[str, 
             "ORCH_WORKTREE": worktree,
             "ORCH_CONTEXT": str(f.context),
             "ORCH_HOME": str(project.orch_dir),
-            "ORCH": shell_quote(sys.executable) + " -m orch",
-            "PATH": os.pathsep.join(dict.fromkeys([*bin_dirs, *([path] if path else [])])),
+            "ORCH": str(launcher),
+            "PATH": os.pathsep.join([str(launcher.parent), *([path] if path else [])]),
         }
     )
     return {
@@ -275,8 +299,10 @@ def _signal_agent(pid: int | None, st: state.Status, sig: int) -> None:
             os.killpg(pgid, sig)
 
 
-def wait(ctx: Ctx, ids: list[str] | None = None, timeout: float | None = None, *, poll: float = 0.25) -> dict[str, str]:
-    """Wait until the tasks leave RUNNING; id -> state at return.
+def wait(
+    ctx: Ctx, ids: list[str] | None = None, timeout: float | None = None, *, poll: float = 0.25
+) -> dict[str, state.Status]:
+    """Wait until the tasks leave RUNNING; id -> status at return (``succeeded`` judges each).
 
     Without ids: every task that runs or has ended but is not yet verified, merged or cleaned, so
     a run that ended badly before the wait began is still judged.
@@ -289,12 +315,18 @@ def wait(ctx: Ctx, ids: list[str] | None = None, timeout: float | None = None, *
             raise InputError(f"task {task_id} was never spun", hint=f"orch spin {task_id}")
     deadline = time.monotonic() + timeout if timeout is not None else None
     while True:
-        states = {i: str((state.read(project, store, i) or {}).get("state", "PENDING")) for i in ids}
-        if all(s != "RUNNING" for s in states.values()):
-            return states
+        statuses = {i: state.read(project, store, i) or {"id": i, "state": "PENDING"} for i in ids}
+        if all(s.get("state") != "RUNNING" for s in statuses.values()):
+            return statuses
         if deadline is not None and time.monotonic() >= deadline:
-            return states
+            return statuses
         time.sleep(poll)
+
+
+def succeeded(st: state.Status) -> bool:
+    """A good end for ``orch wait``: the run ended SUCCESS, or its work was merged since (MERGED, or
+    CLEANED after the merge)."""
+    return st.get("state") == "SUCCESS" or state.merged(st)
 
 
 def attach_argv(ctx: Ctx, task_id: str) -> list[str]:
@@ -386,4 +418,3 @@ def report(
         )
     ctx.log(str(new.get("state")), "REPORT", f"{kind}: {text}", task=task_id, artifacts=paths)
     return new
-

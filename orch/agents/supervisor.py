@@ -67,7 +67,7 @@ def supervise(root: Path, task_id: str, *, in_tmux: bool = False) -> int:
     if in_tmux and os.environ.get("TMUX_PANE"):
         with contextlib.suppress(OSError):
             subprocess.run(
-                ["tmux", "pipe-pane", "-t", os.environ["TMUX_PANE"], "-o", f"cat >> {shell_quote(str(f.log))}"],
+                ["tmux", "pipe-pane", "-t", os.environ["TMUX_PANE"], "-o", _pane_to_log(f)],
                 check=False,
                 capture_output=True,
             )
@@ -107,6 +107,14 @@ def supervise(root: Path, task_id: str, *, in_tmux: bool = False) -> int:
         end_group(proc.pid)
     finish(project, store, task_id, exit_code=code, reason=reason, flags=flags)
     return 0
+
+
+def _pane_to_log(f: TaskFiles) -> str:
+    """The shell command tmux pipes the pane into: ``orch.agents.ptylog`` (plain line ends, no NUL
+    bytes), from the run folder (``-m`` imports from the working folder); ``cat`` if it cannot start."""
+    log = shell_quote(str(f.log))
+    python = shell_quote(sys.executable)
+    return f"cd {shell_quote(str(f.folder))} && {python} -m orch.agents.ptylog {log} || exec cat >> {log}"
 
 
 def _ignore(signum: int, frame: Any) -> None:

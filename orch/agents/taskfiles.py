@@ -58,6 +58,11 @@ class TaskFiles:
         """The caller's environment for a supervisor started in tmux (read once, then deleted)."""
         return self.folder / "launch-env.json"
 
+    @property
+    def launcher(self) -> Path:
+        """The ``orch`` launcher on the agent's PATH (``$ORCH``); its folder holds nothing else."""
+        return self.folder / "bin" / "orch"
+
 
 # What one run leaves in the task folder; a new spin moves them to run-<n>/ (``rotate_run_files``).
 RUN_FILES = (

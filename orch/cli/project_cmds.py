@@ -33,6 +33,12 @@ def init(
         out(f"hooks    {line}")
     out(f"\nbase branch: {result.base_branch}")
     out(f"test command: {result.test_command or '(none: set test_command in .orch/config.yaml)'}")
+    if result.not_applied:
+        out(
+            f"note: .orch/config.yaml was kept, so {' and '.join(result.not_applied)} "
+            f"{'was' if len(result.not_applied) == 1 else 'were'} not applied "
+            "(edit the file, or run orch init --force to rewrite it)"
+        )
     out(
         "\nNext steps:\n"
         "  1. write your tasks in .orch/plan.md (or: orch plan add ID --title ... --scope ...)\n"

@@ -101,18 +101,23 @@ def wait(
     ids: list[str] = typer.Argument(None, metavar="ID", help="Tasks to wait for (default: every running one)."),
     timeout: float | None = typer.Option(None, "--timeout", help="Give up after this many seconds."),
 ) -> int:
-    """Wait until tasks finish; exit 0 if all succeeded, 1 otherwise (or on timeout)."""
+    """Wait until tasks finish; exit 0 if all succeeded or were merged, 1 otherwise (or on timeout)."""
     from orch.agents import launch
 
     c = ctx()
     for task_id in ids or []:
         _check_id(task_id, c)
-    states = launch.wait(c, list(ids) if ids else None, timeout)
-    if not states:
+    statuses = launch.wait(c, list(ids) if ids else None, timeout)
+    if not statuses:
         out("no task is running or waiting to be merged")
-    for task_id, st in states.items():
-        out(f"{task_id}: {st}" + (" (still running: timed out waiting)" if st == "RUNNING" else ""))
-    return 0 if all(s == "SUCCESS" for s in states.values()) else 1
+    for task_id, st in statuses.items():
+        now = st.get("state")
+        if now == "RUNNING":
+            out(f"{task_id}: RUNNING (still running: timed out waiting)")
+        else:
+            merged = now not in ("SUCCESS", "MERGED") and launch.succeeded(st)  # CLEANED after its merge
+            out(f"{task_id}: {now}" + (" (merged)" if merged else ""))
+    return 0 if all(launch.succeeded(st) for st in statuses.values()) else 1
 
 
 @app.command()
@@ -180,17 +185,24 @@ def clean(
 
 
 @app.command()
-def doctor(fix: bool = typer.Option(False, "--fix", help="Repair or adopt what can be repaired safely.")) -> int:
+def doctor(
+    fix: bool = typer.Option(False, "--fix", help="Repair or adopt what can be repaired safely."),
+    as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON (schemas/doctor.schema.json)."),
+) -> int:
     """Find worktrees, branches and statuses out of step, stale locks and crashed tasks."""
     from orch.tasks import doctor as doctor_mod
 
     c = ctx()
     findings = doctor_mod.run(c, fix=fix)
-    if not findings:
+    if as_json:
+        from orch.cli import render
+
+        out(render.dumps(doctor_mod.to_json(findings)))
+    elif not findings:
         out("all good: worktrees, branches and statuses agree")
-        return 0
-    out(doctor_mod.text(findings))
-    return 0 if all(f.fixed or f.info for f in findings) else 1
+    else:
+        out(doctor_mod.text(findings))
+    return 0 if doctor_mod.ok(findings) else 1
 
 
 def _check_id(task_id: str, c: Any) -> None:

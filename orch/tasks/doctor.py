@@ -33,9 +33,22 @@ class Finding:
     fixable: bool = True
     fixed: bool = False
     info: bool = False  # worth knowing, nothing to repair
+    task: str | None = None  # the task it is about, if any
+    path: str | None = None  # the absolute path it is about (a worktree, a lock file), if any
 
     def to_json(self) -> dict[str, object]:
-        return dict(self.__dict__)
+        """One finding of ``orch doctor --json`` (schemas/doctor.schema.json)."""
+        return {
+            "kind": self.kind,
+            "task": self.task,
+            "path": self.path,
+            "subject": self.subject,
+            "message": self.detail,
+            "fix": self.fix,
+            "fixable": self.fixable,
+            "fixed": self.fixed,
+            "info": self.info,
+        }
 
 
 def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
@@ -54,6 +67,8 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
             gone,
             "git still lists this worktree but its folder is gone",
             "git worktree prune (committed work stays on its branch)",
+            task=_task_of_branch(listing[gone]),
+            path=gone,
         )
         findings.append(f)
     if fix and prunable:
@@ -83,6 +98,8 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
                     f"nothing for orch to do: switch that checkout to another branch when you are done with {branch}",
                     fixable=False,
                     info=True,
+                    task=task_id,
+                    path=listed,
                 )
             )
             continue
@@ -98,6 +115,8 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
             "(a spin killed half-way, or made by hand)",
             f"adopt it: write a status for {task_id} (state CRASHED) so orch status, clean and merge see it",
             fixable=bool(ID_RE.fullmatch(task_id)),
+            task=task_id,
+            path=listed,
         )
         if fix and f.fixable:
             _adopt(ctx, task_id, Path(listed), branch)
@@ -124,6 +143,7 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
             "delete it: it has no commits of its own"
             if empty
             else f"adopt it: recreate its worktree at {project.rel(ctx.config.worktree_root / task_id)} and a status",
+            task=task_id,
         )
         if fix:
             if empty:
@@ -150,6 +170,8 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
             task_id,
             f"status names worktree {wt} but git has no such worktree",
             f"recreate it from {branch}" if has_branch else "forget it (the branch is gone too): mark the task CLEANED",
+            task=task_id,
+            path=wt,
         )
         if fix:
             target = Path(wt)
@@ -174,6 +196,8 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
             project.rel(lock) if lock.is_relative_to(root) else str(lock),
             f"no git process is working in {folder}; the lock was left by a git that was killed",
             "remove the stale index.lock",
+            task=_task_of_branch(listing.get(folder, {})),
+            path=str(lock),
         )
         if fix:
             lock.unlink(missing_ok=True)
@@ -193,6 +217,8 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
                     f"{project.rel(ctx.config.worktree_root)}; orch leaves that folder alone",
                     f"look at it by hand; orch clean {task_id} forgets the task (the branch is kept)",
                     fixable=False,
+                    task=task_id,
+                    path=str(wt),
                 )
             )
             continue
@@ -207,6 +233,8 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
             else f"nothing to repair: orch clean {task_id}, or look at its work first",
             fixable=dirty,
             info=not dirty,
+            task=task_id,
+            path=str(wt) if st.get("worktree") else None,
         )
         if fix and dirty:
             from orch.agents.supervisor import snapshot_commit
@@ -219,6 +247,13 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
     if fix and any(f.fixed for f in findings):
         ctx.log("-", "DOCTOR", f"fixed {sum(f.fixed for f in findings)} of {len(findings)}")
     return findings
+
+
+def _task_of_branch(info: dict[str, str]) -> str | None:
+    """The task whose branch a worktree of ``git worktree list`` has checked out, if any."""
+    branch = info.get("branch", "").removeprefix("refs/heads/")
+    task_id = branch.removeprefix("orch/") if branch.startswith("orch/") else None
+    return task_id if task_id and ID_RE.fullmatch(task_id) and task_id not in RESERVED_IDS else None
 
 
 def _under_worktree_root(ctx: Ctx, path: Path) -> bool:
@@ -315,6 +350,16 @@ def _stale(lock: Path, worktree: Path) -> bool:
         if cwd == target or target in cwd.parents:
             return False
     return True
+
+
+def ok(findings: list[Finding]) -> bool:
+    """Nothing left to repair: what ``orch doctor`` exits 0 for."""
+    return all(f.fixed or f.info for f in findings)
+
+
+def to_json(findings: list[Finding]) -> dict[str, object]:
+    """``orch doctor --json`` (schemas/doctor.schema.json)."""
+    return {"findings": [f.to_json() for f in findings], "ok": ok(findings)}
 
 
 def text(findings: list[Finding]) -> str:

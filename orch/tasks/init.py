@@ -22,8 +22,9 @@ class InitResult:
     kept: list[str] = field(default_factory=list)
     rewritten: list[str] = field(default_factory=list)  # with a .bak beside each
     hooks: list[str] = field(default_factory=list)  # what installing the git hooks did
-    base_branch: str = ""
+    base_branch: str = ""  # what .orch/config.yaml holds once init is done (a kept file included)
     test_command: str | None = None
+    not_applied: list[str] = field(default_factory=list)  # options a kept config.yaml overrides
 
 
 def preset_names() -> list[str]:
@@ -75,7 +76,13 @@ def run(
     else:
         result.kept.append("AGENTS.md")
     # Validate what is there now: a file a person broke is reported, not silently accepted.
-    store.load(project.config_path, "config")
+    config = store.load(project.config_path, "config")
+    # The summary says what the config holds, which a kept file decides, not what was asked for.
+    for option, asked, key in (("--base", base_branch, "base_branch"), ("--test-cmd", test_command, "test_command")):
+        if asked is not None and config.get(key) != asked:
+            result.not_applied.append(option)
+    result.base_branch = config.get("base_branch") or branch
+    result.test_command = config.get("test_command")
     store.load(project.locks_path, "locks")
     project.run_dir.mkdir(parents=True, exist_ok=True)
     if hooks:

@@ -171,7 +171,8 @@ def spin(
     for p in prepared:
         ctx.log("PENDING", "SPIN", f"branch={branch_name(p.task.id)} base={base_sha[:12]}", task=p.task.id)
 
-    def add_worktree(p: _Prepared) -> None:
+    def add_worktree(p: _Prepared) -> str:
+        """Check out one task's worktree; its progress line (the caller prints them in order)."""
         try:
             p.path.parent.mkdir(parents=True, exist_ok=True)
             # git races when worktrees are added at once ("failed to read .../commondir"): register
@@ -181,19 +182,22 @@ def spin(
             git.run(["checkout", "--force", "--quiet"], cwd=p.path)
             _write_task_files(ctx, p, base_sha)
             p.result.ok = True
-            note(p.task.id, f"worktree {project.rel(p.path)}")
+            return f"worktree {project.rel(p.path)}"
         except OrchError as exc:
             p.result.error = exc.render()
             p.result.exit_code = int(exc.exit_code)
-            note(p.task.id, f"failed: {exc.message.splitlines()[0]}")
+            return f"failed: {exc.message.splitlines()[0]}"
 
+    # The progress comes in the order of the tasks asked for, each line as soon as its task and
+    # every task before it are done (checkouts finish in any order; their lines must not).
     workers = max(1, min(len(prepared), os.cpu_count() or 1, 4))
     if workers == 1:
         for p in prepared:
-            add_worktree(p)
+            note(p.task.id, add_worktree(p))
     else:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(add_worktree, prepared))
+            for p, message in zip(prepared, pool.map(add_worktree, prepared), strict=True):
+                note(p.task.id, message)
 
     if start:
         from orch.agents import launch
