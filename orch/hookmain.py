@@ -1,4 +1,5 @@
-"""``python -m orch.hookmain pre-commit|claude-pretool|codex-pretool``: what the installed hooks run.
+"""``python -m orch.hookmain pre-commit|claude-pretool|codex-pretool|gemini-pretool``: what the installed
+hooks run.
 
 Kept tiny on purpose: the module run with ``-m`` is compiled from source on every start, so the
 work lives in ``orch.cli.hook`` (whose bytecode is cached).

@@ -173,3 +173,24 @@ def test_glob_prefix_examples() -> None:
     assert locks.glob_prefix("docs/") == ""  # a folder named docs at any depth
     assert locks.glob_prefix("*.pem") == ""
     assert locks.glob_prefix("src/m1/locked_*.py") == "src/m1/locked_"
+
+
+def test_a_glob_that_does_not_compile_says_what_is_wrong(proj: Path, orch: Orch) -> None:
+    before = (proj / ".orch/locks.yaml").read_text()
+    for pattern, message in [
+        ("[", "'[' is not a valid glob: unterminated character class (the '[' at position 1 has no closing ']'"),
+        ("src/[!a", "'src/[!a' is not a valid glob: unterminated character class (the '[' at position 5"),
+        ("docs/a\\", "'docs/a\\' is not a valid glob: it ends with a lone '\\'"),
+        ("#x", "'#x' is a comment in gitignore syntax"),
+        ("!x", "'!x' is a negation in gitignore syntax"),
+    ]:
+        r = orch("lock", "add", pattern)
+        assert r.returncode == 3, (pattern, r.output)
+        assert r.stderr.startswith(f"orch: {message}"), r.stderr
+        assert "Traceback" not in r.output and "cannot be empty" not in r.output
+    assert (proj / ".orch/locks.yaml").read_text() == before
+    # the same words when locks.yaml itself holds such a pattern
+    (proj / ".orch/locks.yaml").write_text(before + "  - {id: BAD, kind: path, mode: hard, pattern: 'a['}\n")
+    r = orch("verify", "T1")
+    assert r.returncode == 3 and "'a[' is not a valid glob: unterminated character class" in r.stderr, r.output
+    assert locks.glob_problem("  ") == "a lock pattern cannot be empty"

@@ -95,6 +95,7 @@ def build_launch(ctx: Ctx, task_id: str, manifest: dict[str, Any]) -> dict[str, 
         "tools": ",".join(agent.tools) or None,
         "usage_file": str(f.usage),
         "budget_usd": f"{limits['budget_usd']:g}" if limits.get("budget_usd") else None,
+        "codex_hooks": agents.codex_hooks(),
     }
     argv = agents.render_command(agent.command, values)
     if not argv or not argv[0]:

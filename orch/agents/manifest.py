@@ -25,6 +25,7 @@ from orch.core.store import Store
 
 PLACEHOLDERS = (
     "prompt_file", "prompt", "task", "worktree", "model", "max_turns", "run", "tools", "usage_file", "budget_usd",
+    "codex_hooks",
 )  # fmt: skip
 _PLACEHOLDER = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
 USAGE_PARSERS = ("claude-json", "codex-jsonl", "aider-analytics", "gemini-json", "none")
@@ -190,6 +191,18 @@ def list_all(project: Project, store: Store) -> list[AgentInfo]:
     return infos
 
 
+def codex_hooks() -> str:
+    """The ``{codex_hooks}`` value: a ``-c`` override giving ``codex exec`` orch's PreToolUse hook.
+
+    Codex reads a linked worktree's hooks from the main checkout (openai/codex#27133) and runs project
+    hooks only when trusted, so the hook orch writes into the worktree never runs; on the command line
+    (with ``--dangerously-bypass-hook-trust``) it does.
+    """
+    from orch.verify.hooks import codex_hooks_override
+
+    return codex_hooks_override()
+
+
 def render_command(template: list[str], values: dict[str, str | None]) -> list[str]:
     """Fill the placeholders of an argv template; see the module docstring for the dropping rule."""
     argv: list[str] = []
@@ -300,9 +313,11 @@ def parse_usage(kind: str, log_text: str, usage_file_text: str | None = None) ->
             for m in models.values():
                 t = (m or {}).get("tokens") or {}
                 cached = _int(t.get("cached"))
-                usage.input += _int(t.get("prompt")) - cached
+                # Gemini's total = prompt + candidates + thoughts + tool (tool-use prompt tokens, input);
+                # thoughts are billed as output.
+                usage.input += _int(t.get("prompt")) - cached + _int(t.get("tool"))
                 usage.cached += cached
-                usage.output += _int(t.get("candidates"))
+                usage.output += _int(t.get("candidates")) + _int(t.get("thoughts"))
             usage.found = True
             break
     usage.input = max(usage.input, 0)

@@ -13,7 +13,7 @@ import sys
 from orch.core.errors import OrchError
 from orch.verify import hookrun
 
-HOOKS = ("pre-commit", "claude-pretool", "codex-pretool")
+HOOKS = ("pre-commit", "claude-pretool", "codex-pretool", "gemini-pretool")
 
 
 def main(argv: list[str]) -> int:
@@ -25,7 +25,7 @@ def main(argv: list[str]) -> int:
         if name == "pre-commit":
             code, message = hookrun.pre_commit(os.getcwd())
         else:
-            code, message = hookrun.agent_hook("codex" if name == "codex-pretool" else "claude", sys.stdin.read())
+            code, message = hookrun.agent_hook(name.split("-")[0], sys.stdin.read())
         if message:
             sys.stderr.write(message + "\n")
         return code

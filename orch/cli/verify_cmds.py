@@ -153,3 +153,9 @@ def hook_claude_pretool() -> int:
 def hook_codex_pretool() -> int:
     """Codex PreToolUse hook for apply_patch: exit 2 with the reason on stderr denies the patch."""
     return _run_hook("codex-pretool")
+
+
+@hook_app.command("gemini-pretool")
+def hook_gemini_pretool() -> int:
+    """Gemini CLI BeforeTool hook for write_file and replace: exit 2 with the reason on stderr denies the edit."""
+    return _run_hook("gemini-pretool")

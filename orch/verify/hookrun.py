@@ -1,4 +1,4 @@
-"""What the hooks judge (``python -m orch.hookmain pre-commit|claude-pretool|codex-pretool``).
+"""What the hooks judge (``python -m orch.hookmain pre-commit|claude-pretool|codex-pretool|gemini-pretool``).
 
 Hooks run on every commit and every agent edit, so this module starts in a few milliseconds: no
 typer, no yaml, no jsonschema, no pathspec on the common path (locks and plan scopes are read from
@@ -304,6 +304,26 @@ def _apply_edits(text: str | None, edits: list[Any]) -> tuple[str | None, bool]:
     return text, True
 
 
+# Gemini CLI's file tools and the Claude Code tool each one acts like (``replace`` edits in place).
+GEMINI_TOOLS = {"write_file": "Write", "replace": "Edit"}
+
+
+def gemini_edits(place: Place, data: dict[str, Any], cwd: str) -> tuple[list[Edit], list[str]]:
+    """The edits one Gemini CLI ``BeforeTool`` call makes: ``write_file`` {file_path, content} and
+    ``replace`` {file_path, old_string, new_string, allow_multiple} are judged like Claude Code's
+    Write and Edit; any other tool that names a ``file_path`` as a change of unknown content."""
+    args = data.get("tool_input")
+    if not isinstance(args, dict):
+        return [], []
+    tool = data.get("tool_name")
+    inputs = dict(args)
+    if tool == "replace":  # every occurrence with allow_multiple (or an older expected_replacements > 1)
+        expected = args.get("expected_replacements")
+        inputs["replace_all"] = args.get("allow_multiple") is True or (type(expected) is int and expected > 1)
+    claude_tool = GEMINI_TOOLS.get(tool) if isinstance(tool, str) else None
+    return claude_edits(place, {"tool_name": claude_tool or "unknown", "tool_input": inputs}, cwd)
+
+
 def codex_edits(place: Place, data: dict[str, Any], cwd: str) -> tuple[list[Edit], list[str]]:
     """The edits a Codex ``apply_patch`` call makes, read from the patch text."""
     args = data.get("tool_input") or {}
@@ -381,7 +401,8 @@ def _apply_hunks(text: str | None, body: list[str]) -> tuple[str | None, bool]:
 
 
 def agent_hook(kind: str, stdin_text: str) -> tuple[int, str]:
-    """(exit code, stderr text) for one Claude Code or Codex PreToolUse call: 2 denies, 0 allows."""
+    """(exit code, stderr text) for one Claude Code or Codex PreToolUse call, or one Gemini CLI
+    BeforeTool call (``kind``: claude, codex, gemini): 2 denies, 0 allows (the three read exit 2 so)."""
     try:
         data = json.loads(stdin_text)
     except ValueError:
@@ -397,6 +418,8 @@ def agent_hook(kind: str, stdin_text: str) -> tuple[int, str]:
         return 0, ""
     if kind == "codex":
         edits, denied = codex_edits(place, data, cwd)
+    elif kind == "gemini":
+        edits, denied = gemini_edits(place, data, cwd)
     else:
         edits, denied = claude_edits(place, data, cwd)
     found = judge_edits(place, edits) if edits else []

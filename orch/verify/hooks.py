@@ -1,4 +1,5 @@
-"""Early warnings: the git ``pre-commit`` shim and the Claude Code / Codex ``PreToolUse`` hooks.
+"""Early warnings: the git ``pre-commit`` shim and the agents' hooks (Claude Code and Codex
+``PreToolUse``, Gemini CLI ``BeforeTool``).
 
 The git shim lives in the common hooks folder, so every worktree (the main checkout and each task's)
 runs it. A hook that was there before is kept as ``<hook>.legacy`` and still runs first;
@@ -27,8 +28,15 @@ HOOKS = ("pre-commit",)
 MARKER = "# orch-hook: managed by git-orch"
 CLAUDE_SETTINGS = ".claude/settings.json"
 CODEX_HOOKS = ".codex/hooks.json"
+GEMINI_SETTINGS = ".gemini/settings.json"
 CLAUDE_MATCHER = "Edit|Write|MultiEdit|NotebookEdit"
 CODEX_MATCHER = "apply_patch|Edit|Write"
+GEMINI_MATCHER = "write_file|replace"
+# What Aider writes for itself at the top of the folder it works in (its chat and input history, its
+# repository-map cache): never the task's work. Listed in info/exclude, so no snapshot commits them.
+AIDER_FILES = ("/.aider.chat.history.md", "/.aider.input.history", "/.aider.llm.history", "/.aider.tags.cache.v*/")
+HOOKS_HEADER = "# orch: agent hook settings written into task worktrees (never committed)"
+AIDER_HEADER = "# orch: files agents write for themselves in task worktrees (never committed)"
 
 
 def hooks_dir(project: Project) -> Path:
@@ -147,17 +155,22 @@ def status(project: Project) -> list[dict[str, Any]]:
 # -- agent hooks ------------------------------------------------------------------------------------
 
 
-def _merge_hook(settings: dict[str, Any], matcher: str, command: str) -> dict[str, Any]:
-    """Add orch's PreToolUse entry to a settings object, replacing an older orch entry."""
+def _merge_hook(
+    settings: dict[str, Any], matcher: str, command: str, event: str = "PreToolUse", timeout: int = 30
+) -> dict[str, Any]:
+    """Add orch's hook entry for ``event`` to a settings object, replacing an older orch entry."""
     hooks = settings.setdefault("hooks", {})
     if not isinstance(hooks, dict):
         raise InputError("its 'hooks' is not an object")
-    entries = hooks.setdefault("PreToolUse", [])
+    entries = hooks.setdefault(event, [])
     if not isinstance(entries, list):
-        raise InputError("its 'hooks.PreToolUse' is not a list")
+        raise InputError(f"its 'hooks.{event}' is not a list")
     kept = [e for e in entries if not _is_orch_entry(e)]
-    kept.append({"matcher": matcher, "hooks": [{"type": "command", "command": command, "timeout": 30}]})
-    hooks["PreToolUse"] = kept
+    hook: dict[str, Any] = {"type": "command", "command": command, "timeout": timeout}
+    if event == "BeforeTool":  # Gemini CLI names hooks (in /hooks and its dedup); its timeout is in ms
+        hook = {"name": "orch-pretool", **hook}
+    kept.append({"matcher": matcher, "hooks": [hook]})
+    hooks[event] = kept
     return settings
 
 
@@ -171,7 +184,9 @@ def _is_orch_entry(entry: Any) -> bool:
     return False
 
 
-def _write_settings(worktree: Path, rel: str, matcher: str, command: str) -> None:
+def _write_settings(
+    worktree: Path, rel: str, matcher: str, command: str, event: str = "PreToolUse", timeout: int = 30
+) -> None:
     path = worktree / rel
     settings: dict[str, Any] = {}
     if path.exists():
@@ -183,23 +198,53 @@ def _write_settings(worktree: Path, rel: str, matcher: str, command: str) -> Non
             raise InputError(f"{path}: expected a JSON object")
         settings = loaded
     try:
-        _merge_hook(settings, matcher, command)
+        _merge_hook(settings, matcher, command, event, timeout)
     except InputError as exc:
         raise InputError(f"{path}: {exc.message}", hint="fix the file by hand") from None
     atomic_write(path, json.dumps(settings, indent=2) + "\n")
 
 
 def write_agent_hooks(ctx: Any, task_id: str, worktree: Path) -> None:
-    """Write Claude Code and Codex PreToolUse hooks into a task worktree, kept out of git's view.
+    """Write the agents' hooks into a task worktree, kept out of git's view.
 
-    Existing settings are merged (an older orch entry is replaced). A file the repository tracks is
-    marked ``--skip-worktree`` in that worktree; an untracked one is listed in the repository's
-    ``info/exclude``, so ``git add -A`` never commits it on the task branch.
+    Claude Code: ``.claude/settings.json`` (``PreToolUse``). Gemini CLI: ``.gemini/settings.json``
+    (``BeforeTool``, read in trusted folders: the gemini preset trusts the worktree). Codex:
+    ``.codex/hooks.json``, which Codex ignores in a linked worktree (it reads the main checkout's,
+    openai/codex#27133) and runs only when trusted: the codex preset passes the same hook on its
+    command line (``{codex_hooks}``, ``codex_hooks_override``); the file stays for a Codex that reads
+    a worktree's own hooks. Existing settings are merged (an older orch entry is replaced). A file the
+    repository tracks is marked ``--skip-worktree`` in that worktree; an untracked one is listed in
+    the repository's ``info/exclude``, so ``git add -A`` never commits it on the task branch. Aider's
+    own files (``AIDER_FILES``) are listed there too.
     """
     base = python_command()
     _write_settings(worktree, CLAUDE_SETTINGS, CLAUDE_MATCHER, f"{base} claude-pretool")
     _write_settings(worktree, CODEX_HOOKS, CODEX_MATCHER, f"{base} codex-pretool")
-    keep_out_of_git(ctx.project, worktree, [CLAUDE_SETTINGS, CODEX_HOOKS])
+    _write_settings(worktree, GEMINI_SETTINGS, GEMINI_MATCHER, f"{base} gemini-pretool", "BeforeTool", 30000)
+    keep_out_of_git(ctx.project, worktree, [CLAUDE_SETTINGS, CODEX_HOOKS, GEMINI_SETTINGS])
+    exclude(ctx.project, list(AIDER_FILES), AIDER_HEADER)
+
+
+def toml_string(text: str) -> str:
+    """``text`` as a TOML basic string: quotes, backslashes and control characters escaped."""
+    out = []
+    for c in text:
+        if c in '"\\':
+            out.append("\\" + c)
+        elif c < " " or c == "\x7f":
+            out.append({"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}.get(c, f"\\u{ord(c):04x}"))
+        else:
+            out.append(c)
+    return '"' + "".join(out) + '"'
+
+
+def codex_hooks_override() -> str:
+    """The ``-c`` override that gives ``codex exec`` orch's PreToolUse hook (the ``{codex_hooks}``
+    placeholder): one TOML ``key=value``, the hook command a TOML string (the interpreter's path may
+    hold spaces or quotes: shell-quoted first, then TOML-escaped)."""
+    command = toml_string(f"{python_command()} codex-pretool")
+    hook = f'{{type="command",command={command},timeout=30}}'
+    return f'hooks.PreToolUse=[{{matcher="apply_patch",hooks=[{hook}]}}]'
 
 
 def keep_out_of_git(project: Project, worktree: Path, rels: list[str]) -> None:
@@ -207,18 +252,22 @@ def keep_out_of_git(project: Project, worktree: Path, rels: list[str]) -> None:
     if tracked:
         git.run(["update-index", "--skip-worktree", "--", *sorted(tracked)], cwd=worktree)
     untracked = [r for r in rels if r not in tracked]
-    if not untracked:
-        return
-    exclude = project.common_dir / "info" / "exclude"
+    if untracked:
+        exclude(project, [f"/{r}" for r in untracked], HOOKS_HEADER)
+
+
+def exclude(project: Project, patterns: list[str], header: str) -> None:
+    """Add ``patterns`` to the repository's shared ``info/exclude`` (once; under ``header``)."""
+    path = project.common_dir / "info" / "exclude"
     from orch.core.store import Store
 
     store = Store(project.root, project.orch_dir)
     with store.lock("git-info-exclude"):
-        text = exclude.read_text(encoding="utf-8") if exclude.exists() else ""
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
         lines = text.splitlines()
-        missing = [f"/{r}" for r in untracked if f"/{r}" not in lines]
+        missing = [p for p in patterns if p not in lines]
         if missing:
             head = text if not text or text.endswith("\n") else text + "\n"
-            if not any(line.startswith("# orch: agent hook settings") for line in lines):
-                head += "# orch: agent hook settings written into task worktrees (never committed)\n"
-            atomic_write(exclude, head + "\n".join(missing) + "\n")
+            if header not in lines:
+                head += header + "\n"
+            atomic_write(path, head + "\n".join(missing) + "\n")
