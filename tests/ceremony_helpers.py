@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from conftest import git
+from conftest import commit_file, git
 
 
 def add_tasks_to_plan(repo: Path, tasks: list[tuple[str, str, list[str]]]) -> None:
@@ -68,3 +68,25 @@ def finished_task(
 
 def status_of(repo: Path, task_id: str) -> dict:
     return yaml.safe_load((repo / ".orch" / "run" / "tasks" / task_id / "status.yaml").read_text())
+
+
+# The integration test: fails when any file named fail-* exists at the top of the tree.
+CHECK = '#!/bin/sh\nfor f in fail-*; do [ -e "$f" ] && { echo "broken by $f"; exit 1; }; done\necho ok\n'
+
+
+def set_test_command(repo: Path, command: str) -> None:
+    """Point .orch/config.yaml's test_command at ``command`` and commit it."""
+    import json
+
+    config = repo / ".orch" / "config.yaml"
+    text = config.read_text()
+    line = next(line for line in text.splitlines() if line.startswith("test_command:"))
+    config.write_text(text.replace(line, f"test_command: {json.dumps(command)}"))
+    git(repo, "commit", "-qam", "test command")
+
+
+def with_check(project: Path) -> Path:
+    """The project with check.sh committed as its test command (what test_ceremony's fixture does)."""
+    commit_file(project, "check.sh", CHECK, "add the test")
+    set_test_command(project, "sh check.sh")
+    return project

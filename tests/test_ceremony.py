@@ -154,7 +154,9 @@ def test_base_moved_during_the_ceremony(ceremony_repo: Path, orch: Orch) -> None
 def test_dirty_checkout_is_left_alone(ceremony_repo: Path, orch: Orch) -> None:
     repo = ceremony_repo
     add_tasks_to_plan(repo, [("T1", "^", [])])
-    finished_task(repo, "T1", {"one.txt": "1\n"})
+    # The merge changes the file the person has uncommitted edits to (a dirty file it does not touch
+    # no longer stops it landing: tests/test_ceremony_land.py).
+    finished_task(repo, "T1", {"one.txt": "1\n", "README.md": "from T1\n"})
     before = head(repo)
     (repo / "README.md").write_text("my unsaved edit\n")
     r = orch("merge", "--json")
@@ -355,7 +357,7 @@ def test_resume_stops_the_test_run_a_killed_ceremony_left_behind(ceremony_repo: 
     os.killpg(pid, 0)  # the orphaned test run is alive
     _set_test_command(repo, "sh check.sh")  # the journal keeps the command it started with
     resumed = orch("merge", "--abort")
-    assert resumed.returncode == 1 and "rolled back" in resumed.stderr
+    assert resumed.returncode == 0 and "rolled back" in resumed.stdout  # a successful abort is not a failure
     try:
         os.killpg(pid, 0)
         alive = True

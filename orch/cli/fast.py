@@ -49,9 +49,14 @@ def merge_command(
         outcome = forecast.dry_run(c, list(ids) or None, into=into)
     else:
         with render.progress() as progress:
-            outcome = ceremony.merge(
-                c, list(ids) or None, batch=batch, into=into, resume=resume, abort=abort, progress=progress
-            )
+            try:
+                outcome = ceremony.merge(
+                    c, list(ids) or None, batch=batch, into=into, resume=resume, abort=abort, progress=progress
+                )
+            except KeyboardInterrupt:
+                # An OrchError, not KeyboardInterrupt: click would turn that into its Abort, and the two
+                # paths must say the same. Exit 130 with what --resume and --abort would do.
+                raise ceremony.interrupted(c) from None
     if as_json:
         out(render.dumps(outcome.to_json()))
     else:

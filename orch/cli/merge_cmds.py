@@ -30,23 +30,28 @@ def merge(
 
 
 @app.command()
-def conflicts() -> int:
+def conflicts(
+    as_json: bool = typer.Option(False, "--json", help="Print the forecast as JSON (schemas/conflicts.schema.json)."),
+) -> int:
     """Forecast conflicts between tasks still in flight, pairwise and with the base (git merge-tree)."""
     from orch.integrate import forecast
 
-    c = ctx()
-    ids, clashes = forecast.conflicts(c)
-    if not ids:
+    found = forecast.conflicts(ctx())
+    code = ExitCode.CHECK_FAILED if found.clashes else ExitCode.OK
+    if as_json:
+        from orch.cli import render
+
+        out(render.dumps(found.to_json()))
+        return code
+    if not found.tasks:
         out("no task branches in flight")
-        return ExitCode.OK
-    if not clashes:
-        out(f"no conflicts among {len(ids)} task branch(es): {', '.join(ids)}")
-        return ExitCode.OK
-    for clash in clashes:
+    elif not found.clashes:
+        out(f"no conflicts among {len(found.tasks)} task branch(es): {', '.join(found.tasks)}")
+    for clash in found.clashes:
         out(f"{clash.a} x {clash.b}: {len(clash.paths)} conflicting path(s)")
         for path in clash.paths:
             out(f"    {path}")
-    return ExitCode.CHECK_FAILED
+    return code
 
 
 @app.command()

@@ -162,18 +162,22 @@ def merge_outcome(o: Any) -> str:
         detail = r.detail or ""
         if r.paths and r.outcome in ("CONFLICT", "QUARANTINED"):
             detail += ": " + ", ".join(r.paths[:5]) + (" ..." if len(r.paths) > 5 else "")
-        rows.append([r.task, "NOT READY" if r.outcome == "NOT_READY" else r.outcome, detail])
+        rows.append([r.task, o.outcome_word(r), detail])
     lines = []
     if o.mode == "dry-run":
         lines.append(f"forecast for merging into {o.into} at {o.base_before[:12]} (nothing changed):")
+    elif o.landed == "aborted":
+        return f"merge ceremony {o.id} into {o.into}: aborted\n{o.message}"
     else:
         lines.append(f"merge ceremony {o.id} into {o.into}: {o.mode}, {o.test_runs} test run(s)")
     lines.append(plain_table(headers, rows) if rows else "nothing to merge")
     if o.mode != "dry-run":
-        if o.landed in ("update-ref", "fast-forward"):
-            lines.append(f"\n{o.into}: {o.base_before[:12]} -> {(o.base_after or '')[:12]}")
+        if o.is_landed:
+            lines.append(f"\nLANDED on {o.into}: {o.base_before[:12]} -> {(o.base_after or '')[:12]}")
+        elif o.parked_on:
+            lines.append(f"\nPARKED on {o.parked_on}: {o.into} is unchanged at {(o.base_after or '')[:12]}")
         if o.message:
-            lines.append(f"\n{o.message}")
+            lines.append(f"\n{o.message}" if not o.parked_on else o.message)
         if o.report:
             lines.append(f"report: {o.report}")
         if o.rollback:

@@ -6,7 +6,8 @@
    (never the user's checkout), run the test command and the hard requirement checks, and undo the
    merge if they fail. ``--batch`` tests many merges at once and bisects on failure.
 4. Land: move the base only by compare-and-swap from the recorded sha, or fast-forward the user's
-   clean checkout of it; a dirty checkout is left alone and the result parked on ``orch/integration``.
+   checkout of it as ``git merge --ff-only`` would (past uncommitted changes to other paths); when
+   git refuses, nothing of the user's is touched and the result is parked on ``orch/integration``.
 5. Write the report, the statuses and the event log.
 
 A journal (``.orch/run/merges/journal.json``) is written before every step. Killed at any point, the
@@ -27,10 +28,18 @@ from typing import Any
 
 from orch.core import eventlog, git, state
 from orch.core.context import Ctx
-from orch.core.errors import CheckFailed, InputError
+from orch.core.errors import CheckFailed, ExitCode, InputError, OrchError
 from orch.core.store import atomic_write
 from orch.integrate.integration import INTEGRATION_DIR
-from orch.integrate.journal import JOURNAL, drop, fault_point, has_landed, load_journal, stop_orphan_test
+from orch.integrate.journal import (
+    JOURNAL,
+    ceremony_lock,
+    drop,
+    fault_point,
+    has_landed,
+    load_journal,
+    stop_orphan_test,
+)
 from orch.integrate.report import Outcome, render_report, rollback_command, utc_stamp
 from orch.integrate.steps import Ceremony, Progress
 from orch.integrate.triage import Result, merge_order, reverify, triage
@@ -50,7 +59,7 @@ def merge(
     abort: bool = False,
     progress: Progress = _quiet,
 ) -> Outcome:
-    with ctx.store.lock("merge", timeout=5):
+    with ceremony_lock(ctx):
         existing = load_journal(ctx)
         if resume or abort:
             if existing is None:
@@ -62,6 +71,40 @@ def merge(
                 hint="run orch merge --resume: it finishes the ceremony or rolls it back",
             )
         return _start(ctx, ids, batch=batch, into=into, progress=progress)
+
+
+class Interrupted(OrchError):
+    """Ctrl-C (SIGINT) stopped ``orch merge``: what state it left, and what --resume and --abort would do."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+
+def interrupted(ctx: Ctx) -> Interrupted:
+    """The error to report when ``merge`` was interrupted (a test run it had going is ended already)."""
+    try:
+        j = load_journal(ctx)
+    except (OrchError, OSError):
+        j = None
+    if j is None:
+        return Interrupted("interrupted: no merge ceremony was left unfinished (none had started, or it had finished)")
+    target, step = j["target"], j.get("step", "?")
+    stopped = "; its test run was stopped" if str(step).startswith("testing") else ""
+    if has_landed(ctx, j):
+        return Interrupted(
+            f"interrupted: merge ceremony {j['id']} had already landed on {target}{stopped}",
+            hint="orch merge --resume  finishes it: statuses, report and event log (it cannot be aborted now)",
+        )
+    left = [t for t in j["queue"] if t not in {r["task"] for r in j["results"]}]
+    return Interrupted(
+        f"interrupted: merge ceremony {j['id']} stopped at step '{step}'{stopped}; {target} is unchanged",
+        hint=(
+            "orch merge --resume  finishes it: merges and tests what is left"
+            + (f" ({', '.join(left)})" if left else "")
+            + f", then lands on {target}\n"
+            f"        orch merge --abort   rolls it back: {target} stays at {j['base_sha'][:12]}, no task branch "
+            "is touched"
+        ),
+    )
 
 
 def _start(ctx: Ctx, ids: list[str] | None, *, batch: bool, into: str | None, progress: Progress) -> Outcome:
@@ -143,9 +186,25 @@ def _abort(ctx: Ctx, journal: dict[str, Any], progress: Progress) -> Outcome:
     stop_orphan_test(journal)
     progress("dropping the interrupted ceremony")
     drop(ctx, journal)
-    raise CheckFailed(
-        f"ceremony {journal['id']} was rolled back: nothing landed, no task branch was touched",
-        hint="run orch merge to start again",
+    target = journal["target"]
+    return Outcome(
+        id=journal["id"],
+        into=target,
+        mode="batch" if journal.get("batch") else "sequential",
+        base_before=journal["base_sha"],
+        base_after=git.rev_parse(f"refs/heads/{target}", cwd=ctx.project.root),
+        pre_ref=journal["pre_ref"],
+        landed="aborted",
+        message=(
+            f"ceremony {journal['id']} was rolled back: nothing landed on {target}, no task branch was touched; "
+            "run orch merge to start again"
+        ),
+        test_command=journal.get("test_command"),
+        test_runs=int(journal.get("test_runs", 0)),
+        results=[],
+        report=None,
+        rollback=None,
+        titles={},
     )
 
 
@@ -194,6 +253,8 @@ def _finish(ceremony: Ceremony) -> Outcome:
         titles=titles,
         named=list(j.get("named") or []),
         runs=list(j.get("runs") or []),
+        blocked_by=list(j.get("blocked_by") or []) if how == "parked" else [],
+        land_command=j.get("land_command") if how == "parked" else None,
     )
     atomic_write(report_path, render_report(outcome))
     fault_point("reported")

@@ -9,6 +9,7 @@ with each other and with the base.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from orch.core import git, state
 from orch.core.context import Ctx
@@ -87,9 +88,30 @@ class Clash:
     a: str
     b: str  # a task id, or the base branch name
     paths: list[str]
+    with_base: bool = False  # b is the base branch, not a task
 
 
-def conflicts(ctx: Ctx) -> tuple[list[str], list[Clash]]:
+@dataclass
+class Forecast:
+    """What ``orch conflicts`` found: the tasks in flight (merge order) and the clashes among them."""
+
+    base: str
+    base_sha: str
+    tasks: list[str]
+    clashes: list[Clash]
+
+    def to_json(self) -> dict[str, Any]:
+        """The shape of ``orch conflicts --json`` (``schemas/conflicts.schema.json``)."""
+        return {
+            "base": self.base,
+            "base_sha": self.base_sha,
+            "tasks": self.tasks,
+            "pairs": [{"tasks": [c.a, c.b], "paths": c.paths} for c in self.clashes if not c.with_base],
+            "with_base": [{"task": c.a, "paths": c.paths} for c in self.clashes if c.with_base],
+        }
+
+
+def conflicts(ctx: Ctx) -> Forecast:
     """Pairwise forecast for tasks still in flight: which pairs (and which with the base) would conflict."""
     root = ctx.project.root
     statuses = state.read_all(ctx.project, ctx.store)
@@ -110,9 +132,9 @@ def conflicts(ctx: Ctx) -> tuple[list[str], list[Clash]]:
     for i, a in enumerate(ids):
         tree, paths = merge_tree(root, base, tips[a])
         if tree is None:
-            clashes.append(Clash(a, base_name, paths))
+            clashes.append(Clash(a, base_name, paths, with_base=True))
         for b in ids[i + 1 :]:
             tree, paths = merge_tree(root, tips[a], tips[b])
             if tree is None:
                 clashes.append(Clash(a, b, paths))
-    return ids, clashes
+    return Forecast(base_name, base, ids, clashes)

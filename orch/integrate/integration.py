@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -130,14 +131,17 @@ def run_tests(
             env=env,
             start_new_session=True,
         )
-        if on_start is not None:
-            on_start(proc.pid)
         try:
+            if on_start is not None:
+                on_start(proc.pid)
             code = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
+            end_group(proc)
             log.write(f"\norch: the test command timed out after {timeout:g}s\n".encode())
             code = -1
+        except BaseException:  # Ctrl-C (KeyboardInterrupt) or anything else: never leave the tests running
+            end_group(proc)
+            raise
     text = log_path.read_text(encoding="utf-8", errors="replace")
     lines = text.splitlines()
     excerpt = "\n".join(lines[-EXCERPT_LINES:])
@@ -146,17 +150,107 @@ def run_tests(
     return code == 0, excerpt
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+def end_group(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+    """End the test run's process group: SIGTERM to all of it, SIGKILL to what is left after ``grace``.
+
+    The group is the test command's own (``start_new_session``), so everything it started goes too,
+    unless it made a session of its own. A second Ctrl-C cuts the grace short.
+    """
+    group = proc.pid
+    _signal_group(group, signal.SIGTERM)
+    try:
+        deadline = time.monotonic() + grace
         try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
+            proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
+            pass
+        while time.monotonic() < deadline and _group_runs(group):
+            time.sleep(0.05)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if _group_runs(group):
+            _signal_group(group, signal.SIGKILL)
+        proc.wait()
+
+
+def _signal_group(group: int, sig: int) -> None:
+    try:
+        os.killpg(group, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _group_runs(group: int) -> bool:
+    """Does any process of ``group`` still run (zombies waiting for their reaper do not count)?"""
+    try:
+        os.killpg(group, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return True  # no /proc: the group exists, so assume it runs
+    for entry in entries:
+        if not entry.isdigit():
             continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                fields = handle.read().decode("ascii", "replace").rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and fields[2] == str(group) and fields[0] != "Z":
+            return True
+    return False
+
+
+def fast_forward(checkout: Path, sha: str) -> git.Result:
+    """``git merge --ff-only`` of the person's checkout to ``sha``, as git itself would do it.
+
+    git refuses (and changes nothing) when the fast-forward would overwrite an uncommitted change,
+    an untracked file or, with ``--no-overwrite-ignore``, an ignored one; uncommitted changes to
+    other paths stay as they are. No autostash (it would take the person's changes away and put
+    them back), no submodule recursion, no hooks; messages in English, so ``in_the_way`` can read them.
+    """
+    return git.run(
+        [
+            "-c", "submodule.recurse=false",
+            "merge", "--ff-only", "--no-overwrite-ignore", "--no-autostash", "--quiet", sha,
+        ],
+        cwd=checkout,
+        check=False,
+        no_hooks=True,
+        env={"LC_ALL": "C"},
+    )  # fmt: skip
+
+
+def in_the_way(root: Path, checkout: Path, base: str, sha: str, refusal: str) -> list[str]:
+    """The person's uncommitted paths that a fast-forward from ``base`` to ``sha`` would overwrite.
+
+    None of them unless git's ``refusal`` named files in the way (it may have refused for another
+    reason). Then: what git named (only the first path of a kind; ignored files in the way too),
+    and every modified, staged or untracked path the change touches (the same path, a file where
+    the change needs a folder, or files in a folder the change makes a file).
+    """
+    said = {line[1:] for line in refusal.splitlines() if line.startswith("\t") and line[1:].strip()}
+    if not said:
+        return []
+    changed = {p for p in git.out(["diff", "--name-only", "--no-renames", "-z", base, sha], cwd=root).split("\0") if p}
+    folders = {parent for p in changed for parent in _parents(p)}
+    status = git.out(
+        ["status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames"], cwd=checkout, optional_locks=False
+    )
+    found = said
+    for entry in status.split("\0"):
+        path = entry[3:]
+        if path and (path in changed or path in folders or any(parent in changed for parent in _parents(path))):
+            found.add(path)
+    return sorted(found)
+
+
+def _parents(path: str) -> list[str]:
+    parts = path.rstrip("/").split("/")
+    return ["/".join(parts[:n]) for n in range(1, len(parts))]
 
 
 def checkout_of(root: Path, branch: str) -> Path | None:

@@ -5,18 +5,22 @@ and deletes it when it is done, so a journal left behind is an interrupted cerem
 tells other commands (clean leaves its tasks alone), ``has_landed`` whether it had moved the base
 already, ``stop_orphan_test`` ends the test run it left behind, ``drop`` rolls it back.
 ``fault_point`` is the crash tests' way in: ``ORCH_TEST_KILL_AT=<step>`` kills orch right there.
+``ceremony_lock`` lets one ceremony run at a time and tells the others which process runs it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from orch.core import git, procs
 from orch.core.context import Ctx
+from orch.core.errors import EnvError, InputError
 from orch.integrate.integration import Integration
 
 JOURNAL = "journal.json"  # JSON is YAML too: read back through the store and validated like the rest
@@ -28,6 +32,73 @@ def fault_point(step: str) -> None:
     ORCH_TEST_KILL_AT naming this step, die as abruptly as a power cut would, right here."""
     if _KILL_AT and step == _KILL_AT:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def ceremony_lock(ctx: Ctx, wait: float = 5.0) -> Iterator[None]:
+    """One merge ceremony (or --resume, --abort) at a time: ``flock`` on ``.orch/run/locks/merge.lock``.
+
+    The holder writes its pid and start time into the lock file and empties it before letting go.
+    Another ceremony finding the lock held by a live process that wrote itself there says so at once
+    (exit 3); a pid left by a killed ceremony is no one's (the kernel dropped its lock with it) and
+    blocks nothing. A holder that wrote nothing (any other command taking the lock named "merge",
+    or a ceremony that has not written its pid yet) is waited for up to ``wait`` seconds.
+    The file only ever feeds a message: orch never signals the pid it reads there.
+    """
+    import fcntl
+
+    path = ctx.project.lock_dir / "merge.lock"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise EnvError(f"cannot open the lock file {ctx.project.rel(path)}: {exc.strerror}") from None
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                pass
+            except OSError as exc:  # ENOLCK, ENOSYS: no flock on this filesystem
+                raise EnvError(
+                    f"cannot lock {ctx.project.rel(path)}: {exc.strerror}",
+                    hint="put the repository on a local filesystem that supports flock",
+                ) from None
+            holder = _holder(fd)
+            if holder is not None:
+                raise InputError(
+                    f"a merge ceremony is running (pid {holder})",
+                    hint="wait for it to finish; to stop it, interrupt it (Ctrl-C, or kill -INT "
+                    f"{holder}), then orch merge --resume or --abort",
+                )
+            if time.monotonic() >= deadline:
+                raise InputError(
+                    f"another orch command holds the merge lock ({ctx.project.rel(path)})",
+                    hint="wait for it to finish, then run orch merge again",
+                )
+            time.sleep(0.05)
+        me = os.getpid()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{me}\n{procs.start_time(me) or ''}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # before the lock goes: no one reads a finished ceremony's pid as live
+    finally:
+        os.close(fd)
+
+
+def _holder(fd: int) -> int | None:
+    """The pid the lock's holder wrote into the lock file, if that process still runs."""
+    try:
+        lines = os.pread(fd, 200, 0).decode("ascii", "replace").split("\n")
+        pid = int(lines[0])
+    except (OSError, ValueError):
+        return None
+    started = lines[1] if len(lines) > 1 and lines[1] else None
+    return pid if pid != os.getpid() and procs.alive(pid, started) else None
 
 
 def pending(ctx: Ctx) -> dict[str, Any] | None:

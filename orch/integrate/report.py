@@ -36,11 +36,30 @@ class Outcome:
     titles: dict[str, str]
     named: list[str] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)  # each test run: label, passed, log
+    blocked_by: list[str] = field(default_factory=list)  # the person's uncommitted paths in the way
+    land_command: str | None = None  # lands a parked result once they are out of the way
+
+    @property
+    def is_landed(self) -> bool:
+        """The tested result is on the base branch now."""
+        return self.landed in ("update-ref", "fast-forward")
+
+    @property
+    def parked_on(self) -> str | None:
+        """The branch the tested result waits on when it could not land."""
+        return PARK_BRANCH if self.landed in ("parked", "base-moved") else None
+
+    def outcome_word(self, r: Result) -> str:
+        """A task's outcome as the table and the report say it: MERGED means merged into the tested
+        result, which is on the base only if the ceremony landed; else it is ``MERGED (parked)``."""
+        if r.outcome == "MERGED" and self.parked_on:
+            return "MERGED (parked)"
+        return "NOT READY" if r.outcome == "NOT_READY" else r.outcome
 
     @property
     def failed(self) -> bool:
         """Exit 1: something did not make it (or, for a forecast, would not), or nothing landed."""
-        if self.landed in ("base-moved", "parked"):
+        if self.parked_on:
             return True
         for r in self.results:
             if r.outcome in ("REVERTED", "CONFLICT", "QUARANTINED", "SKIPPED"):
@@ -54,6 +73,8 @@ class Outcome:
         for r in self.results:
             item = r.to_json()
             item["title"] = self.titles.get(r.task)
+            if r.outcome == "MERGED" and self.mode != "dry-run":
+                item["parked"] = self.parked_on is not None
             tasks.append(item)
         return {
             "id": self.id,
@@ -64,6 +85,9 @@ class Outcome:
             "base_after": self.base_after,
             "pre_ref": self.pre_ref,
             "landed": self.landed,
+            "parked_on": self.parked_on,
+            "blocked_by": self.blocked_by,
+            "land_command": self.land_command,
             "message": self.message,
             "test_command": self.test_command,
             "test_runs": self.test_runs,
@@ -100,6 +124,12 @@ def render_report(o: Outcome) -> str:
     lines.append(f"- into: `{o.into}`")
     lines.append(f"- base before: `{o.base_before}` (kept as `{o.pre_ref}`)")
     lines.append(f"- base after: `{o.base_after}` ({_landed_words(o.landed)})")
+    if o.is_landed:
+        lines.append(f"- landed: yes: `{o.into}` holds the tested result")
+    elif o.parked_on:
+        lines.append(f"- landed: no: PARKED on `{o.parked_on}`; `{o.into}` is unchanged")
+    if o.blocked_by:
+        lines.append("- blocked by your uncommitted changes to: " + ", ".join(f"`{p}`" for p in o.blocked_by))
     lines.append(f"- mode: {o.mode}; test command: `{o.test_command or '(none)'}`; test runs: {o.test_runs}")
     if o.message:
         lines += ["", f"> {o.message}"]
@@ -107,8 +137,7 @@ def render_report(o: Outcome) -> str:
     for r in o.results:
         detail = (r.detail or "").replace("|", "\\|")
         title = o.titles.get(r.task, "").replace("|", "\\|")
-        outcome = "NOT READY" if r.outcome == "NOT_READY" else r.outcome
-        lines.append(f"| {r.task} | {title} | {outcome} | {detail} |")
+        lines.append(f"| {r.task} | {title} | {o.outcome_word(r)} | {detail} |")
     for r in o.results:
         if r.outcome == "REVERTED":
             lines += [
@@ -132,6 +161,13 @@ def render_report(o: Outcome) -> str:
         for n, run in enumerate(o.runs, 1):
             verdict = "pass" if run["passed"] else "FAIL"
             lines.append(f"| {n} | {run['label']} | {verdict} | `{run['log']}` |")
+    if o.parked_on:
+        lines += ["", "## Landing", "", f"The tested result is parked on `{o.parked_on}`; `{o.into}` is unchanged."]
+        if o.land_command:
+            lines += ["Once the changes in the way are stashed or moved, land it with:", ""]
+            lines += ["```sh", o.land_command, "```"]
+        else:
+            lines.append(f"Run `orch merge` again to integrate onto the new `{o.into}`.")
     lines += ["", "## Roll back", ""]
     if o.rollback:
         lines += ["To put the base back where it was before this ceremony:", "", "```sh", o.rollback, "```"]

@@ -19,7 +19,7 @@ from typing import Any
 from orch.core import git, procs, state
 from orch.core.context import Ctx
 from orch.core.store import atomic_write
-from orch.integrate.integration import PARK_BRANCH, Integration, checkout_of, run_tests
+from orch.integrate.integration import PARK_BRANCH, Integration, checkout_of, fast_forward, in_the_way, run_tests
 from orch.integrate.journal import JOURNAL, fault_point
 from orch.integrate.report import describe_requirement
 from orch.integrate.triage import Result, deps, task_title
@@ -291,24 +291,28 @@ class Ceremony:
                 self._park(good)
                 return "base-moved", f"{target} moved while landing; the tested result is on {PARK_BRANCH}"
             return "update-ref", None
-        dirty = git.run(["status", "--porcelain", "--untracked-files=no"], cwd=checkout, optional_locks=False)
-        if dirty.stdout.strip():
-            self._park(good)
+        # Landing when git itself would: the fast-forward goes ahead past uncommitted changes to other
+        # paths; git refuses, changing nothing, when it would overwrite one. Then the result is parked.
+        r = fast_forward(checkout, good)
+        if r.ok:
+            return "fast-forward", None
+        self._park(good)
+        blocked = in_the_way(root, checkout, base, good, r.stderr)
+        command = f"git -C {shlex.quote(str(checkout))} merge --ff-only {PARK_BRANCH}"
+        self.j["blocked_by"], self.j["land_command"] = blocked, command
+        if blocked:
+            shown = ", ".join(blocked[:5]) + (f" and {len(blocked) - 5} more" if len(blocked) > 5 else "")
             return "parked", (
-                f"your checkout of {target} at {checkout} has uncommitted changes, so orch left it untouched. "
-                f"The tested result is on {PARK_BRANCH}; when your checkout is clean, land it with: "
-                f"git -C {shlex.quote(str(checkout))} merge --ff-only {PARK_BRANCH}"
+                f"your checkout of {target} at {checkout} has uncommitted changes the merge would overwrite "
+                f"({shown}), so orch left it untouched. The tested result is parked on {PARK_BRANCH}; stash or "
+                f"move those changes, then land it with: {command}"
             )
-        r = git.run(
-            ["merge", "--ff-only", "--no-overwrite-ignore", "--quiet", good], cwd=checkout, check=False, no_hooks=True
+        said = " ".join(line.strip() for line in (r.stderr or r.stdout).splitlines() if line.strip())
+        return "parked", (
+            f"could not fast-forward your checkout of {target} at {checkout} "
+            f"({said or f'git merge exited {r.returncode}'}). The tested result is parked on {PARK_BRANCH}; "
+            f"land it with: {command}"
         )
-        if not r.ok:
-            self._park(good)
-            return "parked", (
-                f"could not fast-forward your checkout of {target} ({(r.stderr or r.stdout).strip()}). "
-                f"The tested result is on {PARK_BRANCH}; land it with: git merge --ff-only {PARK_BRANCH}"
-            )
-        return "fast-forward", None
 
     def _park(self, sha: str) -> None:
         # PARK_BRANCH can never be a task's branch: plan.md refuses the task id "integration".
