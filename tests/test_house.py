@@ -18,10 +18,16 @@ ORCH = Path(__file__).resolve().parent.parent / "orch"
 RANKS = ["core", "verify", "agents", "integrate", "tasks", "inbox", "schedule", "views", "cli"]
 # Modules at the top of the package: process entry points whose names hooks, tmux sessions and
 # `python -m` invocations written by older versions still use.
-ENTRY_SHIMS = {"orch", "orch.__main__", "orch.hookmain", "orch.runner"}
+ENTRY_SHIMS = {"orch", "orch.__main__", "orch.hookmain", "orch.runner", "orch.entry"}
 MAX_LINES = 500
 # Only the CLI talks to people and decides the exit code; these calls are how a module would.
-OUTPUT_CALLS = {"print", "sys.exit", "sys.stdout.write", "sys.stderr.write", "os._exit", "typer.Exit"}
+OUTPUT_CALLS = {
+    "print", "exit", "quit", "SystemExit", "sys.exit", "os._exit", "typer.Exit", "typer.echo", "click.echo",
+    "sys.stdout.write", "sys.stderr.write", "sys.stdout.buffer.write", "sys.stderr.buffer.write",
+    "sys.__stdout__.write", "sys.__stderr__.write",
+}  # fmt: skip
+# Names whose mere mention outside the CLI means output to a person (``echo=print`` as a default).
+OUTPUT_NAMES = {"print", "sys.stdout", "sys.stderr", "sys.__stdout__", "sys.__stderr__"}
 
 
 def modules() -> dict[str, Path]:
@@ -36,12 +42,24 @@ def modules() -> dict[str, Path]:
 MODULES = modules()
 
 
+def dotted(node: ast.expr) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{dotted(node.value)}.{node.attr}"
+    return ""
+
+
 def imports(name: str, path: Path) -> list[tuple[str, int]]:
     """(module imported, line) for every import of an orch module in ``path``."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     result = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
+        if isinstance(node, ast.Call) and dotted(node.func) in ("importlib.import_module", "__import__"):
+            arg = node.args[0] if node.args else None
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                result.append((arg.value, node.lineno))
+        elif isinstance(node, ast.Import):
             result += [(alias.name, node.lineno) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
@@ -132,12 +150,55 @@ def test_no_module_is_over_about_500_lines() -> None:
     assert not big, f"split these along their seams: {big}"
 
 
-def dotted(node: ast.expr) -> str:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        return f"{dotted(node.value)}.{node.attr}"
-    return ""
+def aliases(tree: ast.Module) -> dict[str, str]:
+    """Local names bound by imports, to what they name: ``_s`` -> ``sys``, ``exit`` -> ``sys.exit``."""
+    names: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update({a.asname or a.name: a.name for a in node.names})
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.update({a.asname or a.name: f"{node.module}.{a.name}" for a in node.names})
+    return names
+
+
+def resolved(node: ast.expr, names: dict[str, str]) -> str:
+    head, _, rest = dotted(node).partition(".")
+    full = names.get(head, head)
+    return f"{full}.{rest}" if rest else full
+
+
+def output_uses(tree: ast.Module) -> list[tuple[int, str]]:
+    """(line, what) for every call or mention that prints or exits, aliases resolved."""
+    names = aliases(tree)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            name = resolved(node.func, names)
+            if name in OUTPUT_CALLS:
+                found.append((node.lineno, f"{name}(...)"))
+            elif (
+                name == "os.write"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and node.args[0].value in (1, 2)
+            ):
+                found.append((node.lineno, "os.write(1|2, ...)"))
+        elif isinstance(node, ast.Raise) and node.exc is not None:
+            exc = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+            if resolved(exc, names) == "SystemExit":
+                found.append((node.lineno, "raise SystemExit"))
+        elif isinstance(node, (ast.Name, ast.Attribute)) and isinstance(getattr(node, "ctx", None), ast.Load):
+            if resolved(node, names) in OUTPUT_NAMES:
+                found.append((node.lineno, resolved(node, names)))
+    return sorted(set(found))
+
+
+def entry_nodes(tree: ast.Module) -> set[int]:
+    """Nodes of a process entry point: the ``__main__`` guard and the module's ``main``."""
+    entry: list[ast.stmt] = [n for n in tree.body if isinstance(n, ast.If) and "__main__" in ast.unparse(n.test)]
+    if entry:
+        entry += [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "main"]
+    return {inner.lineno for node in entry for inner in ast.walk(node) if hasattr(inner, "lineno")}
 
 
 @pytest.mark.parametrize("name", sorted(n for n in MODULES if stage(n) not in (None, "cli")))
@@ -145,16 +206,48 @@ def test_only_the_cli_prints_or_exits(name: str) -> None:
     """Outside ``orch/cli/`` modules return values; a module run as a process of its own (with a
     ``__main__`` guard: the supervisor) may report its usage errors from its ``main`` and the guard."""
     tree = ast.parse(MODULES[name].read_text())
-    entry = [n for n in tree.body if isinstance(n, ast.If) and "__main__" in ast.unparse(n.test)]
-    if entry:
-        entry += [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "main"]
-    guarded = {id(inner) for node in entry for inner in ast.walk(node)}
-    calls = [
-        f"{MODULES[name].relative_to(ORCH.parent)}:{n.lineno}: {dotted(n.func)}(...)"
-        for n in ast.walk(tree)
-        if isinstance(n, ast.Call) and dotted(n.func) in OUTPUT_CALLS and id(n) not in guarded
+    allowed = entry_nodes(tree)
+    found = [
+        f"{MODULES[name].relative_to(ORCH.parent)}:{line}: {what}"
+        for line, what in output_uses(tree)
+        if line not in allowed
     ]
-    assert not calls, "only orch/cli/ prints or exits; return a value instead:\n" + "\n".join(calls)
+    assert not found, "only orch/cli/ prints or exits; return a value instead:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import sys as _s\n_s.exit(2)\n",
+        "from sys import exit\nexit(3)\n",
+        "raise SystemExit(3)\n",
+        "import sys\nsys.stdout.buffer.write(b'x')\n",
+        "import os\nos.write(1, b'x')\n",
+        "import sys\nsys.__stderr__.write('x')\n",
+        "def f(echo=print):\n    pass\n",
+        "import typer\ntyper.echo('x')\n",
+    ],
+)
+def test_the_output_check_sees_through_aliases(source: str) -> None:
+    assert output_uses(ast.parse(source)), source
+
+
+def test_the_import_walk_sees_dynamic_imports(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text("import importlib\nimportlib.import_module('orch.cli.output')\n__import__('orch.core.git')\n")
+    assert [m for m, _ in imports("orch.core.probe", probe)] == ["orch.cli.output", "orch.core.git"]
+
+
+def test_the_package_init_holds_only_the_version() -> None:
+    tree = ast.parse((ORCH / "__init__.py").read_text())
+    body = [n for n in tree.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
+    assert all(
+        isinstance(n, ast.Assign)
+        and [dotted(t) for t in n.targets] == ["__version__"]
+        or isinstance(n, ast.ImportFrom)
+        and n.module == "__future__"
+        for n in body
+    ), "orch/__init__.py: keep it to __version__ (it runs on every import of orch)"
 
 
 def imported(cwd: Path, *argv: str) -> set[str]:

@@ -28,7 +28,6 @@ PLACEHOLDERS = (
     "codex_hooks",
 )  # fmt: skip
 _PLACEHOLDER = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
-USAGE_PARSERS = ("claude-json", "codex-jsonl", "aider-analytics", "gemini-json", "none")
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,8 @@
 The commands themselves live in ``*_cmds`` modules beside this one; ``orch.cli.main`` imports
 them all and runs the app. Commands parse arguments, call one function, render its result.
 
-No file I/O and no git here. Errors are caught in one place, ``main``: an ``OrchError`` prints what,
-where and how to fix and exits with its code; anything else prints one line and the path of a crash
-log holding the traceback.
+No file I/O and no git here. Errors are caught in one place, ``orch.cli.output.guarded``, which
+the fast path in ``orch.cli.entry`` shares.
 """
 
 from __future__ import annotations

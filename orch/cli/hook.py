@@ -13,12 +13,12 @@ import sys
 from orch.core.errors import OrchError
 from orch.verify import hookrun
 
-HOOKS = ("pre-commit", "claude-pretool", "codex-pretool", "gemini-pretool")
+HOOK_PROGRAMS = ("pre-commit", "claude-pretool", "codex-pretool", "gemini-pretool")
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in HOOKS:
-        sys.stderr.write(f"usage: python -m orch.hookmain {'|'.join(HOOKS)}\n")
+    if not argv or argv[0] not in HOOK_PROGRAMS:
+        sys.stderr.write(f"usage: python -m orch.hookmain {'|'.join(HOOK_PROGRAMS)}\n")
         return 2
     name = argv[0]
     try:

@@ -1,7 +1,7 @@
 """One exception tree and the exit codes.
 
 Every error a user can cause is an ``OrchError``: it carries what went wrong, where (``file:line``)
-and how to fix it. ``orch.cli.main`` is the one place that catches them and turns them into an exit
+and how to fix it. ``orch.cli.output.guarded`` is the one place that catches them and turns them into an exit
 code; anything else is a bug and gets a crash log.
 """
 

@@ -27,10 +27,6 @@ VIOLATIONS = frozenset({"SCOPE_VIOLATION", "LOCK_VIOLATION", "QUARANTINED"})
 Status = dict[str, Any]
 
 
-def status_path(project: Project, task_id: str) -> os.PathLike[str]:
-    return project.task_dir(task_id) / "status.yaml"
-
-
 def read(project: Project, store: Store, task_id: str, *, refresh: bool = True) -> Status | None:
     """The task's status, or None if it was never spun; a dead RUNNING task is turned CRASHED."""
     try:

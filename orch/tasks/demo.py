@@ -143,7 +143,7 @@ class DemoResult:
     kept: bool
 
 
-def run(folder: Path | None = None, *, keep: bool = False, echo: Callable[[str], None] = print) -> DemoResult:
+def run(folder: Path | None, *, echo: Callable[[str], None], keep: bool = False) -> DemoResult:
     start = time.monotonic()
     made_here = folder is None
     if folder is None:

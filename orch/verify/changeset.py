@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 
 SYMLINK = "120000"
 GITLINK = "160000"
-NULL_MODE = "000000"
 
 
 class Change:

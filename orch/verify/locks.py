@@ -43,7 +43,6 @@ KINDS = ("path", "test", "region", "requirement")
 VIAS = ("schema", "static", "test", "e2e")
 AGENTS_MD_LOCK = "AGENTS_MD"
 _COMPILER = "5"  # bump when the compiled form changes
-LOCK_ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,39}")
 
 
 class Lock:
@@ -322,7 +321,7 @@ def _lockset(compiled: dict[str, Any]) -> LockSet:
 
 
 def _schema_bytes() -> bytes:
-    """The locks schema, read without importing orch.store (and yaml): git hooks start fast."""
+    """The locks schema, read without importing orch.core.store (and yaml): git hooks start fast."""
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the orch package
     for folder in (os.path.join(here, "_data", "schemas"), os.path.join(os.path.dirname(here), "schemas")):
         try:
