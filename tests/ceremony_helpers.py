@@ -13,11 +13,12 @@ import yaml
 from conftest import commit_file, git
 
 
-def add_tasks_to_plan(repo: Path, tasks: list[tuple[str, str, list[str]]]) -> None:
-    """tasks: (id, scope, deps)."""
+def add_tasks_to_plan(repo: Path, tasks: list[tuple[str, str, list[str]]], *, run: str | None = None) -> None:
+    """tasks: (id, scope, deps); ``run``: a ``run:`` line for each (so the shell agent can spin them)."""
     lines = ["# Plan: ceremony test\n"]
+    extra = f"- run: {run}\n" if run else ""
     for task_id, scope, deps in tasks:
-        lines.append(f"\n## {task_id}: task {task_id}\n- scope: {scope}\n- deps: {', '.join(deps) or 'none'}\n")
+        lines.append(f"\n## {task_id}: task {task_id}\n- scope: {scope}\n{extra}- deps: {', '.join(deps) or 'none'}\n")
     (repo / ".orch" / "plan.md").write_text("".join(lines))
     git(repo, "add", ".orch/plan.md")
     git(repo, "commit", "-q", "-m", "plan")
@@ -90,3 +91,15 @@ def with_check(project: Path) -> Path:
     commit_file(project, "check.sh", CHECK, "add the test")
     set_test_command(project, "sh check.sh")
     return project
+
+
+def run_as_printed(repo: Path, line: str) -> None:
+    """Run a command line orch printed for a person (a restore line, a hint) exactly as printed."""
+    import os
+    import subprocess
+    import sys
+
+    # `orch` is the console script next to the interpreter running the tests (the editable install).
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.run(["sh", "-c", line], cwd=repo, capture_output=True, text=True, check=False, env=env)
+    assert proc.returncode == 0, f"{line!r} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"

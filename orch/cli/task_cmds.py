@@ -165,8 +165,12 @@ def attach(task_id: str = typer.Argument(..., metavar="ID")) -> None:
 def clean(
     ids: list[str] = typer.Argument(None, metavar="ID", help="Tasks to clean (default: merged ones)."),
     merged: bool = typer.Option(False, "--merged", help="Every merged task (the default without ids)."),
-    all_: bool = typer.Option(False, "--all", help="Every finished task, merged or not."),
-    force: bool = typer.Option(False, "--force", help="Delete unmerged branches too (a ref still keeps them)."),
+    all_: bool = typer.Option(
+        False, "--all", help="Every finished task, but finished work not merged yet (SUCCESS) needs --force."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Delete unmerged branches too (a ref still keeps them); with --all, clean SUCCESS too."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> int:
     """Remove worktrees and branches of finished tasks; keeps a ref to every commit and change."""

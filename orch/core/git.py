@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from orch.core.errors import EnvError, GitError
 
@@ -302,6 +302,25 @@ def is_ancestor(ancestor: str, descendant: str, *, cwd: Path | str) -> bool:
     if r.returncode not in (0, 1):
         raise GitError(r.argv, r.returncode, r.stdout, r.stderr)
     return r.returncode == 0
+
+
+def contained(shas: Iterable[str], tip: str, *, cwd: Path | str) -> set[str]:
+    """Which of ``shas`` (full commit ids; anything else is left out) are ``tip`` or its ancestors.
+
+    One ``git rev-list SHAS --not TIP`` for all of them: it lists what the shas reach and the tip does
+    not, so a sha it does not list is in the tip's history. If git refuses (a sha it does not have,
+    a tip that names nothing), each sha is asked about on its own.
+    """
+    wanted = [s for s in dict.fromkeys(shas) if _is_sha(s)]
+    if not wanted:
+        return set()
+    r = run(["rev-list", *wanted, "--not", tip, "--"], cwd=cwd, check=False, optional_locks=False)
+    if r.ok:
+        outside = set(r.stdout.split())
+        return {s for s in wanted if s not in outside}
+    return {
+        s for s in wanted if run(["merge-base", "--is-ancestor", s, tip], cwd=cwd, check=False, optional_locks=False).ok
+    }
 
 
 def valid_branch_name(name: str, *, cwd: Path | str) -> bool:

@@ -9,10 +9,10 @@ the next time any command looks.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from orch.core import eventlog, procs
+from orch.core import eventlog, git, procs
 from orch.core.repo import Project
 from orch.core.store import Store
 
@@ -23,6 +23,7 @@ STATES = (
 )  # fmt: skip
 FINISHED = frozenset({"SUCCESS", "FAILED", "BLOCKED", "PAUSED", "CRASHED"})
 VIOLATIONS = frozenset({"SCOPE_VIOLATION", "LOCK_VIOLATION", "QUARANTINED"})
+AWAITING_MERGE = frozenset({"SUCCESS", "SKIPPED"})  # finished well; the next orch merge takes them
 
 Status = dict[str, Any]
 
@@ -119,7 +120,7 @@ def _mark_crashed(project: Project, store: Store, task_id: str) -> Status:
 
 
 def merged(status: Status | None) -> bool:
-    """Did this task's work reach the base (now MERGED, or merged and later CLEANED)?"""
+    """Did this task's work reach the base by a ceremony (now MERGED, or merged and later CLEANED)?"""
     if not status:
         return False
     if status.get("state") == "MERGED":
@@ -128,9 +129,66 @@ def merged(status: Status | None) -> bool:
     return merge.get("outcome") == "MERGED"
 
 
-def ready(task: Any, statuses: dict[str, Status]) -> bool:
-    """Never spun (no status, or PENDING without a branch) and every dependency merged."""
-    st = statuses.get(task.id)
-    if st is not None and (st.get("state") != "PENDING" or st.get("branch")):
+def verified_sha(status: Status | None) -> str | None:
+    """The commit verification judged mergeable (OK, no soft lock waiting for an ack) while it was
+    still outside the base, or None.
+
+    A verdict whose commit is its own merge-base (``base_sha``; orch always records it) was made when
+    the commit was in the base already: it judged an empty change set, so it vouches for nothing; nor
+    does one of the commit the task was spun from. A task still PENDING or RUNNING has no finished
+    work to count.
+    """
+    if not status or status.get("state") in ("PENDING", "RUNNING"):
+        return None
+    verdict = status.get("verdict") or {}
+    sha = verdict.get("sha")
+    if verdict.get("result") != "OK" or verdict.get("pending_acks") or not isinstance(sha, str):
+        return None
+    if any((v or {}).get("mode") == "hard" for v in verdict.get("violations") or []):
+        return None
+    if not verdict.get("base_sha") or sha in (verdict.get("base_sha"), status.get("base_sha")):
+        return None
+    return sha
+
+
+def merged_tasks(project: Project, statuses: dict[str, Status], ids: Iterable[str], tip: Callable[[], str]) -> set[str]:
+    """Which of ``ids`` are merged however their work got there: a ceremony recorded it (``merged``),
+    or the commit verification judged OK (``verified_sha``) is in ``tip()``'s history (a merge by
+    hand, a parked result landed by hand). ``tip`` (a ref or a sha) is asked for, and git run once,
+    only when some status leaves the question open."""
+    done: set[str] = set()
+    open_: dict[str, str] = {}
+    for task_id in dict.fromkeys(ids):
+        status = statuses.get(task_id)
+        if merged(status):
+            done.add(task_id)
+        elif (sha := verified_sha(status)) is not None:
+            open_[task_id] = sha
+    if open_:
+        inside = git.contained(open_.values(), tip(), cwd=project.root)
+        done.update(task_id for task_id, sha in open_.items() if sha in inside)
+    return done
+
+
+def never_spun(task_id: str, statuses: dict[str, Status]) -> bool:
+    st = statuses.get(task_id)
+    return st is None or (st.get("state") == "PENDING" and not st.get("branch"))
+
+
+def ready(task: Any, statuses: dict[str, Status], merged_ids: set[str] | None = None) -> bool:
+    """Never spun (no status, or PENDING without a branch) and every dependency merged (``merged_ids``,
+    from ``merged_tasks``; without it, only what a ceremony recorded counts)."""
+    if not never_spun(task.id, statuses):
         return False
-    return all(merged(statuses.get(dep)) for dep in task.deps)
+    if merged_ids is None:
+        return all(merged(statuses.get(dep)) for dep in task.deps)
+    return all(dep in merged_ids for dep in task.deps)
+
+
+def ready_ids(
+    project: Project, tasks: Iterable[Any], statuses: dict[str, Status], base_branch: Callable[[], str]
+) -> set[str]:
+    """The ids of ``tasks`` ready to spin; at most one git call (see ``merged_tasks``)."""
+    unspun = [t for t in tasks if never_spun(t.id, statuses)]
+    done = merged_tasks(project, statuses, [d for t in unspun for d in t.deps], lambda: f"refs/heads/{base_branch()}")
+    return {t.id for t in unspun if ready(t, statuses, done)}

@@ -42,7 +42,7 @@ from orch.integrate.journal import (
 )
 from orch.integrate.report import Outcome, render_report, rollback_command, utc_stamp
 from orch.integrate.steps import Ceremony, Progress
-from orch.integrate.triage import Result, merge_order, reverify, triage
+from orch.integrate.triage import Result, in_the_base, merge_order, reverify, triage
 
 
 def _quiet(_: str) -> None:
@@ -259,13 +259,14 @@ def _finish(ceremony: Ceremony) -> Outcome:
     atomic_write(report_path, render_report(outcome))
     fault_point("reported")
     at = eventlog.utcnow()
+    in_base = in_the_base(ctx, results, base_after) if not landed else set()
     for r in results:
         if r.outcome == "NOT_READY":
             continue
         outcome_state = r.outcome
-        if r.outcome == "MERGED" and not landed:
-            continue  # parked or base moved: the task stays as it was and is merged next time
-
+        # Parked or base moved: the task stays as it was (with the verdict of the commit that is
+        # parked) and is merged next time; unless its work is in the base already.
+        verdict_only = r.outcome == "MERGED" and not landed and r.task not in in_base
         verdict = (j.get("verdicts") or {}).get(r.task)
 
         def apply(
@@ -273,10 +274,15 @@ def _finish(ceremony: Ceremony) -> Outcome:
             r: Result = r,
             outcome_state: str = outcome_state,
             verdict: dict[str, Any] | None = verdict,
+            verdict_only: bool = verdict_only,
         ) -> None:
             if verdict is not None:
                 st["verdict"] = verdict
-            if st.get("state") != "CLEANED":  # cleaned while the ceremony was interrupted: stays cleaned
+            if verdict_only:
+                return
+            # A task cleaned while the ceremony was interrupted stays cleaned; one named while
+            # cleaned (triage queues it) and merged is MERGED.
+            if st.get("state") != "CLEANED" or (r.outcome == "MERGED" and r.task in j["queue"]):
                 st["state"] = outcome_state
             st["reason"] = r.detail
             st["merge"] = {
@@ -290,7 +296,8 @@ def _finish(ceremony: Ceremony) -> Outcome:
 
         # Not fsynced one by one: if a power cut loses them, the next ceremony finds merged shas already
         # in the base (MERGED without a test run) and re-derives the rest.
-        state.update(ctx.project, ctx.store, r.task, apply, durable=False, check=False)
+        if verdict is not None or not verdict_only:
+            state.update(ctx.project, ctx.store, r.task, apply, durable=False, check=False)
     summary = ", ".join(
         f"{sum(1 for r in results if r.outcome == o)} {o.lower()}"
         for o in ("MERGED", "REVERTED", "CONFLICT", "QUARANTINED", "SKIPPED")

@@ -16,7 +16,17 @@ from orch.core.context import Ctx
 from orch.core.errors import InputError
 from orch.integrate.integration import merge_tree
 from orch.integrate.report import Outcome, utc_stamp
-from orch.integrate.triage import Result, branch_tip, branch_tips, deps, merge_order, reverify, task_title, triage
+from orch.integrate.triage import (
+    Result,
+    branch_tip,
+    branch_tips,
+    deps,
+    merge_order,
+    merged_outside,
+    reverify,
+    task_title,
+    triage,
+)
 
 
 def dry_run(ctx: Ctx, ids: list[str] | None = None, *, into: str | None = None) -> Outcome:
@@ -34,9 +44,7 @@ def dry_run(ctx: Ctx, ids: list[str] | None = None, *, into: str | None = None) 
     ahead: list[str] = []
     for task_id in order:
         sha = tri.shas[task_id]
-        missing = [
-            d for d in deps(ctx, task_id) if d not in ahead and not state.merged(state.read(ctx.project, ctx.store, d))
-        ]
+        missing = [d for d in deps(ctx, task_id) if d not in ahead and not merged_outside(ctx, d, base)]
         if missing:
             results.append(Result(task_id, "SKIPPED", f"dependency {missing[0]} would not be merged", sha=sha))
             continue

@@ -22,7 +22,7 @@ from orch.core.store import atomic_write
 from orch.integrate.integration import PARK_BRANCH, Integration, checkout_of, fast_forward, in_the_way, run_tests
 from orch.integrate.journal import JOURNAL, fault_point
 from orch.integrate.report import describe_requirement
-from orch.integrate.triage import Result, deps, task_title
+from orch.integrate.triage import Result, deps, merged_outside, task_title
 
 Progress = Callable[[str], None]
 
@@ -86,7 +86,7 @@ class Ceremony:
         for dep in deps(self.ctx, task_id):
             if self.outcome_of(dep) == "MERGED" or (dep in ahead and self.outcome_of(dep) is None):
                 continue
-            if self.outcome_of(dep) is None and state.merged(state.read(self.ctx.project, self.ctx.store, dep)):
+            if self.outcome_of(dep) is None and merged_outside(self.ctx, dep, self.j["base_sha"]):
                 continue
             now = self.outcome_of(dep)
             if now is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from orch.core import refs, state
+from orch.core import git, refs, state
 from orch.core.context import Ctx
 from orch.core.errors import InputError
 
@@ -83,6 +83,11 @@ def triage(ctx: Ctx, ids: list[str] | None) -> Triage:
     for task_id in wanted:
         st = statuses[task_id]
         current = st.get("state", "PENDING")
+        if current == "CLEANED" and task_id in named and not state.merged(st):
+            revived = _cleaned(task_id, st, tips, results)
+            if revived is None:
+                continue
+            current = revived  # named: what its kept branch holds is judged as the task was before the clean
         tip = branch_tip(tips, task_id, st) if current not in ("PENDING", "CLEANED", "MERGED") else None
         merge = st.get("merge") or {}
         verdict = st.get("verdict") or {}
@@ -135,6 +140,43 @@ def triage(ctx: Ctx, ids: list[str] | None) -> Triage:
         if task_id in queue:
             shas[task_id] = tip
     return Triage(queue, shas, results, statuses, named=named)
+
+
+def _cleaned(task_id: str, st: state.Status, tips: dict[str, str], results: list[Result]) -> str | None:
+    """A cleaned task named for merging: the state it had before the clean, to triage its kept branch
+    as that; None (with the reason in ``results``) when orch clean removed the branch too."""
+    previous = str(st.get("previous_state") or "PENDING")
+    if tips.get(f"orch/{task_id}") is not None:
+        return previous
+    kept = [ref for ref in st.get("kept_refs") or [] if ref.startswith(f"{refs.KEPT_PREFIX}/{task_id}/")]
+    where = f"its commits are kept as {kept[-1]}" if kept else f"see: git for-each-ref {refs.KEPT_PREFIX}/{task_id}/"
+    results.append(
+        Result(
+            task_id,
+            "NOT_READY",
+            f"cleaned (was {previous}) and its branch orch/{task_id} removed; {where}: to merge them, "
+            f"restore the branch (git branch orch/{task_id} {kept[-1] if kept else 'REF'}) and run orch merge "
+            f"{task_id} again",
+        )
+    )
+    return None
+
+
+def in_the_base(ctx: Ctx, results: list[Result], tip: str | None) -> set[str]:
+    """The tasks found MERGED whose commit is in ``tip``'s history (one git call): their work is in
+    the base, so they are recorded MERGED even when the ceremony itself landed nothing."""
+    shas = {r.task: r.sha for r in results if r.outcome == "MERGED" and r.sha}
+    if tip is None or not shas:
+        return set()
+    inside = git.contained(shas.values(), tip, cwd=ctx.project.root)
+    return {task_id for task_id, sha in shas.items() if sha in inside}
+
+
+def merged_outside(ctx: Ctx, task_id: str, tip: str) -> bool:
+    """Is this task merged (recorded so, or its verified commit in ``tip``'s history) though not by
+    the ceremony at hand? (``state.merged_tasks``)"""
+    status = state.read(ctx.project, ctx.store, task_id)
+    return status is not None and task_id in state.merged_tasks(ctx.project, {task_id: status}, [task_id], lambda: tip)
 
 
 def _quarantined(task_id: str, sha: str, verdict: dict[str, Any] | Any) -> Result:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orch.core import eventlog, git, state
+from orch.core import eventlog, git, refs, state
 from orch.core.context import Ctx
 from orch.core.errors import InputError
 from orch.core.refs import (
@@ -86,6 +86,7 @@ def clean(
     """
     project, store = ctx.project, ctx.store
     statuses = state.read_all(project, store)
+    waiting: set[str] = set()
     if ids:
         for task_id in ids:
             check_id(task_id, cwd=project.root)
@@ -96,8 +97,12 @@ def clean(
         selected = list(dict.fromkeys(ids))
     elif all:
         selected = [i for i, s in statuses.items() if s.get("state") not in ("RUNNING", "CLEANED")]
-    else:
-        selected = [i for i, s in statuses.items() if s.get("state") != "CLEANED" and state.merged(s)]
+        if not force:
+            waiting = _waiting_to_merge(ctx, statuses, selected)
+    else:  # merged however it got there: by a ceremony, or its verified commit merged by hand
+        left = [i for i, s in statuses.items() if s.get("state") != "CLEANED"]
+        merged_ids = state.merged_tasks(project, statuses, left, lambda: f"refs/heads/{ctx.config.base_branch}")
+        selected = [i for i in left if i in merged_ids]
     report = CleanReport()
     listing = git_worktrees(project.root)
     from orch.integrate.journal import pending
@@ -105,6 +110,15 @@ def clean(
     journal = pending(ctx)
     held = set(journal["queue"]) if journal else set()
     for task_id in selected:
+        if task_id in waiting:
+            entry = CleanEntry(task_id, str(statuses[task_id].get("state")), kept_branch=branch_name(task_id))
+            entry.skipped = (
+                f"kept: {entry.previous_state} and not merged yet, its branch {branch_name(task_id)} holds work "
+                f"not in {ctx.config.base_branch} (merge it: orch merge {task_id}; or clean it anyway: orch clean "
+                f"--all --force, which keeps its commits under {KEPT_PREFIX}/{task_id}/)"
+            )
+            report.entries.append(entry)
+            continue
         if task_id in held:
             entry = CleanEntry(task_id, str(statuses[task_id].get("state", "PENDING")))
             entry.skipped = "an interrupted merge ceremony holds it (orch merge --resume or --abort first)"
@@ -114,6 +128,19 @@ def clean(
             st = state.read(project, store, task_id) or {}
             report.entries.append(_clean_one(ctx, task_id, st, listing, force=force))
     return report
+
+
+def _waiting_to_merge(ctx: Ctx, statuses: dict[str, state.Status], ids: list[str]) -> set[str]:
+    """The tasks among ``ids`` that finished well (SUCCESS, or SKIPPED by a ceremony) and whose branch
+    holds commits the base does not: work waiting to be merged, which ``clean --all`` keeps."""
+    waiting = [i for i in ids if statuses[i].get("state") in state.AWAITING_MERGE]
+    if not waiting:
+        return set()
+    root = ctx.project.root
+    heads = refs.branch_heads(root)
+    tips = {i: heads[branch_name(i)] for i in waiting if branch_name(i) in heads}
+    inside = git.contained(tips.values(), f"refs/heads/{ctx.config.base_branch}", cwd=root)
+    return {i for i, tip in tips.items() if tip not in inside}
 
 
 def _clean_one(
@@ -130,7 +157,7 @@ def _clean_one(
         entry.skipped = f"state {previous}"
         return entry
     branch = branch_name(task_id)  # never the status's word for it: a status is a file anyone can edit
-    wt_text = st.get("worktree")
+    wt_text = st.get("worktree") or _restored(ctx, task_id, listing)
     worktree_gone = True
     if wt_text:
         wt = Path(wt_text)
@@ -160,6 +187,12 @@ def _clean_one(
             entry.restore.append(f"git branch {branch} {kept}")
         else:
             entry.kept_branch = branch
+            before = st.get("previous_state") if previous == "CLEANED" else previous
+            if before in state.AWAITING_MERGE and not state.merged(st):
+                entry.branch_note = (
+                    f"not merged yet: orch merge {task_id} merges it; orch clean --force {task_id} hides it under "
+                    f"{KEPT_PREFIX}/"
+                )
             n = git.out(["rev-list", "--count", f"{ctx.config.base_branch}..{tip}"], cwd=root)
             entry.restore.append(
                 f"git worktree add {project.rel(worktree_path(ctx, task_id))} {branch}   # {n} commit(s) not in "
@@ -189,6 +222,16 @@ def _clean_one(
         what.append(f"kept {entry.kept_branch}")
     ctx.log("CLEANED", "CLEAN", "; ".join(what) or "nothing to remove", task=task_id, artifacts=entry.kept_refs)
     return entry
+
+
+def _restored(ctx: Ctx, task_id: str, listing: dict[str, dict[str, str]]) -> str | None:
+    """A worktree a person put back at the task's place after a clean (the restore lines of
+    ``clean_text``): on the task's branch or detached. Cleaning again removes it the same way."""
+    path = str(worktree_path(ctx, task_id))
+    info = listing.get(path)
+    if info is None or info.get("branch", f"refs/heads/{branch_name(task_id)}") != f"refs/heads/{branch_name(task_id)}":
+        return None
+    return path
 
 
 def _remove_worktree(ctx: Ctx, task_id: str, wt: Path, listing: dict[str, dict[str, str]], entry: CleanEntry) -> bool:

@@ -106,7 +106,7 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
         st = statuses.get(task_id)
         if st is not None and st.get("worktree") and Path(st["worktree"]).resolve() == Path(listed).resolve():
             continue
-        if st is not None and st.get("state") in ("RUNNING", "CLEANED"):
+        if st is not None and (st.get("state") in ("RUNNING", "CLEANED") or _merged_after_clean(st)):
             continue  # a cleaned task's branch checked out again by hand is a person's, not orch's
         f = Finding(
             "unknown-worktree",
@@ -130,8 +130,8 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
         if task_id in by_task or not ID_RE.fullmatch(task_id) or task_id in RESERVED_IDS:
             continue
         st = statuses.get(task_id)
-        if st is not None and st.get("state") == "CLEANED":
-            continue  # a branch clean kept on purpose
+        if st is not None and (st.get("state") == "CLEANED" or _merged_after_clean(st)):
+            continue  # a branch clean kept on purpose (orch clean deletes it once it is merged)
         if st is not None and st.get("worktree"):
             continue  # reported below as a missing worktree
         base = git.rev_parse(f"{BASE_PREFIX}/{task_id}", cwd=root)
@@ -244,6 +244,7 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
             ctx.log("CRASHED", "SNAPSHOT", (sha or "")[:12], task=task_id)
             f.fixed = True
         findings.append(f)
+    findings += _cleaned_before_merge(ctx, statuses)
     if fix and any(f.fixed for f in findings):
         ctx.log("-", "DOCTOR", f"fixed {sum(f.fixed for f in findings)} of {len(findings)}")
     return findings
@@ -254,6 +255,69 @@ def _task_of_branch(info: dict[str, str]) -> str | None:
     branch = info.get("branch", "").removeprefix("refs/heads/")
     task_id = branch.removeprefix("orch/") if branch.startswith("orch/") else None
     return task_id if task_id and ID_RE.fullmatch(task_id) and task_id not in RESERVED_IDS else None
+
+
+def _merged_after_clean(st: state.Status) -> bool:
+    """Cleaned, then merged by name from the branch clean kept: MERGED with no worktree of orch's."""
+    return st.get("state") == "MERGED" and not st.get("worktree") and bool(st.get("cleaned_at"))
+
+
+def _cleaned_before_merge(ctx: Ctx, statuses: dict[str, state.Status]) -> list[Finding]:
+    """Cleaned tasks whose finished work (SUCCESS, SKIPPED) never reached the base: on the branch orch
+    clean kept, ``orch merge ID`` still merges it (info); hidden under ``refs/orch/kept/`` by
+    ``clean --force``, nothing orch runs can see it any more: stranded, until its branch is restored."""
+    from orch.core.refs import KEPT_PREFIX, branch_heads, branch_name
+
+    cleaned = [
+        i
+        for i, st in statuses.items()
+        if st.get("state") == "CLEANED" and st.get("previous_state") in state.AWAITING_MERGE and not state.merged(st)
+    ]
+    if not cleaned:
+        return []
+    root = ctx.project.root
+    heads = branch_heads(root)
+    kept: dict[str, list[tuple[str, str]]] = {}
+    listed = git.out(["for-each-ref", "--format=%(refname) %(objectname)", f"{KEPT_PREFIX}/"], cwd=root)
+    for line in listed.splitlines():
+        ref, _, sha = line.partition(" ")
+        kept.setdefault(ref.removeprefix(f"{KEPT_PREFIX}/").split("/", 1)[0], []).append((ref, sha))
+    shas = [heads.get(branch_name(i), "") for i in cleaned] + [sha for i in cleaned for _, sha in kept.get(i, [])]
+    inside = git.contained(shas, f"refs/heads/{ctx.config.base_branch}", cwd=root)
+    base = ctx.config.base_branch
+    findings = []
+    for task_id in cleaned:
+        tip = heads.get(branch_name(task_id))
+        previous = statuses[task_id].get("previous_state")
+        if tip is not None:
+            if tip not in inside:
+                findings.append(
+                    Finding(
+                        "cleaned-unmerged",
+                        task_id,
+                        f"cleaned ({previous}) before it was merged; its branch {branch_name(task_id)} holds work "
+                        f"not in {base}",
+                        f"orch merge {task_id} merges it (verified again at its exact commit), or orch clean --force "
+                        f"{task_id} hides it under {KEPT_PREFIX}/{task_id}/",
+                        fixable=False,
+                        info=True,
+                    )
+                )
+            continue
+        out = sorted(ref for ref, sha in kept.get(task_id, []) if sha not in inside)
+        if out:
+            findings.append(
+                Finding(
+                    "stranded-work",
+                    task_id,
+                    f"cleaned with --force ({previous}) before it was merged: its work is only under {out[-1]}, "
+                    f"which orch merge {task_id} cannot see",
+                    f"restore its branch and merge it: git branch {branch_name(task_id)} {out[-1]} && orch merge "
+                    f"{task_id}; or, if you do not want it: git update-ref -d {out[-1]}",
+                    fixable=False,
+                )
+            )
+    return findings
 
 
 def _under_worktree_root(ctx: Ctx, path: Path) -> bool:

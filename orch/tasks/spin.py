@@ -25,7 +25,7 @@ from orch.core import eventlog, git, state
 from orch.core.context import Ctx
 from orch.core.errors import GitError, InputError, OrchError
 from orch.core.plan import Task
-from orch.core.refs import BASE_PREFIX, branch_name, check_id, worktree_gitdir
+from orch.core.refs import BASE_PREFIX, KEPT_PREFIX, branch_name, check_id, worktree_gitdir
 
 Progress = Callable[[str, str], None]  # (task id, what happened)
 
@@ -64,7 +64,8 @@ def ready_ids(ctx: Ctx) -> list[str]:
     from orch.core.plan import topo_order
 
     statuses = state.read_all(ctx.project, ctx.store)
-    return topo_order(ctx.plan, [t.id for t in ctx.plan.tasks if state.ready(t, statuses)])
+    ready = state.ready_ids(ctx.project, ctx.plan.tasks, statuses, lambda: ctx.config.base_branch)
+    return topo_order(ctx.plan, [t.id for t in ctx.plan.tasks if t.id in ready])
 
 
 def spin(
@@ -126,7 +127,10 @@ def spin(
                 raise InputError(
                     f"task {task_id} is already spun (not started)", hint=f"start it: orch start {task_id}"
                 )
-            missing = [d for d in task.deps if not state.merged(statuses.get(d) or state.read(project, store, d))]
+            known = {d: statuses.get(d) or state.read(project, store, d) for d in task.deps}
+            deps = {d: dep_status for d, dep_status in known.items() if dep_status is not None}
+            done = state.merged_tasks(project, deps, task.deps, lambda: base_sha)  # merged however it got there
+            missing = [d for d in task.deps if d not in done]
             if missing and not force:
                 raise InputError(
                     f"task {task_id} depends on {', '.join(missing)}, not merged yet",
@@ -142,6 +146,8 @@ def spin(
                 )
             path = worktree_path(ctx, task_id)
             result.worktree = str(path)
+            if f"refs/heads/{branch_name(task_id)}" in existing and st is not None and st.get("state") == "CLEANED":
+                raise _kept_by_clean(ctx, task_id, st, base_sha)
             if f"refs/heads/{branch_name(task_id)}" in existing:
                 raise InputError(
                     f"branch {branch_name(task_id)} exists already",
@@ -216,6 +222,21 @@ def spin(
                 p.result.exit_code = int(exc.exit_code)
                 note(p.task.id, f"not started: {exc.message.splitlines()[0]}")
     return results
+
+
+def _kept_by_clean(ctx: Ctx, task_id: str, st: state.Status, base_sha: str) -> InputError:
+    """Why a cleaned task whose branch is still there (orch clean kept it) is not spun again, and the ways on."""
+    branch, base = branch_name(task_id), ctx.config.base_branch
+    n = int(git.out(["rev-list", "--count", f"{base_sha}..refs/heads/{branch}"], cwd=ctx.project.root) or 0)
+    over = (
+        f"start over from {base}: orch clean --force {task_id} (it keeps the branch's commits under "
+        f"{KEPT_PREFIX}/{task_id}/), then orch spin {task_id}"
+    )
+    waiting = st.get("previous_state") in state.AWAITING_MERGE and not state.merged(st)
+    return InputError(
+        f"task {task_id} was cleaned, but its branch {branch} is still there ({n} commit(s) not in {base})",
+        hint=(f"merge them: orch merge {task_id}; or " if waiting and n else "") + over,
+    )
 
 
 def _check_worktree_root(ctx: Ctx, ids: list[str]) -> None:

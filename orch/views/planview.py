@@ -13,10 +13,11 @@ def build(ctx: Ctx) -> dict[str, Any]:
     statuses = state.read_all(ctx.project, ctx.store)
     tasks = []
     warnings = []
+    ready_ids = state.ready_ids(ctx.project, plan.tasks, statuses, lambda: ctx.config.base_branch)
     for task in plan.tasks:
         st = statuses.get(task.id) or {}
         current = st.get("state", "PENDING")
-        ready = state.ready(task, statuses)
+        ready = task.id in ready_ids
         budget = task.budget
         tasks.append(
             {

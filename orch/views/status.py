@@ -27,6 +27,7 @@ def rows(ctx: Ctx, task_id: str | None = None) -> list[dict[str, Any]]:
         plan.require(task_id)  # raises with a did-you-mean hint
     heads = refs.branch_heads(ctx.project.root) if any(s.get("verdict") for s in statuses.values()) else {}
     ids = plan.ids() + [i for i in statuses if plan.get(i) is None]
+    ready = state.ready_ids(ctx.project, plan.tasks, statuses, lambda: ctx.config.base_branch)
     out: list[dict[str, Any]] = []
     for tid in ids:
         if task_id is not None and tid != task_id:
@@ -46,7 +47,7 @@ def rows(ctx: Ctx, task_id: str | None = None) -> list[dict[str, Any]]:
                 "state": st.get("state", "PENDING"),
                 "reason": st.get("reason"),
                 "deps": task.deps if task else [],
-                "ready": task is not None and state.ready(task, statuses),
+                "ready": task is not None and tid in ready,
                 "agent": st.get("agent") or (task.agent if task else None),
                 "branch": branch,
                 "started_at": st.get("started_at"),
