@@ -103,6 +103,17 @@ def test_an_uncommitted_removal_of_agents_md_lock_binds(proj: Path, orch: Orch) 
     assert locks_named(verdict(orch, "T3", 1)) == {("AGENTS_MD", "hard")}
 
 
+def test_a_git_replace_ref_does_not_swap_the_committed_locks(proj: Path, orch: Orch) -> None:
+    locks = proj / ".orch/locks.yaml"
+    drop_lock(locks, "L1")
+    loosened = git(proj, "hash-object", "-w", "--", ".orch/locks.yaml")
+    git(proj, "replace", git(proj, "rev-parse", "main:.orch/locks.yaml"), loosened)
+    assert "id: L1" not in git(proj, "show", "main:.orch/locks.yaml")  # git itself now reads the swap
+    wt = make_task(proj, "T3")
+    commit_in(wt, "src/billing/pricing.py", "PRICE = 0\n")
+    assert locks_named(verdict(orch, "T3", 1)) == {("L1", "hard")}
+
+
 # -- (b) a scope widened in the working copy does not widen what the task may change -------------------
 
 

@@ -50,7 +50,11 @@ class Reading:
             raise InputError(f"'{branch}' is not a branch name", hint="check base_branch in .orch/config.yaml")
         self.branch = branch
         self.names = [f"refs/heads/{branch}:.orch/{name}" for name in RULE_FILES]
-        self._run = git.start(["cat-file", "--batch"], cwd=root, input="".join(n + "\n" for n in self.names))
+        # --no-replace-objects: a `git replace` ref (anyone who can write .git can add one) must not
+        # swap the committed file for another blob.
+        self._run = git.start(
+            ["--no-replace-objects", "cat-file", "--batch"], cwd=root, input="".join(n + "\n" for n in self.names)
+        )
         self._result: Committed | None = None
 
     def result(self) -> Committed:
