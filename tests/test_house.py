@@ -276,3 +276,21 @@ def test_the_hot_paths_import_nothing_heavy(project: Path) -> None:
     assert not {m for m in hook if m.startswith(("orch.agents", "orch.integrate", "orch.tasks", "orch.views"))}
     status = imported(project, "-m", "orch", "status")
     assert not status & {"jsonschema", "yaml", "pathspec"}, status & HEAVY
+
+
+def test_status_with_a_pending_loosening_imports_nothing_heavy_once_warm(project: Path) -> None:
+    """orch status names uncommitted edits that loosen the rules; with the caches warm it reads both
+    versions of each file without PyYAML, jsonschema or pathspec."""
+    for name, old, new in [
+        ("locks.yaml", "agents_md_lock: true", "agents_md_lock: false"),
+        ("config.yaml", "test_command: 'true'", "test_command: 'exit 0'"),
+    ]:
+        path = project / ".orch" / name
+        assert old in path.read_text(), path.read_text()
+        path.write_text(path.read_text().replace(old, new))
+    plan = project / ".orch" / "plan.md"
+    plan.write_text(plan.read_text().replace("- scope: ^docs/", "- scope: ^"))
+    first = run_orch(project, "status")  # warms the caches, the committed files' included
+    assert "note: uncommitted edits loosen the rules" in first.stderr, first.stderr
+    status = imported(project, "-m", "orch", "status")
+    assert not status & {"jsonschema", "yaml", "pathspec"}, status & HEAVY

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import Orch, write_plan
+from conftest import Orch, git, write_plan
 
 PLAN = "# Plan: x\n\n## T1: One\n- scope: ^a/\n\n## T2: Two\n- scope: ^b/\n- deps: T1\n"
 
 
 def test_an_edit_of_the_same_length_is_seen(project: Path, orch: Orch) -> None:
     write_plan(project, PLAN)
+    # Committed, so that orch plan has no pending scope change to name (which parses, and caches, the
+    # committed plan as well).
+    git(project, "commit", "-q", "-m", "plan", "--", ".orch/plan.md")
     assert "T1  PENDING (ready)" in orch.ok("plan").stdout
     cache = project / ".orch" / "run" / "cache" / "plan"
     assert len(list(cache.glob("*.json"))) == 1

@@ -54,6 +54,10 @@ def test_plan_shows_tasks_and_readiness(project: Path, orch: Orch) -> None:
     assert r.stderr == (
         "warning: .orch/plan.md:14: task my-task has no scope: it may change any file that is not locked "
         "(add '- scope: REGEX')\n"
+        # The committed plan (orch init's) has a T1 with scope ^docs/: until this plan is committed,
+        # judging holds T1 to both scopes, and orch plan says so.
+        "note: uncommitted edits loosen the rules (.orch/plan.md: T1 scope); orch verify and orch merge keep "
+        "judging by the rules committed on main until these edits are committed there\n"
     )
 
 

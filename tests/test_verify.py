@@ -401,6 +401,9 @@ def test_agents_md_is_locked_unless_switched_off(proj: Path, orch: Orch) -> None
     assert [(x["path"], x["lock"]) for x in v["violations"]] == [("AGENTS.md", "AGENTS_MD")]
     locks = proj / ".orch/locks.yaml"
     locks.write_text(locks.read_text().replace("agents_md_lock: true", "agents_md_lock: false"))
+    # Switching the lock off loosens the rules: it counts for judging once committed on the base branch.
+    assert [x["lock"] for x in verdict(orch, "T3", code=1)["violations"]] == ["AGENTS_MD"]
+    git(proj, "commit", "-q", "-am", "AGENTS.md is no longer locked")
     assert verdict(orch, "T3", code=0)["result"] == "OK"
 
 

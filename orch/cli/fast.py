@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from orch.cli.output import out
+from orch.cli.output import err, out
 from orch.core.errors import ExitCode, UsageError
 
 
@@ -44,7 +44,14 @@ def merge_command(
         )
     if dry_run and batch:
         raise UsageError("--dry-run forecasts conflicts only; leave out --batch")
-    c = open_ctx(from_source=True)  # the ceremony judges: its test command, plan and locks come from the files
+    # The ceremony judges: its test command, plan and locks are the rules in force, those committed on
+    # the branch it merges into made stricter by the working copy (an uncommitted edit never loosens).
+    c = open_ctx(from_source=True, rules_branch=into)
+    if not (resume or abort or dry_run) and c.config.test_command != c.working_config.test_command:
+        err(
+            f"orch: note: test_command in .orch/config.yaml is an uncommitted edit; the ceremony runs the one "
+            f"committed on {c.committed().branch}: `{c.config.test_command}` (commit the edit to use it)"
+        )
     if dry_run:
         outcome = forecast.dry_run(c, list(ids) or None, into=into)
     else:

@@ -74,6 +74,16 @@ def plan_show(
         out(planview.text(view))
     for warning in view["warnings"]:
         err(f"warning: {warning}")
+    _rules_notice(c)
+
+
+def _rules_notice(c: Any) -> None:
+    """One line on stderr while uncommitted edits loosen a rule (they do not count for judging yet)."""
+    from orch.verify import inforce
+
+    line = inforce.notice(c)
+    if line:
+        err(line)
 
 
 @plan_app.command("add")
@@ -125,17 +135,16 @@ def status(
     rows = status_mod.rows(c, task_id)
     if as_json:
         out(render.dumps({"tasks": rows}))
-        return
-    if task_id is not None:
+    elif task_id is not None:
         out(status_mod.detail_text(c, task_id))
-        return
-    if not rows:
+    elif not rows:
         out("no tasks in .orch/plan.md yet (add one: orch plan add ID --title ...)")
-        return
-    headers, cells = render.status_rows(rows)
-    text = render.table(headers, cells)
-    if text is not None:
-        out(text)
+    else:
+        headers, cells = render.status_rows(rows)
+        text = render.table(headers, cells)
+        if text is not None:
+            out(text)
+    _rules_notice(c)
 
 
 @app.command()

@@ -81,11 +81,20 @@ def lock_require(
 
 @lock_app.command("rm")
 def lock_rm(lock_id: str = typer.Argument(..., metavar="ID")) -> None:
-    """Remove a lock."""
+    """Remove a lock.
+
+    Judging (verify, ack, merge) keeps applying a committed lock until its removal is committed on the
+    base branch: an uncommitted edit of .orch/locks.yaml never loosens the rules.
+    """
     from orch.verify import lockcmd
 
     removed = lockcmd.remove(ctx(), lock_id)
     out(f"removed {removed['mode']} {removed['kind']} lock {lock_id}")
+    if removed["committed_on"]:
+        out(
+            f"  the removal takes effect for judging only once .orch/locks.yaml is committed on "
+            f"{removed['committed_on']}: until then orch verify and orch merge still apply {lock_id} as committed"
+        )
 
 
 @lock_app.command("list")

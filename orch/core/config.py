@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,10 @@ class Config:
 
 
 def load(project: Project, store: Store) -> Config:
-    data = store.load(project.config_path, "config")
+    return from_data(project, store.load(project.config_path, "config"))
+
+
+def from_data(project: Project, data: dict[str, Any]) -> Config:
     root = Path(data.get("worktree_root") or DEFAULT_WORKTREE_ROOT)
     return Config(
         base_branch=data["base_branch"],
@@ -37,6 +40,25 @@ def load(project: Project, store: Store) -> Config:
         worktree_root=root if root.is_absolute() else project.root / root,
         max_parallel=int(data.get("max_parallel") or 4),
         defaults=dict(data.get("defaults") or {}),
+    )
+
+
+def in_force(working: Config, committed: dict[str, Any] | None) -> Config:
+    """The config that judges: the working copy's, except what an uncommitted edit would loosen.
+
+    ``committed`` is the validated ``config.yaml`` of the base branch (None: not committed yet). The
+    merge ceremony runs the committed ``test_command`` whenever one is committed (an edit to ``true``
+    would pass anything; a person's new command counts once committed), the working one only while none
+    is; ``test_timeout`` is the shorter of the two. The base branch is the working copy's: it names the
+    branch whose committed rules apply, and the ceremony merges into that branch.
+    """
+    if committed is None:
+        return working
+    timeout = float(committed.get("test_timeout") or DEFAULT_TEST_TIMEOUT)
+    return replace(
+        working,
+        test_command=committed.get("test_command") or working.test_command,
+        test_timeout=min(timeout, working.test_timeout),
     )
 
 

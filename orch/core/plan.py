@@ -9,7 +9,7 @@ brief. Text before the first task is free text. Every problem is reported at onc
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from orch.core.errors import InputError, ManyErrors
 
@@ -77,6 +77,8 @@ class Task:
     gap: int = 0  # blank lines between the heading and the field list
     line: int = field(default=0, compare=False)
     field_lines: dict[str, int] = field(default_factory=dict, compare=False)
+    # In a plan in force (``in_force``): this task as committed on the base branch, if it is there.
+    committed: Task | None = field(default=None, compare=False, repr=False)
 
     @property
     def scope(self) -> str | None:
@@ -119,6 +121,21 @@ class Task:
     def brief_text(self) -> str:
         return self.brief.strip("\n")
 
+    @property
+    def committed_scope(self) -> str | None:
+        """The committed scope that still binds the task besides ``scope``: set only when the task is
+        committed on the base branch with a scope other than the working one (an uncommitted edit can
+        narrow a scope, never widen it)."""
+        committed = self.committed.scope if self.committed is not None else None
+        return committed if committed != self.scope else None
+
+    @property
+    def accepts(self) -> list[str]:
+        """The acceptance commands that must all pass: the working one and, when it differs, the one
+        committed on the base branch (an edit to ``true`` passes nothing the committed one fails)."""
+        found = [a for a in (self.committed.accept if self.committed else None, self.accept) if a]
+        return list(dict.fromkeys(found))
+
 
 @dataclass
 class Plan:
@@ -154,6 +171,12 @@ class Plan:
 
     def dependents(self, task_id: str) -> list[str]:
         return [t.id for t in self.tasks if task_id in t.deps]
+
+
+def in_force(working: Plan, committed: Plan) -> Plan:
+    """The plan that judges: the working plan, each task paired with its committed version (the base
+    branch's ``plan.md``). A task only in the working copy (just added) is judged as written."""
+    return Plan(working.preamble, [replace(t, committed=committed.get(t.id)) for t in working.tasks])
 
 
 def split_deps(value: str) -> list[str]:

@@ -16,24 +16,34 @@ from orch.core.plan import FIELDS, ID_RE, ID_RULE, Plan, Task, parse
 def load(path: Path, *, where: str = ".orch/plan.md", cache: bool = True) -> Plan:
     """The plan in ``path``. ``cache=False``: parsed from the file even when the parse cache (an
     untracked file anyone can write) has an entry for it (what verification uses)."""
+    return loads(read(path, where=where), path.parent, where=where, cache=cache)
+
+
+def read(path: Path, *, where: str = ".orch/plan.md") -> str:
+    """The text of plan.md; missing or not UTF-8: ``InputError``."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError(f"{where}: missing", hint="run orch init, or restore it from git") from None
     except UnicodeDecodeError as exc:
         raise InputError(f"{where}: not UTF-8 text") from exc
+
+
+def loads(text: str, orch_dir: Path, *, where: str, cache: bool = True) -> Plan:
+    """The plan in ``text`` (``load``'s work once the file is read; the committed plan.md too), with
+    the parse cache of the ``.orch`` folder ``orch_dir``."""
     from orch.core.store import conflict_marker_line
 
     marker = conflict_marker_line(text)
     if marker is not None:
         raise InputError(f"{where}:{marker}: unresolved merge conflict marker", hint="resolve it by hand")
-    folder = path.parent / "run" / "cache" / "plan"
+    folder = orch_dir / "run" / "cache" / "plan"
     key = _cache_key(text)
     cached = _cache_get(folder, key) if cache else None
     if cached is not None:
         return cached
     plan = parse(text, where=where)
-    if (path.parent / "run").is_dir():
+    if (orch_dir / "run").is_dir():
         _cache_put(folder, key, plan)
     return plan
 

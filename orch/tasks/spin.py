@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from orch.agents.brief import render_context
 from orch.core import eventlog, git, state
 from orch.core.context import Ctx
 from orch.core.errors import GitError, InputError, OrchError
-from orch.core.plan import Task
+from orch.core.plan import Plan, Task
 from orch.core.refs import BASE_PREFIX, KEPT_PREFIX, branch_name, check_id, worktree_gitdir
 
 Progress = Callable[[str, str], None]  # (task id, what happened)
@@ -95,6 +95,7 @@ def spin(
     note = progress or (lambda _id, _msg: None)
     plan = ctx.plan
     config = ctx.config
+    committed_plan = _committed_plan(ctx)
     statuses = {i: state.read(project, store, i) for i in seen}
     base_sha = git.rev_parse(f"refs/heads/{config.base_branch}", cwd=root)
     if base_sha is None:
@@ -117,6 +118,8 @@ def spin(
         results.append(result)
         try:
             task = plan.require(task_id)
+            if committed_plan is not None:  # its accept command as committed must pass too
+                task = replace(task, committed=committed_plan.get(task_id))
             st = statuses[task_id]
             if st is not None and st.get("state") not in ("PENDING", "CLEANED"):
                 raise InputError(
@@ -299,6 +302,31 @@ def _claim(ctx: Ctx, prepared: list[_Prepared], base_sha: str, note: Progress) -
     raise last
 
 
+def _committed_plan(ctx: Ctx) -> Plan | None:
+    """plan.md as committed on the base branch, parsed from git (never from a cache), or None."""
+    from orch.core import planfile
+
+    try:
+        committed = ctx.committed()
+        raw = committed.get("plan.md")
+        if raw is None:
+            return None
+        return planfile.loads(raw.decode("utf-8"), ctx.project.orch_dir, where=committed.where("plan.md"), cache=False)
+    except (OrchError, UnicodeDecodeError):
+        return None  # verification reports a broken committed plan; the accept is then the working one
+
+
+def accept_command(commands: list[str]) -> str | None:
+    """One shell command that passes only when each of ``commands`` passes (``Task.accepts``: an
+    uncommitted edit of a task's ``accept`` in the main checkout adds a check, never drops the
+    committed one)."""
+    if len(commands) <= 1:
+        return commands[0] if commands else None
+    import shlex
+
+    return " && ".join(f"sh -c {shlex.quote(c)}" for c in commands)
+
+
 def _limits(ctx: Ctx, task: Task, agent: agents.Agent) -> dict[str, Any]:
     defaults = ctx.config.defaults
     budget = task.budget
@@ -333,7 +361,7 @@ def _write_task_files(ctx: Ctx, p: _Prepared, base_sha: str) -> None:
         "deps": task.deps,
         "agent": p.agent.name,
         "model": task.model or p.agent.model or ctx.config.defaults.get("model"),
-        "accept": task.accept,
+        "accept": accept_command(task.accepts),
         "run": task.run,
         "level": task.level,
         "limits": _limits(ctx, task, p.agent),

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from orch.core import git, refs
 from orch.core.errors import InputError
-from orch.verify import locks as locks_mod
+from orch.verify import inforce
 from orch.verify.changeset import parse_stream, task_changes
 from orch.verify.rules import Checker, Violation, result_of
 
@@ -114,7 +114,8 @@ def verify_task(
     ctx = ctx.judging()
     project = ctx.project
     root = project.root
-    base = ctx.config.base_branch
+    ctx.read_committed()  # the base branch's committed rules, read by git while the commits resolve
+    base = ctx.working_config.base_branch
     # git works on the other core while the rules load: first the commit, the base tip and their
     # merge-base (while the plan is read), then the diff (while the locks are read). The locks still
     # fail closed, exit 3, before anything else is reported.
@@ -134,12 +135,12 @@ def verify_task(
     else:
         unresolved, diff = None, task_changes(root, base_sha, commit)
     try:
-        lockset = locks_mod.load(project, cache=False)
+        lockset = inforce.locks(ctx)
         if unresolved is not None:
             raise unresolved
         assert diff is not None
         sha = commit
-        checker = Checker(lockset=lockset, scope=task.scope, agent=True)
+        checker = Checker(lockset=lockset, scope=task.scope, agent=True, committed_scope=task.committed_scope)
         changed = 0
         for batch in parse_stream(diff):
             checker.scan(batch)
@@ -236,15 +237,20 @@ def ack(ctx: Ctx, task_id: str, lock_id: str) -> dict[str, Any]:
     _check_task_id(task_id)
     ctx = ctx.judging()
     ctx.plan.require(task_id)
-    lockset = locks_mod.load(ctx.project, cache=False)
-    lock = lockset.get(lock_id) or (locks_mod.agents_md_lock() if lock_id == locks_mod.AGENTS_MD_LOCK else None)
-    if lock is None:
-        known = ", ".join(lk.id for lk in lockset.locks) or "none"
+    lockset = inforce.locks(ctx)
+    versions = [lk for lk in lockset.for_agents() if lk.id == lock_id]  # both, when an edit is uncommitted
+    if not versions:
+        known = ", ".join(dict.fromkeys(lk.id for lk in lockset.locks)) or "none"
         raise InputError(f"no lock '{lock_id}' in .orch/locks.yaml", hint=f"known locks: {known}")
-    if lock.mode != "soft":
+    if any(lk.mode != "soft" for lk in versions):
+        committed = any(lk.note for lk in versions if lk.mode != "soft")
+        branch = ctx.committed().branch
         raise InputError(
-            f"{lock_id} is a hard lock: it cannot be acked",
-            hint=f"fix the branch, or (a person decides) make it soft in .orch/locks.yaml, or: orch lock rm {lock_id}",
+            f"{lock_id} is a hard lock"
+            + (f" as committed on {branch} (the uncommitted edit counts once committed)" if committed else "")
+            + ": it cannot be acked",
+            hint=f"fix the branch, or (a person decides) make it soft in .orch/locks.yaml and commit that on "
+            f"{branch}, or: orch lock rm {lock_id} and commit",
         )
 
     tip = git.rev_parse(f"refs/heads/{refs.branch_name(task_id)}", cwd=ctx.project.root)

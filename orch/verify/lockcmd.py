@@ -143,7 +143,23 @@ def remove(ctx: Ctx, lock_id: str) -> dict[str, Any]:
 
     _write(ctx, change)
     ctx.log("-", "LOCK_RM", lock_id)
-    return removed
+    return {**removed, "committed_on": _committed_on(ctx, lock_id)}
+
+
+def _committed_on(ctx: Ctx, lock_id: str) -> str | None:
+    """The base branch when its committed locks.yaml holds ``lock_id``: a removal judging ignores until
+    it is committed there (``inforce``). None when the lock was never committed."""
+    from orch.verify import inforce
+
+    committed = ctx.committed()
+    raw = committed.get(inforce.LOCKS)
+    if raw is None:
+        return None
+    try:
+        held = locks_mod.from_bytes(str(ctx.project.orch_dir), raw, where=committed.where(inforce.LOCKS))
+    except InputError:
+        return committed.branch  # cannot tell: say what is certain, that judging reads the committed file
+    return committed.branch if held.get(lock_id) is not None else None
 
 
 def pressure(ctx: Ctx) -> list[dict[str, Any]]:

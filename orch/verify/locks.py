@@ -50,7 +50,7 @@ class Lock:
 
     __slots__ = (
         "id", "kind", "mode", "pattern", "reason", "text", "check", "via", "hash", "rx_src", "_rx", "file",
-        "name", "_prefix",
+        "name", "_prefix", "note",
     )  # fmt: skip
 
     def __init__(self, data: dict[str, Any], *, rx: str | None = None, prefix: str | None = None) -> None:
@@ -68,6 +68,7 @@ class Lock:
         self._prefix = prefix if rx else None
         self.file: str | None = None
         self.name: str | None = None
+        self.note: str | None = None  # why it binds though the working copy lost it (``inforce``)
         if self.kind == "region" and self.pattern:
             file, _, name = self.pattern.partition("::")
             self.file, self.name = file.lstrip("/"), name
@@ -109,7 +110,8 @@ class Lock:
 
     def describe(self) -> str:
         why = f": {self.reason}" if self.reason else ""
-        return f"{self.mode} {self.kind} lock {self.id} ({self.label}){why}"
+        note = f" [{self.note}]" if self.note else ""
+        return f"{self.mode} {self.kind} lock {self.id} ({self.label}){why}{note}"
 
 
 class LockSet:
@@ -281,11 +283,15 @@ def load(project: Project, *, cache: bool = True) -> LockSet:
 
 def load_dir(orch_dir: str, *, cache: bool = True) -> LockSet:
     """``load`` for the ``.orch`` folder at ``orch_dir`` (git hooks avoid building a Project)."""
-    path = os.path.join(orch_dir, "locks.yaml")
+    return from_bytes(orch_dir, read_raw(orch_dir), cache=cache)
+
+
+def read_raw(orch_dir: str) -> bytes:
+    """The bytes of ``locks.yaml`` in the ``.orch`` folder ``orch_dir``; missing or unreadable: InputError."""
     where = ".orch/locks.yaml"
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
+        with open(os.path.join(orch_dir, "locks.yaml"), "rb") as handle:
+            return handle.read()
     except FileNotFoundError:
         raise InputError(
             f"{where} is missing, so orch cannot tell what is locked (it never assumes 'no locks')",
@@ -293,6 +299,12 @@ def load_dir(orch_dir: str, *, cache: bool = True) -> LockSet:
         ) from None
     except OSError as exc:
         raise InputError(f"{where}: cannot read it: {exc.strerror}", hint="fix its permissions") from None
+
+
+def from_bytes(orch_dir: str, raw: bytes, *, where: str = ".orch/locks.yaml", cache: bool = True) -> LockSet:
+    """The locks in ``raw``, the text of a locks.yaml (the working copy's, or the one committed on the
+    base branch, named ``where`` in messages), through the compiled cache of ``orch_dir`` unless
+    ``cache=False``."""
     digest = blake2b(raw + b"\0" + _COMPILER.encode() + _schema_bytes())
     cached = os.path.join(orch_dir, "run", "cache", "locks", digest.hexdigest() + ".json")
     if cache:

@@ -85,8 +85,10 @@ def run_requirements(
 
 def check_requirements(ctx: Ctx, cwd: Path, *, hard_only: bool = True) -> list[RequirementFailure]:
     """Run the requirement locks' checks in ``cwd`` (the ceremony's integration worktree)."""
+    from orch.verify import inforce
+
     ctx = ctx.judging()
-    lockset = locks_mod.load(ctx.project, cache=False)
+    lockset = inforce.locks(ctx)
     return run_requirements(lockset, cwd, timeout=ctx.config.test_timeout, hard_only=hard_only)
 
 

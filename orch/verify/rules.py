@@ -195,9 +195,14 @@ class Checker:
     state, scope, submodule, .git files, then locks in the order of locks.yaml).
     """
 
-    def __init__(self, *, lockset: locks_mod.LockSet, scope: str | None, agent: bool) -> None:
+    def __init__(
+        self, *, lockset: locks_mod.LockSet, scope: str | None, agent: bool, committed_scope: str | None = None
+    ) -> None:
+        """``committed_scope``: the task's scope as committed on the base branch, when the working plan
+        has another (judging): a path must match both, so an uncommitted edit cannot widen a scope."""
         self.agent = agent
         self.scope = scope
+        self.committed_scope = committed_scope if agent and committed_scope != scope else None
         locks = lockset.for_agents() if agent else lockset.locks
         self.path_locks = [lk for lk in locks if lk.kind in ("path", "test") and lk.rx_src]
         self._rank = {id(lk): rank for rank, lk in enumerate(self.path_locks, 4)}  # after the agent rules
@@ -217,9 +222,17 @@ class Checker:
         anchored, head, whole = locks_mod.literal_head(scope) if (agent and scope) else (False, "", False)
         self.scope_head = head if anchored else ""
         self.scope_whole = whole
+        self._committed: Checker | None = None  # checks the committed scope the same way
+        if self.committed_scope:
+            self._committed = Checker(lockset=locks_mod.LockSet([], False), scope=self.committed_scope, agent=True)
         self.found: list[Violation] = []
         self.region_changes: list[Change] = []
         self.symlinks: list[Change] = []
+
+    def names(self, path: str) -> bool:
+        """Does the scope (and the committed scope, if any) name ``path`` explicitly?"""
+        scopes = [s for s in (self.scope, self.committed_scope) if s]
+        return bool(scopes) and all(names_explicitly(s, path) for s in scopes)
 
     def locked_by(self, path: str) -> list[locks_mod.Lock]:
         """The path and test locks that cover ``path``, in the order of locks.yaml."""
@@ -282,12 +295,20 @@ class Checker:
                     skip.add(index[k])
                     why = "changes orch's own state under .orch/ (rules come from the main checkout only)"
                     found.append((index[k], 0, Violation(path, "orch-state", why)))
-            for i in self._outside_scope(ordered, index):
+            outside = {i: f"outside the task's scope {scope}" for i in self._outside_scope(ordered, index)}
+            if self._committed is not None:
+                why = (
+                    f"outside the task's scope {self.committed_scope} as committed on the base branch (an "
+                    "uncommitted edit of .orch/plan.md cannot widen it: commit the new scope first)"
+                )
+                for i in self._committed._outside_scope(ordered, index):
+                    outside.setdefault(i, why)
+            for i in sorted(outside):
                 if i not in skip:
-                    found.append((i, 1, Violation(paths[i], "scope", f"outside the task's scope {scope}")))
+                    found.append((i, 1, Violation(paths[i], "scope", outside[i])))
             for i in sorted(special - skip):
                 ch = changes[i]
-                if GITLINK in (ch.old_mode, ch.new_mode) and not names_explicitly(scope, ch.path):
+                if GITLINK in (ch.old_mode, ch.new_mode) and not self.names(ch.path):
                     why = "changes a submodule pointer; the scope must name the path explicitly"
                     found.append((i, 2, Violation(ch.path, "submodule", why)))
                 if ch.new_mode == SYMLINK:
@@ -297,7 +318,7 @@ class Checker:
                 for i, path in enumerate(paths):
                     if path.endswith(_GIT_FILES) and i not in skip:
                         base = path.rsplit("/", 1)[-1]
-                        if base in _GIT_FILES and not names_explicitly(scope, path):
+                        if base in _GIT_FILES and not self.names(path):
                             why = f"changes {base}; allowed only when the scope names '{path}' explicitly"
                             found.append((i, 3, Violation(path, base.lstrip("."), why)))
         for lk in self._near(ordered):
