@@ -25,7 +25,7 @@ from typing import Any
 from orch.agents import manifest as agents
 from orch.agents.procgroup import GRACE
 from orch.agents.supervisor import finish, shell_quote
-from orch.agents.taskfiles import files
+from orch.agents.taskfiles import files, open_run_file, run_folder_problem
 from orch.core import eventlog, git, procs, refs, state
 from orch.core.context import Ctx
 from orch.core.errors import EnvError, InputError, UsageError
@@ -36,13 +36,26 @@ def tmux_session_name(task_id: str) -> str:
     return f"orch-{task_id}"
 
 
+def _write_new(path: Path, text: str, mode: int, *, tmp_dir: Path | None = None) -> None:
+    """Write ``path`` atomically with ``mode``: a temp file of a fresh name (``O_EXCL``, so never a link
+    someone put there), renamed over ``path`` (a link at ``path`` is replaced, not followed)."""
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=tmp_dir or path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            os.fchmod(handle.fileno(), mode)  # whatever the umask took away
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
 def _write_private(path: Path, text: str) -> None:
     """Write a file only its owner can read, atomically."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+    _write_new(path, text, 0o600)
 
 
 # -- launching --------------------------------------------------------------------------------------
@@ -61,14 +74,11 @@ main()' "$@"
 
 def write_launcher(path: Path) -> Path:
     """Write the executable ``orch`` launcher at ``path`` (its folder holds nothing else)."""
+    if path.parent.is_symlink():  # the folder on the agent's PATH is orch's own, never a link to elsewhere
+        path.parent.unlink()
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = _LAUNCHER.format(python=shell_quote(sys.executable))
-    tmp = path.parent.parent / f".{path.name}-launcher.{os.getpid()}.tmp"  # not in the PATH folder
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o755)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(tmp, 0o755)  # whatever the umask took away
-    os.replace(tmp, path)
+    # The temp file is made beside the PATH folder, not in it (parent.parent: the run folder).
+    _write_new(path, _LAUNCHER.format(python=shell_quote(sys.executable)), 0o755, tmp_dir=path.parent.parent)
     return path
 
 
@@ -146,6 +156,11 @@ def start(ctx: Ctx, task_id: str, *, tmux: bool = False) -> state.Status:
         raise InputError(
             f"task {task_id} is not spun (no {project.rel(f.manifest)})", hint=f"orch spin {task_id}"
         ) from None
+    linked = run_folder_problem(project, task_id)
+    if linked:
+        raise EnvError(
+            f"task {task_id} not started: {linked}; orch never writes through a link", hint="remove the link"
+        )
     launch = build_launch(ctx, task_id, manifest)
     if tmux and not _which("tmux"):
         raise EnvError("tmux is not installed or not on PATH", hint="install tmux, or spin without --tmux")
@@ -207,16 +222,19 @@ def start(ctx: Ctx, task_id: str, *, tmux: bool = False) -> state.Status:
                 raise EnvError(f"tmux could not start session {session}: {r.stderr.strip()}")
             child_pid, child_start = None, None
         else:
-            with open(f.supervisor_log, "ab") as log:
+            log_fd, _note = open_run_file(f.supervisor_log, append=True)  # never through a link
+            try:
                 proc = subprocess.Popen(
                     cmd,
                     cwd=f.folder,
                     stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=log,
+                    stdout=log_fd,
+                    stderr=log_fd,
                     start_new_session=True,
                     close_fds=True,
                 )
+            finally:
+                os.close(log_fd)
             child_pid, child_start = proc.pid, procs.start_time(proc.pid)
     except BaseException as exc:
         reason = f"could not start the supervisor: {exc}"

@@ -54,7 +54,11 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         sys.stderr.write("usage: python -m orch.agents.ptylog LOG\n")
         return 2
-    fd = os.open(argv[0], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    from pathlib import Path
+
+    from orch.agents.taskfiles import open_run_file
+
+    fd, _note = open_run_file(Path(argv[0]), append=True)  # never through a link put in its place
     try:
         copy(sys.stdin.fileno(), fd)
     finally:

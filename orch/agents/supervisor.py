@@ -4,12 +4,16 @@
 a session of its own (or in tmux session ``orch-<id>``), with its cwd in the task's run folder, never
 the worktree (``python -m`` puts the cwd first on ``sys.path``, and a worktree must not shadow orch's
 modules). It runs the agent in the task's worktree in its own process group, with output in
-``agent.log``, enforces the timeout and the token/money budget, and when the agent ends: commits
-uncommitted work as a snapshot (author ``orch``, hooks bypassed), records the exit code and usage,
-runs the task's ``accept`` command, sets SUCCESS or FAILED and appends to the event log.
+``agent.log``, enforces the timeout and the token/money budget, and when the agent ends: restores
+the task's branch if it was deleted or moved away, commits uncommitted work as a snapshot (author
+``orch``, hooks bypassed; ``orch.agents.taskgit``, which never goes through the worktree's own
+``.git`` file), records the exit code and usage, runs the task's ``accept`` command, sets SUCCESS or
+FAILED and appends to the event log. The agent can write the run folder: what the completion needs
+from before the run is kept in memory (``RunMemory``), and orch's files there are never written
+through a link (``orch.agents.taskfiles``); tampering found makes the run FAILED, saying what.
 
 ``finish`` (those completion steps) is also called by ``orch stop`` when the supervisor is gone, and
-``snapshot_commit`` by ``orch doctor``. ``python -m orch.runner`` (the command line of orch 0.1) runs
+``taskgit.settle`` by ``orch doctor``. ``python -m orch.runner`` (the command line of orch 0.1) runs
 this module's ``main`` too.
 """
 
@@ -27,19 +31,32 @@ from pathlib import Path
 from typing import Any
 
 from orch.agents import manifest as agents
+from orch.agents import taskgit
 from orch.agents.procgroup import end_group, terminate
-from orch.agents.taskfiles import TaskFiles, files
+from orch.agents.taskfiles import TaskFiles, files, guard_run_folder, open_run_file, run_folder_problem, sweep_run_files
 from orch.core import eventlog, git, procs, refs, state
+from orch.core.errors import EnvError, OrchError
 from orch.core.repo import Project
 from orch.core.store import Store
 
-BUDGET_POLL = 2.0  # how often a running agent's usage is checked against its budget
-SNAPSHOT_ATTEMPTS = 3
+BUDGET_POLL = 2.0  # how often a running agent's usage (and its branch) is checked
 ACCEPT_GRACE = 2.0  # seconds between SIGTERM and SIGKILL for an accept command that must end
 
 
 class _Flags:
     terminated = False
+
+
+class RunMemory:
+    """What the supervisor knows of its run from before the agent started, kept in memory: the agent
+    can rewrite every file of the run folder, so the completion takes these, not the files."""
+
+    def __init__(self, launch: dict[str, Any], status: state.Status, watch: taskgit.BranchWatch) -> None:
+        self.launch = launch
+        self.status = status
+        self.watch = watch
+        self.log_fd: int | None = None  # agent.log as the supervisor opened it
+        self.notes: list[str] = []  # orch's files found replaced by links before the agent ran
 
 
 def supervise(root: Path, task_id: str, *, in_tmux: bool = False) -> int:
@@ -49,7 +66,12 @@ def supervise(root: Path, task_id: str, *, in_tmux: bool = False) -> int:
     project = find_project(root)
     store = Store(project.root, project.orch_dir)
     f = files(project, task_id)
+    problem = run_folder_problem(project, task_id)
+    if problem:
+        raise EnvError(f"refused to run task {task_id}: {problem}; orch never writes through a link")
     launch = json.loads(f.launch.read_text(encoding="utf-8"))
+    start_status = state.read(project, store, task_id, refresh=False) or {}
+    run = RunMemory(launch, start_status, taskgit.BranchWatch(project, task_id, start_status.get("base_sha")))
     if in_tmux:
         _adopt_caller_env(f.launch_env)
     env = git.clean_env(launch["env"])
@@ -71,26 +93,26 @@ def supervise(root: Path, task_id: str, *, in_tmux: bool = False) -> int:
                 check=False,
                 capture_output=True,
             )
-    log = None
     try:
         if in_tmux:  # the pane is the terminal: a person can watch and type
             proc = subprocess.Popen(launch["argv"], cwd=launch["cwd"], env=env)
         else:
-            log = open(f.log, "ab")
+            run.log_fd, note = open_run_file(f.log, append=True, readable=True)  # never through a link
+            run.notes += [note] if note else []
             proc = subprocess.Popen(
                 launch["argv"],
                 cwd=launch["cwd"],
                 env=env,
                 stdin=subprocess.DEVNULL,
-                stdout=log,
+                stdout=run.log_fd,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
     except OSError as exc:
-        if log is not None:
-            log.write(f"orch: could not start {launch['argv'][0]}: {exc}\n".encode())
-            log.close()
-        finish(project, store, task_id, exit_code=127, reason=f"could not start the agent: {exc.strerror or exc}")
+        if run.log_fd is not None:
+            os.write(run.log_fd, f"orch: could not start {launch['argv'][0]}: {exc}\n".encode())
+        failed = f"could not start the agent: {exc.strerror or exc}"
+        finish(project, store, task_id, exit_code=127, reason=failed, run=run)
         return 0
     agent_start = procs.start_time(proc.pid)
 
@@ -98,14 +120,18 @@ def supervise(root: Path, task_id: str, *, in_tmux: bool = False) -> int:
         if st.get("state") == "RUNNING":
             st.update(pid=proc.pid, pid_start=agent_start)
 
-    state.update(project, store, task_id, record)
-    reason = _watch(proc, launch, f, flags, in_tmux=in_tmux)
-    if log is not None:
-        log.close()
+    with contextlib.suppress(EnvError):  # a run folder already replaced by a link: finish sees to it
+        run.status = state.update(project, store, task_id, record)
+    run.watch.poll()
+    reason = _watch(proc, launch, f, flags, run.watch, in_tmux=in_tmux)
     code = proc.returncode
     if not in_tmux:
         end_group(proc.pid)
-    finish(project, store, task_id, exit_code=code, reason=reason, flags=flags)
+    try:
+        finish(project, store, task_id, exit_code=code, reason=reason, flags=flags, run=run)
+    finally:
+        if run.log_fd is not None:
+            os.close(run.log_fd)
     return 0
 
 
@@ -138,9 +164,15 @@ def _adopt_caller_env(path: Path) -> None:
 
 
 def _watch(
-    proc: subprocess.Popen[bytes], launch: dict[str, Any], f: TaskFiles, flags: _Flags, *, in_tmux: bool
+    proc: subprocess.Popen[bytes],
+    launch: dict[str, Any],
+    f: TaskFiles,
+    flags: _Flags,
+    branch: taskgit.BranchWatch,
+    *,
+    in_tmux: bool,
 ) -> str | None:
-    """Wait for the agent within its bounds; return why it was ended early, or None."""
+    """Wait for the agent within its bounds (noting its branch's tip); why it was ended early, or None."""
     timeout = launch.get("timeout")
     deadline = time.monotonic() + float(timeout) if timeout else None
     limit = float(timeout or 0)
@@ -160,6 +192,7 @@ def _watch(
             return f"timed out after {limit:g}s"
         if now >= next_budget:
             next_budget = now + BUDGET_POLL
+            branch.poll()
             over = _over_budget(launch, f)
             if over:
                 terminate(proc, group=not in_tmux)
@@ -205,63 +238,6 @@ def _over_budget(launch: dict[str, Any], f: TaskFiles) -> str | None:
 # -- completion -------------------------------------------------------------------------------------
 
 
-def snapshot_commit(worktree: Path, task_id: str, why: str) -> str | None:
-    """Commit everything uncommitted in ``worktree`` on its branch as author ``orch``; the new sha."""
-    if not worktree.is_dir() or not git.worktree_is_dirty(cwd=worktree):
-        return None
-    git.run(["add", "-A", "--", "."], cwd=worktree, no_hooks=True)
-    staged = git.run(["diff", "--cached", "--quiet"], cwd=worktree, check=False)
-    if staged.ok:
-        return None
-    git.run(
-        [
-            "-c",
-            "commit.gpgsign=false",
-            "commit",
-            "--no-verify",
-            "--quiet",
-            "-m",
-            f"orch: snapshot of task {task_id} ({why})",
-        ],
-        cwd=worktree,
-        no_hooks=True,
-        env=git.ORCH_IDENT,
-    )
-    return git.out(["rev-parse", "HEAD"], cwd=worktree)
-
-
-def _bring_branch_along(project: Project, worktree: Path, task_id: str, branch: str) -> tuple[str | None, str | None]:
-    """If the agent left HEAD off its branch, bring the branch to HEAD or keep HEAD under a ref.
-
-    Returns a note for the status (or None) and the ref that keeps HEAD (or None). The branch moves
-    only forward (HEAD descends from it) and only while no other worktree has it checked out.
-    """
-    if not worktree.is_dir():
-        return None, None
-    head = git.rev_parse("HEAD", cwd=worktree)
-    on = git.run(["symbolic-ref", "-q", "HEAD"], cwd=worktree, check=False).stdout.strip()
-    ref = f"refs/heads/{branch}"
-    if head is None or on == ref:
-        return None, None
-    tip = git.rev_parse(ref, cwd=project.root)
-    where = f"on {on.removeprefix('refs/heads/')}" if on else "detached"
-    if tip == head:
-        if not on:
-            git.run(["symbolic-ref", "HEAD", ref], cwd=worktree, check=False)
-        return None, None
-
-    elsewhere = refs.checked_out_elsewhere(project.root, branch, worktree)
-    if tip is not None and elsewhere is None and git.is_ancestor(tip, head, cwd=project.root):
-        moved = git.run(["update-ref", ref, head, tip], cwd=project.root, check=False)
-        if moved.ok:
-            if not on:  # re-attach: HEAD and the branch now name the same commit
-                git.run(["symbolic-ref", "HEAD", ref], cwd=worktree, check=False)
-            return f"the agent left HEAD {where}; {branch} was moved forward to it ({head[:12]})", None
-    kept = f"refs/orch/kept/{task_id}/{refs.timestamp()}"
-    git.run(["update-ref", kept, head, "0" * len(head)], cwd=project.root)
-    return f"the agent left HEAD {where} at {head[:12]}, not on {branch}: kept as {kept}", kept
-
-
 def _reported_state(st: state.Status) -> tuple[str, str] | None:
     """The last BLOCKED / FAILED / PAUSED the agent reported during this run."""
     started = st.get("started_at") or ""
@@ -281,39 +257,41 @@ def finish(
     exit_code: int | None,
     reason: str | None,
     flags: _Flags | None = None,
+    run: RunMemory | None = None,
 ) -> state.Status:
-    """The completion steps of a run; idempotent (a task no longer RUNNING is left alone)."""
+    """The completion steps of a run; idempotent (a task no longer RUNNING is left alone).
+
+    Nothing is written through a link an agent put in the run folder, and no git command goes
+    through the worktree's own ``.git`` file (``orch.agents.taskgit``). Tampering found on the way
+    makes the run FAILED, with what orch refused in the reason and in the event log.
+    """
     f = files(project, task_id)
+    refused = guard_run_folder(project, store, task_id, run.status if run is not None else None)
     with store.lock(f"finish-{task_id}"):
         st = state.read(project, store, task_id, refresh=False) or {}
         if st.get("state") != "RUNNING":
             return st
-        launch = json.loads(f.launch.read_text(encoding="utf-8"))
+        launch = run.launch if run is not None else json.loads(f.launch.read_text(encoding="utf-8"))
         if st.get("stop_requested_at") and reason is None:
             reason = "stopped by orch stop"
         elif st.get("stop_requested_at"):
             reason = f"stopped by orch stop ({reason})"
-        worktree = Path(launch["cwd"])
-        snap_error = None
-        snapshot = None
-        for attempt in range(SNAPSHOT_ATTEMPTS):  # a killed git may still hold index.lock a moment
-            try:
-                snapshot = snapshot_commit(worktree, task_id, "left uncommitted when the agent ended")
-                snap_error = None
-                break
-            except Exception as exc:  # the run must still be recorded, whatever git says
-                snap_error = str(exc).splitlines()[0]
-                time.sleep(0.5 * (attempt + 1))
-        branch = refs.branch_name(task_id)
-        head_note, head_kept = _bring_branch_along(project, worktree, task_id, branch)
-        head = git.rev_parse(f"refs/heads/{branch}", cwd=project.root)
+        refused += [*(run.notes if run is not None else []), *sweep_run_files(f, run.log_fd if run else None)]
+        settled = _settle(project, task_id, launch, st, run)
+        head = git.rev_parse(f"refs/heads/{refs.branch_name(task_id)}", cwd=project.root)
         usage = usage_of(launch, f)
-        eventlog.append(project.log_path, state="RUNNING", task=task_id, action="EXIT", result=f"code={exit_code}")
-        if snapshot:
-            eventlog.append(project.log_path, state="RUNNING", task=task_id, action="SNAPSHOT", result=snapshot[:12])
+        log = project.log_path
+        eventlog.append(log, state="RUNNING", task=task_id, action="EXIT", result=f"code={exit_code}")
+        for note in refused:
+            eventlog.append(log, state="RUNNING", task=task_id, action="REFUSE", result=note)
+        for action, result in settled.events:
+            eventlog.append(log, state="RUNNING", task=task_id, action=action, result=result)
+        if settled.snapshot:
+            eventlog.append(log, state="RUNNING", task=task_id, action="SNAPSHOT", result=settled.snapshot[:12])
+        problems = [*refused, *settled.problems]
         accept_result: dict[str, Any] | None = None
         over = _over_budget(launch, f)
-        if launch.get("accept") and exit_code == 0 and reason is None and not over:
+        if launch.get("accept") and exit_code == 0 and reason is None and not over and not problems:
 
             def stop_asked() -> bool:
                 if flags is not None and flags.terminated:
@@ -321,13 +299,16 @@ def finish(
                 now = state.read(project, store, task_id, refresh=False) or {}
                 return bool(now.get("stop_requested_at"))
 
-            accept_result = _run_accept(project, launch, f, stop_asked)
+            accept_result, link_note = _run_accept(project, launch, f, stop_asked)
+            if link_note:
+                problems.append(link_note)
+                eventlog.append(log, state="RUNNING", task=task_id, action="REFUSE", result=link_note)
             if flags is not None and flags.terminated:
                 reason = "the supervisor was told to stop (SIGTERM) while the accept command ran"
             elif stop_asked():
                 reason = "stopped by orch stop while the accept command ran"
             eventlog.append(
-                project.log_path,
+                log,
                 state="RUNNING",
                 task=task_id,
                 action="ACCEPT",
@@ -346,10 +327,12 @@ def finish(
             final, why = "FAILED", over
         elif accept_result is not None and accept_result["exit_code"] != 0:
             final, why = "FAILED", f"the accept command failed (exit {accept_result['exit_code']})"
-        if snap_error:
-            why = (why + "; " if why else "") + f"uncommitted work could not be snapshotted: {snap_error}"
-        if head_note:
-            why = (why + "; " if why else "") + head_note
+        if problems:  # what orch refused or could not keep comes first: it is why the run failed
+            final, why = "FAILED", "; ".join([*problems, *([why] if why else [])])
+        if settled.error:
+            why = (why + "; " if why else "") + f"uncommitted work could not be snapshotted: {settled.error}"
+        for note in settled.notes:
+            why = (why + "; " if why else "") + note
 
         def complete(s: state.Status) -> None:
             if s.get("state") != "RUNNING":
@@ -363,10 +346,10 @@ def finish(
                 supervisor_pid=None,
                 supervisor_start=None,
             )
-            if snapshot:
-                s["snapshot_sha"] = snapshot
-            if head_kept:
-                s["kept_refs"] = list(dict.fromkeys([*(s.get("kept_refs") or []), head_kept]))
+            if settled.snapshot:
+                s["snapshot_sha"] = settled.snapshot
+            if settled.kept:
+                s["kept_refs"] = list(dict.fromkeys([*(s.get("kept_refs") or []), *settled.kept]))
             if usage.found:
                 s["tokens"] = usage.tokens()
             if usage.cost_usd is not None:
@@ -377,7 +360,7 @@ def finish(
 
         new = state.update(project, store, task_id, complete)
         eventlog.append(
-            project.log_path,
+            log,
             state=final,
             task=task_id,
             action="DONE",
@@ -387,15 +370,37 @@ def finish(
         return new
 
 
+def _settle(
+    project: Project, task_id: str, launch: dict[str, Any], st: state.Status, run: RunMemory | None
+) -> taskgit.Settled:
+    """Restore the branch, snapshot the worktree, bring the branch along (``taskgit.settle``)."""
+    base_hint = (run.status if run is not None else st).get("base_sha")
+    try:
+        return taskgit.settle(
+            project,
+            task_id,
+            Path(launch["cwd"]) if launch.get("cwd") else None,
+            "left uncommitted when the agent ended",
+            last_seen=run.watch.last if run is not None else None,
+            base_hint=base_hint,
+        )
+    except Exception as exc:  # the run must still be recorded, whatever git says
+        return taskgit.Settled(error=(str(exc).splitlines() or [type(exc).__name__])[0])
+
+
 def _run_accept(
     project: Project, launch: dict[str, Any], f: TaskFiles, stop_asked: Callable[[], bool]
-) -> dict[str, Any]:
-    """Run the accept command in a process group of its own; a stop or the timeout ends the group."""
+) -> tuple[dict[str, Any], str | None]:
+    """Run the accept command in a process group of its own; a stop or the timeout ends the group.
+
+    Its output goes to a new ``accept.log``: a link found there is removed, never written through
+    (the note says so)."""
     env = git.clean_env(launch["env"])
     command = str(launch["accept"])
     limit = float(launch.get("accept_timeout") or 900)
     code: int | None = None
-    with open(f.accept_log, "wb") as log:
+    log, note = open_run_file(f.accept_log, append=False)
+    try:
         proc = subprocess.Popen(
             ["sh", "-c", command],
             cwd=launch["cwd"],
@@ -423,11 +428,13 @@ def _run_accept(
                     ended_why = "was stopped"
             if ended_why:
                 terminate(proc, group=True, grace=ACCEPT_GRACE)
-                log.write(f"\norch: the accept command {ended_why}\n".encode())
+                os.write(log, f"\norch: the accept command {ended_why}\n".encode())
                 code = None
                 break
         end_group(proc.pid)  # whatever it left running in its group
-    return {"command": command, "exit_code": code, "log": project.rel(f.accept_log)}
+    finally:
+        os.close(log)
+    return {"command": command, "exit_code": code, "log": project.rel(f.accept_log)}, note
 
 
 # -- entry point of the supervisor process ----------------------------------------------------------
@@ -438,7 +445,11 @@ def main(argv: list[str]) -> int:
         sys.stderr.write("usage: python -m orch.agents.supervisor ROOT TASK_ID [--tmux]\n")
         return 2
     root, task_id = Path(argv[0]), argv[1]
-    return supervise(root, task_id, in_tmux="--tmux" in argv[2:])
+    try:
+        return supervise(root, task_id, in_tmux="--tmux" in argv[2:])
+    except OrchError as exc:  # one line in supervisor.log; the task shows as CRASHED, its work stays
+        sys.stderr.write(f"orch: {exc.message}\n")
+        return int(exc.exit_code)
 
 
 if __name__ == "__main__":

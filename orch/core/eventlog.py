@@ -12,16 +12,19 @@ descriptor under ``flock``: lines from many concurrent writers never interleave.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import os
 import re
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from orch.core.errors import UsageError
+from orch.core.errors import EnvError, UsageError
 
 
 def utcnow() -> str:
@@ -121,7 +124,10 @@ def append(
     event = Event(utcnow(), state, it, action, result, tuple(artifacts))
     data = event.line().encode("utf-8", "surrogateescape")
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd, replaced = _open_log(log_path)
+    if replaced:  # the new log says first what orch refused
+        note = Event(event.ts, "-", "-", "REFUSE", f"{log_path.name} was {replaced}: orch started a new log")
+        data = note.line().encode("utf-8", "surrogateescape") + data
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         view = memoryview(data)
@@ -131,6 +137,31 @@ def append(
     finally:
         os.close(fd)  # closing releases the flock
     return event
+
+
+def _open_log(log_path: Path) -> tuple[int, str | None]:
+    """The log opened to append, never through a link: a symbolic or hard link (or a fifo) found in
+    its place is removed, never written through, and a new log begins (anyone can write .orch/run/).
+    Returns the descriptor and what was removed (None: the log was orch's own)."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    replaced = None
+    for _attempt in range(5):
+        try:
+            fd = os.open(log_path, flags, 0o644)
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENXIO):
+                raise
+            replaced = replaced or "a symbolic link" + (f" to {os.readlink(log_path)}" if log_path.is_symlink() else "")
+        else:
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+                os.set_blocking(fd, True)
+                return fd, replaced
+            os.close(fd)
+            replaced = replaced or ("a hard link to another file" if stat.S_ISREG(st.st_mode) else "not a plain file")
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            os.unlink(log_path)
+    raise EnvError(f"refused to append to {log_path}: it keeps being replaced by a link", hint="remove it")
 
 
 def read(log_path: Path) -> list[Event]:

@@ -48,6 +48,33 @@ def worktree_gitdir(worktree: Path) -> Path | None:
     return path if path.is_absolute() else (worktree / path).resolve()
 
 
+def worktree_admin(common_dir: Path, worktree: Path) -> Path | None:
+    """The private git folder git keeps for ``worktree`` (``<common dir>/worktrees/<name>``), found from
+    git's side (each such folder's ``gitdir`` file names its worktree), never from the worktree's own
+    ``.git`` file, which whoever works in the worktree can rewrite. Only plain files and folders count."""
+    import os
+    import stat
+
+    base = common_dir / "worktrees"
+    want = os.path.realpath(worktree)
+    try:
+        names = sorted(os.listdir(base), key=lambda n: (n != worktree.name, n))
+    except OSError:
+        return None
+    for name in names:
+        admin = base / name
+        try:
+            if not stat.S_ISDIR(os.lstat(admin).st_mode) or not stat.S_ISREG(os.lstat(admin / "gitdir").st_mode):
+                continue
+            text = (admin / "gitdir").read_text(encoding="utf-8", errors="replace").strip()
+        except OSError:
+            continue
+        named = Path(text)
+        if named.is_absolute() and named.name == ".git" and os.path.realpath(named.parent) == want:
+            return admin
+    return None
+
+
 def same_repo(worktree: Path, common_dir: Path) -> bool:
     gitdir = worktree_gitdir(worktree)
     return gitdir is not None and gitdir.resolve().parent.parent == common_dir.resolve()

@@ -437,30 +437,49 @@ def atomic_write(path: Path, text: str | bytes, *, durable: bool = True) -> None
     """Write to a temp file in the same folder, fsync it, rename it over ``path``, fsync the folder.
 
     ``durable=False`` skips the fsyncs (for caches that are rebuilt when lost); the rename still makes
-    the write all-or-nothing for readers.
+    the write all-or-nothing for readers. The folder is opened once, never through a symbolic link,
+    and the temp file is made and renamed inside that very folder: a folder replaced by a link (an
+    agent can write ``.orch/run/``) is refused, and a link at ``path`` is replaced, not followed.
     """
-    import tempfile
+    import stat
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_symlink():
+        path.parent.mkdir(parents=True, exist_ok=True)
     data = text.encode("utf-8") if isinstance(text, str) else text
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            if durable:
-                os.fsync(handle.fileno())
-        with contextlib.suppress(FileNotFoundError):
-            os.chmod(tmp, 0o644 if not path.exists() else path.stat().st_mode & 0o7777)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    if not durable:
-        return
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if not path.parent.is_symlink():
+            raise
+        raise EnvError(
+            f"refused to write {path}: its folder is a symbolic link (to {os.readlink(path.parent)}); "
+            "orch never writes through a link",
+            hint=f"remove the link {path.parent}; orch makes the folder again",
+        ) from exc
     try:
-        os.fsync(dir_fd)
+        name, tmp, fd = path.name, "", -1
+        new = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        while fd < 0:
+            tmp = f".{path.name}.{os.urandom(6).hex()}.tmp"
+            with contextlib.suppress(FileExistsError):
+                fd = os.open(tmp, new, 0o600, dir_fd=dir_fd)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                try:
+                    old = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
+                except FileNotFoundError:
+                    old = 0
+                os.fchmod(handle.fileno(), old & 0o7777 if stat.S_ISREG(old) else 0o644)
+                if durable:
+                    os.fsync(handle.fileno())
+            os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp, dir_fd=dir_fd)
+            raise
+        if durable:
+            os.fsync(dir_fd)
     finally:
         os.close(dir_fd)

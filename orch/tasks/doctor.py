@@ -54,6 +54,7 @@ class Finding:
 def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
     project = ctx.project
     root = project.root
+    from orch.agents import taskgit
     from orch.core.refs import BASE_PREFIX, branch_name, git_worktrees
 
     findings: list[Finding] = []
@@ -222,7 +223,7 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
                 )
             )
             continue
-        dirty = bool(st.get("worktree")) and wt.is_dir() and git.worktree_is_dirty(cwd=wt)
+        dirty = bool(st.get("worktree")) and taskgit.is_dirty(project, task_id, wt)
         f = Finding(
             "crashed",
             task_id,
@@ -237,12 +238,15 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
             path=str(wt) if st.get("worktree") else None,
         )
         if fix and dirty:
-            from orch.agents.supervisor import snapshot_commit
-
-            sha = snapshot_commit(wt, task_id, "found uncommitted by orch doctor after a crash")
-            _record_snapshot(ctx, task_id, sha)
-            ctx.log("CRASHED", "SNAPSHOT", (sha or "")[:12], task=task_id)
-            f.fixed = True
+            # Through orch's own knowledge of the worktree's git, never its .git file (taskgit).
+            settled = taskgit.settle(
+                project, task_id, wt, "found uncommitted by orch doctor after a crash", base_hint=st.get("base_sha")
+            )
+            _record_snapshot(ctx, task_id, settled.snapshot, settled.kept)
+            for action, result in settled.events:
+                ctx.log("CRASHED", action, result, task=task_id)
+            ctx.log("CRASHED", "SNAPSHOT", (settled.snapshot or settled.snapshot_ref or "")[:12], task=task_id)
+            f.fixed = settled.error is None
         findings.append(f)
     findings += _cleaned_before_merge(ctx, statuses)
     if fix and any(f.fixed for f in findings):
@@ -338,9 +342,15 @@ def _is_task_worktree(ctx: Ctx, task_id: str, wt: Path, listing: dict[str, dict[
     return info.get("branch", f"refs/heads/orch/{task_id}") == f"refs/heads/orch/{task_id}"
 
 
-def _record_snapshot(ctx: Ctx, task_id: str, sha: str | None) -> None:
-    if sha is not None:
-        state.update(ctx.project, ctx.store, task_id, lambda s: s.update(snapshot_sha=sha, head_sha=sha))
+def _record_snapshot(ctx: Ctx, task_id: str, sha: str | None, kept: list[str]) -> None:
+    def record(s: state.Status) -> None:
+        if sha is not None:
+            s.update(snapshot_sha=sha, head_sha=sha)
+        if kept:
+            s["kept_refs"] = list(dict.fromkeys([*(s.get("kept_refs") or []), *kept]))
+
+    if sha is not None or kept:
+        state.update(ctx.project, ctx.store, task_id, record)
 
 
 def _forget(st: state.Status) -> None:
