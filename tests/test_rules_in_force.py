@@ -258,11 +258,13 @@ def test_the_ceremony_quarantines_what_only_an_uncommitted_edit_allowed(proj: Pa
         "T1": "QUARANTINED",
         "T2": "MERGED",
     }
-    merged = git(proj, "ls-tree", "-r", "--name-only", "orch/integration").splitlines()  # parked: dirty checkout
+    # the uncommitted rule edits are not in the fast-forward's way: T2 lands, the edits stay uncommitted
+    assert data["landed"] != "parked" and git(proj, "rev-parse", "main") != before
+    merged = git(proj, "ls-tree", "-r", "--name-only", "main").splitlines()
     assert "src/dashboard/ok.py" in merged
-    assert git(proj, "show", "orch/integration:src/dashboard/w.py") == "W = 1"
-    assert git(proj, "show", "orch/integration:src/billing/pricing.py") == "PRICE = 10"
-    assert git(proj, "rev-parse", "main") == before
+    assert git(proj, "show", "main:src/dashboard/w.py") == "W = 1"
+    assert git(proj, "show", "main:src/billing/pricing.py") == "PRICE = 10"
+    assert "- scope: ^src/\n" in (proj / ".orch/plan.md").read_text()
 
 
 CHECK = '#!/bin/sh\nfor f in fail-*; do [ -e "$f" ] && { echo "broken by $f"; exit 1; }; done\necho ok\n'
