@@ -124,3 +124,14 @@ def test_a_cleaned_task_with_a_kept_branch_is_spun_again_as_the_error_says(proje
     st = status_of(project, "TM")
     assert st["state"] == "PENDING" and kept in st["kept_refs"]
     assert git(project, "rev-parse", "orch/TM") == git(project, "rev-parse", "main")
+
+
+def test_clean_never_deletes_the_branch_a_task_branch_was_made_to_name(project: Path, orch: Orch) -> None:
+    """A hostile agent made orch/T1 a symbolic ref to main: deleting 'orch/T1' must not delete main."""
+    add_tasks_to_plan(project, [("T1", "^", [])], run="true")
+    finished_task(project, "T1", {"t1.txt": "T1\n"})
+    assert orch("merge", "T1").returncode == 0
+    main = git(project, "rev-parse", "main")
+    git(project, "symbolic-ref", "refs/heads/orch/T1", "refs/heads/main")
+    orch("clean", "T1")
+    assert git(project, "rev-parse", "main") == main

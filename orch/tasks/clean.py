@@ -173,13 +173,15 @@ def _clean_one(
         base_tip = git.rev_parse(f"refs/heads/{ctx.config.base_branch}", cwd=root)
         in_base = base_tip is not None and git.is_ancestor(tip, base_tip, cwd=root)
         if in_base:
-            git.run(["update-ref", "-d", f"refs/heads/{branch}", tip], cwd=root)
+            git.run(["update-ref", "--no-deref", "-d", f"refs/heads/{branch}", tip], cwd=root)
             git.run(["update-ref", "-d", f"{BASE_PREFIX}/{task_id}"], cwd=root, check=False)
             entry.deleted_branch = branch
         elif force:
             kept = f"{KEPT_PREFIX}/{task_id}/{timestamp()}"
             git.run(
-                ["update-ref", "--stdin"], cwd=root, input=f"create {kept} {tip}\ndelete refs/heads/{branch} {tip}\n"
+                ["update-ref", "--no-deref", "--stdin"],
+                cwd=root,
+                input=f"create {kept} {tip}\ndelete refs/heads/{branch} {tip}\n",
             )
             git.run(["update-ref", "-d", f"{BASE_PREFIX}/{task_id}"], cwd=root, check=False)
             entry.deleted_branch = branch

@@ -148,7 +148,7 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
         )
         if fix:
             if empty:
-                git.run(["update-ref", "-d", ref, tip], cwd=root)
+                git.run(["update-ref", "--no-deref", "-d", ref, tip], cwd=root)
                 git.run(["update-ref", "-d", f"{BASE_PREFIX}/{task_id}"], cwd=root, check=False)
             else:
                 new = ctx.config.worktree_root / task_id
