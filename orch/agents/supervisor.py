@@ -209,6 +209,8 @@ def snapshot_commit(worktree: Path, task_id: str, why: str) -> str | None:
     """Commit everything uncommitted in ``worktree`` on its branch as author ``orch``; the new sha."""
     if not worktree.is_dir() or not git.worktree_is_dirty(cwd=worktree):
         return None
+    if refs.checkout_marker(worktree) is not None:
+        return None  # a killed spin's half checkout: what it lacks was never there, orch doctor --fix finishes it
     git.run(["add", "-A", "--", "."], cwd=worktree, no_hooks=True)
     staged = git.run(["diff", "--cached", "--quiet"], cwd=worktree, check=False)
     if staged.ok:
