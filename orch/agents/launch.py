@@ -27,6 +27,7 @@ from orch.agents.procgroup import GRACE
 from orch.agents.supervisor import finish, shell_quote
 from orch.agents.taskfiles import files, open_run_file, run_folder_problem
 from orch.core import eventlog, git, procs, refs, state
+from orch.core.config import key_where
 from orch.core.context import Ctx
 from orch.core.errors import EnvError, InputError, UsageError
 from orch.core.store import atomic_write
@@ -86,7 +87,13 @@ def build_launch(ctx: Ctx, task_id: str, manifest: dict[str, Any]) -> dict[str, 
     """The argv, environment and bounds of one run, from the frozen task manifest and the agent."""
     project = ctx.project
     f = files(project, task_id)
-    agent = agents.load(project, ctx.store, manifest.get("agent") or ctx.config.default_agent)
+    name = manifest.get("agent")
+    try:
+        agent = agents.load(project, ctx.store, name or ctx.config.default_agent)
+    except InputError as exc:
+        if name and exc.where is None and not agents.manifest_path(project, name).is_file():
+            exc.where = key_where(project, "agent", f.manifest)  # where the name was frozen at spin
+        raise
     limits = manifest.get("limits") or {}
     worktree = manifest["worktree"]
     if "{run}" in " ".join(agent.command) and not manifest.get("run"):
@@ -111,7 +118,7 @@ def build_launch(ctx: Ctx, task_id: str, manifest: dict[str, Any]) -> dict[str, 
     if not argv or not argv[0]:
         raise InputError(
             f"agent '{agent.name}' renders to an empty command for task {task_id}",
-            where=project.rel(project.orch_dir / "agents" / f"{agent.name}.yaml"),
+            where=key_where(project, "command", agent.path),
             hint="the command's first word must not be a placeholder without a value (e.g. {model} with no model)",
         )
     env = dict(agent.env)
@@ -410,8 +417,16 @@ def report(
     base = Path(current.get("worktree") or cwd)
     paths: list[str] = []
     for item in artifacts or []:
-        path = (cwd / item).resolve()
-        if not path.exists():
+        try:
+            path = (cwd / item).resolve()
+            found = path.exists()
+        except (OSError, RuntimeError) as exc:  # a name too long for the file system, a loop of links
+            shown = item if len(item) <= 60 else f"{item[:40]}... ({len(item)} characters)"
+            raise InputError(
+                f"artifact {shown}: {getattr(exc, 'strerror', None) or exc}",
+                hint="name a file that exists, by a shorter path (most file systems allow 255 bytes per name)",
+            ) from None
+        if not found:
             raise InputError(f"artifact not found: {item}", hint="name a file that exists (relative to where you are)")
         try:
             paths.append(str(path.relative_to(base.resolve())))

@@ -126,15 +126,21 @@ def load(project: Project, store: Store, name: str) -> Agent:
     if not isinstance(data, dict):
         raise InputError(f"{project.rel(path)}: an agent manifest is a mapping with at least 'command'")
     agent = Agent(name, path, data)
-    _check_budget(agent, project.rel(path))
+    _check_budget(agent, project)
     return agent
 
 
-def _check_budget(agent: Agent, where: str) -> None:
+def _check_budget(agent: Agent, project: Project) -> None:
     try:
         agent.budget_usd  # noqa: B018 - parsing is the check
     except ValueError as exc:
-        raise InputError(f"{where}: budget: {exc}", hint="use a number of dollars, '$5' or '200k tokens'") from None
+        from orch.core.config import key_where
+
+        raise InputError(
+            f"budget: {exc}",
+            where=key_where(project, "budget", agent.path),
+            hint="use a number of dollars, '$5' or '200k tokens'",
+        ) from None
 
 
 def names(project: Project) -> list[str]:

@@ -226,6 +226,10 @@ def settle(
             if repaired:
                 s.notes.append(repaired)
         return s
+    if tg.admin is not None and (tg.admin / refs.CHECKOUT_MARKER).exists():
+        # a killed spin's half checkout: what it lacks was never there; orch doctor --fix finishes it
+        s.notes.append("its checkout never finished (a spin was killed): nothing committed; orch doctor --fix")
+        return s
     where = _detach_foreign_head(tg)
     for attempt in range(ATTEMPTS):
         try:

@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from orch.cli.output import err, out
-from orch.core.errors import ExitCode, UsageError
+from orch.core.errors import ExitCode, InputError, UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from orch.core.context import Ctx
 
 
 def verify_command(task_ids: Sequence[str], *, all_tasks: bool, as_json: bool) -> int:
@@ -37,7 +41,12 @@ def merge_command(
 
     if resume and abort:
         raise UsageError("--resume and --abort exclude each other")
-    if (resume or abort) and (ids or batch or into or dry_run):
+    if into is not None and not into.strip():
+        raise UsageError(
+            "--into needs a branch name; an empty one would merge into the base branch",
+            hint="orch merge --into BRANCH, or leave --into out to merge into base_branch (.orch/config.yaml)",
+        )
+    if (resume or abort) and (ids or batch or into is not None or dry_run):
         raise UsageError(
             "--resume and --abort take no ids, --batch, --into or --dry-run: "
             "they continue or drop the interrupted ceremony as it was started"
@@ -52,6 +61,8 @@ def merge_command(
             f"orch: note: test_command in .orch/config.yaml is an uncommitted edit; the ceremony runs the one "
             f"committed on {c.committed().branch}: `{c.config.test_command}` (commit the edit to use it)"
         )
+    if not (resume or abort):
+        _check_target(c, into)
     if dry_run:
         outcome = forecast.dry_run(c, list(ids) or None, into=into)
     else:
@@ -69,3 +80,23 @@ def merge_command(
     else:
         out(render.merge_outcome(outcome))
     return ExitCode.CHECK_FAILED if outcome.failed else ExitCode.OK
+
+
+def _check_target(c: Ctx, into: str | None) -> None:
+    """The branch to merge into exists; if not, say where its name came from (``--into``, or the
+    config's ``base_branch`` line)."""
+    from orch.core import git
+    from orch.core.config import key_where
+
+    target = into or c.config.base_branch
+    if git.rev_parse(f"refs/heads/{target}", cwd=c.project.root) is not None:
+        return
+    if into is not None:
+        raise InputError(
+            f"--into {into}: no branch '{into}' to merge into", hint="name a branch that exists (git branch)"
+        )
+    raise InputError(
+        f"base_branch: no branch '{target}' to merge into",
+        where=key_where(c.project, "base_branch"),
+        hint="set base_branch to an existing branch (git branch lists them), or merge elsewhere with --into",
+    )

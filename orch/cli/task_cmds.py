@@ -87,7 +87,8 @@ def agents_cmd(as_json: bool = typer.Option(False, "--json", help="Print as JSON
                 status = "ok" + ("" if i.installed else f" ({i.command[0]} not on PATH)")
             else:
                 status = "INVALID"
-            rows.append([i.name, status, i.usage or "-", i.description or (i.error or "").splitlines()[0]])
+            error = (i.error or "").splitlines()
+            rows.append([i.name, status, i.usage or "-", i.description or (error[0] if error else "-")])
         empty = "no agents (orch init adds the presets)"
         out(render.plain_table(["AGENT", "STATUS", "USAGE", "DESCRIPTION"], rows) if rows else empty)
         for i in infos:

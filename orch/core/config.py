@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from orch.core.errors import InputError
 from orch.core.repo import Project
 from orch.core.store import Store
 
@@ -28,7 +29,20 @@ class Config:
 
 
 def load(project: Project, store: Store) -> Config:
-    return from_data(project, store.load(project.config_path, "config"))
+    data = store.load(project.config_path, "config")
+    budget = (data.get("defaults") or {}).get("budget")
+    if budget:
+        from orch.core.plan import parse_budget
+
+        try:
+            parse_budget(str(budget))
+        except ValueError as exc:
+            raise InputError(
+                f"defaults.budget: {exc}",
+                where=key_where(project, "budget", indent=True),
+                hint="write e.g. '200k tokens', '$5', or both: '200k tokens, $5'",
+            ) from None
+    return from_data(project, data)
 
 
 def from_data(project: Project, data: dict[str, Any]) -> Config:
@@ -60,6 +74,22 @@ def in_force(working: Config, committed: dict[str, Any] | None) -> Config:
         test_command=committed.get("test_command") or working.test_command,
         test_timeout=min(timeout, working.test_timeout),
     )
+
+
+def key_where(project: Project, key: str, path: Path | None = None, *, indent: bool = False) -> str:
+    """``.orch/config.yaml:LINE`` (or ``path``'s) of a top-level ``key`` (``indent``: of a nested one,
+    the first found); the file alone if it is not there."""
+    import re
+
+    path = path or project.config_path
+    where = project.rel(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return where
+    pattern = re.compile(("[ \t]+" if indent else "") + rf"['\"]?{re.escape(key)}['\"]?[ \t]*:")
+    line = next((n for n, text in enumerate(lines, 1) if pattern.match(text)), None)
+    return f"{where}:{line}" if line else where
 
 
 def default(base_branch: str, test_command: str | None) -> dict[str, Any]:

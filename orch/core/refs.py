@@ -91,6 +91,46 @@ def task_of_worktree(worktree: Path) -> str | None:
     return value if ID_RE.fullmatch(value) else None
 
 
+# `orch spin` adds a worktree with --no-checkout, then checks its files out. Until the spin is done
+# (its status written), this file in the worktree's private git folder says so, with the spinning
+# process's pid and start time: a worktree that has it was never handed to an agent, and whatever it
+# lacks was never checked out (not deleted by anyone). Doctor and clean finish or undo such a spin;
+# nothing snapshots it as work.
+CHECKOUT_MARKER = "orch-checking-out"
+
+
+def mark_checkout(worktree: Path) -> None:
+    """Say in the worktree's private git folder that ``orch spin`` (this process) is filling it."""
+    import os
+
+    from orch.core.procs import start_time
+
+    gitdir = worktree_gitdir(worktree)
+    if gitdir is not None:
+        pid = os.getpid()
+        (gitdir / CHECKOUT_MARKER).write_text(f"{pid} {start_time(pid) or '-'}\n", encoding="utf-8")
+
+
+def checkout_marker(worktree: Path) -> tuple[int, str | None] | None:
+    """The (pid, start time) of the spin that marked ``worktree`` as being filled, or None if unmarked."""
+    gitdir = worktree_gitdir(worktree)
+    if gitdir is None:
+        return None
+    try:
+        text = (gitdir / CHECKOUT_MARKER).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    pid, _, started = text.strip().partition(" ")
+    return (int(pid) if pid.isdigit() else 0), (started if started and started != "-" else None)
+
+
+def clear_checkout(worktree: Path) -> None:
+    """The spin that filled ``worktree`` is done (or was finished or undone for it)."""
+    gitdir = worktree_gitdir(worktree)
+    if gitdir is not None:
+        (gitdir / CHECKOUT_MARKER).unlink(missing_ok=True)
+
+
 def git_worktrees(root: Path) -> dict[str, dict[str, str]]:
     """git's worktrees by path: branch, locked, prunable."""
     out = git.out(["worktree", "list", "--porcelain"], cwd=root)

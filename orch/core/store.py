@@ -352,6 +352,15 @@ class Store:
             self.lock_dir.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
+            import errno
+
+            if exc.errno == errno.ENAMETOOLONG:
+                raise InputError(
+                    f"cannot lock '{name[:40]}...': its lock file name is {len(safe) + 5} characters, "
+                    "longer than the file system allows",
+                    where=self.where(self.lock_dir),
+                    hint="the name comes from a task or file name that is too long: shorten or remove it",
+                ) from None
             raise EnvError(
                 f"cannot open the lock file {self.where(path)}: {exc.strerror}", hint="fix its permissions"
             ) from None

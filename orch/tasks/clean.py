@@ -19,6 +19,7 @@ from typing import Any
 from orch.core import eventlog, git, refs, state
 from orch.core.context import Ctx
 from orch.core.errors import InputError
+from orch.core.plan import ID_RE, ID_RULE
 from orch.core.refs import (
     BASE_PREFIX,
     KEPT_PREFIX,
@@ -31,6 +32,7 @@ from orch.core.refs import (
     task_of_worktree,
     timestamp,
 )
+from orch.tasks import halfspun
 from orch.tasks.spin import worktree_path
 
 CLEANABLE = frozenset(state.FINISHED | state.VIOLATIONS | {"MERGED", "REVERTED", "CONFLICT", "SKIPPED", "PENDING"})
@@ -110,6 +112,16 @@ def clean(
     journal = pending(ctx)
     held = set(journal["queue"]) if journal else set()
     for task_id in selected:
+        if not ID_RE.fullmatch(task_id):  # a folder someone made under .orch/run/tasks/, not a task's
+            entry = CleanEntry(task_id, str(statuses[task_id].get("state", "PENDING")))
+            folder = project.rel(project.task_dir(task_id))
+            entry.skipped = (
+                f"{folder if len(task_id) <= 60 else folder[: -len(task_id)] + task_id[:40] + '...'}: "
+                f"the folder's name is not a task id ({len(task_id)} characters; {ID_RULE}); "
+                "orch leaves it alone: remove it, or rename it to the task's id"
+            )
+            report.entries.append(entry)
+            continue
         if task_id in waiting:
             entry = CleanEntry(task_id, str(statuses[task_id].get("state")), kept_branch=branch_name(task_id))
             entry.skipped = (
@@ -270,6 +282,13 @@ def _remove_worktree(ctx: Ctx, task_id: str, wt: Path, listing: dict[str, dict[s
     if "locked" in known:
         entry.skipped = f"worktree {project.rel(wt)} is locked (git worktree unlock {project.rel(wt)} to allow it)"
         return False
+    with ctx.store.lock("git-worktree-add"):  # spin adds and marks worktrees under this lock
+        half = halfspun.pending(wt)
+    if half is not None and not half.idle:
+        entry.skipped = f"orch spin is still checking out {project.rel(wt)}; clean it when that is done"
+        return False
+    if half is not None:  # a killed spin's: the files it lacks were never checked out, not deleted
+        halfspun.restore(wt)  # the snapshot then holds only what differs from the branch with every file there
     _snapshot_into(ctx, task_id, wt, entry)
     _keep_head(ctx, task_id, wt, entry)
     git.run(["worktree", "remove", "--force", str(wt)], cwd=root)

@@ -1,7 +1,9 @@
 """``orch doctor``: find (and with ``--fix`` repair or adopt) what is out of step.
 
 * worktrees git knows on an ``orch/<id>`` branch that orch has no status for, and the reverse;
-* a spin killed half-way: a branch without a worktree, a worktree without a status;
+* a spin killed half-way: a branch without a worktree, a worktree without a status, a worktree
+  whose checkout never finished (``orch.tasks.halfspun``: finished, and the spin undone, never
+  snapshotted as if an agent had deleted the files it lacks);
 * prunable worktrees (their folder is gone);
 * stale ``index.lock`` files whose owner is gone;
 * CRASHED tasks with uncommitted work in their worktree.
@@ -12,7 +14,6 @@ commit it was made from; anything with commits is adopted (worktree and status r
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from pathlib import Path
 from orch.core import eventlog, git, state
 from orch.core.context import Ctx
 from orch.core.plan import ID_RE, RESERVED_IDS
+from orch.tasks import halfspun
+from orch.tasks.clean import snapshot_ref
 
 STALE_LOCK_AGE = 5.0  # seconds: younger index.lock files may belong to a git that is just starting
 
@@ -79,6 +82,10 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
         listing = git_worktrees(root)
 
     by_task: dict[str, str] = {}
+    half = _half_spun(ctx, listing, statuses, findings, fix=fix)  # before anything reads those trees as work
+    if fix and half:
+        listing = git_worktrees(root)
+        statuses = state.read_all(project, ctx.store)
     for listed, info in listing.items():
         branch = info.get("branch", "").removeprefix("refs/heads/")
         if not branch.startswith("orch/"):
@@ -87,6 +94,8 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
         if task_id in RESERVED_IDS:
             continue  # the merge ceremony's parked branch, not a task
         by_task[task_id] = listed
+        if listed in half and not half[listed]:
+            continue  # reported above, not repaired
         if not _under_worktree_root(ctx, Path(listed)):
             # The main checkout (or a worktree a person made elsewhere) on a task's branch: orch
             # never adopts it, and never commits there.
@@ -205,8 +214,9 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
             f.fixed = True
         findings.append(f)
 
+    unfinished = {p for p, done in half.items() if not done}
     for task_id, st in statuses.items():
-        if st.get("state") != "CRASHED":
+        if st.get("state") != "CRASHED" or st.get("worktree") in unfinished:
             continue
         wt = Path(st.get("worktree") or "")
         if st.get("worktree") and not _is_task_worktree(ctx, task_id, wt, listing):
@@ -252,6 +262,70 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
     if fix and any(f.fixed for f in findings):
         ctx.log("-", "DOCTOR", f"fixed {sum(f.fixed for f in findings)} of {len(findings)}")
     return findings
+
+
+def _half_spun(
+    ctx: Ctx,
+    listing: dict[str, dict[str, str]],
+    statuses: dict[str, state.Status],
+    findings: list[Finding],
+    *,
+    fix: bool,
+) -> dict[str, bool]:
+    """Worktrees a killed ``orch spin`` left half filled (``orch.tasks.halfspun``): by path, whether
+    repaired. Never snapshotted as work: the checkout is finished, and the spin undone while its
+    branch has no commits of its own (``orch spin`` then starts over)."""
+    from orch.core.refs import BASE_PREFIX, branch_name
+
+    root = ctx.project.root
+    found: dict[str, bool] = {}
+    with ctx.store.lock("git-worktree-add"):  # spin adds and marks worktrees under this lock
+        for listed, info in listing.items():
+            task_id = _task_of_branch(info)
+            wt = Path(listed)
+            if task_id is None or not _under_worktree_root(ctx, wt) or (h := halfspun.pending(wt)) is None:
+                continue
+            branch = branch_name(task_id)
+            st = statuses.get(task_id)
+            tip = git.rev_parse(f"refs/heads/{branch}", cwd=root)
+            spun = st is not None and st.get("state") == "PENDING" and bool(st.get("branch"))
+            undo = not spun and tip is not None and tip == git.rev_parse(f"{BASE_PREFIX}/{task_id}", cwd=root)
+            f = Finding(
+                "half-checked-out",
+                listed,
+                f"orch spin {task_id} was killed while it checked out this worktree: no agent ran in it, and "
+                "the files it lacks were never checked out (nobody deleted them)",
+                f"finish the checkout and undo the spin (remove the worktree, {branch} has no commits of its "
+                f"own): orch spin {task_id} starts over"
+                if undo
+                else "finish the checkout (what differs from the branch is kept under refs/orch/snapshots/ "
+                "first); the worktree stays",
+                task=task_id,
+                path=listed,
+            )
+            if h.spinner is not None or h.git_busy:
+                who = f"orch spin (pid {h.spinner})" if h.spinner is not None else "a git process"
+                f.detail = f"{who} is checking out this worktree right now"
+                f.fix = "nothing: let it finish (run orch doctor again if it never does)"
+                f.fixable, f.info = False, True
+            findings.append(f)
+            found[listed] = False
+            if not fix or not f.fixable:
+                continue
+            halfspun.restore(wt)  # every file of the branch is there now; what still differs is kept
+            kept = snapshot_ref(wt, task_id, why="found in a worktree a killed orch spin had not finished")
+            halfspun.finish(wt)
+            if kept:
+                f.fix += f"; what differed from {branch} is kept as {kept}"
+            if undo:
+                git.run(["worktree", "remove", "--force", str(wt)], cwd=root)
+                git.run(["update-ref", "-d", f"refs/heads/{branch}", tip or ""], cwd=root)
+                git.run(["update-ref", "-d", f"{BASE_PREFIX}/{task_id}"], cwd=root, check=False)
+                if st is not None and st.get("state") in ("PENDING", "CRASHED"):
+                    state.update(ctx.project, ctx.store, task_id, _forget)
+                ctx.log("-", "UNSPIN", f"removed the half checked-out worktree {ctx.project.rel(wt)}", task=task_id)
+            found[listed] = f.fixed = True
+    return found
 
 
 def _task_of_branch(info: dict[str, str]) -> str | None:
@@ -410,20 +484,7 @@ def _stale(lock: Path, worktree: Path) -> bool:
         return False
     if not Path("/proc").is_dir():
         return age > 600  # no way to see other processes' folders: only very old locks count
-    target = worktree.resolve()
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/comm", encoding="ascii", errors="replace") as handle:
-                if not handle.read().strip().startswith("git"):
-                    continue
-            cwd = Path(os.readlink(f"/proc/{name}/cwd"))
-        except OSError:
-            continue
-        if cwd == target or target in cwd.parents:
-            return False
-    return True
+    return not halfspun.git_working_in(worktree)
 
 
 def ok(findings: list[Finding]) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,10 +23,19 @@ from typing import Any
 from orch.agents import manifest as agents
 from orch.agents.brief import render_context
 from orch.core import eventlog, git, state
+from orch.core.config import key_where
 from orch.core.context import Ctx
 from orch.core.errors import GitError, InputError, OrchError
 from orch.core.plan import Plan, Task
-from orch.core.refs import BASE_PREFIX, KEPT_PREFIX, branch_name, check_id, worktree_gitdir
+from orch.core.refs import (
+    BASE_PREFIX,
+    KEPT_PREFIX,
+    branch_name,
+    check_id,
+    clear_checkout,
+    mark_checkout,
+    worktree_gitdir,
+)
 
 Progress = Callable[[str, str], None]  # (task id, what happened)
 
@@ -100,11 +110,14 @@ def spin(
     base_sha = git.rev_parse(f"refs/heads/{config.base_branch}", cwd=root)
     if base_sha is None:
         raise InputError(
-            f"the base branch '{config.base_branch}' does not exist",
-            where=".orch/config.yaml",
+            f"base_branch: the branch '{config.base_branch}' does not exist",
+            where=key_where(project, "base_branch"),
             hint="set base_branch to an existing branch",
         )
     _check_worktree_root(ctx, seen)
+    from orch.verify import locks as locks_mod
+
+    locks_mod.load(project)  # the brief and the agent hooks read them: a broken file refuses before anything is made
     existing = set(
         git.out(["for-each-ref", "--format=%(refname)", "refs/heads/orch/"], cwd=root, optional_locks=False).split()
     )
@@ -121,15 +134,9 @@ def spin(
             if committed_plan is not None:  # its accept command as committed must pass too
                 task = replace(task, committed=committed_plan.get(task_id))
             st = statuses[task_id]
-            if st is not None and st.get("state") not in ("PENDING", "CLEANED"):
-                raise InputError(
-                    f"task {task_id} is already spun ({st.get('state')})",
-                    hint=f"see: orch status {task_id}; to start over: orch clean {task_id}, then spin it again",
-                )
-            if st is not None and st.get("state") == "PENDING" and st.get("branch"):
-                raise InputError(
-                    f"task {task_id} is already spun (not started)", hint=f"start it: orch start {task_id}"
-                )
+            now = st.get("state") if st is not None else None
+            if st is not None and (now not in ("PENDING", "CLEANED") or (now == "PENDING" and st.get("branch"))):
+                raise _already_spun(ctx, task_id, None, st)
             known = {d: statuses.get(d) or state.read(project, store, d) for d in task.deps}
             deps = {d: dep_status for d, dep_status in known.items() if dep_status is not None}
             done = state.merged_tasks(project, deps, task.deps, lambda: base_sha)  # merged however it got there
@@ -151,13 +158,13 @@ def spin(
             result.worktree = str(path)
             if f"refs/heads/{branch_name(task_id)}" in existing and st is not None and st.get("state") == "CLEANED":
                 raise _kept_by_clean(ctx, task_id, st, base_sha)
-            if f"refs/heads/{branch_name(task_id)}" in existing:
-                raise InputError(
-                    f"branch {branch_name(task_id)} exists already",
-                    hint="a spin killed half-way or a branch kept by orch clean: run orch doctor, "
-                    f"or delete it (git branch -D {branch_name(task_id)}) if you do not need it",
-                )
-            if path.exists() or path.is_symlink():
+            taken = path.exists() or path.is_symlink()
+            if f"refs/heads/{branch_name(task_id)}" in existing or taken:  # taken: maybe by a spin since then
+                tip = git.rev_parse(f"refs/heads/{branch_name(task_id)}", cwd=root)
+                if tip is not None:
+                    kept = not git.is_ancestor(tip, base_sha, cwd=root)  # orch clean keeps unmerged branches
+                    raise _already_spun(ctx, task_id, f"its branch {branch_name(task_id)} exists", kept=kept)
+            if taken:
                 raise InputError(f"{project.rel(path)} exists already", hint="run orch doctor to see what it is")
             if start and slots <= 0:
                 raise InputError(
@@ -188,8 +195,11 @@ def spin(
             # them one at a time (fast, no files yet), then check the files out in parallel.
             with ctx.store.lock("git-worktree-add"):
                 git.run(["worktree", "add", "--quiet", "--no-checkout", str(p.path), branch_name(p.task.id)], cwd=root)
+                mark_checkout(p.path)  # until the status is written: a kill leaves a worktree doctor knows
+            _fault_point("spin-checkout")
             git.run(["checkout", "--force", "--quiet"], cwd=p.path)
             _write_task_files(ctx, p, base_sha)
+            clear_checkout(p.path)
             p.result.ok = True
             return f"worktree {project.rel(p.path)}"
         except OrchError as exc:
@@ -255,7 +265,7 @@ def _check_worktree_root(ctx: Ctx, ids: list[str]) -> None:
         raise InputError(
             f"the worktree root {ctx.project.rel(ctx.config.worktree_root) or '.'} is inside your checkout and "
             "git does not ignore it: task worktrees would show up there as untracked folders",
-            where=".orch/config.yaml",
+            where=key_where(ctx.project, "worktree_root"),
             hint="use the default worktree_root (.orch/worktrees, ignored by .orch/.gitignore), a folder "
             "outside the repository, or add the folder to .gitignore",
         )
@@ -288,10 +298,7 @@ def _claim(ctx: Ctx, prepared: list[_Prepared], base_sha: str, note: Progress) -
         )
         lost = [p for p in prepared if f"refs/heads/{branch_name(p.task.id)}" in existing]
         for p in lost:
-            exc = InputError(
-                f"task {p.task.id} already spun: a concurrent orch spin created {branch_name(p.task.id)} first",
-                hint=f"see: orch status {p.task.id}",
-            )
+            exc = _already_spun(ctx, p.task.id, f"a concurrent orch spin created {branch_name(p.task.id)} first")
             p.result.error = exc.render()
             p.result.exit_code = int(exc.exit_code)
             note(p.task.id, f"refused: {exc.message}")
@@ -325,6 +332,48 @@ def accept_command(commands: list[str]) -> str | None:
     import shlex
 
     return " && ".join(f"sh -c {shlex.quote(c)}" for c in commands)
+
+
+def _already_spun(
+    ctx: Ctx, task_id: str, how: str | None, st: state.Status | None = None, *, kept: bool = False
+) -> InputError:
+    """The task is spun (or a spin has its branch): say so, by its status if it has one, and point at
+    it; never suggest deleting the branch, which may be a live task's. ``kept``: the branch has
+    commits the base lacks (so no spin just made it: orch clean may have kept it)."""
+    branch = branch_name(task_id)
+    if st is None:
+        try:
+            st = state.read(ctx.project, ctx.store, task_id)
+        except OrchError:
+            st = None  # a broken status is reported by the commands that read it; here the branch speaks
+    now = st.get("state") if st else None
+    if now == "CLEANED" and kept:
+        base = ctx.config.base_branch
+        return InputError(
+            f"task {task_id} was spun and cleaned before, and orch clean kept its branch {branch} "
+            f"(commits not in {base})",
+            hint=f"look at that work first (git log {base}..{branch}); orch clean --force {task_id} keeps its "
+            f"commits under refs/orch/kept/{task_id}/ and frees the name to spin the task again",
+        )
+    hint = f"see: orch status {task_id} (orch attach {task_id} when it runs in tmux)"
+    if st is None or now in (None, "CLEANED"):  # the spin that won has not written its status yet
+        by = "no status yet: another orch spin is preparing it, or one was killed half-way"
+        hint += "; a spin killed half-way is finished or undone by orch doctor --fix"
+    else:
+        by = str(now) + (", not started" if now == "PENDING" else "")
+        by += f", agent {st['agent']}" if st.get("agent") else ""
+        if now == "PENDING":
+            hint += f"; start it: orch start {task_id}"
+        elif now != "RUNNING":
+            hint += f"; to start over: orch clean {task_id}, then spin it again"
+    return InputError(f"task {task_id} already spun ({by})" + (f": {how}" if how else ""), hint=hint)
+
+
+def _fault_point(step: str) -> None:
+    """Fault injection for the crash tests, as in the merge ceremony: ``ORCH_TEST_KILL_AT=<step>``
+    kills orch right here, as abruptly as a power cut."""
+    if os.environ.get("ORCH_TEST_KILL_AT") == step:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _limits(ctx: Ctx, task: Task, agent: agents.Agent) -> dict[str, Any]:
