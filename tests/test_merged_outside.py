@@ -56,13 +56,13 @@ def test_a_hand_merged_task_is_recorded_merged_by_orch_merge(project: Path, orch
 
 def test_a_parked_result_landed_with_the_printed_command(project: Path, orch: Orch) -> None:
     _two_tasks(project)
-    (project / "README.md").write_text("my unsaved edit\n")
+    (project / "a.txt").write_text("my unsaved file, in the way of A's\n")
     parked = orch("merge", "--json")
     data = json.loads(parked.stdout)
     assert data["landed"] == "parked", parked.output
     command = data["message"].rsplit("land it with: ", 1)[1]
     assert command.endswith("merge --ff-only orch/integration")
-    git(project, "checkout", "--", "README.md")
+    (project / "a.txt").unlink()
     run_as_printed(project, command)
     # The parked ceremony verified A at the sha now in the base: B is ready before anything else runs.
     assert status_of(project, "A")["state"] == "SUCCESS"
