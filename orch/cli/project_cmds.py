@@ -136,6 +136,9 @@ def status(
     text = render.table(headers, cells)
     if text is not None:
         out(text)
+    notice = status_mod.base_notice(c)
+    if notice:
+        out(notice)
 
 
 @app.command()
