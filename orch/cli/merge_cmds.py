@@ -1,4 +1,4 @@
-"""The merge ceremony: ``merge``, ``conflicts``; and ``demo``."""
+"""The merge ceremony: ``merge``, ``ack-base``, ``conflicts``; and ``demo``."""
 
 from __future__ import annotations
 
@@ -27,6 +27,18 @@ def merge(
     return merge_command(
         ids or [], dry_run=dry_run, batch=batch, resume=resume, abort=abort, into=into, as_json=as_json
     )
+
+
+@app.command("ack-base")
+def ack_base(
+    sha: str = typer.Argument(..., metavar="SHA", help="The commit of the base branch to accept as it is (its tip)."),
+    into: str | None = typer.Option(None, "--into", help="The branch (default: the base branch)."),
+) -> None:
+    """Accept, as a person, work that reached the base branch outside a merge ceremony (up to SHA)."""
+    from orch.integrate import basecheck
+
+    target, full = basecheck.acknowledge(ctx(), sha, into)
+    out(f"{target} up to {full[:12]} acknowledged: orch merge no longer stops at the work it holds")
 
 
 @app.command()

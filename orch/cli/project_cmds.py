@@ -144,6 +144,9 @@ def status(
         text = render.table(headers, cells)
         if text is not None:
             out(text)
+        notice = status_mod.base_notice(c)
+        if notice:
+            out(notice)
     _rules_notice(c)
 
 

@@ -12,7 +12,12 @@
 
 A journal (``.orch/run/merges/journal.json``) is written before every step. Killed at any point, the
 base is either untouched or at a fully tested result, and ``orch merge --resume`` finishes the
-ceremony or rolls it back.
+ceremony or rolls it back. The journal is a claim anyone who can write .orch/run/ can make:
+``proof`` checks it before --resume or --abort acts on it, the resumed ceremony tests again what it
+is about to land, and a checkout left half fast-forwarded is settled first (``checkout``).
+
+Before anything, the base itself is checked (``basecheck``): work on it that no ceremony landed
+and that breaks its task's rules stops every ceremony until a person reverts or acknowledges it.
 
 The modules of ``orch.integrate``, lowest first: ``integration`` (orch's worktree, the test run,
 git merge-tree), ``triage`` (which tasks, in which order), ``journal`` (the crash journal),
@@ -24,22 +29,28 @@ starts, resumes or aborts a ceremony and finishes it (statuses, report, event lo
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from orch.core import eventlog, git, state
 from orch.core.context import Ctx
 from orch.core.errors import CheckFailed, ExitCode, InputError, OrchError
 from orch.core.store import atomic_write
-from orch.integrate.integration import INTEGRATION_DIR
+from orch.integrate.basecheck import blocking_message, landed_ref, mark, outside_work
+from orch.integrate.checkout import drop_locks, settle
+from orch.integrate.integration import checkout_of
 from orch.integrate.journal import (
     JOURNAL,
     ceremony_lock,
     drop,
+    fault_hooks,
     fault_point,
     has_landed,
+    integration_path,
     load_journal,
     stop_orphan_test,
 )
+from orch.integrate.proof import check_form, check_work, refusal
 from orch.integrate.report import Outcome, render_report, rollback_command, utc_stamp
 from orch.integrate.steps import Ceremony, Progress
 from orch.integrate.triage import Result, in_the_base, merge_order, reverify, triage
@@ -113,7 +124,12 @@ def _start(ctx: Ctx, ids: list[str] | None, *, batch: bool, into: str | None, pr
     base = git.rev_parse(f"refs/heads/{target}", cwd=root)
     if base is None:
         raise InputError(f"no branch '{target}' to merge into", hint="check base_branch in .orch/config.yaml or --into")
-    tri = triage(ctx, ids)
+    found = outside_work(ctx, target)
+    if not all(o.clean for o in found):
+        message, hint = blocking_message(ctx, target, found)
+        ctx.log("-", "MERGE_BLOCKED", message[:300])
+        raise CheckFailed(message, hint=hint)
+    tri = triage(ctx, ids, {o.task: o for o in found})
     mergeable = reverify(ctx, tri, log=True, base_tip=base)
     order = merge_order(ctx, mergeable)
     stamp = utc_stamp()
@@ -130,7 +146,7 @@ def _start(ctx: Ctx, ids: list[str] | None, *, batch: bool, into: str | None, pr
         "target": target,
         "base_sha": base,
         "pre_ref": pre_ref,
-        "integration": str(ctx.config.worktree_root / INTEGRATION_DIR),
+        "integration": str(integration_path(ctx)),
         "batch": batch,
         "test_command": ctx.config.test_command,
         "named": tri.named,
@@ -161,8 +177,20 @@ def _start(ctx: Ctx, ids: list[str] | None, *, batch: bool, into: str | None, pr
 
 def _resume(ctx: Ctx, journal: dict[str, Any], progress: Progress) -> Outcome:
     root = ctx.project.root
+    wrong = check_form(ctx, journal)
+    verdicts: dict[str, Any] = {}
+    if not wrong:
+        more, verdicts = check_work(ctx, journal)
+        wrong += more
+    if wrong:
+        raise InputError(
+            refusal(journal, wrong),
+            hint="orch merge --abort sets it aside (it merges, lands and moves nothing), then orch merge starts anew",
+        )
+    journal["verdicts"] = verdicts  # judged now; the journal's verdicts were its word only
     ceremony = Ceremony(ctx, journal, progress)
-    stop_orphan_test(journal)
+    stop_orphan_test(ctx, journal)
+    _settle_landing(ctx, journal, progress)
     now = git.rev_parse(f"refs/heads/{journal['target']}", cwd=root)
     if now not in (journal["base_sha"], journal["good"]) and not has_landed(ctx, journal):
         # Someone moved the base before we landed: nothing of ours is on it. Roll back.
@@ -174,32 +202,88 @@ def _resume(ctx: Ctx, journal: dict[str, Any], progress: Progress) -> Outcome:
             hint="run orch merge again",
         )
     ctx.log("RUNNING", "MERGE_RESUME", f"ceremony {journal['id']} from step '{journal['step']}'")
-    return _run(ceremony)
+    return _run(ceremony, resumed=True)
+
+
+def _settle_landing(ctx: Ctx, j: dict[str, Any], progress: Progress) -> None:
+    """Killed while landing: remove the lock files the killed git left, and put a checkout it was
+    fast-forwarding where git would have left it (the branch not moved yet: back; moved: forward)."""
+    if j.get("step") != "landing":
+        return
+    root, target = ctx.project.root, j["target"]
+    if j.get("landed") != "fast-forward":
+        drop_locks(root, [ctx.project.common_dir / "refs" / "heads" / f"{target}.lock"], ctx.config.worktree_root)
+        return
+    checkout = checkout_of(root, target)
+    now = git.rev_parse(f"refs/heads/{target}", cwd=root)
+    if checkout is None or now is None or now not in (j["base_sha"], j["good"]):
+        return
+    other = j["good"] if now == j["base_sha"] else j["base_sha"]
+    done = settle(checkout, ctx.project.common_dir, target, now, other, besides=ctx.config.worktree_root)
+    if done.locks or done.paths:
+        said = f"{len(done.paths)} path(s) back at {now[:12]}, {len(done.locks)} stale lock file(s) removed"
+        progress(f"your checkout at {checkout} was left half fast-forwarded: {said}")
+        ctx.log("RUNNING", "MERGE_RECOVER", f"checkout {checkout}: {said}")
+    if done.left:
+        progress(f"left as you have them (edited since): {', '.join(done.left[:5])}")
 
 
 def _abort(ctx: Ctx, journal: dict[str, Any], progress: Progress) -> Outcome:
+    target = str(journal.get("target"))
+    wrong = check_form(ctx, journal)
+    if wrong:
+        # Not orch's journal, or not one orch can stand by: nothing it names is touched.
+        kept = _set_aside(ctx)
+        ctx.log(
+            "REVERTED",
+            "MERGE_ROLLBACK",
+            f"journal refused: {'; '.join(wrong)}"[:300],
+            artifacts=[ctx.project.rel(kept)],
+        )
+        message = (
+            f"{refusal(journal, wrong)}. orch set it aside as {ctx.project.rel(kept)} and changed nothing else: no "
+            "branch moved, no worktree or checkout touched; run orch merge to start again"
+        )
+        return _aborted(ctx, journal, target, message, pre_ref=None)
     if has_landed(ctx, journal):
         raise InputError(
-            f"ceremony {journal['id']} already moved {journal['target']}; it can only be finished",
+            f"ceremony {journal['id']} already moved {target}; it can only be finished",
             hint="run orch merge --resume (and roll back with the command its report gives, if you want)",
         )
-    stop_orphan_test(journal)
+    stop_orphan_test(ctx, journal)
+    _settle_landing(ctx, journal, progress)
     progress("dropping the interrupted ceremony")
     drop(ctx, journal)
-    target = journal["target"]
+    message = (
+        f"ceremony {journal['id']} was rolled back: nothing landed on {target}, no task branch was touched; "
+        "run orch merge to start again"
+    )
+    return _aborted(ctx, journal, target, message, pre_ref=journal["pre_ref"])
+
+
+def _set_aside(ctx: Ctx) -> Path:
+    """Move a journal orch will not act on out of the way, kept for a person to read."""
+    n, stamp = 1, utc_stamp()
+    kept = ctx.project.merges_dir / f"refused-{stamp}.json"
+    while kept.exists():
+        n += 1
+        kept = ctx.project.merges_dir / f"refused-{stamp}-{n}.json"
+    os.replace(ctx.project.merges_dir / JOURNAL, kept)
+    return kept
+
+
+def _aborted(ctx: Ctx, journal: dict[str, Any], target: str, message: str, *, pre_ref: str | None) -> Outcome:
+    now = git.rev_parse(f"refs/heads/{target}", cwd=ctx.project.root) if pre_ref else None
     return Outcome(
-        id=journal["id"],
+        id=str(journal.get("id")),
         into=target,
         mode="batch" if journal.get("batch") else "sequential",
-        base_before=journal["base_sha"],
-        base_after=git.rev_parse(f"refs/heads/{target}", cwd=ctx.project.root),
-        pre_ref=journal["pre_ref"],
+        base_before=str(journal.get("base_sha")),
+        base_after=now,
+        pre_ref=pre_ref,
         landed="aborted",
-        message=(
-            f"ceremony {journal['id']} was rolled back: nothing landed on {target}, no task branch was touched; "
-            "run orch merge to start again"
-        ),
-        test_command=journal.get("test_command"),
+        message=message,
+        test_command=ctx.config.test_command,
         test_runs=int(journal.get("test_runs", 0)),
         results=[],
         report=None,
@@ -208,22 +292,59 @@ def _abort(ctx: Ctx, journal: dict[str, Any], progress: Progress) -> Outcome:
     )
 
 
-def _run(ceremony: Ceremony) -> Outcome:
+def _run(ceremony: Ceremony, *, resumed: bool = False) -> Outcome:
     ctx, j = ceremony.ctx, ceremony.j
-    if j["step"] != "landed" and not has_landed(ctx, j):
-        ceremony.integration.prepare(j["good"])
+    if not has_landed(ctx, j):
+        ceremony.integration.prepare(j["good"], git_options=fault_hooks(ctx, "worktree add", "HEAD"))
         todo = [t for t in j["queue"] if t not in ceremony.decided()]
         if j.get("batch"):
             ceremony.run_batch(todo)
         else:
             ceremony.run_sequential(todo)
+        if resumed:
+            _retest(ceremony)
         how, message = ceremony.land()
         j["landed"], j["land_detail"] = how, message
         ctx.log("MERGED" if how in ("update-ref", "fast-forward") else "RUNNING", "LAND", f"{how}: {message or ''}")
     else:
-        j["landed"] = j.get("landed") or "update-ref"
+        j["landed"] = j["landed"] if j.get("landed") in ("update-ref", "fast-forward") else "update-ref"
+        j["land_detail"] = None
+        landed = git.rev_parse(landed_ref(j["target"]), cwd=ctx.project.root)
+        if resumed and not (landed and git.is_ancestor(j["good"], landed, cwd=ctx.project.root)):
+            # On the base, but orch has no record of landing it: it lands in orch's record only tested.
+            ceremony.integration.prepare(j["good"])
+            _retest(ceremony, landed=True)
+            mark(ctx, j["target"], j["good"])
     ceremony.save("landed")
     return _finish(ceremony)
+
+
+def _retest(ceremony: Ceremony, *, landed: bool = False) -> None:
+    """A resumed ceremony runs the tests on the tree it is about to land (or finds landed) unless it
+    saw them pass itself: the journal's word that they passed is not enough."""
+    ctx, j = ceremony.ctx, ceremony.j
+    if j["good"] == j["base_sha"] or j["good"] in ceremony.tested:
+        return
+    merged = [r["task"] for r in j["results"] if r["outcome"] == "MERGED"]
+    ceremony.merged_since = merged
+    passed, _, log = ceremony.test("resumed")
+    if passed:
+        return
+    target, good = j["target"], j["good"]
+    if landed:
+        rollback = rollback_command(ctx.project.root, j, git.rev_parse(f"refs/heads/{target}", cwd=ctx.project.root))
+        _set_aside(ctx)
+        raise CheckFailed(
+            f"{target} holds {good[:12]}, which ceremony {j['id']} says it landed, but orch has no record of landing "
+            f"it and it fails the tests now (log: {log}); orch recorded nothing of it",
+            hint=f"roll it back with: {rollback}",
+        )
+    drop(ctx, j)
+    raise CheckFailed(
+        f"the result of ceremony {j['id']} ({good[:12]}) failed the tests when run again before landing (log: {log}); "
+        f"the ceremony was rolled back: nothing landed on {target}, no task branch was touched",
+        hint="run orch merge again",
+    )
 
 
 def _finish(ceremony: Ceremony) -> Outcome:
@@ -245,7 +366,7 @@ def _finish(ceremony: Ceremony) -> Outcome:
         pre_ref=j["pre_ref"],
         landed=how,
         message=j.get("land_detail"),
-        test_command=j.get("test_command"),
+        test_command=ctx.config.test_command,
         test_runs=int(j.get("test_runs", 0)),
         results=results,
         report=ctx.project.rel(report_path),
@@ -309,6 +430,8 @@ def _finish(ceremony: Ceremony) -> Outcome:
         f"{how}; {summary or 'nothing to merge'}; {outcome.test_runs} test run(s)",
         artifacts=[outcome.report or ""],
     )
+    if not landed and base_after == j["base_sha"]:
+        mark(ctx, j["target"], j["base_sha"])  # checked at the start (basecheck), and all of it recorded
     fault_point("recorded")
     (ctx.project.merges_dir / JOURNAL).unlink()
     return outcome

@@ -132,7 +132,7 @@ def conflicts(ctx: Ctx) -> Forecast:
     for task_id, st in statuses.items():
         if st.get("state") in ("MERGED", "CLEANED", "PENDING"):
             continue
-        tip = branch_tip(heads, task_id, st)
+        tip = branch_tip(heads, task_id)
         if tip is not None:
             tips[task_id] = tip
     ids = merge_order(ctx, list(tips))

@@ -14,7 +14,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,15 +56,25 @@ class Integration:
             return None
         return admin if back.resolve() == (self.path / ".git").resolve() else None
 
-    def prepare(self, sha: str) -> None:
+    def prepare(self, sha: str, *, git_options: Sequence[str] = ()) -> None:
+        """Our worktree at ``sha`` with a clean tree: repaired or made anew if it is broken or gone.
+
+        ``git_options`` go before ``worktree add`` (the crash tests' fault injection).
+        """
         root = self.ctx.project.root
+        repair_half_made(self.ctx, self.path)
         self.admin = self._find_admin()
         if self.admin is None:
-            if self.path.exists():  # a broken scratch tree of ours: everything in it is in git's objects
-                shutil.rmtree(self.path)
+            if self.path.exists() or self.path.is_symlink():
+                # a broken scratch tree of ours: everything in it is in git's objects
+                _remove_scratch(self.ctx, self.path)
             git.run(["worktree", "prune"], cwd=root)
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            git.run(["worktree", "add", "--detach", "--force", "--", str(self.path), sha], cwd=root, no_hooks=True)
+            git.run(
+                [*git_options, "worktree", "add", "--detach", "--force", "--", str(self.path), sha],
+                cwd=root,
+                no_hooks=True,
+            )
             self.admin = self._find_admin()
             if self.admin is None:
                 raise EnvError(f"could not set up the integration worktree at {self.path}")
@@ -113,14 +123,104 @@ class Integration:
         return (self.admin / "HEAD").read_text().strip()
 
 
+def _owned(ctx: Ctx, path: Path) -> bool:
+    """Is ``path`` orch's integration worktree folder: named so, right under the worktree root, not a
+    symlink, and not holding the person's checkout?"""
+    root = ctx.project.root.resolve()
+    try:
+        resolved = path.resolve()
+        if path.is_symlink() or path.name != INTEGRATION_DIR:
+            return False
+        return resolved.parent == ctx.config.worktree_root.resolve() and not root.is_relative_to(resolved)
+    except OSError:
+        return False
+
+
+def _remove_scratch(ctx: Ctx, path: Path) -> None:
+    """Remove orch's own scratch tree; anything else is refused (orch removes nothing of anyone's)."""
+    if not _owned(ctx, path):
+        raise EnvError(
+            f"refusing to remove {path}: it is not orch's integration worktree "
+            f"({ctx.config.worktree_root / INTEGRATION_DIR})",
+            hint="move it away by hand, then run the command again",
+        )
+    shutil.rmtree(path)
+
+
+def half_made(ctx: Ctx, path: Path) -> list[Path]:
+    """git's admin folders (``<common dir>/worktrees/<name>``) of an integration worktree at ``path`` that a
+    killed ``git worktree add`` left half made: still marked ``initializing``, or without a valid HEAD
+    (missing, all zeros, or ``HEAD.lock`` left). ``git worktree prune`` skips them (they are locked)
+    and every ``git rev-list --all``, ``fsck`` and ``gc`` fails on their HEAD."""
+    folder = ctx.project.common_dir / "worktrees"
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError:
+        return []
+    ours = (path / ".git").resolve()
+    found = []
+    for admin in entries:
+        suffix = admin.name[len(INTEGRATION_DIR) :]  # git adds a number when the name is taken
+        if not admin.name.startswith(INTEGRATION_DIR) or (suffix and not suffix.isdigit()):
+            continue
+        try:
+            gitdir = (admin / "gitdir").read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            gitdir = None
+        except OSError:
+            continue
+        if gitdir is not None and Path(gitdir).resolve() != ours:
+            continue  # an integration worktree of another path (another worktree root): not this one
+        try:
+            locked = (admin / "locked").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            locked = ""
+        try:
+            head = (admin / "HEAD").read_text(encoding="ascii", errors="replace").strip()
+        except OSError:
+            head = ""
+        broken = (
+            locked.startswith("initializing")
+            or (admin / "HEAD.lock").exists()
+            or not head
+            or set(head) == {"0"}
+            or gitdir is None
+        )
+        if broken:
+            found.append(admin)
+    return found
+
+
+def repair_half_made(ctx: Ctx, path: Path) -> list[Path]:
+    """Remove what a killed ``git worktree add`` of orch's integration worktree left: its admin
+    folders (``half_made``) and its half-checked-out folder; then ``git worktree prune``. Returns the
+    admin folders removed. Only orch's own: nothing else is touched."""
+    broken = half_made(ctx, path)
+    if not broken:
+        return []
+    for admin in broken:
+        shutil.rmtree(admin)
+    if path.exists() or path.is_symlink():
+        _remove_scratch(ctx, path)
+    git.run(["worktree", "prune"], cwd=ctx.project.root)
+    return broken
+
+
 def run_tests(
-    command: str, cwd: Path, timeout: float, log_path: Path, *, on_start: Callable[[int], None] | None = None
+    command: str,
+    cwd: Path,
+    timeout: float,
+    log_path: Path,
+    *,
+    on_start: Callable[[int], None] | None = None,
+    append: bool = False,
 ) -> tuple[bool, str]:
-    """Run the integration test command through ``sh -c`` (a person wrote it); (passed, excerpt)."""
+    """Run a test command through ``sh -c`` (a person wrote it); (passed, excerpt). ``append``: after
+    what ``log_path`` holds already (a task's accept command after the test command)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = git.clean_env({"ORCH_INTEGRATION": "1"})
-    with open(log_path, "wb") as log:
-        log.write(f"$ {command}\n".encode())
+    with open(log_path, "ab" if append else "wb") as log:
+        log.write(f"{chr(10) if append else ''}$ {command}\n".encode())
         log.flush()
         proc = subprocess.Popen(
             ["sh", "-c", command],
@@ -204,7 +304,7 @@ def _group_runs(group: int) -> bool:
     return False
 
 
-def fast_forward(checkout: Path, sha: str) -> git.Result:
+def fast_forward(checkout: Path, sha: str, *, git_options: Sequence[str] = ()) -> git.Result:
     """``git merge --ff-only`` of the person's checkout to ``sha``, as git itself would do it.
 
     git refuses (and changes nothing) when the fast-forward would overwrite an uncommitted change,
@@ -214,7 +314,7 @@ def fast_forward(checkout: Path, sha: str) -> git.Result:
     """
     return git.run(
         [
-            "-c", "submodule.recurse=false",
+            "-c", "submodule.recurse=false", *git_options,
             "merge", "--ff-only", "--no-overwrite-ignore", "--no-autostash", "--quiet", sha,
         ],
         cwd=checkout,

@@ -4,8 +4,13 @@ The ceremony writes ``.orch/run/merges/journal.json`` before every step (``steps
 and deletes it when it is done, so a journal left behind is an interrupted ceremony: ``pending``
 tells other commands (clean leaves its tasks alone), ``has_landed`` whether it had moved the base
 already, ``stop_orphan_test`` ends the test run it left behind, ``drop`` rolls it back.
-``fault_point`` is the crash tests' way in: ``ORCH_TEST_KILL_AT=<step>`` kills orch right there.
+``fault_point`` is the crash tests' way in: ``ORCH_TEST_KILL_AT=<step>`` kills orch right there;
+``fault_hooks`` kills it in the middle of a git command (the worktree add, the fast-forward).
 ``ceremony_lock`` lets one ceremony run at a time and tells the others which process runs it.
+
+Everything in the journal is a claim: anyone who can write ``.orch/run/`` (an agent too) can write
+it. What a resumed ceremony takes from it is checked first (``orch.integrate.proof``); the paths it
+works in are computed, never read from it.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any
 from orch.core import git, procs
 from orch.core.context import Ctx
 from orch.core.errors import EnvError, InputError
-from orch.integrate.integration import Integration
+from orch.integrate.integration import INTEGRATION_DIR, Integration
 
 JOURNAL = "journal.json"  # JSON is YAML too: read back through the store and validated like the rest
 _KILL_AT = os.environ.get("ORCH_TEST_KILL_AT", "")
@@ -32,6 +37,41 @@ def fault_point(step: str) -> None:
     ORCH_TEST_KILL_AT naming this step, die as abruptly as a power cut would, right here."""
     if _KILL_AT and step == _KILL_AT:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+# A reference-transaction hook that SIGKILLs orch and every git process between it and the hook, once
+# git has prepared the update of the ref named (its lock files taken, what it wrote before still there).
+_KILLER = """#!/bin/sh
+[ "$1" = prepared ] || exit 0
+awk -v r={ref} '$3 == r {{ found = 1 }} END {{ exit !found }}' || exit 0
+chain=""
+p=$PPID
+n=0
+while [ "$p" != {pid} ]; do
+    [ "$p" -gt 1 ] && [ "$n" -lt 6 ] || exit 0
+    chain="$p $chain"
+    p=$(cut -d' ' -f4 "/proc/$p/stat") || exit 0
+    n=$((n + 1))
+done
+kill -9 {pid} $chain
+"""
+
+
+def fault_hooks(ctx: Ctx, step: str, ref: str) -> list[str]:
+    """Fault injection inside a git command: with ORCH_TEST_KILL_AT naming ``step``, git options (put
+    after orch's own) that make git run a hook killing orch and git with SIGKILL right when git is
+    about to update ``ref``: in ``git worktree add`` (ref ``HEAD``: its admin folder half made) or in
+    the fast-forward of the person's checkout (its files written, the branch not moved yet)."""
+    if not _KILL_AT or step != _KILL_AT:
+        return []
+    import shlex
+
+    folder = ctx.project.merges_dir / "fault-hooks"
+    folder.mkdir(parents=True, exist_ok=True)
+    hook = folder / "reference-transaction"
+    hook.write_text(_KILLER.format(ref=shlex.quote(ref), pid=os.getpid()))
+    hook.chmod(0o755)
+    return ["-c", f"core.hooksPath={folder}"]
 
 
 @contextlib.contextmanager
@@ -124,10 +164,14 @@ def has_landed(ctx: Ctx, j: dict[str, Any]) -> bool:
     return now is not None and (now == j["good"] or git.is_ancestor(j["good"], now, cwd=ctx.project.root))
 
 
-def stop_orphan_test(j: dict[str, Any]) -> None:
-    """A test run the killed ceremony left behind must not race the resumed one in the same tree."""
+def stop_orphan_test(ctx: Ctx, j: dict[str, Any]) -> None:
+    """A test run the killed ceremony left behind must not race the resumed one in the same tree.
+
+    The pid is the journal's word: orch signals its process group only if it leads one (the test run
+    has a session of its own) and, where ``/proc`` says, works in orch's integration worktree.
+    """
     pid = j.get("test_pid")
-    if pid and procs.alive(pid, j.get("test_start")):
+    if pid and procs.alive(pid, j.get("test_start")) and _ran_our_tests(pid, integration_path(ctx)):
         for sig in (signal.SIGTERM, signal.SIGKILL):
             try:
                 os.killpg(pid, sig)
@@ -140,8 +184,30 @@ def stop_orphan_test(j: dict[str, Any]) -> None:
     j["test_pid"] = j["test_start"] = None
 
 
+def _ran_our_tests(pid: int, where: Path) -> bool:
+    try:
+        if os.getpgid(pid) != pid:
+            return False
+    except OSError:
+        return False
+    try:
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+    except FileNotFoundError:
+        return not Path("/proc/self").exists()  # no /proc (macOS): the group leader and its start time
+    except OSError:
+        return False
+    where = where.resolve()
+    return cwd == where or where in cwd.parents
+
+
+def integration_path(ctx: Ctx) -> Path:
+    """orch's integration worktree: always computed from the config, never read from a journal."""
+    return ctx.config.worktree_root / INTEGRATION_DIR
+
+
 def drop(ctx: Ctx, journal: dict[str, Any]) -> None:
-    integration = Integration(ctx, Path(journal["integration"]))
+    """Roll an interrupted ceremony back: its worktree (orch's own) back to the base, the journal gone."""
+    integration = Integration(ctx, integration_path(ctx))
     integration.prepare(journal["base_sha"])
     (ctx.project.merges_dir / JOURNAL).unlink()
     ctx.log(

@@ -13,14 +13,14 @@ import json
 import math
 import shlex
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from orch.core import git, procs, state
 from orch.core.context import Ctx
 from orch.core.store import atomic_write
+from orch.integrate.basecheck import mark
 from orch.integrate.integration import PARK_BRANCH, Integration, checkout_of, fast_forward, in_the_way, run_tests
-from orch.integrate.journal import JOURNAL, fault_point
+from orch.integrate.journal import JOURNAL, fault_hooks, fault_point, integration_path
 from orch.integrate.report import describe_requirement
 from orch.integrate.triage import Result, deps, merged_outside, task_title
 
@@ -32,8 +32,10 @@ class Ceremony:
         self.ctx = ctx
         self.j = journal
         self.progress = progress
-        self.integration = Integration(ctx, Path(journal["integration"]))
+        self.integration = Integration(ctx, integration_path(ctx))  # orch's own: never the journal's word
         self.folder = ctx.project.merges_dir / journal["id"]
+        self.tested: set[str] = set()  # heads this process saw pass their tests
+        self.merged_since: list[str] = []  # tasks merged since the last test run: their accept commands run
 
     # journal ---------------------------------------------------------------------------------------
 
@@ -108,12 +110,18 @@ class Ceremony:
         return keep
 
     def test(self, label: str) -> tuple[bool, str, str]:
-        """Run the test command and the hard requirement checks in the integration worktree."""
+        """Run the test command, the hard requirement checks and the ``accept`` command of each task
+        merged since the last test run (``merged_since``) in the integration worktree.
+
+        The test command is the one in .orch/config.yaml and each accept command the one in plan.md:
+        what a person wrote, never what a journal or a status says. A task whose accept failed in its
+        own run (FAILED) is judged again here, on the merged tree: its status is the agent's to write.
+        """
         n = self.j["test_runs"] = int(self.j.get("test_runs", 0)) + 1
         log_path = self.folder / f"test-{n:03d}-{label}.log"
         rel = self.ctx.project.rel(log_path)
         self.progress(f"testing {label} (run {n})")
-        command = self.j.get("test_command")
+        command = self.ctx.config.test_command
 
         def started(pid: int) -> None:  # so that a resumed ceremony can stop a test run we left behind
             self.j["test_pid"], self.j["test_start"] = pid, procs.start_time(pid)
@@ -135,6 +143,23 @@ class Ceremony:
                 excerpt = "\n".join(describe_requirement(f) for f in failures)
                 with open(log_path, "a", encoding="utf-8") as log:
                     log.write("\nhard requirement checks failed:\n" + excerpt + "\n")
+        for task_id in self.merged_since if passed else []:
+            task = self.ctx.plan.get(task_id)
+            if task is None or not task.accept:
+                continue
+            passed, excerpt = run_tests(
+                task.accept,
+                self.integration.path,
+                self.ctx.config.test_timeout,
+                log_path,
+                on_start=started,
+                append=True,
+            )
+            if not passed:
+                excerpt = f"the accept command of {task_id} failed on the merged tree:\n{excerpt}"
+                break
+        if passed:
+            self.tested.add(self.integration.head())
         self.j["test_pid"] = self.j["test_start"] = None
         self.j.setdefault("runs", []).append({"label": label, "passed": passed, "log": rel})
         self.ctx.log("RUNNING", "TEST", f"{label}: {'pass' if passed else 'FAIL'} (run {n})", artifacts=[rel])
@@ -154,6 +179,7 @@ class Ceremony:
             self.integration.reset(good)
             self.decide(Result(task_id, "CONFLICT", f"conflicts in {len(conflicts)} path(s)", sha=sha, paths=conflicts))
             return
+        self.merged_since = [task_id]
         passed, excerpt, log = self.test(task_id)
         if passed:
             self.decide(Result(task_id, "MERGED", None, sha=sha, merged_sha=head, log=log or None), good=head)
@@ -227,6 +253,7 @@ class Ceremony:
                 self.integration.reset(good)
                 self.run_sequential(merged)
                 return
+            self.merged_since = list(merged)
             passed, excerpt, log = self.test(f"batch-{len(merged)}")
             if passed:
                 head = self.integration.head()
@@ -290,11 +317,13 @@ class Ceremony:
             if not r.ok:
                 self._park(good)
                 return "base-moved", f"{target} moved while landing; the tested result is on {PARK_BRANCH}"
+            mark(self.ctx, target, good)
             return "update-ref", None
         # Landing when git itself would: the fast-forward goes ahead past uncommitted changes to other
         # paths; git refuses, changing nothing, when it would overwrite one. Then the result is parked.
-        r = fast_forward(checkout, good)
+        r = fast_forward(checkout, good, git_options=fault_hooks(self.ctx, "fast-forward", f"refs/heads/{target}"))
         if r.ok:
+            mark(self.ctx, target, good)
             return "fast-forward", None
         self._park(good)
         blocked = in_the_way(root, checkout, base, good, r.stderr)

@@ -50,8 +50,10 @@ class Triage:
     named: list[str] = field(default_factory=list)  # tasks the person asked for by id
 
 
-def branch_tip(tips: dict[str, str], task_id: str, status: state.Status) -> str | None:
-    return tips.get(status.get("branch") or f"orch/{task_id}")
+def branch_tip(tips: dict[str, str], task_id: str) -> str | None:
+    """The tip of the task's branch ``orch/<id>`` as git has it: never the ``branch`` or a sha its
+    status names (an agent can write its status, and name another task's branch there)."""
+    return tips.get(refs.branch_name(task_id))
 
 
 def branch_tips(ctx: Ctx) -> dict[str, str]:
@@ -60,12 +62,18 @@ def branch_tips(ctx: Ctx) -> dict[str, str]:
     return refs.branch_heads(ctx.project.root)
 
 
-def triage(ctx: Ctx, ids: list[str] | None) -> Triage:
+def triage(ctx: Ctx, ids: list[str] | None, outside: dict[str, Any] | None = None) -> Triage:
     """Sort every spun task (or the ``ids`` named) into the queue and the rest, with reasons.
 
     SUCCESS and SKIPPED go in the queue; so do REVERTED, CONFLICT and quarantined tasks whose branch
     has new commits since, or that are named explicitly (to try again). FAILED, BLOCKED, PAUSED,
     CRASHED and RUNNING are not ready. A task no longer in the plan is not merged.
+
+    The status only says which of these a task is: what is merged is the tip of ``orch/<id>``, and
+    ``reverify`` judges it again; a status rewritten to SUCCESS gets its tip judged, then tested with
+    the test command and the task's own accept command on the merged tree (``Ceremony.test``).
+    ``outside`` (``basecheck.outside_work``, by task): work the base holds though no ceremony landed
+    it, judged clean; a task whose whole branch is in the base that way is MERGED, whatever its state.
     """
     statuses = state.read_all(ctx.project, ctx.store)  # turns dead RUNNING tasks CRASHED
     named = list(dict.fromkeys(ids or []))
@@ -88,11 +96,11 @@ def triage(ctx: Ctx, ids: list[str] | None) -> Triage:
             if revived is None:
                 continue
             current = revived  # named: what its kept branch holds is judged as the task was before the clean
-        tip = branch_tip(tips, task_id, st) if current not in ("PENDING", "CLEANED", "MERGED") else None
+        tip = branch_tip(tips, task_id) if current not in ("PENDING", "CLEANED", "MERGED") else None
         merge = st.get("merge") or {}
         verdict = st.get("verdict") or {}
         if current in ("MERGED", "CLEANED"):
-            later = branch_tip(tips, task_id, st)
+            later = branch_tip(tips, task_id)
             if later is not None and merge.get("sha") and later != merge.get("sha"):
                 results.append(
                     Result(
@@ -111,7 +119,7 @@ def triage(ctx: Ctx, ids: list[str] | None) -> Triage:
                 results.append(Result(task_id, "NOT_READY", "not spun yet"))
             continue
         if tip is None:
-            results.append(Result(task_id, "NOT_READY", f"its branch {st.get('branch') or 'orch/' + task_id} is gone"))
+            results.append(Result(task_id, "NOT_READY", f"its branch {refs.branch_name(task_id)} is gone"))
             continue
         if ctx.plan.get(task_id) is None:
             results.append(
@@ -139,7 +147,25 @@ def triage(ctx: Ctx, ids: list[str] | None) -> Triage:
             results.append(Result(task_id, "NOT_READY", current + (f": {reason}" if reason else "")))
         if task_id in queue:
             shas[task_id] = tip
-    return Triage(queue, shas, results, statuses, named=named)
+    tri = Triage(queue, shas, results, statuses, named=named)
+    for found in (outside or {}).values():
+        _came_outside(tri, found, tips, wanted)
+    return tri
+
+
+def _came_outside(tri: Triage, found: Any, tips: dict[str, str], wanted: list[str]) -> None:
+    """A task whose whole branch reached the base outside a ceremony, and verified clean there, is
+    MERGED (a person merged it by hand), even if its run FAILED or a ceremony had reverted it."""
+    task_id = found.task
+    st = tri.statuses.get(task_id)
+    if not found.clean or st is None or task_id not in wanted or task_id in tri.queue or state.merged(st):
+        return
+    if st.get("state") in ("PENDING", "RUNNING", "CLEANED") or tips.get(refs.branch_name(task_id)) != found.sha:
+        return
+    tri.results[:] = [r for r in tri.results if r.task != task_id]
+    detail = "already contained in the base (it came in outside a merge ceremony; verified: its scope, the locks)"
+    tri.results.append(Result(task_id, "MERGED", detail, sha=found.sha))
+    tri.verdicts[task_id] = found.verdict.to_dict()
 
 
 def _cleaned(task_id: str, st: state.Status, tips: dict[str, str], results: list[Result]) -> str | None:

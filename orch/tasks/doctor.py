@@ -6,7 +6,9 @@
   snapshotted as if an agent had deleted the files it lacks);
 * prunable worktrees (their folder is gone);
 * stale ``index.lock`` files whose owner is gone;
-* CRASHED tasks with uncommitted work in their worktree.
+* CRASHED tasks with uncommitted work in their worktree;
+* the merge ceremony's integration worktree half made by a killed ``git worktree add``;
+* work on the base branch that no merge ceremony landed (``orch.integrate.basecheck``).
 
 Repairs never delete work: a half-spun branch is deleted only while it still points at the base
 commit it was made from; anything with commits is adopted (worktree and status recreated) instead.
@@ -259,6 +261,10 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
             f.fixed = settled.error is None
         findings.append(f)
     findings += _cleaned_before_merge(ctx, statuses)
+    from orch.tasks import doctor_merge
+
+    findings += [Finding(**kw) for kw in doctor_merge.integration_worktree(ctx, fix=fix)]
+    findings += [Finding(**kw) for kw in doctor_merge.base_outside_ceremony(ctx)]
     if fix and any(f.fixed for f in findings):
         ctx.log("-", "DOCTOR", f"fixed {sum(f.fixed for f in findings)} of {len(findings)}")
     return findings

@@ -65,6 +65,14 @@ def rows(ctx: Ctx, task_id: str | None = None) -> list[dict[str, Any]]:
     return out
 
 
+def base_notice(ctx: Ctx) -> str | None:
+    """One line when the base branch holds a task's work that no merge ceremony landed (someone moved
+    the base itself); at most one cheap git call, and only when the refs changed since the last look."""
+    from orch.integrate.basecheck import notice
+
+    return notice(ctx, state.read_all(ctx.project, ctx.store))
+
+
 def detail_text(ctx: Ctx, task_id: str) -> str:
     """Everything known about one task, for ``orch status ID``."""
     from orch.core import text
