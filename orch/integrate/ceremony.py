@@ -70,6 +70,7 @@ def _start(ctx: Ctx, ids: list[str] | None, *, batch: bool, into: str | None, pr
     base = git.rev_parse(f"refs/heads/{target}", cwd=root)
     if base is None:
         raise InputError(f"no branch '{target}' to merge into", hint="check base_branch in .orch/config.yaml or --into")
+    git.check_programs(cwd=root, command="merge")  # before the journal: merging runs filters and drivers
     tri = triage(ctx, ids)
     mergeable = reverify(ctx, tri, log=True, base_tip=base)
     order = merge_order(ctx, mergeable)

@@ -99,6 +99,8 @@ def clean(
     else:
         selected = [i for i, s in statuses.items() if s.get("state") != "CLEANED" and state.merged(s)]
     report = CleanReport()
+    if selected:  # before any worktree is touched: snapshotting one runs its filters
+        git.check_programs(cwd=project.root, command="clean")
     listing = git_worktrees(project.root)
     from orch.integrate.journal import pending
 

@@ -4,7 +4,9 @@
 * a spin killed half-way: a branch without a worktree, a worktree without a status;
 * prunable worktrees (their folder is gone);
 * stale ``index.lock`` files whose owner is gone;
-* CRASHED tasks with uncommitted work in their worktree.
+* CRASHED tasks with uncommitted work in their worktree;
+* programs git config names (filters, merge and diff drivers) that no person accepted
+  (``--accept-git-config`` accepts them: ``orch.core.gitsafety``).
 
 Repairs never delete work: a half-spun branch is deleted only while it still points at the base
 commit it was made from; anything with commits is adopted (worktree and status recreated) instead.
@@ -17,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from orch.core import eventlog, git, state
+from orch.core import eventlog, git, gitsafety, state
 from orch.core.context import Ctx
 from orch.core.plan import ID_RE, RESERVED_IDS
 
@@ -56,7 +58,16 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
     root = project.root
     from orch.core.refs import BASE_PREFIX, branch_name, git_worktrees
 
-    findings: list[Finding] = []
+    findings: list[Finding] = [
+        Finding(
+            "git-config",
+            u.key,
+            f"git config names a program orch has not accepted: {u.shown(key=False)}",
+            f"if you, a person, set it up: {gitsafety.ACCEPT}; if not (an agent may have planted it): {u.removal()}",
+            fixable=False,
+        )
+        for u in git.unaccepted_programs(cwd=root)
+    ]
     listing = git_worktrees(root)
     statuses = state.read_all(project, ctx.store)  # also turns dead RUNNING tasks CRASHED
 
@@ -222,7 +233,22 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
                 )
             )
             continue
-        dirty = bool(st.get("worktree")) and wt.is_dir() and git.worktree_is_dirty(cwd=wt)
+        try:
+            dirty = bool(st.get("worktree")) and wt.is_dir() and git.worktree_is_dirty(cwd=wt)
+        except gitsafety.UnknownProgram as exc:  # git status there could start it (config seen from there)
+            findings.append(
+                Finding(
+                    "crashed",
+                    task_id,
+                    f"{st.get('reason') or 'its process is gone'}; orch did not look for uncommitted work: "
+                    + exc.message,
+                    f"{exc.hint}; then run orch doctor again",
+                    fixable=False,
+                    task=task_id,
+                    path=str(wt),
+                )
+            )
+            continue
         f = Finding(
             "crashed",
             task_id,
@@ -247,6 +273,15 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
     if fix and any(f.fixed for f in findings):
         ctx.log("-", "DOCTOR", f"fixed {sum(f.fixed for f in findings)} of {len(findings)}")
     return findings
+
+
+def accept_git_config(ctx: Ctx) -> tuple[dict[str, str], dict[str, str]]:
+    """``orch doctor --accept-git-config``: the programs git config names now become the baseline
+    (as ``orch init`` records it); (accepted now, accepted before)."""
+    now, before = git.accept_programs(cwd=ctx.project.root)
+    added = [f"{k}={v!r}" for k, v in now.items() if before.get(k) != v]
+    ctx.log("-", "ACCEPT_GIT_CONFIG", "; ".join(added) or "nothing new")
+    return now, before
 
 
 def _task_of_branch(info: dict[str, str]) -> str | None:
