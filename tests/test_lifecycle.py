@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import Orch, git, write_plan
+from conftest import Orch, Run, git, write_plan
 
 AGENT = textwrap.dedent(
     """
@@ -705,24 +705,19 @@ def test_clean_uses_the_task_branch_whatever_the_status_says(project: Path, orch
     assert git(project, "rev-parse", "--verify", "refs/heads/main")
 
 
-def test_lost_spin_race_spins_the_other_tasks(project: Path, orch: Orch) -> None:
+def test_lost_spin_race_spins_the_other_tasks(project: Path, orch: Orch, tmp_path: Path) -> None:
     plan(project, task("T1", "true"), task("T2", "true"))
-    base = git(project, "rev-parse", "HEAD")
-    hook = project / ".git/hooks/reference-transaction"
-    hook.parent.mkdir(exist_ok=True)
-    marker = project / ".git/raced"
-    # A concurrent spin wins orch/T2 between orch's check and its transaction: simulated by failing
-    # the first transaction and creating orch/T2 once its locks are released.
-    hook.write_text(
-        "#!/bin/sh\n"
-        f"[ -e {shlex.quote(str(marker))} ] && exit 0\n"
-        'if [ "$1" = prepared ] && grep -q refs/heads/orch/T2; then exit 1; fi\n'
-        'if [ "$1" = aborted ]; then touch ' + shlex.quote(str(marker)) + "; "
-        f"git update-ref refs/heads/orch/T2 {base}; fi\n"
-        "exit 0\n"
-    )
-    hook.chmod(0o755)
-    r = orch("spin", "--no-start", "T1", "T2")
+    # A concurrent spin wins orch/T2 between orch's check and its transaction: the first spin waits
+    # right before its claim while a second, real one spins T2. (This was a reference-transaction
+    # hook in orch's transaction; orch's git runs no hook any more: tests/test_escapes_git.py.)
+    env = {**os.environ, "ORCH_TEST_PAUSE_AT": f"claim:{tmp_path}"}
+    argv = [sys.executable, "-m", "orch", "spin", "--no-start", "T1", "T2"]
+    first = subprocess.Popen(argv, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: (tmp_path / "paused").exists(), timeout=60)
+    orch.ok("spin", "--no-start", "T2")
+    (tmp_path / "go").touch()
+    stdout, stderr = first.communicate(timeout=120)
+    r = Run(first.returncode, stdout, stderr)
     assert r.returncode == 3, r.output
     assert "T2: task T2 already spun" in r.stderr and "Traceback" not in r.output
     assert "T1: orch/T1" in r.stdout

@@ -31,6 +31,9 @@ def init(
         out(f"kept     {rel}")
     for line in result.hooks:
         out(f"hooks    {line}")
+    for key, value in result.git_programs.items():
+        note = "accepted" if key in result.git_programs_new else "kept    "
+        out(f"git      {note} {key}={value!r} (a program your git config names; see: orch doctor)")
     out(f"\nbase branch: {result.base_branch}")
     out(f"test command: {result.test_command or '(none: set test_command in .orch/config.yaml)'}")
     if result.not_applied:

@@ -193,11 +193,25 @@ def clean(
 def doctor(
     fix: bool = typer.Option(False, "--fix", help="Repair or adopt what can be repaired safely."),
     as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON (schemas/doctor.schema.json)."),
+    accept_git_config: bool = typer.Option(
+        False,
+        "--accept-git-config",
+        help="Accept the programs git config names now (filters, merge and diff drivers) as set up by you, "
+        "a person; orch refuses to run git while config names one not accepted (orch init accepts them too).",
+    ),
 ) -> int:
-    """Find worktrees, branches and statuses out of step, stale locks and crashed tasks."""
+    """Find worktrees, branches and statuses out of step, stale locks, crashed tasks and planted git config."""
     from orch.tasks import doctor as doctor_mod
 
     c = ctx()
+    if accept_git_config:
+        now, before = doctor_mod.accept_git_config(c)
+        for key, value in now.items():
+            out(f"{'accepted' if before.get(key) != value else 'kept    '} {key}={value!r}")
+        for key in sorted(before.keys() - now.keys()):
+            out(f"dropped  {key} (no longer in git config)")
+        out(f"git config names {len(now)} program(s); orch's git may run these, and no other")
+        return 0
     findings = doctor_mod.run(c, fix=fix)
     if as_json:
         from orch.cli import render

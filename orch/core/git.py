@@ -4,6 +4,12 @@ Argv lists only, never a shell string; ``--`` before paths; a failure raises ``G
 command, its exit code and its output. The environment is cleaned of the ``GIT_*`` variables git
 exports to hooks (``GIT_DIR``, ``GIT_INDEX_FILE`` ...), which would otherwise point a git run from a
 hook or from another worktree at the wrong repository.
+
+Agents can write the shared git folder and the user's git config, so no git orch runs may start a
+program they planted: hooks, signing, fsmonitor, the external diff, submodule recursion and network
+transports are off (``NO_PROGRAMS``, ``_env``), and before a command that could start a filter, a
+merge or diff driver or a config hook, the config is checked against the baseline a person accepted
+(``orch.core.gitsafety``).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import os
 import subprocess
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
+from orch.core import gitsafety
 from orch.core.errors import EnvError, GitError
 
 TYPE_CHECKING = False  # typing, pathlib and dataclasses cost milliseconds the git hooks do not have
@@ -28,8 +35,16 @@ _KEEP = {"GIT_EXEC_PATH", "GIT_ASKPASS", "GIT_TEMPLATE_DIR", "GIT_CEILING_DIRECT
 # code while orch reads a repository: no fsmonitor daemon, no external diff, no textconv.
 HARDENED = ("-c", "core.fsmonitor=false", "-c", "diff.external=", "-c", "core.untrackedCache=false")
 
-# Where orch itself commits (snapshots, merges), no hook may run: verification judges the result.
+# No git orch runs starts a program that one option can switch off: no hook (a folder inside
+# /dev/null can hold none; verification judges what orch commits, and an agent can write .git/hooks),
+# no signing and no signature check (gpg.program), no recursion into submodules (their own config).
 NO_HOOKS = ("-c", "core.hooksPath=/dev/null")
+NO_PROGRAMS = (
+    *NO_HOOKS,
+    *("-c", "commit.gpgSign=false", "-c", "tag.gpgSign=false"),
+    *("-c", "merge.verifySignatures=false", "-c", "log.showSignature=false"),
+    *("-c", "submodule.recurse=false"),
+)
 
 ORCH_IDENT = {
     "GIT_AUTHOR_NAME": "orch",
@@ -67,12 +82,12 @@ class Result:
         return self.returncode == 0
 
 
-def _argv(args: Sequence[str], hardened: bool, no_hooks: bool) -> list[str]:
+def _argv(args: Sequence[str], hardened: bool, sub: str) -> list[str]:
     argv = ["git"]
-    if hardened:
-        argv += HARDENED
-    if no_hooks:
-        argv += NO_HOOKS
+    if sub != "config":  # config runs nothing, and must answer what the files say
+        if hardened:
+            argv += HARDENED
+        argv += NO_PROGRAMS
     argv += list(args)
     return argv
 
@@ -104,6 +119,11 @@ def _env(env: Mapping[str, str] | None, optional_locks: bool) -> dict[str, str]:
     extra = dict(env or {})
     if not optional_locks:
         extra["GIT_OPTIONAL_LOCKS"] = "0"
+    # No transport at all (orch never fetches): a promisor remote planted in config would otherwise
+    # run its URL's program (ext::, a remote helper) when any command misses an object. A person who
+    # needs lazy fetching sets GIT_ALLOW_PROTOCOL themselves. No editor either: orch never asks.
+    extra.setdefault("GIT_ALLOW_PROTOCOL", os.environ.get("GIT_ALLOW_PROTOCOL", ""))
+    extra["GIT_EDITOR"] = ":"
     return clean_env(extra)
 
 
@@ -115,20 +135,16 @@ def run(
     input: str | None = None,
     env: Mapping[str, str] | None = None,
     hardened: bool = True,
-    no_hooks: bool = False,
+    no_hooks: bool = True,
     optional_locks: bool = True,
     timeout: float | None = None,
 ) -> Result:
-    """Run ``git ARGS`` in ``cwd`` and return its output; raise ``GitError`` on failure if ``check``."""
-    return start(
-        args,
-        cwd=cwd,
-        input=input,
-        env=env,
-        hardened=hardened,
-        no_hooks=no_hooks,
-        optional_locks=optional_locks,
-    ).wait(check=check, timeout=timeout)
+    """Run ``git ARGS`` in ``cwd`` and return its output; raise ``GitError`` on failure if ``check``.
+
+    ``no_hooks`` is kept for the callers that pass it: no hook runs under orch's git in any case."""
+    return start(args, cwd=cwd, input=input, env=env, hardened=hardened, optional_locks=optional_locks).wait(
+        check=check, timeout=timeout
+    )
 
 
 class Running:
@@ -166,11 +182,18 @@ def start(
     input: str | None = None,
     env: Mapping[str, str] | None = None,
     hardened: bool = True,
-    no_hooks: bool = False,
+    no_hooks: bool = True,
     optional_locks: bool = True,
 ) -> Running:
-    """Start ``git ARGS`` in ``cwd`` without waiting for it (``run`` is ``start(...).wait()``)."""
-    argv = _argv(args, hardened, no_hooks)
+    """Start ``git ARGS`` in ``cwd`` without waiting for it (``run`` is ``start(...).wait()``).
+
+    Raises ``gitsafety.UnknownProgram`` (git does not start) if the command could start a program
+    that the config names and no person accepted."""
+    where, sub, rest = gitsafety.split(args)
+    kinds = gitsafety.at_risk(sub, rest)
+    if kinds:
+        _refuse_unknown_programs(where, sub, kinds, cwd=cwd, env=env)
+    argv = _argv(args, hardened, sub)
     proc = _popen(argv, cwd, _env(env, optional_locks), stdin=input is not None)
     return Running(argv, proc, None if input is None else input.encode("utf-8", "surrogateescape"))
 
@@ -185,7 +208,11 @@ class Stream:
     def __init__(self, args: Sequence[str], *, cwd: Path | str, batch: int = 1 << 17) -> None:
         import tempfile
 
-        self.argv = _argv(args, True, False)
+        where, sub, rest = gitsafety.split(args)
+        kinds = gitsafety.at_risk(sub, rest)
+        if kinds:
+            _refuse_unknown_programs(where, sub, kinds, cwd=cwd, env=None)
+        self.argv = _argv(args, True, sub)
         self.batch = batch
         # stderr goes to a file, so stdout can be read with plain blocking reads: git cannot stall on a
         # full stderr pipe, and there is no select() round per chunk git writes.
@@ -347,13 +374,13 @@ def cat_blobs(shas: Sequence[str], *, cwd: Path | str) -> dict[str, bytes]:
     wanted = list(dict.fromkeys(shas))
     if not wanted:
         return {}
-    argv = ["git", *HARDENED, "cat-file", "--batch"]
+    argv = _argv(["cat-file", "--batch"], True, "cat-file")
     proc = subprocess.run(
         argv,
         cwd=cwd,
         input=("\n".join(wanted) + "\n").encode(),
         capture_output=True,
-        env=clean_env(),
+        env=_env(None, True),
         check=False,
     )
     if proc.returncode != 0:
@@ -371,3 +398,58 @@ def cat_blobs(shas: Sequence[str], *, cwd: Path | str) -> dict[str, bytes]:
         result[sha] = data[pos : pos + size]
         pos += size + 1
     return result
+
+
+# -- the programs git names from config (orch.core.gitsafety) ----------------------------------------
+
+
+def _programs_and_baseline(
+    where: list[str], *, cwd: Path | str, env: Mapping[str, str] | None
+) -> tuple[Result, dict[str, str]]:
+    """``git config --list`` as ``git WHERE ...`` in ``cwd`` reads it, and the accepted programs (two
+    short gits, side by side)."""
+    listing = start([*where, "config", "--list", "--show-origin", "-z"], cwd=cwd, env=env)
+    baseline = start([*where, "cat-file", "blob", gitsafety.BASELINE_REF], cwd=cwd, env=env)
+    config, accepted = listing.wait(check=False), baseline.wait(check=False)
+    return config, gitsafety.load_baseline(accepted.stdout) if accepted.ok else {}
+
+
+def _refuse_unknown_programs(
+    where: list[str], sub: str, kinds: frozenset[str], *, cwd: Path | str, env: Mapping[str, str] | None
+) -> None:
+    """Raise ``UnknownProgram`` if the config, as ``git WHERE SUB`` in ``cwd`` reads it, names a
+    program of these kinds that the baseline does not hold."""
+    config, known = _programs_and_baseline(where, cwd=cwd, env=env)
+    if not config.ok:  # a config git cannot read: the command cannot start anything it names either
+        return
+    found = gitsafety.unaccepted(config.stdout, known, kinds, str(cwd))
+    if found:
+        raise gitsafety.UnknownProgram(found, sub)
+
+
+def unaccepted_programs(*, cwd: Path | str) -> list[gitsafety.Unaccepted]:
+    """Every config entry seen from ``cwd`` that names a program the baseline does not hold."""
+    config, known = _programs_and_baseline([], cwd=cwd, env=None)
+    if not config.ok:
+        raise GitError(config.argv, config.returncode, config.stdout, config.stderr)
+    return gitsafety.unaccepted(config.stdout, known, gitsafety.ANY, str(cwd))
+
+
+def check_programs(*, cwd: Path | str, command: str) -> None:
+    """Refuse ``orch COMMAND`` up front (before it changes anything) while the config names a program
+    no person accepted; each git it runs checks again where it runs."""
+    found = unaccepted_programs(cwd=cwd)
+    if found:
+        raise gitsafety.UnknownProgram(found, command, orch=True)
+
+
+def accept_programs(*, cwd: Path | str) -> tuple[dict[str, str], dict[str, str]]:
+    """Record the programs the config names, seen from ``cwd``, as the baseline (``orch init``,
+    ``orch doctor --accept-git-config``): (what is accepted now, what was before)."""
+    config, before = _programs_and_baseline([], cwd=cwd, env=None)
+    if not config.ok:
+        raise GitError(config.argv, config.returncode, config.stdout, config.stderr)
+    now = {key: value for key, (value, _) in gitsafety.programs(config.stdout).items()}
+    sha = out(["hash-object", "-w", "--stdin"], cwd=cwd, input=gitsafety.dump_baseline(now))
+    run(["update-ref", "-m", "orch: accept the programs git config names", gitsafety.BASELINE_REF, sha], cwd=cwd)
+    return now, before

@@ -124,6 +124,7 @@ def _start(ctx: Ctx, ids: list[str] | None, *, batch: bool, into: str | None, pr
     base = git.rev_parse(f"refs/heads/{target}", cwd=root)
     if base is None:
         raise InputError(f"no branch '{target}' to merge into", hint="check base_branch in .orch/config.yaml or --into")
+    git.check_programs(cwd=root, command="merge")  # before the journal: merging runs filters and drivers
     found = outside_work(ctx, target)
     if not all(o.clean for o in found):
         message, hint = blocking_message(ctx, target, found)

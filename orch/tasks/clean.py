@@ -106,6 +106,8 @@ def clean(
         merged_ids = state.merged_tasks(project, statuses, left, lambda: f"refs/heads/{ctx.config.base_branch}")
         selected = [i for i in left if i in merged_ids]
     report = CleanReport()
+    if selected:  # before any worktree is touched: snapshotting one runs its filters
+        git.check_programs(cwd=project.root, command="clean")
     listing = git_worktrees(project.root)
     from orch.integrate.journal import pending
 

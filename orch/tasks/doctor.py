@@ -9,6 +9,8 @@
 * CRASHED tasks with uncommitted work in their worktree;
 * the merge ceremony's integration worktree half made by a killed ``git worktree add``;
 * work on the base branch that no merge ceremony landed (``orch.integrate.basecheck``).
+* programs git config names (filters, merge and diff drivers) that no person accepted
+  (``--accept-git-config`` accepts them: ``orch.core.gitsafety``).
 
 Repairs never delete work: a half-spun branch is deleted only while it still points at the base
 commit it was made from; anything with commits is adopted (worktree and status recreated) instead.
@@ -17,43 +19,23 @@ commit it was made from; anything with commits is adopted (worktree and status r
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from orch.core import eventlog, git, state
+from orch.core import eventlog, git, gitsafety, state
 from orch.core.context import Ctx
 from orch.core.plan import ID_RE, RESERVED_IDS
 from orch.tasks import halfspun
-from orch.tasks.clean import snapshot_ref
+from orch.tasks.doctor_tasks import (
+    cleaned_before_merge,
+    forget,
+    half_spun,
+    merged_after_clean,
+    task_of_branch,
+    under_worktree_root,
+)
+from orch.tasks.finding import Finding
 
 STALE_LOCK_AGE = 5.0  # seconds: younger index.lock files may belong to a git that is just starting
-
-
-@dataclass
-class Finding:
-    kind: str
-    subject: str
-    detail: str
-    fix: str
-    fixable: bool = True
-    fixed: bool = False
-    info: bool = False  # worth knowing, nothing to repair
-    task: str | None = None  # the task it is about, if any
-    path: str | None = None  # the absolute path it is about (a worktree, a lock file), if any
-
-    def to_json(self) -> dict[str, object]:
-        """One finding of ``orch doctor --json`` (schemas/doctor.schema.json)."""
-        return {
-            "kind": self.kind,
-            "task": self.task,
-            "path": self.path,
-            "subject": self.subject,
-            "message": self.detail,
-            "fix": self.fix,
-            "fixable": self.fixable,
-            "fixed": self.fixed,
-            "info": self.info,
-        }
 
 
 def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
@@ -62,7 +44,16 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
     from orch.agents import taskgit
     from orch.core.refs import BASE_PREFIX, branch_name, git_worktrees
 
-    findings: list[Finding] = []
+    findings: list[Finding] = [
+        Finding(
+            "git-config",
+            u.key,
+            f"git config names a program orch has not accepted: {u.shown(key=False)}",
+            f"if you, a person, set it up: {gitsafety.ACCEPT}; if not (an agent may have planted it): {u.removal()}",
+            fixable=False,
+        )
+        for u in git.unaccepted_programs(cwd=root)
+    ]
     listing = git_worktrees(root)
     statuses = state.read_all(project, ctx.store)  # also turns dead RUNNING tasks CRASHED
 
@@ -73,7 +64,7 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
             gone,
             "git still lists this worktree but its folder is gone",
             "git worktree prune (committed work stays on its branch)",
-            task=_task_of_branch(listing[gone]),
+            task=task_of_branch(listing[gone]),
             path=gone,
         )
         findings.append(f)
@@ -84,7 +75,7 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
         listing = git_worktrees(root)
 
     by_task: dict[str, str] = {}
-    half = _half_spun(ctx, listing, statuses, findings, fix=fix)  # before anything reads those trees as work
+    half = half_spun(ctx, listing, statuses, findings, fix=fix)  # before anything reads those trees as work
     if fix and half:
         listing = git_worktrees(root)
         statuses = state.read_all(project, ctx.store)
@@ -98,7 +89,7 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
         by_task[task_id] = listed
         if listed in half and not half[listed]:
             continue  # reported above, not repaired
-        if not _under_worktree_root(ctx, Path(listed)):
+        if not under_worktree_root(ctx, Path(listed)):
             # The main checkout (or a worktree a person made elsewhere) on a task's branch: orch
             # never adopts it, and never commits there.
             findings.append(
@@ -118,7 +109,7 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
         st = statuses.get(task_id)
         if st is not None and st.get("worktree") and Path(st["worktree"]).resolve() == Path(listed).resolve():
             continue
-        if st is not None and (st.get("state") in ("RUNNING", "CLEANED") or _merged_after_clean(st)):
+        if st is not None and (st.get("state") in ("RUNNING", "CLEANED") or merged_after_clean(st)):
             continue  # a cleaned task's branch checked out again by hand is a person's, not orch's
         f = Finding(
             "unknown-worktree",
@@ -142,7 +133,7 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
         if task_id in by_task or not ID_RE.fullmatch(task_id) or task_id in RESERVED_IDS:
             continue
         st = statuses.get(task_id)
-        if st is not None and (st.get("state") == "CLEANED" or _merged_after_clean(st)):
+        if st is not None and (st.get("state") == "CLEANED" or merged_after_clean(st)):
             continue  # a branch clean kept on purpose (orch clean deletes it once it is merged)
         if st is not None and st.get("worktree"):
             continue  # reported below as a missing worktree
@@ -192,7 +183,7 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
                 git.run(["worktree", "add", "--quiet", str(target), branch], cwd=root)
                 f.fixed = True
             elif not has_branch:
-                state.update(project, ctx.store, task_id, _forget)
+                state.update(project, ctx.store, task_id, forget)
                 f.fixed = True
             else:
                 f.fixable = False
@@ -208,7 +199,7 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
             project.rel(lock) if lock.is_relative_to(root) else str(lock),
             f"no git process is working in {folder}; the lock was left by a git that was killed",
             "remove the stale index.lock",
-            task=_task_of_branch(listing.get(folder, {})),
+            task=task_of_branch(listing.get(folder, {})),
             path=str(lock),
         )
         if fix:
@@ -235,7 +226,22 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
                 )
             )
             continue
-        dirty = bool(st.get("worktree")) and taskgit.is_dirty(project, task_id, wt)
+        try:
+            dirty = bool(st.get("worktree")) and taskgit.is_dirty(project, task_id, wt)
+        except gitsafety.UnknownProgram as exc:  # git status there could start it (config seen from there)
+            findings.append(
+                Finding(
+                    "crashed",
+                    task_id,
+                    f"{st.get('reason') or 'its process is gone'}; orch did not look for uncommitted work: "
+                    + exc.message,
+                    f"{exc.hint}; then run orch doctor again",
+                    fixable=False,
+                    task=task_id,
+                    path=str(wt),
+                )
+            )
+            continue
         f = Finding(
             "crashed",
             task_id,
@@ -260,7 +266,7 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
             ctx.log("CRASHED", "SNAPSHOT", (settled.snapshot or settled.snapshot_ref or "")[:12], task=task_id)
             f.fixed = settled.error is None
         findings.append(f)
-    findings += _cleaned_before_merge(ctx, statuses)
+    findings += cleaned_before_merge(ctx, statuses)
     from orch.tasks import doctor_merge
 
     findings += [Finding(**kw) for kw in doctor_merge.integration_worktree(ctx, fix=fix)]
@@ -270,151 +276,18 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
     return findings
 
 
-def _half_spun(
-    ctx: Ctx,
-    listing: dict[str, dict[str, str]],
-    statuses: dict[str, state.Status],
-    findings: list[Finding],
-    *,
-    fix: bool,
-) -> dict[str, bool]:
-    """Worktrees a killed ``orch spin`` left half filled (``orch.tasks.halfspun``): by path, whether
-    repaired. Never snapshotted as work: the checkout is finished, and the spin undone while its
-    branch has no commits of its own (``orch spin`` then starts over)."""
-    from orch.core.refs import BASE_PREFIX, branch_name
-
-    root = ctx.project.root
-    found: dict[str, bool] = {}
-    with ctx.store.lock("git-worktree-add"):  # spin adds and marks worktrees under this lock
-        for listed, info in listing.items():
-            task_id = _task_of_branch(info)
-            wt = Path(listed)
-            if task_id is None or not _under_worktree_root(ctx, wt) or (h := halfspun.pending(wt)) is None:
-                continue
-            branch = branch_name(task_id)
-            st = statuses.get(task_id)
-            tip = git.rev_parse(f"refs/heads/{branch}", cwd=root)
-            spun = st is not None and st.get("state") == "PENDING" and bool(st.get("branch"))
-            undo = not spun and tip is not None and tip == git.rev_parse(f"{BASE_PREFIX}/{task_id}", cwd=root)
-            f = Finding(
-                "half-checked-out",
-                listed,
-                f"orch spin {task_id} was killed while it checked out this worktree: no agent ran in it, and "
-                "the files it lacks were never checked out (nobody deleted them)",
-                f"finish the checkout and undo the spin (remove the worktree, {branch} has no commits of its "
-                f"own): orch spin {task_id} starts over"
-                if undo
-                else "finish the checkout (what differs from the branch is kept under refs/orch/snapshots/ "
-                "first); the worktree stays",
-                task=task_id,
-                path=listed,
-            )
-            if h.spinner is not None or h.git_busy:
-                who = f"orch spin (pid {h.spinner})" if h.spinner is not None else "a git process"
-                f.detail = f"{who} is checking out this worktree right now"
-                f.fix = "nothing: let it finish (run orch doctor again if it never does)"
-                f.fixable, f.info = False, True
-            findings.append(f)
-            found[listed] = False
-            if not fix or not f.fixable:
-                continue
-            halfspun.restore(wt)  # every file of the branch is there now; what still differs is kept
-            kept = snapshot_ref(wt, task_id, why="found in a worktree a killed orch spin had not finished")
-            halfspun.finish(wt)
-            if kept:
-                f.fix += f"; what differed from {branch} is kept as {kept}"
-            if undo:
-                git.run(["worktree", "remove", "--force", str(wt)], cwd=root)
-                git.run(["update-ref", "-d", f"refs/heads/{branch}", tip or ""], cwd=root)
-                git.run(["update-ref", "-d", f"{BASE_PREFIX}/{task_id}"], cwd=root, check=False)
-                if st is not None and st.get("state") in ("PENDING", "CRASHED"):
-                    state.update(ctx.project, ctx.store, task_id, _forget)
-                ctx.log("-", "UNSPIN", f"removed the half checked-out worktree {ctx.project.rel(wt)}", task=task_id)
-            found[listed] = f.fixed = True
-    return found
-
-
-def _task_of_branch(info: dict[str, str]) -> str | None:
-    """The task whose branch a worktree of ``git worktree list`` has checked out, if any."""
-    branch = info.get("branch", "").removeprefix("refs/heads/")
-    task_id = branch.removeprefix("orch/") if branch.startswith("orch/") else None
-    return task_id if task_id and ID_RE.fullmatch(task_id) and task_id not in RESERVED_IDS else None
-
-
-def _merged_after_clean(st: state.Status) -> bool:
-    """Cleaned, then merged by name from the branch clean kept: MERGED with no worktree of orch's."""
-    return st.get("state") == "MERGED" and not st.get("worktree") and bool(st.get("cleaned_at"))
-
-
-def _cleaned_before_merge(ctx: Ctx, statuses: dict[str, state.Status]) -> list[Finding]:
-    """Cleaned tasks whose finished work (SUCCESS, SKIPPED) never reached the base: on the branch orch
-    clean kept, ``orch merge ID`` still merges it (info); hidden under ``refs/orch/kept/`` by
-    ``clean --force``, nothing orch runs can see it any more: stranded, until its branch is restored."""
-    from orch.core.refs import KEPT_PREFIX, branch_heads, branch_name
-
-    cleaned = [
-        i
-        for i, st in statuses.items()
-        if st.get("state") == "CLEANED" and st.get("previous_state") in state.AWAITING_MERGE and not state.merged(st)
-    ]
-    if not cleaned:
-        return []
-    root = ctx.project.root
-    heads = branch_heads(root)
-    kept: dict[str, list[tuple[str, str]]] = {}
-    listed = git.out(["for-each-ref", "--format=%(refname) %(objectname)", f"{KEPT_PREFIX}/"], cwd=root)
-    for line in listed.splitlines():
-        ref, _, sha = line.partition(" ")
-        kept.setdefault(ref.removeprefix(f"{KEPT_PREFIX}/").split("/", 1)[0], []).append((ref, sha))
-    shas = [heads.get(branch_name(i), "") for i in cleaned] + [sha for i in cleaned for _, sha in kept.get(i, [])]
-    inside = git.contained(shas, f"refs/heads/{ctx.config.base_branch}", cwd=root)
-    base = ctx.config.base_branch
-    findings = []
-    for task_id in cleaned:
-        tip = heads.get(branch_name(task_id))
-        previous = statuses[task_id].get("previous_state")
-        if tip is not None:
-            if tip not in inside:
-                findings.append(
-                    Finding(
-                        "cleaned-unmerged",
-                        task_id,
-                        f"cleaned ({previous}) before it was merged; its branch {branch_name(task_id)} holds work "
-                        f"not in {base}",
-                        f"orch merge {task_id} merges it (verified again at its exact commit), or orch clean --force "
-                        f"{task_id} hides it under {KEPT_PREFIX}/{task_id}/",
-                        fixable=False,
-                        info=True,
-                    )
-                )
-            continue
-        out = sorted(ref for ref, sha in kept.get(task_id, []) if sha not in inside)
-        if out:
-            findings.append(
-                Finding(
-                    "stranded-work",
-                    task_id,
-                    f"cleaned with --force ({previous}) before it was merged: its work is only under {out[-1]}, "
-                    f"which orch merge {task_id} cannot see",
-                    f"restore its branch and merge it: git branch {branch_name(task_id)} {out[-1]} && orch merge "
-                    f"{task_id}; or, if you do not want it: git update-ref -d {out[-1]}",
-                    fixable=False,
-                )
-            )
-    return findings
-
-
-def _under_worktree_root(ctx: Ctx, path: Path) -> bool:
-    """Inside orch's worktree folder, and not the main checkout (nor a folder holding it)."""
-    resolved, root = path.resolve(), ctx.project.root.resolve()
-    if resolved == root or root.is_relative_to(resolved):
-        return False
-    return resolved.is_relative_to(ctx.config.worktree_root.resolve())
+def accept_git_config(ctx: Ctx) -> tuple[dict[str, str], dict[str, str]]:
+    """``orch doctor --accept-git-config``: the programs git config names now become the baseline
+    (as ``orch init`` records it); (accepted now, accepted before)."""
+    now, before = git.accept_programs(cwd=ctx.project.root)
+    added = [f"{k}={v!r}" for k, v in now.items() if before.get(k) != v]
+    ctx.log("-", "ACCEPT_GIT_CONFIG", "; ".join(added) or "nothing new")
+    return now, before
 
 
 def _is_task_worktree(ctx: Ctx, task_id: str, wt: Path, listing: dict[str, dict[str, str]]) -> bool:
     """A worktree git knows, under the worktree root, on this task's branch or detached."""
-    if not wt.is_dir() or wt.is_symlink() or not _under_worktree_root(ctx, wt):
+    if not wt.is_dir() or wt.is_symlink() or not under_worktree_root(ctx, wt):
         return False
     info = next((i for p, i in listing.items() if Path(p).resolve() == wt.resolve()), None)
     if info is None:
@@ -431,13 +304,6 @@ def _record_snapshot(ctx: Ctx, task_id: str, sha: str | None, kept: list[str]) -
 
     if sha is not None or kept:
         state.update(ctx.project, ctx.store, task_id, record)
-
-
-def _forget(st: state.Status) -> None:
-    st["previous_state"] = st.get("state")
-    st["state"] = "CLEANED"
-    st["worktree"] = None
-    st["cleaned_at"] = eventlog.utcnow()
 
 
 def _adopt(ctx: Ctx, task_id: str, path: Path, branch: str) -> None:

@@ -1,6 +1,6 @@
 """What ``orch doctor`` checks of the merge ceremony: its integration worktree and the base branch.
 
-Each function returns findings as the keyword arguments of ``orch.tasks.doctor.Finding``.
+Each function returns findings as the keyword arguments of ``orch.tasks.finding.Finding``.
 """
 
 from __future__ import annotations

@@ -25,6 +25,10 @@ class InitResult:
     base_branch: str = ""  # what .orch/config.yaml holds once init is done (a kept file included)
     test_command: str | None = None
     not_applied: list[str] = field(default_factory=list)  # options a kept config.yaml overrides
+    # The programs git config names (filters, merge and diff drivers) accepted as orch's baseline,
+    # and which of them were not accepted before this run.
+    git_programs: dict[str, str] = field(default_factory=dict)
+    git_programs_new: list[str] = field(default_factory=list)
 
 
 def preset_names() -> list[str]:
@@ -85,6 +89,9 @@ def run(
     result.test_command = config.get("test_command")
     store.load(project.locks_path, "locks")
     project.run_dir.mkdir(parents=True, exist_ok=True)
+    # A person runs init, before any agent: what git config names now is theirs (orch.core.gitsafety).
+    result.git_programs, before = git.accept_programs(cwd=root)
+    result.git_programs_new = [k for k, v in result.git_programs.items() if before.get(k) != v]
     if hooks:
         from orch.verify import hooks as hooks_mod
 

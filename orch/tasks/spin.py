@@ -180,7 +180,8 @@ def spin(
             note(task_id, f"refused: {exc.message.splitlines()[0]}")
     if not prepared:
         return results
-
+    # Before any branch is claimed: a checkout could start a filter an agent planted in git config.
+    git.check_programs(cwd=root, command="spin")
     prepared = _claim(ctx, prepared, base_sha, note)
     if not prepared:
         return results
@@ -282,6 +283,7 @@ def _claim(ctx: Ctx, prepared: list[_Prepared], base_sha: str, note: Progress) -
     """
     root = ctx.project.root
     last: OrchError | None = None
+    _pause_for_tests("claim")
     for attempt in range(CLAIM_ATTEMPTS):
         if not prepared:
             return prepared
@@ -374,6 +376,20 @@ def _fault_point(step: str) -> None:
     kills orch right here, as abruptly as a power cut."""
     if os.environ.get("ORCH_TEST_KILL_AT") == step:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _pause_for_tests(step: str) -> None:
+    """The race tests' way in (as ``ORCH_TEST_KILL_AT`` is the crash tests'): with
+    ``ORCH_TEST_PAUSE_AT=<step>:<folder>``, create ``<folder>/paused`` here and wait (60 s at most) for
+    ``<folder>/go``, while the test runs a concurrent orch. (It used to be a reference-transaction
+    hook; orch's git runs no hook now.)"""
+    name, _, folder = os.environ.get("ORCH_TEST_PAUSE_AT", "").partition(":")
+    if name != step or not folder:
+        return
+    Path(folder, "paused").touch()
+    deadline = time.monotonic() + 60
+    while not Path(folder, "go").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def _limits(ctx: Ctx, task: Task, agent: agents.Agent) -> dict[str, Any]:
