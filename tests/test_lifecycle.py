@@ -633,6 +633,25 @@ def test_killing_only_the_supervisor_ends_the_agent(project: Path, orch: Orch, a
     wait_for(lambda: "Z" in _proc_state(st["supervisor_pid"]))
     assert json.loads(orch.ok("status", "--json").stdout)["tasks"][0]["state"] == "CRASHED"
     wait_for(lambda: "Z" in _proc_state(st["pid"]), timeout=15)  # the agent (SIGTERM-proof) is ended too
+    wait_for(lambda: _group_gone(st["pid"]), timeout=15)  # and all it started: nothing is left running
+
+
+def _group_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return all(
+        "Z" in _proc_state(int(p.name)) for p in Path("/proc").iterdir() if p.name.isdigit() and _pgid(p) == pgid
+    )
+
+
+def _pgid(proc: Path) -> int | None:
+    try:
+        stat = (proc / "stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2 :].split()[2])
 
 
 def _proc_state(pid: int) -> str:

@@ -64,22 +64,39 @@ def tmux_alive(session: str) -> bool:
 def end(pid: int, started: str, *, own_group: bool = True, grace: float = 3.0) -> None:
     """SIGTERM to ``pid`` (its process group if it leads one), SIGKILL after ``grace`` seconds.
 
-    Only while it is still the process that started at ``started``: a reused pid is left alone.
+    Only while it is still the process that started at ``started``: a reused pid is left alone. A
+    group is ended whole, even when its leader goes at the SIGTERM and a member ignores it (the
+    kernel does not hand out a pid that still names a live group, so the number stays that group's).
     """
+    if not alive(pid, started):
+        return
+    try:
+        group = own_group and os.getpgid(pid) == pid
+    except ProcessLookupError:
+        return
 
     def send(sig: int) -> None:
-        if not alive(pid, started):
-            return
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            if own_group and os.getpgid(pid) == pid:
+            if group:
                 os.killpg(pid, sig)
-            else:
+            elif alive(pid, started):
                 os.kill(pid, sig)
+
+    def done() -> bool:
+        if not group:
+            return not alive(pid, started)
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
 
     send(signal.SIGTERM)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        if not alive(pid, started):
+        if done():
             return
         time.sleep(0.05)
     send(signal.SIGKILL)
