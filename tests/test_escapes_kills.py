@@ -166,6 +166,7 @@ def test_killed_while_git_writes_the_files_then_resume(project: Path, orch: Orch
     killer.write_text(KILLER.format(root=repo.resolve(), once=once))
     git(repo, "config", "filter.killer.smudge", f"sh {killer}")
     git(repo, "config", "filter.killer.clean", "cat")
+    orch.ok("doctor", "--accept-git-config")  # a person's own filter: orch runs it once accepted
     commit_file(repo, ".gitattributes", "z.txt filter=killer\n")
     add_tasks_to_plan(repo, [("T1", "^", [])])
     finished_task(repo, "T1", {"a.txt": "a\n", "z.txt": "z\n"})
