@@ -10,6 +10,7 @@ the main checkout as an agent would, and once a real scripted agent process doin
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -336,3 +337,25 @@ def test_a_hostile_agent_process_cannot_loosen_its_rules(repo: Path, orch: Orch,
     r = orch("merge", "--json")
     assert [(t["task"], t["outcome"]) for t in json.loads(r.stdout)["tasks"]] == [("T3", "QUARANTINED")]
     assert git(proj, "show", "main:src/billing/pricing.py") == "PRICE = 10"
+
+
+def test_the_pending_notice_costs_a_warm_status_no_git_process(proj: Path, orch: Orch, tmp_path: Path) -> None:
+    """The notice is display only: answered from a cache keyed by the base's ref file and the files."""
+    import shutil
+
+    real = shutil.which("git")
+    calls = tmp_path / "calls"
+    wrapper = tmp_path / "bin" / "git"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    env = {"PATH": f"{wrapper.parent}:{os.environ['PATH']}"}
+    drop_lock(proj / ".orch/locks.yaml", "L1")
+    first = orch("status", env=env)
+    assert "L1 removed" in first.stderr and "cat-file" in calls.read_text()
+    calls.write_text("")
+    again = orch("status", env=env)
+    assert again.stderr == first.stderr
+    assert "cat-file" not in calls.read_text(), calls.read_text()  # only finding the repository is left
+    git(proj, "commit", "-q", "-am", "a person commits the removal")  # the base moves: asked again
+    assert orch("status", env=env).stderr == "" and "cat-file" in calls.read_text()

@@ -63,7 +63,21 @@ def union(working: locks_mod.LockSet, committed: locks_mod.LockSet, branch: str)
 def loosened(ctx: Ctx) -> list[str]:
     """What uncommitted edits of ``.orch/``'s rule files would loosen (``".orch/locks.yaml: L1 removed"``),
     which judging ignores until the edit is committed on the base branch. Empty when nothing is pending,
-    or when the files cannot be read (the commands that judge report that themselves)."""
+    or when the files cannot be read (the commands that judge report that themselves).
+
+    Display only, so it answers from a cache keyed by the branch tip (read from the ref file, no git)
+    and the working files' bytes: an unchanged repository costs ``orch status`` no git process."""
+    key = _notice_key(ctx)
+    cached = _notice_cache(ctx, key)
+    if cached is not None:
+        return cached
+    found = _loosened(ctx)
+    if key is not None:
+        _remember_notice(ctx, key, found)
+    return found
+
+
+def _loosened(ctx: Ctx) -> list[str]:
     try:
         committed = ctx.committed()
         found = []
@@ -87,7 +101,7 @@ def notice(ctx: Ctx) -> str | None:
     found = loosened(ctx)
     if not found:
         return None
-    branch = ctx.committed().branch
+    branch = ctx.rules_branch or ctx.working_config.base_branch  # not committed(): that would ask git
     return (
         f"note: uncommitted edits loosen the rules ({'; '.join(found)}); orch verify and orch merge keep "
         f"judging by the rules committed on {branch} until these edits are committed there"
@@ -139,3 +153,69 @@ def _config_loosened(ctx: Ctx, committed: Committed, working: bytes) -> list[str
     if float(mine.get("test_timeout") or default) > float(base.get("test_timeout") or default):
         out.append("test_timeout")
     return out
+
+
+# -- the display cache (anyone can write it: it only ever feeds the notice, never judging) -------------
+
+
+def _tip(ctx: Ctx) -> str | None:
+    """The base branch's commit from its ref file or ``packed-refs``, without a git process; None when
+    that is not plain (a symbolic ref, a ref in a reftable, no branch): the caller then asks git."""
+    import re
+
+    branch = ctx.rules_branch or ctx.working_config.base_branch
+    common = ctx.project.common_dir
+    sha = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
+    try:
+        loose = common / "refs" / "heads" / branch
+        if loose.is_file() and not loose.is_symlink():
+            text = loose.read_text(encoding="ascii").strip()
+            return text if sha.fullmatch(text) else None
+        for line in (common / "packed-refs").read_text(encoding="utf-8").splitlines():
+            value, _, name = line.partition(" ")
+            if name == f"refs/heads/{branch}" and sha.fullmatch(value):
+                return value
+    except (OSError, UnicodeDecodeError, ValueError, OrchError):
+        return None
+    return None
+
+
+def _notice_key(ctx: Ctx) -> str | None:
+    from _blake2 import blake2b
+
+    tip = _tip(ctx)
+    if tip is None:
+        return None
+    import os
+
+    here = os.stat(__file__)  # a new orch computes the notice again
+    h = blake2b(digest_size=16)
+    h.update(f"{here.st_size}:{here.st_mtime_ns}\0{tip}\0{ctx.rules_branch or ''}\0".encode())
+    for name in (LOCKS, "plan.md", "config.yaml"):
+        try:
+            h.update((ctx.project.orch_dir / name).read_bytes())
+        except OSError:
+            h.update(b"\0missing")
+        h.update(b"\0\0")
+    return h.hexdigest()
+
+
+def _notice_cache(ctx: Ctx, key: str | None) -> list[str] | None:
+    if key is None:
+        return None
+    try:
+        text = (ctx.project.run_dir / "cache" / "notice" / key).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return [line for line in text.splitlines() if line]
+
+
+def _remember_notice(ctx: Ctx, key: str, found: list[str]) -> None:
+    from orch.core.store import atomic_write
+
+    folder = ctx.project.run_dir / "cache" / "notice"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(folder / key, "".join(f"{line}\n" for line in found), durable=False)
+    except (OSError, OrchError):
+        pass  # a cache that cannot be written is only slower
