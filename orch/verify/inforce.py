@@ -169,7 +169,7 @@ def _tip(ctx: Ctx) -> str | None:
     try:
         loose = common / "refs" / "heads" / branch
         if loose.is_file() and not loose.is_symlink():
-            text = loose.read_text(encoding="ascii").strip()
+            text = loose.read_text(encoding="utf-8").strip()
             return text if sha.fullmatch(text) else None
         for line in (common / "packed-refs").read_text(encoding="utf-8").splitlines():
             value, _, name = line.partition(" ")
