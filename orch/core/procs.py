@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 
 def start_time(pid: int) -> str | None:
@@ -100,3 +101,29 @@ def end(pid: int, started: str, *, own_group: bool = True, grace: float = 3.0) -
             return
         time.sleep(0.05)
     send(signal.SIGKILL)
+
+
+def git_working_in(folder: Path, besides: Path | None = None) -> bool | None:
+    """Does a git process have its working folder in ``folder`` (or below it), not counting those in
+    ``besides``? None when this system has no /proc to tell: each caller decides what that means."""
+    if not os.path.isdir("/proc/self"):
+        return None
+    target = folder.resolve()
+    other = besides.resolve() if besides is not None else None
+
+    def inside(cwd: Path, root: Path) -> bool:
+        return cwd == root or root in cwd.parents
+
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/comm", encoding="ascii", errors="replace") as handle:
+                if not handle.read().strip().startswith("git"):
+                    continue
+            cwd = Path(os.readlink(f"/proc/{name}/cwd"))
+        except OSError:
+            continue
+        if inside(cwd, target) and not (other is not None and inside(cwd, other)):
+            return True
+    return False

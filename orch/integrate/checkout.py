@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orch.core import git
+from orch.core import git, procs
 from orch.core.errors import EnvError
 
 Entry = tuple[str, str]  # (mode, blob sha)
@@ -36,23 +36,8 @@ class Settled:
 def git_running_in(folder: Path, besides: Path | None = None) -> bool:
     """Does a git process work in ``folder`` (its cwd there or below, but not in ``besides``: the task
     worktrees, whose gits take no lock of the checkout's)? Without /proc: assume so."""
-    if not Path("/proc/self").exists():
-        return True
-    target = folder.resolve()
-    other = besides.resolve() if besides is not None else None
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{name}/comm", encoding="ascii", errors="replace") as handle:
-                if not handle.read().strip().startswith("git"):
-                    continue
-            cwd = Path(os.readlink(f"/proc/{name}/cwd"))
-        except OSError:
-            continue
-        if (cwd == target or target in cwd.parents) and not (other and (cwd == other or other in cwd.parents)):
-            return True
-    return False
+    found = procs.git_working_in(folder, besides)
+    return True if found is None else found
 
 
 def drop_locks(folder: Path, locks: list[Path], besides: Path | None = None) -> list[str]:

@@ -21,10 +21,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from orch.core import eventlog, git, gitsafety, state
+from orch.core import eventlog, git, gitsafety, procs, state
 from orch.core.context import Ctx
 from orch.core.plan import ID_RE, RESERVED_IDS
-from orch.tasks import halfspun
 from orch.tasks.doctor_tasks import (
     cleaned_before_merge,
     forget,
@@ -354,9 +353,10 @@ def _stale(lock: Path, worktree: Path) -> bool:
         return False
     if age < STALE_LOCK_AGE:
         return False
-    if not Path("/proc").is_dir():
+    working = procs.git_working_in(worktree)
+    if working is None:
         return age > 600  # no way to see other processes' folders: only very old locks count
-    return not halfspun.git_working_in(worktree)
+    return not working
 
 
 def ok(findings: list[Finding]) -> bool:

@@ -47,7 +47,7 @@ def pending(worktree: Path) -> HalfSpun | None:
     spinner = None
     if marker is not None and procs.alive(marker[0], marker[1]) and marker[0] != os.getpid():
         spinner = marker[0]
-    return HalfSpun(worktree, spinner, git_working_in(worktree))
+    return HalfSpun(worktree, spinner, bool(procs.git_working_in(worktree)))
 
 
 def restore(worktree: Path) -> None:
@@ -97,23 +97,3 @@ def finish(worktree: Path) -> None:
     worktree is then what a completed spin leaves, and its mark goes."""
     git.run(["checkout", "--force", "--quiet"], cwd=worktree)
     refs.clear_checkout(worktree)
-
-
-def git_working_in(folder: Path) -> bool:
-    """True if some git process has its working folder in ``folder`` (or below it)."""
-    if not Path("/proc").is_dir():
-        return False
-    target = folder.resolve()
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/comm", encoding="ascii", errors="replace") as handle:
-                if not handle.read().strip().startswith("git"):
-                    continue
-            cwd = Path(os.readlink(f"/proc/{name}/cwd"))
-        except OSError:
-            continue
-        if cwd == target or target in cwd.parents:
-            return True
-    return False
