@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from conftest import commit_file, git
+from conftest import commit_file, git, status_of  # noqa: F401  (the ceremony tests import it from here)
 
 
 def add_tasks_to_plan(repo: Path, tasks: list[tuple[str, str, list[str]]], *, run: str | None = None) -> None:
@@ -65,10 +65,6 @@ def finished_task(
         )
     )
     return sha
-
-
-def status_of(repo: Path, task_id: str) -> dict:
-    return yaml.safe_load((repo / ".orch" / "run" / "tasks" / task_id / "status.yaml").read_text())
 
 
 # The integration test: fails when any file named fail-* exists at the top of the tree.

@@ -181,3 +181,17 @@ def no_hooks_flag() -> Sequence[str]:
 
 def write_plan(repo: Path, text: str) -> None:
     (repo / ".orch" / "plan.md").write_text(text)
+
+
+def status_of(repo: Path, task_id: str) -> dict:
+    """A task's status.yaml as it is on disk."""
+    import yaml
+
+    return yaml.safe_load((repo / ".orch" / "run" / "tasks" / task_id / "status.yaml").read_text())
+
+
+def wait_state(orch: Orch, task_id: str, timeout: float = 90) -> str:
+    """``orch wait ID``'s verdict on the task: the state it ended in."""
+    r = orch("wait", task_id, "--timeout", str(timeout))
+    assert r.returncode in (0, 1), r.output
+    return r.stdout.split(": ", 1)[1].split()[0]

@@ -7,27 +7,16 @@ import shutil
 from pathlib import Path
 
 import pytest
-from ceremony_helpers import add_tasks_to_plan, finished_task, status_of
+from ceremony_helpers import CHECK, add_tasks_to_plan, finished_task, set_test_command, status_of
 from conftest import Orch, assert_fast_path_agrees, commit_file, git
-
-# The integration test: fails when any file named fail-* exists at the top of the tree.
-CHECK = '#!/bin/sh\nfor f in fail-*; do [ -e "$f" ] && { echo "broken by $f"; exit 1; }; done\necho ok\n'
 
 
 @pytest.fixture
 def ceremony_repo(project: Path) -> Path:
     commit_file(project, "check.sh", CHECK, "add the test")
-    _set_test_command(project, "sh check.sh")
+    set_test_command(project, "sh check.sh")
     assert 'test_command: "sh check.sh"' in (project / ".orch" / "config.yaml").read_text()
     return project
-
-
-def _set_test_command(repo: Path, command: str) -> None:
-    config = repo / ".orch" / "config.yaml"
-    text = config.read_text()
-    line = next(line for line in text.splitlines() if line.startswith("test_command:"))
-    config.write_text(text.replace(line, f"test_command: {json.dumps(command)}"))
-    git(repo, "commit", "-qam", "test command")
 
 
 def head(repo: Path, ref: str = "main") -> str:
@@ -138,7 +127,7 @@ def test_base_moved_during_the_ceremony(ceremony_repo: Path, orch: Orch) -> None
     repo = ceremony_repo
     # The test command commits to main behind orch's back, as a person might meanwhile.
     sneaky = f"git -C '{repo}' commit -q --allow-empty -m meanwhile && sh check.sh"
-    _set_test_command(repo, sneaky)
+    set_test_command(repo, sneaky)
     add_tasks_to_plan(repo, [("T1", "^", [])])
     finished_task(repo, "T1", {"one.txt": "1\n"})
     r = orch("merge", "--json")
@@ -287,7 +276,7 @@ def test_a_test_command_that_deletes_the_integration_git_file_cannot_reach_the_u
     ceremony_repo: Path, orch: Orch
 ) -> None:
     repo = ceremony_repo
-    _set_test_command(repo, "rm -f .git; exit 1")
+    set_test_command(repo, "rm -f .git; exit 1")
     add_tasks_to_plan(repo, [("T1", "^", []), ("T2", "^", [])])
     finished_task(repo, "T1", {"one.txt": "1\n"})
     finished_task(repo, "T2", {"two.txt": "2\n"})
@@ -349,13 +338,13 @@ def test_resume_stops_the_test_run_a_killed_ceremony_left_behind(ceremony_repo: 
     import signal
 
     repo = ceremony_repo
-    _set_test_command(repo, "sleep 60; sh check.sh")
+    set_test_command(repo, "sleep 60; sh check.sh")
     add_tasks_to_plan(repo, [("T1", "^", [])])
     finished_task(repo, "T1", {"one.txt": "1\n"})
     assert orch("merge", env={"ORCH_TEST_KILL_AT": "testing T1"}).returncode == -9
     pid = json.loads((repo / ".orch" / "run" / "merges" / "journal.json").read_text())["test_pid"]
     os.killpg(pid, 0)  # the orphaned test run is alive
-    _set_test_command(repo, "sh check.sh")  # the journal keeps the command it started with
+    set_test_command(repo, "sh check.sh")  # the journal keeps the command it started with
     resumed = orch("merge", "--abort")
     assert resumed.returncode == 0 and "rolled back" in resumed.stdout  # a successful abort is not a failure
     try:

@@ -15,8 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import Orch, git, write_plan
+from conftest import Orch, git, status_of, wait_state, write_plan
 
 BOUNDED_WAIT = 'n=0; while [ ! -e "$1" ] && [ $n -lt 600 ]; do sleep 0.1; n=$((n+1)); done'
 
@@ -36,16 +35,6 @@ def script(tmp_path: Path, name: str, body: str) -> Path:
     path = tmp_path / name
     path.write_text("set -e\n" + body)
     return path
-
-
-def status_of(repo: Path, task_id: str) -> dict:
-    return yaml.safe_load((repo / ".orch/run/tasks" / task_id / "status.yaml").read_text())
-
-
-def wait_state(orch: Orch, task_id: str, timeout: float = 90) -> str:
-    r = orch("wait", task_id, "--timeout", str(timeout))
-    assert r.returncode in (0, 1), r.output
-    return r.stdout.split(": ", 1)[1].split()[0]
 
 
 def user_state(repo: Path) -> dict[str, str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import Orch, Run, git, write_plan
+from conftest import Orch, Run, git, status_of, wait_state, write_plan
 
 AGENT = textwrap.dedent(
     """
@@ -77,16 +77,6 @@ def agent_run(script: Path, mode: str) -> str:
 def plan(repo: Path, *tasks: str) -> None:
     write_plan(repo, "# Plan: lifecycle\n\n" + "".join(tasks))
     git(repo, "commit", "-q", "-m", "plan", "--", ".orch/plan.md")
-
-
-def status_of(repo: Path, task_id: str) -> dict:
-    return yaml.safe_load((repo / ".orch/run/tasks" / task_id / "status.yaml").read_text())
-
-
-def wait_state(orch: Orch, task_id: str, timeout: float = 60) -> str:
-    r = orch("wait", task_id, "--timeout", str(timeout))
-    assert r.returncode in (0, 1), r.output
-    return r.stdout.split(": ", 1)[1].split()[0]
 
 
 def wait_for(predicate, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]

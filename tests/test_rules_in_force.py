@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from ceremony_helpers import finished_task
+from ceremony_helpers import CHECK, finished_task
 from conftest import Orch, commit_file, git
 from vhelpers import LOCKS, PLAN, commit_in, make_task, setup_project
 
@@ -266,9 +266,6 @@ def test_the_ceremony_quarantines_what_only_an_uncommitted_edit_allowed(proj: Pa
     assert git(proj, "show", "main:src/dashboard/w.py") == "W = 1"
     assert git(proj, "show", "main:src/billing/pricing.py") == "PRICE = 10"
     assert "- scope: ^src/\n" in (proj / ".orch/plan.md").read_text()
-
-
-CHECK = '#!/bin/sh\nfor f in fail-*; do [ -e "$f" ] && { echo "broken by $f"; exit 1; }; done\necho ok\n'
 
 
 def test_the_ceremony_runs_the_committed_test_command(proj: Path, orch: Orch) -> None:
