@@ -122,17 +122,22 @@ def test_a_planted_journal_cannot_land_the_agents_commit(repo: Path, orch: Orch)
     assert list((repo / ".orch" / "run" / "merges").glob("refused-*.json"))
 
 
+def forge_merged(repo: Path, task_id: str, sha: str) -> None:
+    """A journal claiming ``task_id`` was merged (git's own merge, made aside) and tested."""
+    integration = repo / ".orch" / "worktrees" / "scratch"
+    git(repo, "worktree", "add", "-q", "--detach", str(integration), git(repo, "rev-parse", "main"))
+    git(integration, "merge", "-q", "--no-ff", "-m", f"orch: merge {task_id}", sha)
+    good = git(integration, "rev-parse", "HEAD")
+    result = {"task": task_id, "outcome": "MERGED", "sha": sha, "merged_sha": good}
+    forged_landing(repo, good, queue=[task_id], shas={task_id: sha}, results=[result])
+
+
 def test_a_forged_merge_of_a_violating_task_is_verified_again(repo: Path, orch: Orch) -> None:
     """The journal says T5 was merged and tested; T5 edits the locked test: resume refuses."""
     add_tasks_to_plan(repo, [("T5", "^", [])])
     sha = finished_task(repo, "T5", {"check.sh": "exit 0\n"})
     before = git(repo, "rev-parse", "main")
-    integration = repo / ".orch" / "worktrees" / "scratch"
-    git(repo, "worktree", "add", "-q", "--detach", str(integration), before)
-    git(integration, "merge", "-q", "--no-ff", "-m", "orch: merge T5", sha)
-    good = git(integration, "rev-parse", "HEAD")
-    result = {"task": "T5", "outcome": "MERGED", "sha": sha, "merged_sha": good}
-    forged_landing(repo, good, queue=["T5"], shas={"T5": sha}, results=[result])
+    forge_merged(repo, "T5", sha)
     r = orch("merge", "--resume")
     assert r.returncode == 3, r.output
     assert f"T5 at {sha[:12]} does not verify now (LOCK_VIOLATION: check.sh)" in r.stderr
@@ -144,12 +149,7 @@ def test_a_forged_tested_result_is_tested_again_before_it_lands(repo: Path, orch
     add_tasks_to_plan(repo, [("T1", "^", [])])
     sha = finished_task(repo, "T1", {"fail-T1": "x\n"})
     before = git(repo, "rev-parse", "main")
-    integration = repo / ".orch" / "worktrees" / "scratch"
-    git(repo, "worktree", "add", "-q", "--detach", str(integration), before)
-    git(integration, "merge", "-q", "--no-ff", "-m", "orch: merge T1", sha)
-    good = git(integration, "rev-parse", "HEAD")
-    result = {"task": "T1", "outcome": "MERGED", "sha": sha, "merged_sha": good}
-    forged_landing(repo, good, queue=["T1"], shas={"T1": sha}, results=[result])
+    forge_merged(repo, "T1", sha)
     r = orch("merge", "--resume")
     assert r.returncode == 1, r.output
     assert "failed the tests when run again before landing" in r.stderr
