@@ -88,7 +88,7 @@ class TaskGit:
     def git(self, args: list[str], *, check: bool = True, env: dict[str, str] | None = None) -> git.Result:
         assert self.admin is not None
         where = [f"--git-dir={self.admin}", f"--work-tree={self.worktree}"]
-        return git.run([*where, *args], cwd=self.worktree, check=check, env=env, no_hooks=True)
+        return git.run([*where, *args], cwd=self.worktree, check=check, env=env)
 
     def head(self) -> str:
         """The worktree's HEAD file as it is: ``ref: refs/heads/...`` or a sha ('' if unreadable)."""
@@ -258,7 +258,7 @@ def _restore_branch(
     ref = f"refs/heads/{branch}"
     target = git.run(["symbolic-ref", "-q", ref], cwd=root, check=False).stdout.strip()
     if target:  # made a name for another branch (main, say): orch would move that one; drop the name only
-        git.run(["update-ref", "--no-deref", "-d", ref], cwd=root, no_hooks=True)
+        git.run(["update-ref", "--no-deref", "-d", ref], cwd=root)
         s.problems.append(f"{branch} was made a symbolic ref to {target} while the task ran; orch removed that")
     tip = git.rev_parse(ref, cwd=root)
     base = git.rev_parse(f"{refs.BASE_PREFIX}/{task_id}", cwd=root)
@@ -283,9 +283,7 @@ def _restore_branch(
     if tip is not None and (tip == pick or _descends(pick, tip, root)):
         return  # the branch holds every commit orch knows of
     if tip is None:
-        git.run(
-            ["update-ref", "--no-deref", "-m", "orch: restore", ref, pick, "0" * len(pick)], cwd=root, no_hooks=True
-        )
+        git.run(["update-ref", "--no-deref", "-m", "orch: restore", ref, pick, "0" * len(pick)], cwd=root)
         msg = f"{branch} was deleted while the task ran: orch restored it at {pick[:12]} (from {source})"
         if known:
             s.notes.append(msg)
@@ -301,9 +299,9 @@ def _restore_branch(
     kept = None
     if not rewound:
         kept = f"{refs.KEPT_PREFIX}/{task_id}/{refs.timestamp()}"
-        git.run(["update-ref", kept, tip, "0" * len(tip)], cwd=root, no_hooks=True)
+        git.run(["update-ref", kept, tip, "0" * len(tip)], cwd=root)
         s.kept.append(kept)
-    git.run(["update-ref", "--no-deref", "-m", "orch: restore", ref, pick, tip], cwd=root, no_hooks=True)
+    git.run(["update-ref", "--no-deref", "-m", "orch: restore", ref, pick, tip], cwd=root)
     how = "back to an older commit" if rewound else f"to {tip[:12]}, which does not hold its work"
     msg = f"while the task ran, {branch} was moved {how}: orch restored it at {pick[:12]} (from {source})"
     msg += f"; {tip[:12]} is kept as {kept}" if kept else ""
@@ -388,7 +386,7 @@ def _bring_along(tg: TaskGit, where: str | None) -> tuple[str | None, str | None
             tg.git(["symbolic-ref", "HEAD", tg.ref], check=False)  # re-attach: both name one commit
             return f"the agent left HEAD {where}; {branch} was moved forward to it ({head[:12]})", None
     kept = f"{refs.KEPT_PREFIX}/{tg.task_id}/{refs.timestamp()}"
-    git.run(["update-ref", kept, head, "0" * len(head)], cwd=root, no_hooks=True)
+    git.run(["update-ref", kept, head, "0" * len(head)], cwd=root)
     return f"the agent left HEAD {where} at {head[:12]}, not on {branch}: kept as {kept}", kept
 
 
@@ -413,7 +411,7 @@ def _keep_aside(tg: TaskGit, why: str, base_hint: str | None, s: Settled) -> Non
             os.unlink(tmp)
         env = {"GIT_INDEX_FILE": tmp}
         where = [f"--git-dir={gitdir}", f"--work-tree={tg.worktree}"]
-        git.run([*where, "add", "-A", "--", "."], cwd=tg.worktree, env=env, no_hooks=True)
+        git.run([*where, "add", "-A", "--", "."], cwd=tg.worktree, env=env)
         tree = git.out([*where, "write-tree"], cwd=tg.worktree, env=env)
     except OrchError as exc:
         s.error = str(exc).splitlines()[0]
@@ -426,7 +424,7 @@ def _keep_aside(tg: TaskGit, why: str, base_hint: str | None, s: Settled) -> Non
         return
     commit = _new_commit(root, tree, parent, tg.task_id, why)
     ref = f"{refs.SNAPSHOT_PREFIX}/{tg.task_id}/{refs.timestamp()}"
-    git.run(["update-ref", ref, commit, "0" * len(commit)], cwd=root, no_hooks=True)
+    git.run(["update-ref", ref, commit, "0" * len(commit)], cwd=root)
     s.snapshot_ref = ref
     s.kept.append(ref)
     s.notes.append(f"its work is kept as {ref}")

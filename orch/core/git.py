@@ -135,13 +135,11 @@ def run(
     input: str | None = None,
     env: Mapping[str, str] | None = None,
     hardened: bool = True,
-    no_hooks: bool = True,
     optional_locks: bool = True,
     timeout: float | None = None,
 ) -> Result:
     """Run ``git ARGS`` in ``cwd`` and return its output; raise ``GitError`` on failure if ``check``.
-
-    ``no_hooks`` is kept for the callers that pass it: no hook runs under orch's git in any case."""
+    No hook runs under orch's git (``_argv``)."""
     return start(args, cwd=cwd, input=input, env=env, hardened=hardened, optional_locks=optional_locks).wait(
         check=check, timeout=timeout
     )
@@ -182,7 +180,6 @@ def start(
     input: str | None = None,
     env: Mapping[str, str] | None = None,
     hardened: bool = True,
-    no_hooks: bool = True,
     optional_locks: bool = True,
 ) -> Running:
     """Start ``git ARGS`` in ``cwd`` without waiting for it (``run`` is ``start(...).wait()``).

@@ -73,7 +73,6 @@ class Integration:
             git.run(
                 [*git_options, "worktree", "add", "--detach", "--force", "--", str(self.path), sha],
                 cwd=root,
-                no_hooks=True,
             )
             self.admin = self._find_admin()
             if self.admin is None:
@@ -95,8 +94,8 @@ class Integration:
         if lock.exists():  # left by a git killed with us; this worktree is ours alone
             lock.unlink()
         self.git(["merge", "--abort"], check=False)
-        self.git(["checkout", "--detach", "--force", sha], no_hooks=True)
-        self.git(["reset", "--hard", "--quiet", sha], no_hooks=True)
+        self.git(["checkout", "--detach", "--force", sha])
+        self.git(["reset", "--hard", "--quiet", sha])
         self.git(["clean", "-fdxq"])
 
     def merge(self, task_id: str, sha: str, title: str) -> tuple[str | None, list[str]]:
@@ -105,7 +104,6 @@ class Integration:
         r = self.git(
             ["merge", "--no-ff", "--no-edit", "--no-verify", "-m", message, sha],
             check=False,
-            no_hooks=True,
             env=git.ORCH_IDENT,
         )
         if r.ok:
@@ -319,7 +317,6 @@ def fast_forward(checkout: Path, sha: str, *, git_options: Sequence[str] = ()) -
         ],
         cwd=checkout,
         check=False,
-        no_hooks=True,
         env={"LC_ALL": "C"},
     )  # fmt: skip
 

@@ -338,7 +338,7 @@ def snapshot_ref(worktree: Path, task_id: str, *, why: str) -> str | None:
         else:
             os.unlink(tmp)
         env = {"GIT_INDEX_FILE": tmp}
-        git.run(["add", "-A", "--", "."], cwd=worktree, env=env, no_hooks=True)
+        git.run(["add", "-A", "--", "."], cwd=worktree, env=env)
         tree = git.out(["write-tree"], cwd=worktree, env=env)
         head = git.rev_parse("HEAD", cwd=worktree)
         parents = ["-p", head] if head else []

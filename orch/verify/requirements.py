@@ -118,12 +118,11 @@ class checkout_at:
             git.run(
                 [*_no_filters(root), "worktree", "add", "--no-checkout", "--detach", str(self.temp), self.sha],
                 cwd=root,
-                no_hooks=True,
             )
             write_tree(root, self.sha, self.temp)
-            git.run(["read-tree", self.sha], cwd=self.temp, no_hooks=True)
+            git.run(["read-tree", self.sha], cwd=self.temp)
             blank = _no_filters(self.temp)  # as config is seen from inside this worktree
-            git.run([*blank, "update-index", "-q", "--refresh"], cwd=self.temp, check=False, no_hooks=True)
+            git.run([*blank, "update-index", "-q", "--refresh"], cwd=self.temp, check=False)
         except BaseException:
             self._remove()
             raise
