@@ -268,8 +268,8 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
     findings += cleaned_before_merge(ctx, statuses)
     from orch.tasks import doctor_merge
 
-    findings += [Finding(**kw) for kw in doctor_merge.integration_worktree(ctx, fix=fix)]
-    findings += [Finding(**kw) for kw in doctor_merge.base_outside_ceremony(ctx)]
+    findings += doctor_merge.integration_worktree(ctx, fix=fix)
+    findings += doctor_merge.base_outside_ceremony(ctx)
     if fix and any(f.fixed for f in findings):
         ctx.log("-", "DOCTOR", f"fixed {sum(f.fixed for f in findings)} of {len(findings)}")
     return findings
