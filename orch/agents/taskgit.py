@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import stat
 import tempfile
 import time
@@ -401,25 +400,17 @@ def _keep_aside(tg: TaskGit, why: str, base_hint: str | None, s: Settled) -> Non
         s.problems.append("its uncommitted work stays in the worktree: orch knows no commit to put it on")
         return
     gitdir = tg.admin or tg.project.common_dir
-    fd, tmp = tempfile.mkstemp(prefix="orch-snapshot-", suffix=".index", dir=tg.project.common_dir)
-    os.close(fd)
+    index = tg.admin / "index" if tg.admin else None
     try:
-        index = tg.admin / "index" if tg.admin else None
-        if index is not None and _read_ok(index):
-            shutil.copyfile(index, tmp)
-        else:
-            os.unlink(tmp)
-        env = {"GIT_INDEX_FILE": tmp}
-        where = [f"--git-dir={gitdir}", f"--work-tree={tg.worktree}"]
-        git.run([*where, "add", "-A", "--", "."], cwd=tg.worktree, env=env)
-        tree = git.out([*where, "write-tree"], cwd=tg.worktree, env=env)
+        tree = git.worktree_tree(
+            tg.worktree,
+            index=index if index is not None and _read_ok(index) else None,
+            tmpdir=tg.project.common_dir,
+            where=[f"--git-dir={gitdir}", f"--work-tree={tg.worktree}"],
+        )
     except OrchError as exc:
         s.error = str(exc).splitlines()[0]
         return
-    finally:
-        for leftover in (tmp, tmp + ".lock"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(leftover)
     if tree == _tree_of(parent, root):
         return
     commit = _new_commit(root, tree, parent, tg.task_id, why)

@@ -397,6 +397,32 @@ def cat_blobs(shas: Sequence[str], *, cwd: Path | str) -> dict[str, bytes]:
     return result
 
 
+def worktree_tree(
+    worktree: Path, *, index: Path | None, tmpdir: Path, where: Sequence[str] = (), env: Mapping[str, str] | None = None
+) -> str:
+    """The tree of every file in ``worktree`` (untracked included, ignored not), written through a
+    temporary copy of ``index`` (None: an empty one) in ``tmpdir``: no one's index, HEAD or branch
+    moves. ``where`` names the repository (``--git-dir``/``--work-tree``) when the caller must."""
+    import contextlib
+    import shutil
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix="orch-snapshot-", suffix=".index", dir=tmpdir)
+    os.close(fd)
+    try:
+        if index is not None:
+            shutil.copyfile(index, tmp)
+        else:
+            os.unlink(tmp)
+        with_index = {**(env or {}), "GIT_INDEX_FILE": tmp}
+        run([*where, "add", "-A", "--", "."], cwd=worktree, env=with_index)
+        return out([*where, "write-tree"], cwd=worktree, env=with_index)
+    finally:
+        for leftover in (tmp, tmp + ".lock"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
+
+
 # -- the programs git names from config (orch.core.gitsafety) ----------------------------------------
 
 

@@ -8,10 +8,6 @@ kept (as ``orch/<id>``, or with ``--force`` as ``refs/orch/kept/<id>/<timestamp>
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -330,23 +326,11 @@ def snapshot_ref(worktree: Path, task_id: str, *, why: str) -> str | None:
     if not git.worktree_is_dirty(cwd=worktree):
         return None
     index = Path(git.out(["rev-parse", "--path-format=absolute", "--git-path", "index"], cwd=worktree))
-    fd, tmp = tempfile.mkstemp(prefix="orch-snapshot-", suffix=".index", dir=index.parent)
-    os.close(fd)
-    try:
-        if index.exists():
-            shutil.copyfile(index, tmp)
-        else:
-            os.unlink(tmp)
-        env = {"GIT_INDEX_FILE": tmp}
-        git.run(["add", "-A", "--", "."], cwd=worktree, env=env)
-        tree = git.out(["write-tree"], cwd=worktree, env=env)
-        head = git.rev_parse("HEAD", cwd=worktree)
-        parents = ["-p", head] if head else []
-        message = f"orch: snapshot of uncommitted work in task {task_id} ({why})"
-        commit = git.out(["commit-tree", tree, *parents, "-m", message], cwd=worktree, env=git.ORCH_IDENT)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    tree = git.worktree_tree(worktree, index=index if index.exists() else None, tmpdir=index.parent)
+    head = git.rev_parse("HEAD", cwd=worktree)
+    parents = ["-p", head] if head else []
+    message = f"orch: snapshot of uncommitted work in task {task_id} ({why})"
+    commit = git.out(["commit-tree", tree, *parents, "-m", message], cwd=worktree, env=git.ORCH_IDENT)
     ref = f"{SNAPSHOT_PREFIX}/{task_id}/{timestamp()}"
     git.run(["update-ref", ref, commit, "0" * len(commit)], cwd=worktree)
     return ref
