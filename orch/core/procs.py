@@ -127,3 +127,10 @@ def git_working_in(folder: Path, besides: Path | None = None) -> bool | None:
         if inside(cwd, target) and not (other is not None and inside(cwd, other)):
             return True
     return False
+
+
+def fault_point(step: str) -> None:
+    """Fault injection for the crash-safety tests (like git's GIT_TEST_* variables): with
+    ``ORCH_TEST_KILL_AT`` naming this step, die as abruptly as a power cut would, right here."""
+    if os.environ.get("ORCH_TEST_KILL_AT") == step:
+        os.kill(os.getpid(), signal.SIGKILL)

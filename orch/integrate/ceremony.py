@@ -32,7 +32,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from orch.core import eventlog, git, state
+from orch.core import eventlog, git, procs, state
 from orch.core.context import Ctx
 from orch.core.errors import CheckFailed, ExitCode, InputError, OrchError
 from orch.core.store import atomic_write
@@ -44,7 +44,6 @@ from orch.integrate.journal import (
     ceremony_lock,
     drop,
     fault_hooks,
-    fault_point,
     has_landed,
     integration_path,
     load_journal,
@@ -379,7 +378,7 @@ def _finish(ceremony: Ceremony) -> Outcome:
         land_command=j.get("land_command") if how == "parked" else None,
     )
     atomic_write(report_path, render_report(outcome))
-    fault_point("reported")
+    procs.fault_point("reported")
     at = eventlog.utcnow()
     in_base = in_the_base(ctx, results, base_after) if not landed else set()
     for r in results:
@@ -433,6 +432,6 @@ def _finish(ceremony: Ceremony) -> Outcome:
     )
     if not landed and base_after == j["base_sha"]:
         mark(ctx, j["target"], j["base_sha"])  # checked at the start (basecheck), and all of it recorded
-    fault_point("recorded")
+    procs.fault_point("recorded")
     (ctx.project.merges_dir / JOURNAL).unlink()
     return outcome

@@ -4,7 +4,7 @@ The ceremony writes ``.orch/run/merges/journal.json`` before every step (``steps
 and deletes it when it is done, so a journal left behind is an interrupted ceremony: ``pending``
 tells other commands (clean leaves its tasks alone), ``has_landed`` whether it had moved the base
 already, ``stop_orphan_test`` ends the test run it left behind, ``drop`` rolls it back.
-``fault_point`` is the crash tests' way in: ``ORCH_TEST_KILL_AT=<step>`` kills orch right there;
+The crash tests kill orch at a step with ``ORCH_TEST_KILL_AT=<step>`` (``orch.core.procs.fault_point``);
 ``fault_hooks`` kills it in the middle of a git command (the worktree add, the fast-forward).
 ``ceremony_lock`` lets one ceremony run at a time and tells the others which process runs it.
 
@@ -29,14 +29,9 @@ from orch.core.errors import EnvError, InputError
 from orch.integrate.integration import INTEGRATION_DIR, Integration
 
 JOURNAL = "journal.json"  # JSON is YAML too: read back through the store and validated like the rest
+
+
 _KILL_AT = os.environ.get("ORCH_TEST_KILL_AT", "")
-
-
-def fault_point(step: str) -> None:
-    """Fault injection for the crash-safety tests (like git's GIT_TEST_* variables): with
-    ORCH_TEST_KILL_AT naming this step, die as abruptly as a power cut would, right here."""
-    if _KILL_AT and step == _KILL_AT:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 # A reference-transaction hook that SIGKILLs orch and every git process between it and the hook, once

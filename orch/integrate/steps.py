@@ -20,7 +20,7 @@ from orch.core.context import Ctx
 from orch.core.store import atomic_write
 from orch.integrate.basecheck import mark
 from orch.integrate.integration import PARK_BRANCH, Integration, checkout_of, fast_forward, in_the_way, run_tests
-from orch.integrate.journal import JOURNAL, fault_hooks, fault_point, integration_path
+from orch.integrate.journal import JOURNAL, fault_hooks, integration_path
 from orch.integrate.report import describe_requirement
 from orch.integrate.triage import Result, deps, merged_outside, task_title
 
@@ -44,7 +44,7 @@ class Ceremony:
         # Renamed into place, not fsynced: the journal must outlive a killed orch, which the atomic
         # rename guarantees; against power loss git's own refs are not fsynced either (core.fsync).
         atomic_write(self.ctx.project.merges_dir / JOURNAL, json.dumps(self.j, indent=1) + "\n", durable=False)
-        fault_point(step)
+        procs.fault_point(step)
 
     def decided(self) -> set[str]:
         return {r["task"] for r in self.j["results"]}

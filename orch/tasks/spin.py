@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +21,7 @@ from typing import Any
 
 from orch.agents import manifest as agents
 from orch.agents.brief import render_context
-from orch.core import eventlog, git, state
+from orch.core import eventlog, git, procs, state
 from orch.core.config import key_where
 from orch.core.context import Ctx
 from orch.core.errors import GitError, InputError, OrchError
@@ -197,7 +196,7 @@ def spin(
             with ctx.store.lock("git-worktree-add"):
                 git.run(["worktree", "add", "--quiet", "--no-checkout", str(p.path), branch_name(p.task.id)], cwd=root)
                 mark_checkout(p.path)  # until the status is written: a kill leaves a worktree doctor knows
-            _fault_point("spin-checkout")
+            procs.fault_point("spin-checkout")
             git.run(["checkout", "--force", "--quiet"], cwd=p.path)
             _write_task_files(ctx, p, base_sha)
             clear_checkout(p.path)
@@ -369,13 +368,6 @@ def _already_spun(
         elif now != "RUNNING":
             hint += f"; to start over: orch clean {task_id}, then spin it again"
     return InputError(f"task {task_id} already spun ({by})" + (f": {how}" if how else ""), hint=hint)
-
-
-def _fault_point(step: str) -> None:
-    """Fault injection for the crash tests, as in the merge ceremony: ``ORCH_TEST_KILL_AT=<step>``
-    kills orch right here, as abruptly as a power cut."""
-    if os.environ.get("ORCH_TEST_KILL_AT") == step:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _pause_for_tests(step: str) -> None:
