@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from orch.agents import manifest as agents
+from orch.agents import outbox
 from orch.agents.procgroup import GRACE
 from orch.agents.supervisor import finish, shell_quote
 from orch.agents.taskfiles import files, open_run_file, run_folder_problem
@@ -139,6 +140,7 @@ def build_launch(ctx: Ctx, task_id: str, manifest: dict[str, Any]) -> dict[str, 
     )
     return {
         "agent": agent.name,
+        "box": _box_of(ctx, agent, env, task_id, worktree),
         "argv": argv,
         "env": env,
         "cwd": worktree,
@@ -150,6 +152,31 @@ def build_launch(ctx: Ctx, task_id: str, manifest: dict[str, Any]) -> dict[str, 
         "accept": manifest.get("accept"),
         "accept_timeout": ctx.config.test_timeout,
         "branch": manifest["branch"],
+    }
+
+
+def _box_of(ctx: Ctx, agent: agents.Agent, env: dict[str, str], task_id: str, worktree: str) -> dict[str, Any]:
+    """Whether the run is boxed, and what the box lets it write and see (``orch.agents.box``)."""
+    from orch.agents import box
+
+    decision = box.decide(box.mode_of(ctx.config.sandbox, agent.data.get("sandbox")))
+    home = env.get("HOME") or os.environ.get("HOME")
+    project = ctx.project
+    return {
+        "on": decision.on,
+        "mode": decision.mode,
+        "notice": decision.notice,
+        "network": box.network_of(agent.data.get("network")),
+        "writable": [str(p) for p in box.expand(agent.data.get("writable") or [], home)],
+        "readable": [
+            str(p)
+            for p in [
+                project.root,
+                project.common_dir,
+                ctx.config.worktree_root,
+                *box.expand(agent.data.get("readable") or [], home),
+            ]
+        ],
     }
 
 
@@ -194,6 +221,7 @@ def start(ctx: Ctx, task_id: str, *, tmux: bool = False) -> state.Status:
             pid_start=None,
             tmux_session=None,
             stop_requested_at=None,
+            sandbox="on" if launch["box"]["on"] else f"off ({launch['box']['mode']})",
         )
 
     # Counting the running agents and claiming this one is one step under one lock: two spins or
@@ -256,7 +284,8 @@ def start(ctx: Ctx, task_id: str, *, tmux: bool = False) -> state.Status:
                 st.update(supervisor_pid=child_pid, supervisor_start=child_start)
 
     status = state.update(project, store, task_id, hand_over)
-    ctx.log("RUNNING", "START", f"agent={launch['agent']}" + (f" tmux={session}" if tmux else ""), task=task_id)
+    boxed = "box=on" if launch["box"]["on"] else "box=off"
+    ctx.log("RUNNING", "START", f"agent={launch['agent']} {boxed}" + (f" tmux={session}" if tmux else ""), task=task_id)
     return status
 
 
@@ -374,8 +403,8 @@ def attach_argv(ctx: Ctx, task_id: str) -> list[str]:
 
 # -- report (called by agents from inside their worktree) -----------------------------------------
 
-REPORT_STATES = ("PROGRESS", "SUCCESS", "BLOCKED", "PAUSED", "FAILED")
-ENDED = ("SUCCESS", "FAILED", "CRASHED", "BLOCKED", "PAUSED")
+REPORT_STATES = outbox.REPORT_STATES
+ENDED = outbox.ENDED
 
 
 def find_task_here(ctx: Ctx, cwd: Path) -> str:
@@ -432,23 +461,10 @@ def report(
             paths.append(str(path.relative_to(base.resolve())))
         except ValueError:
             paths.append(str(path))
-    now = eventlog.utcnow()
     text = (note or "").strip() or (f"artifacts: {', '.join(paths)}" if paths else kind.lower())
-
-    def apply(st: state.Status) -> None:
-        st.setdefault("notes", []).append({"at": now, "state": None if kind == "PROGRESS" else kind, "text": text})
-        if paths:
-            st["artifacts"] = list(dict.fromkeys([*(st.get("artifacts") or []), *paths]))
-        # After the run ended (a person reporting by hand), BLOCKED / PAUSED / FAILED apply at once.
-        if st.get("state") in ENDED and kind in ("BLOCKED", "PAUSED", "FAILED"):
-            st["state"] = kind
-            st["reason"] = text
-
-    new = state.update(project, store, task_id, apply)
-    if kind == "BLOCKED":
-        atomic_write(
-            project.task_dir(task_id) / "BLOCKER_REPORT.md",
-            f"# Blocker report: {task_id}\n\nReported {now} by the agent.\n\n{text}\n",
-        )
-    ctx.log(str(new.get("state")), "REPORT", f"{kind}: {text}", task=task_id, artifacts=paths)
-    return new
+    said = outbox.Report(kind, text, tuple(paths))
+    box = outbox.folder(project, task_id)
+    if not os.access(project.task_dir(task_id), os.W_OK) and os.access(box, os.W_OK):
+        outbox.post(box, said)  # in the box: the supervisor records it
+        return {**current, "id": task_id}
+    return outbox.record(project, store, task_id, said)

@@ -30,8 +30,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from orch.agents import boxrun, outbox, taskgit
 from orch.agents import manifest as agents
-from orch.agents import taskgit
 from orch.agents.procgroup import end_group, terminate
 from orch.agents.taskfiles import TaskFiles, files, guard_run_folder, open_run_file, run_folder_problem, sweep_run_files
 from orch.core import eventlog, git, procs, refs, state
@@ -93,14 +93,22 @@ def supervise(root: Path, task_id: str, *, in_tmux: bool = False) -> int:
                 check=False,
                 capture_output=True,
             )
+    argv = list(launch["argv"])
+    if (launch.get("box") or {}).get("on"):
+        try:
+            argv = boxrun.boxed(project, task_id, launch, env, argv, terminal=in_tmux, git_of_its_own=True)
+        except (OrchError, OSError) as exc:
+            why = exc.message if isinstance(exc, OrchError) else str(exc)
+            finish(project, store, task_id, exit_code=127, reason=f"could not box the agent: {why}", run=run)
+            return 0
     try:
         if in_tmux:  # the pane is the terminal: a person can watch and type
-            proc = subprocess.Popen(launch["argv"], cwd=launch["cwd"], env=env)
+            proc = subprocess.Popen(argv, cwd=launch["cwd"], env=env)
         else:
             run.log_fd, note = open_run_file(f.log, append=True, readable=True)  # never through a link
             run.notes += [note] if note else []
             proc = subprocess.Popen(
-                launch["argv"],
+                argv,
                 cwd=launch["cwd"],
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -123,7 +131,8 @@ def supervise(root: Path, task_id: str, *, in_tmux: bool = False) -> int:
     with contextlib.suppress(EnvError):  # a run folder already replaced by a link: finish sees to it
         run.status = state.update(project, store, task_id, record)
     run.watch.poll()
-    reason = _watch(proc, launch, f, flags, run.watch, in_tmux=in_tmux)
+    drain = lambda: outbox.drain(project, store, task_id)  # noqa: E731 - what the agent reported from the box
+    reason = _watch(proc, launch, f, flags, run.watch, in_tmux=in_tmux, tick=drain)
     code = proc.returncode
     if not in_tmux:
         end_group(proc.pid)
@@ -171,6 +180,7 @@ def _watch(
     branch: taskgit.BranchWatch,
     *,
     in_tmux: bool,
+    tick: Callable[[], None] = lambda: None,
 ) -> str | None:
     """Wait for the agent within its bounds (noting its branch's tip); why it was ended early, or None."""
     timeout = launch.get("timeout")
@@ -193,6 +203,8 @@ def _watch(
         if now >= next_budget:
             next_budget = now + BUDGET_POLL
             branch.poll()
+            with contextlib.suppress(OrchError, OSError):
+                tick()
             over = _over_budget(launch, f)
             if over:
                 terminate(proc, group=not in_tmux)
@@ -277,7 +289,15 @@ def finish(
         elif st.get("stop_requested_at"):
             reason = f"stopped by orch stop ({reason})"
         refused += [*(run.notes if run is not None else []), *sweep_run_files(f, run.log_fd if run else None)]
+        brought = boxrun.bring_in(project, task_id, launch)
+        with contextlib.suppress(OrchError, OSError):  # what the agent reported from the box
+            outbox.drain(project, store, task_id)
+            st = state.read(project, store, task_id, refresh=False) or st
         settled = _settle(project, task_id, launch, st, run)
+        settled.events[:0] = brought.events
+        settled.kept[:0] = brought.kept
+        settled.notes += brought.notes
+        refused += brought.problems
         head = git.rev_parse(f"refs/heads/{refs.branch_name(task_id)}", cwd=project.root)
         usage = usage_of(launch, f)
         log = project.log_path
@@ -397,12 +417,15 @@ def _run_accept(
     (the note says so)."""
     env = git.clean_env(launch["env"])
     command = str(launch["accept"])
+    argv = ["sh", "-c", command]
+    if (launch.get("box") or {}).get("on"):  # it runs the agent's code: in the box too
+        argv = boxrun.boxed(project, f.folder.name, launch, env, argv, terminal=False, git_of_its_own=False)
     limit = float(launch.get("accept_timeout") or 900)
     code: int | None = None
     log, note = open_run_file(f.accept_log, append=False)
     try:
         proc = subprocess.Popen(
-            ["sh", "-c", command],
+            argv,
             cwd=launch["cwd"],
             env=env,
             stdin=subprocess.DEVNULL,

@@ -21,6 +21,7 @@ class Config:
     test_timeout: float
     worktree_root: Path
     max_parallel: int
+    sandbox: str = "auto"
     defaults: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -53,8 +54,18 @@ def from_data(project: Project, data: dict[str, Any]) -> Config:
         test_timeout=float(data.get("test_timeout") or DEFAULT_TEST_TIMEOUT),
         worktree_root=root if root.is_absolute() else project.root / root,
         max_parallel=int(data.get("max_parallel") or 4),
+        sandbox=_sandbox(data.get("sandbox")),
         defaults=dict(data.get("defaults") or {}),
     )
+
+
+def _sandbox(value: Any) -> str:
+    """``sandbox``: on, off or auto (YAML reads a bare on/off as true/false)."""
+    if value is True:
+        return "on"
+    if value is False:
+        return "off"
+    return str(value or "auto")
 
 
 def in_force(working: Config, committed: dict[str, Any] | None) -> Config:
@@ -63,7 +74,8 @@ def in_force(working: Config, committed: dict[str, Any] | None) -> Config:
     ``committed`` is the validated ``config.yaml`` of the base branch (None: not committed yet). The
     merge ceremony runs the committed ``test_command`` whenever one is committed (an edit to ``true``
     would pass anything; a person's new command counts once committed), the working one only while none
-    is; ``test_timeout`` is the shorter of the two. The base branch is the working copy's: it names the
+    is; ``test_timeout`` is the shorter of the two; ``sandbox`` is the stricter of the two (on, then
+    auto, then off: an edit cannot take agents out of the box). The base branch is the working copy's: it names the
     branch whose committed rules apply, and the ceremony merges into that branch.
     """
     if committed is None:
@@ -73,7 +85,11 @@ def in_force(working: Config, committed: dict[str, Any] | None) -> Config:
         working,
         test_command=committed.get("test_command") or working.test_command,
         test_timeout=min(timeout, working.test_timeout),
+        sandbox=max(working.sandbox, _sandbox(committed.get("sandbox")), key=_SANDBOX_ORDER.index),
     )
+
+
+_SANDBOX_ORDER = ("off", "auto", "on")
 
 
 def key_where(project: Project, key: str, path: Path | None = None, *, indent: bool = False) -> str:

@@ -79,6 +79,18 @@ class Project:
         return self.config_path.is_file()
 
 
+def _box_root(common_dir: Path) -> Path | None:
+    """The main checkout, when ``common_dir`` is the shadow git folder of a boxed task
+    (``ROOT/.orch/run/tasks/ID/box/common``, ``orch.agents.boxgit``); else None."""
+    parts = common_dir.parts
+    if len(parts) < 7 or parts[-1] != "common" or parts[-2] != "box" or parts[-4] != "tasks":
+        return None
+    if parts[-5] != "run" or parts[-6] != ORCH_DIR:
+        return None
+    root = common_dir.parents[5]
+    return root if (root / ".git").exists() else None
+
+
 def find_project(start: Path | str | None = None, *, require_init: bool = True) -> Project:
     """Locate the project that ``start`` (default: the current folder) belongs to."""
     if start is not None:
@@ -112,6 +124,10 @@ def find_project(start: Path | str | None = None, *, require_init: bool = True) 
             )
         raise EnvError(f"git could not read the repository at {cwd}: {r.stderr.strip()}")
     common_dir = Path(lines[0])
+    boxed_root = _box_root(common_dir)
+    if boxed_root is not None:  # inside orch's box: the task's own git folder is a shadow
+        main = find_project(boxed_root, require_init=require_init)
+        return Project(root=main.root, common_dir=main.common_dir, here=Path(lines[3]) if len(lines) > 3 else None)
     if lines[1] == "true":
         raise InputError(
             f"{common_dir} is a bare repository",

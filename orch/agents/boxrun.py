@@ -1,0 +1,59 @@
+"""Running a task's processes in its box: the agent with a git folder and an outbox of its own, its
+accept command without them; and, when the run ends, the agent's commits brought in.
+
+The supervisor's side of ``orch.agents.box`` (the sandbox) and ``orch.agents.boxgit`` (its git)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from orch.agents import outbox
+from orch.core.repo import Project
+
+
+def boxed(
+    project: Project,
+    task_id: str,
+    launch: dict[str, Any],
+    env: dict[str, str],
+    argv: list[str],
+    *,
+    terminal: bool,
+    git_of_its_own: bool,
+) -> list[str]:
+    """``argv`` run in the task's box (``orch.agents.box``); ``git_of_its_own``: with the shadow git
+    folder it commits in and the outbox it reports to (the agent), or neither (its accept command)."""
+    from orch.agents import box, boxgit
+
+    info = launch["box"]
+    worktree = Path(launch["cwd"])
+    spec = box.Spec(
+        cwd=worktree,
+        writable=[worktree, *(Path(p) for p in info.get("writable") or [])],
+        readable=[Path(p) for p in info.get("readable") or []],
+        network=bool(info.get("network", True)),
+        terminal=terminal,
+    )
+    if git_of_its_own:
+        shadow = boxgit.prepare(project, task_id, worktree)
+        mailbox = outbox.folder(project, task_id)
+        if mailbox.is_symlink() or (mailbox.exists() and not mailbox.is_dir()):
+            mailbox.unlink()
+        mailbox.mkdir(exist_ok=True)
+        spec.binds += [(shadow.folder, shadow.folder), (shadow.shadow_admin, shadow.admin), (mailbox, mailbox)]
+    env["ORCH_BOXED"] = "1"
+    return box.wrap(argv, spec, env)
+
+
+def bring_in(project: Project, task_id: str, launch: dict[str, Any]) -> Any:
+    """The boxed run's commits, brought into the repository (``orch.agents.boxgit``)."""
+    from orch.agents import boxgit
+
+    if not (launch.get("box") or {}).get("on"):
+        return boxgit.BroughtIn()
+    try:
+        return boxgit.bring_in(project, task_id, Path(launch["cwd"]) if launch.get("cwd") else None)
+    except Exception as exc:  # the run must still be recorded, whatever git says
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        return boxgit.BroughtIn(problems=[f"the commits the agent made in the box could not be brought in: {first}"])
