@@ -195,3 +195,26 @@ def wait_state(orch: Orch, task_id: str, timeout: float = 90) -> str:
     r = orch("wait", task_id, "--timeout", str(timeout))
     assert r.returncode in (0, 1), r.output
     return r.stdout.split(": ", 1)[1].split()[0]
+
+
+def let_agent_write(repo: Path, folder: Path, agent: str = "shell") -> Path:
+    """In the box an agent writes only its worktree: let ``agent`` write ``folder`` too (made here),
+    through its manifest's ``writable`` list, for tests whose agents leave a record outside."""
+    import yaml
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = repo / ".orch" / "agents" / f"{agent}.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["writable"] = [*(data.get("writable") or []), str(folder)]
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return folder
+
+
+def no_box(repo: Path) -> None:
+    """Commit ``sandbox: off``: for tests of what orch catches after the fact, which an agent in the
+    box could not even attempt (tests/scenarios runs the attacks with the box on as well)."""
+    config = repo / ".orch" / "config.yaml"
+    text = "\n".join(ln for ln in config.read_text().splitlines() if not ln.startswith("sandbox:"))
+    config.write_text(text + "\nsandbox: off\n")
+    git(repo, "add", "--", ".orch/config.yaml")
+    git(repo, "commit", "-q", "-m", "no box")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import Orch, git
+from conftest import Orch, git, let_agent_write
 from vhelpers import make_task, setup_project
 
 
@@ -32,14 +32,14 @@ def proj(repo: Path, orch: Orch) -> Path:
 def stand_in(project: Path, agent: str, tmp_path: Path, body: str) -> Path:
     """Point the preset ``agent`` at a Python script (everything else in the preset as shipped);
     the script's record goes to the returned path."""
-    record = tmp_path / f"{agent}-record.json"
+    record = let_agent_write(project, tmp_path / "records", agent) / f"{agent}-record.json"
     script = tmp_path / f"fake-{agent}"
     prelude = f"import json, os, re, subprocess, sys\nRECORD = {str(record)!r}\n"
     script.write_text(f"#!{sys.executable}\n" + prelude + textwrap.dedent(body))
     script.chmod(0o755)
     path = project / ".orch" / "agents" / f"{agent}.yaml"
     data = yaml.safe_load(path.read_text())
-    data["command"][0] = str(script)
+    data["command"][0] = str(script)  # (its record folder is writable in the box: let_agent_write)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return record
 

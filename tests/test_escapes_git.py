@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 from ceremony_helpers import add_tasks_to_plan, finished_task
-from conftest import Orch, commit_file, git
+from conftest import Orch, commit_file, git, no_box
 
 HOOKS = [
     "pre-commit", "prepare-commit-msg", "commit-msg", "post-commit", "pre-merge-commit", "post-merge",
@@ -194,6 +194,7 @@ def run_hostile_agent(project: Path, orch: Orch, tmp_path: Path, evil: Evil, how
     agent = tmp_path / "agent.py"
     agent.write_text(AGENT)
     argv = [sys.executable, str(agent), how, str(evil.script), *HOOKS]
+    no_box(project)  # what orch's own git does about it; in the box the agent cannot plant it at all
     one_task(project, run=shlex.join(argv))
     orch.ok("spin", "T1")
     r = orch("wait", "T1", "--timeout", "90")

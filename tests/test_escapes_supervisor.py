@@ -3,7 +3,8 @@ main, another task's branch deleted while it runs, orch's run files replaced by 
 
 Each agent is a real shell script run through the ``shell`` preset's ``run:`` field; orch and git are
 real processes. What is checked is what the user keeps: main's tip, their index and working tree,
-their files, and every commit a task made.
+their files, and every commit a task made. The box is off here: these are the defences for where
+bubblewrap is missing; tests/scenarios runs the same attacks with the box on, where they fail at once.
 """
 
 from __future__ import annotations
@@ -15,7 +16,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Orch, git, status_of, wait_state, write_plan
+from conftest import Orch, git, no_box, status_of, wait_state, write_plan
+
+
+@pytest.fixture(autouse=True)
+def _unboxed(project: Path) -> None:
+    no_box(project)
 
 BOUNDED_WAIT = 'n=0; while [ ! -e "$1" ] && [ $n -lt 600 ]; do sleep 0.1; n=$((n+1)); done'
 

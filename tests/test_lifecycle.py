@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import Orch, Run, git, status_of, wait_state, write_plan
+from conftest import Orch, Run, git, let_agent_write, status_of, wait_state, write_plan
 
 AGENT = textwrap.dedent(
     """
@@ -743,7 +743,7 @@ def test_wait_without_ids_judges_tasks_that_already_ended(project: Path, orch: O
 
 def test_agent_finds_orch_and_empty_commands_are_refused(project: Path, orch: Orch, tmp_path: Path) -> None:
     (project / ".orch/agents/empty.yaml").write_text('command: ["{model}"]\n')
-    out = tmp_path / "seen.txt"
+    out = let_agent_write(project, tmp_path / "records") / "seen.txt"
     plan(
         project,
         task("T1", f'command -v orch > {shlex.quote(str(out))}; echo "$ORCH" >> {shlex.quote(str(out))}'),
@@ -786,7 +786,7 @@ def test_tmux_agent_gets_our_environment_and_ctrl_c_spares_the_supervisor(
     import subprocess
 
     env = {**tmux_env, "ORCH_TEST_SECRET": "s3cret"}
-    seen = tmp_path / "secret.txt"
+    seen = let_agent_write(project, tmp_path / "records") / "secret.txt"
     hang = agent_run(agent_script, "hang")
     plan(project, task("T1", f'echo "$ORCH_TEST_SECRET" > {shlex.quote(str(seen))}; {hang}'))
     orch.ok("spin", "T1", "--tmux", env=env)
@@ -840,7 +840,8 @@ def test_agent_and_accept_see_the_users_path_and_reach_orch_by_a_launcher(
     userbin.mkdir()
     (userbin / "python3").write_text("#!/bin/sh\necho the-users-python3\n")
     (userbin / "python3").chmod(0o755)
-    seen, accepted = tmp_path / "seen.txt", tmp_path / "accepted.txt"
+    records = let_agent_write(project, tmp_path / "records")
+    seen, accepted = records / "seen.txt", records / "accepted.txt"
     q = shlex.quote
     run = (
         f"python3 -c 'import sys; print(sys.executable)' > {q(str(seen))}; "

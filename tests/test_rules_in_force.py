@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 from ceremony_helpers import CHECK, finished_task
-from conftest import Orch, commit_file, git
+from conftest import Orch, commit_file, git, no_box
 from vhelpers import LOCKS, PLAN, commit_in, make_task, setup_project
 
 L1_BLOCK = """\
@@ -325,6 +325,7 @@ def test_a_hostile_agent_process_cannot_loosen_its_rules(repo: Path, orch: Orch,
     attack = f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}"
     plan = PLAN.replace("## T3: Anything\n", f"## T3: Anything\n- agent: shell\n- run: {attack}\n")
     proj = setup_project(repo, orch, locks=LOCKS, plan=plan)
+    no_box(proj)  # in the box the write itself fails (tests/scenarios)
     orch.ok("spin", "T3")
     assert orch("wait", "T3", "--timeout", "60").stdout.strip() == "T3: SUCCESS"
     assert "id: L1" not in (proj / ".orch/locks.yaml").read_text()  # the agent did edit the main checkout

@@ -147,10 +147,12 @@ def bring_in(project: Project, task_id: str, worktree: Path | None) -> BroughtIn
     found = _shadow_refs(common)
     branch = f"refs/heads/{refs.branch_name(task_id)}"
     new = {name: sha for name, sha in found.items() if seed.get(name) != sha}
-    if not new:
+    head = (_read(folder / "admin" / "HEAD") or "").strip()
+    detached = {"HEAD": head} if SHA_RE.fullmatch(head) and head not in seed.values() else {}
+    if not new and not detached:
         return out
     objects = common / "objects"
-    tips = list(dict.fromkeys(new.values()))
+    tips = list(dict.fromkeys([*new.values(), *detached.values()]))
     try:
         _import(project, objects, tips)
     except OrchError as exc:
@@ -162,6 +164,15 @@ def bring_in(project: Project, task_id: str, worktree: Path | None) -> BroughtIn
     base = git.rev_parse(f"{refs.BASE_PREFIX}/{task_id}", cwd=root)
     current = git.rev_parse(branch, cwd=root)
     tip = new.pop(branch, None)
+    head = (_read(folder / "admin" / "HEAD") or "").strip()
+    if SHA_RE.fullmatch(head) and head not in (tip, current, found.get(branch)):
+        # a detached HEAD the agent committed on: the branch comes along when it holds the branch
+        if _is_ancestor(tip or current or head, head, root):
+            tip = head
+            name = refs.branch_name(task_id)
+            out.notes.append(f"the agent left HEAD detached in its box; {name} was moved forward to it ({head[:12]})")
+        else:
+            new["HEAD"] = head
     if tip is not None and git.rev_parse(tip, cwd=root) == tip:
         holds_base = base is None or _is_ancestor(base, tip, root)
         if holds_base and current is not None and tip != current:

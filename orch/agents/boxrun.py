@@ -5,10 +5,12 @@ The supervisor's side of ``orch.agents.box`` (the sandbox) and ``orch.agents.box
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from orch.agents import outbox
+from orch.agents.taskfiles import open_run_file
 from orch.core.repo import Project
 
 
@@ -42,6 +44,11 @@ def boxed(
             mailbox.unlink()
         mailbox.mkdir(exist_ok=True)
         spec.binds += [(shadow.folder, shadow.folder), (shadow.shadow_admin, shadow.admin), (mailbox, mailbox)]
+        usage = launch.get("usage_file")
+        if usage and launch.get("usage") == "aider-analytics":  # the agent appends its usage there
+            fd, _note = open_run_file(Path(usage), append=True)
+            os.close(fd)
+            spec.binds.append((Path(usage), Path(usage)))
     env["ORCH_BOXED"] = "1"
     return box.wrap(argv, spec, env)
 
