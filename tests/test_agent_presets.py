@@ -107,7 +107,9 @@ def test_codex_preset_runs_orchs_hook_from_the_command_line(proj: Path, orch: Or
     assert st["state"] == "SUCCESS", st
     seen = json.loads(record.read_text())
     argv = seen["argv"]
-    assert argv[:4] == ["exec", "--json", "-s", "workspace-write"]  # the sandbox is not widened
+    # Codex's own sandbox: off inside orch's box (which bounds it), workspace-write without it
+    inner = "danger-full-access" if st["sandbox"] == "on" else "workspace-write"
+    assert argv[:4] == ["exec", "--json", "-s", inner], st["sandbox"]
     assert "--add-dir" not in argv and "--dangerously-bypass-hook-trust" in argv
     override = argv[argv.index("-c") + 1]  # one argv element
     assert override.startswith('hooks.PreToolUse=[{matcher="apply_patch",hooks=[{type="command",command="')

@@ -26,7 +26,8 @@ def boxed(
 ) -> list[str]:
     """``argv`` run in the task's box (``orch.agents.box``); ``git_of_its_own``: with the shadow git
     folder it commits in and the outbox it reports to (the agent), or neither (its accept command)."""
-    from orch.agents import box, boxgit
+    from orch.agents import boxgit
+    from orch.core import box
 
     info = launch["box"]
     worktree = Path(launch["cwd"])

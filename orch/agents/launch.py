@@ -97,6 +97,7 @@ def build_launch(ctx: Ctx, task_id: str, manifest: dict[str, Any]) -> dict[str, 
         raise
     limits = manifest.get("limits") or {}
     worktree = manifest["worktree"]
+    boxed = _box_of(ctx, agent, dict(agent.env))
     if "{run}" in " ".join(agent.command) and not manifest.get("run"):
         raise InputError(
             f"task {task_id} has no 'run:' field, which agent '{agent.name}' runs",
@@ -114,6 +115,9 @@ def build_launch(ctx: Ctx, task_id: str, manifest: dict[str, Any]) -> dict[str, 
         "usage_file": str(f.usage),
         "budget_usd": f"{limits['budget_usd']:g}" if limits.get("budget_usd") else None,
         "codex_hooks": agents.codex_hooks(),
+        # Codex's own sandbox inside orch's box: orch's box already bounds what it writes, and Codex's
+        # workspace-write would keep it from committing (a worktree's git folder is outside it).
+        "codex_sandbox": "danger-full-access" if boxed["on"] else "workspace-write",
     }
     argv = agents.render_command(agent.command, values)
     if not argv or not argv[0]:
@@ -140,7 +144,7 @@ def build_launch(ctx: Ctx, task_id: str, manifest: dict[str, Any]) -> dict[str, 
     )
     return {
         "agent": agent.name,
-        "box": _box_of(ctx, agent, env, task_id, worktree),
+        "box": boxed,
         "argv": argv,
         "env": env,
         "cwd": worktree,
@@ -155,9 +159,9 @@ def build_launch(ctx: Ctx, task_id: str, manifest: dict[str, Any]) -> dict[str, 
     }
 
 
-def _box_of(ctx: Ctx, agent: agents.Agent, env: dict[str, str], task_id: str, worktree: str) -> dict[str, Any]:
-    """Whether the run is boxed, and what the box lets it write and see (``orch.agents.box``)."""
-    from orch.agents import box
+def _box_of(ctx: Ctx, agent: agents.Agent, env: dict[str, str]) -> dict[str, Any]:
+    """Whether the run is boxed, and what the box lets it write and see (``orch.core.box``)."""
+    from orch.core import box
 
     decision = box.decide(box.mode_of(ctx.config.sandbox, agent.data.get("sandbox")))
     home = env.get("HOME") or os.environ.get("HOME")

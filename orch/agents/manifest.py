@@ -25,7 +25,7 @@ from orch.core.store import Store
 
 PLACEHOLDERS = (
     "prompt_file", "prompt", "task", "worktree", "model", "max_turns", "run", "tools", "usage_file", "budget_usd",
-    "codex_hooks",
+    "codex_hooks", "codex_sandbox",
 )  # fmt: skip
 _PLACEHOLDER = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
 

@@ -212,16 +212,18 @@ def run_tests(
     *,
     on_start: Callable[[int], None] | None = None,
     append: bool = False,
+    boxed: Callable[[list[str]], list[str]] = list,
 ) -> tuple[bool, str]:
     """Run a test command through ``sh -c`` (a person wrote it); (passed, excerpt). ``append``: after
-    what ``log_path`` holds already (a task's accept command after the test command)."""
+    what ``log_path`` holds already (a task's accept command after the test command); ``boxed``: how
+    it runs in the box (``orch.core.box.for_commands``): the tree holds the agents' code."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = git.clean_env({"ORCH_INTEGRATION": "1"})
     with open(log_path, "ab" if append else "wb") as log:
         log.write(f"{chr(10) if append else ''}$ {command}\n".encode())
         log.flush()
         proc = subprocess.Popen(
-            ["sh", "-c", command],
+            boxed(["sh", "-c", command]),
             cwd=cwd,
             stdout=log,
             stderr=subprocess.STDOUT,

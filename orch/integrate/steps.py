@@ -127,16 +127,17 @@ class Ceremony:
             self.j["test_pid"], self.j["test_start"] = pid, procs.start_time(pid)
             self.save(f"testing {label}")
 
+        from orch.verify.requirements import box_for, check_requirements
+
+        boxed = box_for(self.ctx, self.integration.path)
         if command:
             passed, excerpt = run_tests(
-                command, self.integration.path, self.ctx.config.test_timeout, log_path, on_start=started
+                command, self.integration.path, self.ctx.config.test_timeout, log_path, on_start=started, boxed=boxed
             )
         else:
             passed, excerpt = True, ""
             atomic_write(log_path, "no test command configured (test_command in .orch/config.yaml)\n")
         if passed:
-            from orch.verify.requirements import check_requirements
-
             failures = check_requirements(self.ctx, self.integration.path, hard_only=True)
             if failures:
                 passed = False
@@ -154,6 +155,7 @@ class Ceremony:
                 log_path,
                 on_start=started,
                 append=True,
+                boxed=boxed,
             )
             if not passed:
                 excerpt = f"the accept command of {task_id} failed on the merged tree:\n{excerpt}"

@@ -155,7 +155,7 @@ def verify_task(
         from orch.verify.requirements import checkout_at, run_requirements
 
         with checkout_at(ctx, task_id, sha) as where:
-            for failure in run_requirements(lockset, where, timeout=ctx.config.test_timeout):
+            for failure in run_requirements(ctx, lockset, where, timeout=ctx.config.test_timeout):
                 excerpt = failure.output.strip().splitlines()[-1:] or [""]
                 violations.append(
                     Violation(

@@ -18,6 +18,7 @@ from orch.verify.changeset import GITLINK, SYMLINK
 
 TYPE_CHECKING = False  # as in the modules git hooks import: typing for mypy only (it reads this as typing's)
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
     from typing import Any
 
@@ -40,13 +41,16 @@ class RequirementFailure:
         return {k: getattr(self, k) for k in self.__slots__}
 
 
-def run_check(command: str, cwd: Path | str, *, timeout: float) -> tuple[int, str]:
-    """Run a person's check command through ``sh -c``; (exit code, the last 2000 characters of output)."""
+def run_check(
+    command: str, cwd: Path | str, *, timeout: float, boxed: Callable[[list[str]], list[str]] = list
+) -> tuple[int, str]:
+    """Run a person's check command through ``sh -c`` (``boxed``: in the box, ``orch.core.box``);
+    (exit code, the last 2000 characters of output)."""
     import signal
     import subprocess
 
     proc = subprocess.Popen(
-        ["sh", "-c", command],
+        boxed(["sh", "-c", command]),
         cwd=cwd,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -71,13 +75,18 @@ def run_check(command: str, cwd: Path | str, *, timeout: float) -> tuple[int, st
 
 
 def run_requirements(
-    lockset: locks_mod.LockSet, cwd: Path | str, *, timeout: float, hard_only: bool = False
+    ctx: Ctx, lockset: locks_mod.LockSet, cwd: Path, *, timeout: float, hard_only: bool = False
 ) -> list[RequirementFailure]:
+    """Run the requirement checks in ``cwd``, in the box when the config boxes agents: the tree there
+    is an agent's work, and a check runs its code."""
     failures = []
+    boxed = None
     for lk in lockset.of_kind("requirement", agents=False):
         if hard_only and lk.mode != "hard":
             continue
-        code, output = run_check(lk.check or "", cwd, timeout=timeout)
+        if boxed is None:
+            boxed = box_for(ctx, cwd)
+        code, output = run_check(lk.check or "", cwd, timeout=timeout, boxed=boxed)
         if code != 0:
             failures.append(RequirementFailure(lk, code, output))
     return failures
@@ -89,7 +98,15 @@ def check_requirements(ctx: Ctx, cwd: Path, *, hard_only: bool = True) -> list[R
 
     ctx = ctx.judging()
     lockset = inforce.locks(ctx)
-    return run_requirements(lockset, cwd, timeout=ctx.config.test_timeout, hard_only=hard_only)
+    return run_requirements(ctx, lockset, cwd, timeout=ctx.config.test_timeout, hard_only=hard_only)
+
+
+def box_for(ctx: Ctx, cwd: Path) -> Callable[[list[str]], list[str]]:
+    """How a person's command runs on an agent's tree in ``cwd``: boxed as the config says."""
+    from orch.core import box
+
+    project = ctx.project
+    return box.for_commands(ctx.config.sandbox, cwd, [project.root, project.common_dir, ctx.config.worktree_root])
 
 
 class checkout_at:
