@@ -184,12 +184,19 @@ def bring_in(project: Project, task_id: str, worktree: Path | None) -> BroughtIn
         elif not holds_base:
             new[branch] = tip
             out.notes.append("the agent's branch in the box no longer held the task's base: kept aside")
+    now = git.rev_parse(branch, cwd=root)
     for n, (name, sha) in enumerate(sorted(new.items())):
         if n >= MAX_REFS:
             out.notes.append(f"{len(new) - MAX_REFS} more refs the agent made in the box were not kept")
             break
+        if name in seed:  # a ref of the repository's, moved in the box only
+            out.events.append(
+                ("BOX", f"the agent moved {name} in its box (to {sha[:12]}); the repository's did not move")
+            )
         if git.rev_parse(sha, cwd=root) != sha:
             continue  # a tag or a tree: not kept
+        if now is not None and _is_ancestor(sha, now, root):
+            continue  # on the task's branch already
         ref = f"{refs.KEPT_PREFIX}/{task_id}/box/{_safe(name)}"
         if git.rev_parse(ref, cwd=root) == sha:
             continue

@@ -163,7 +163,8 @@ def _box_of(ctx: Ctx, agent: agents.Agent, env: dict[str, str]) -> dict[str, Any
     """Whether the run is boxed, and what the box lets it write and see (``orch.core.box``)."""
     from orch.core import box
 
-    decision = box.decide(box.mode_of(ctx.config.sandbox, agent.data.get("sandbox")))
+    # The config in force: an uncommitted 'sandbox: off' (an agent can write the checkout) is not.
+    decision = box.decide(box.mode_of(ctx.judging().config.sandbox, agent.data.get("sandbox")))
     home = env.get("HOME") or os.environ.get("HOME")
     project = ctx.project
     return {
@@ -182,6 +183,23 @@ def _box_of(ctx: Ctx, agent: agents.Agent, env: dict[str, str]) -> dict[str, Any
             ]
         ],
     }
+
+
+def _box_word(boxed: dict[str, Any]) -> str:
+    """The status's ``sandbox``: on, off (a person said so), or off and why (auto, no bubblewrap)."""
+    if boxed["on"]:
+        return "on" if boxed.get("network", True) else "on, no network"
+    why = str(boxed.get("notice") or "").removeprefix("agents run without a sandbox: ").split(" (sandbox: off")[0]
+    return f"off: {why}" if why else "off"
+
+
+def box_notice(statuses: list[state.Status]) -> str | None:
+    """One line for a person when agents just started without the box they would have had (auto)."""
+    for st in statuses:
+        word = str(st.get("sandbox") or "")
+        if word.startswith("off: "):
+            return f"agents run without a sandbox: {word[5:]} (sandbox: off in .orch/config.yaml hides this)"
+    return None
 
 
 def start(ctx: Ctx, task_id: str, *, tmux: bool = False) -> state.Status:
@@ -225,7 +243,7 @@ def start(ctx: Ctx, task_id: str, *, tmux: bool = False) -> state.Status:
             pid_start=None,
             tmux_session=None,
             stop_requested_at=None,
-            sandbox="on" if launch["box"]["on"] else f"off ({launch['box']['mode']})",
+            sandbox=_box_word(launch["box"]),
         )
 
     # Counting the running agents and claiming this one is one step under one lock: two spins or

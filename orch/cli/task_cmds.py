@@ -52,6 +52,7 @@ def spin(
                 out(f"{r.id}: {r.branch} at {r.worktree} ({r.agent}, {how})")
             else:
                 err(f"orch: {r.id}: {r.error}")
+    _box_notice(c, [r.id for r in results if r.ok and not no_start])
     failed = [r.exit_code for r in results if not r.ok]
     return max(failed) if failed else 0
 
@@ -68,6 +69,17 @@ def start(
     _check_id(task_id, c)
     st = launch.start(c, task_id, tmux=use_tmux)
     out(f"{task_id}: started ({st.get('agent')}" + (f", tmux {st['tmux_session']})" if st.get("tmux_session") else ")"))
+    _box_notice(c, [task_id])
+
+
+def _box_notice(c: Any, ids: list[str]) -> None:
+    """The one-line notice when agents started outside the box because bubblewrap does not work here."""
+    from orch.agents import launch
+    from orch.core import state
+
+    line = launch.box_notice([st for i in ids if (st := state.read(c.project, c.store, i, refresh=False))])
+    if line:
+        err(f"orch: note: {line}")
 
 
 @app.command("agents")

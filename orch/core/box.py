@@ -68,9 +68,9 @@ def unavailable() -> str | None:
 def _try_bwrap() -> str | None:
     if sys.platform != "linux":
         return f"the box needs Linux (this is {sys.platform})"
-    program = shutil.which("bwrap")
+    program = _program()
     if program is None:
-        return "bubblewrap (bwrap) is not installed"
+        return f"bubblewrap ({os.environ.get('ORCH_BWRAP') or 'bwrap'}) is not installed"
     argv = [program, *_identity(), "--unshare-pid", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "true"]
     try:
         r = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
@@ -118,7 +118,7 @@ class Spec:
 
 def wrap(argv: Sequence[str], spec: Spec, env: Mapping[str, str]) -> list[str]:
     """The ``bwrap`` command line that runs ``argv`` in the box ``spec`` describes."""
-    program = shutil.which("bwrap") or "bwrap"
+    program = _program() or "bwrap"
     out = [program, "--die-with-parent", *_identity(), "--cap-drop", "ALL"]
     out += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
     if not spec.network:
@@ -140,6 +140,11 @@ def wrap(argv: Sequence[str], spec: Spec, env: Mapping[str, str]) -> list[str]:
         out += ["--bind", str(source), str(where)]
     out += ["--setenv", "TMPDIR", "/tmp", "--chdir", str(spec.cwd), "--", *argv]
     return out
+
+
+def _program() -> str | None:
+    """The bwrap to use: ``$ORCH_BWRAP`` (a path or a name on PATH), else ``bwrap`` on PATH."""
+    return shutil.which(os.environ.get("ORCH_BWRAP") or "bwrap")
 
 
 def _identity() -> list[str]:

@@ -106,7 +106,8 @@ def box_for(ctx: Ctx, cwd: Path) -> Callable[[list[str]], list[str]]:
     from orch.core import box
 
     project = ctx.project
-    return box.for_commands(ctx.config.sandbox, cwd, [project.root, project.common_dir, ctx.config.worktree_root])
+    readable = [project.root, project.common_dir, ctx.config.worktree_root]
+    return box.for_commands(ctx.judging().config.sandbox, cwd, readable)
 
 
 class checkout_at:
