@@ -230,3 +230,34 @@ def test_sandbox_switches(project: Path, orch: Orch, tmp_path: Path) -> None:
     orch.ok("spin", "T1")
     assert wait_state(orch, "T1") == "SUCCESS"
     assert status_of(project, "T1")["sandbox"].startswith("on")
+
+
+def test_config_writable_reaches_the_merge_tests_and_a_timeout_ends_the_whole_box(
+    project: Path, orch: Orch, tmp_path: Path
+) -> None:
+    import subprocess
+
+    cache, other = tmp_path / "cache", tmp_path / "other"
+    cache.mkdir()
+    other.mkdir()
+    marker = "3017"  # sleep 3017: a process to look for afterwards
+    command = (
+        f"echo hit > {cache}/c; echo hit > {other}/o; "
+        f"if [ -e src/slow ]; then (sleep {marker} &) ; sleep {marker}; fi; true"
+    )
+    config = project / ".orch/config.yaml"
+    text = config.read_text().replace("test_command: 'true'", f"test_command: {command!r}")
+    text = "\n".join(ln for ln in text.splitlines() if not ln.startswith("test_timeout:"))
+    config.write_text(text + f"\nwritable: [{str(cache)!r}]\ntest_timeout: 3\n")
+    git(project, "commit", "-q", "-am", "tests write a cache")
+    script = agent(tmp_path, "mkdir -p src && echo x > src/slow\n")
+    plan(project, script)
+    orch.ok("spin", "T1")
+    assert wait_state(orch, "T1") == "SUCCESS"
+    r = orch("merge")
+    assert r.returncode == 1 and "timed out" in "".join(
+        p.read_text() for p in (project / ".orch/run/merges").rglob("test-*.log")
+    ), r.output
+    assert (cache / "c").read_text() == "hit\n" and not (other / "o").exists()
+    left = subprocess.run(["pgrep", "-f", f"sleep {marker}"], capture_output=True, text=True, check=False)
+    assert left.stdout.strip() == "", "the boxed test run outlived its timeout"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from ceremony_helpers import CHECK, add_tasks_to_plan, finished_task, set_test_command, status_of
-from conftest import Orch, assert_fast_path_agrees, commit_file, git
+from conftest import Orch, assert_fast_path_agrees, commit_file, git, no_box
 
 
 @pytest.fixture
@@ -126,6 +126,7 @@ def test_a_reverted_dependency_skips_its_dependents(ceremony_repo: Path, orch: O
 def test_base_moved_during_the_ceremony(ceremony_repo: Path, orch: Orch) -> None:
     repo = ceremony_repo
     # The test command commits to main behind orch's back, as a person might meanwhile.
+    no_box(repo)  # the test command acts as a person would, outside any box
     sneaky = f"git -C '{repo}' commit -q --allow-empty -m meanwhile && sh check.sh"
     set_test_command(repo, sneaky)
     add_tasks_to_plan(repo, [("T1", "^", [])])

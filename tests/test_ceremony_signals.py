@@ -15,7 +15,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 from ceremony_helpers import add_tasks_to_plan, finished_task, set_test_command, status_of, with_check
-from conftest import Orch, git
+from conftest import Orch, git, no_box
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 # The two ways orch merge runs: the typer CLI, and the entry point's fast path that skips it.
@@ -31,6 +31,7 @@ def hanging(project: Path, tmp_path: Path) -> tuple[Path, Path]:
     flags = tmp_path / "flags"
     flags.mkdir()
     (flags / "hang").write_text("")
+    no_box(repo)  # the pids it records are the ones signals reach: outside a PID namespace
     set_test_command(
         repo,
         f"if [ -e '{flags}/hang' ]; then sleep 300 & echo $! > '{flags}/child.pid'; echo $$ > '{flags}/test.pid'; "

@@ -164,7 +164,8 @@ def _box_of(ctx: Ctx, agent: agents.Agent, env: dict[str, str]) -> dict[str, Any
     from orch.core import box
 
     # The config in force: an uncommitted 'sandbox: off' (an agent can write the checkout) is not.
-    decision = box.decide(box.mode_of(ctx.judging().config.sandbox, agent.data.get("sandbox")))
+    config = ctx.judging().config
+    decision = box.decide(box.mode_of(config.sandbox, agent.data.get("sandbox")))
     home = env.get("HOME") or os.environ.get("HOME")
     project = ctx.project
     return {
@@ -172,13 +173,13 @@ def _box_of(ctx: Ctx, agent: agents.Agent, env: dict[str, str]) -> dict[str, Any
         "mode": decision.mode,
         "notice": decision.notice,
         "network": box.network_of(agent.data.get("network")),
-        "writable": [str(p) for p in box.expand(agent.data.get("writable") or [], home)],
+        "writable": [str(p) for p in box.expand([*config.writable, *(agent.data.get("writable") or [])], home)],
         "readable": [
             str(p)
             for p in [
                 project.root,
                 project.common_dir,
-                ctx.config.worktree_root,
+                config.worktree_root,
                 *box.expand(agent.data.get("readable") or [], home),
             ]
         ],

@@ -215,12 +215,14 @@ def expand(paths: Iterable[object], home: str | None) -> list[Path]:
     return out
 
 
-def for_commands(mode: str, cwd: Path, readable: Sequence[Path]) -> Callable[[list[str]], list[str]]:
+def for_commands(
+    mode: str, cwd: Path, readable: Sequence[Path], writable: Sequence[Path] = ()
+) -> Callable[[list[str]], list[str]]:
     """How to run a person's command (the tests, a requirement check) on an agent's code in ``cwd``:
-    in a box that may write ``cwd`` only, when ``mode`` boxes (unchanged otherwise). That code is the
+    in a box that may write ``cwd`` (and ``writable``) only, when ``mode`` boxes (unchanged otherwise). That code is the
     agent's as much as its process is: outside the box it could write what judges it."""
     if not decide(mode).on:
         return list
-    spec = Spec(cwd=cwd, writable=[cwd], readable=list(readable))
+    spec = Spec(cwd=cwd, writable=[cwd, *writable], readable=list(readable))
     env = dict(os.environ)
-    return lambda argv: wrap(argv, spec, {**env, "ORCH_BOXED": "1"})
+    return lambda argv: wrap(argv, spec, env)

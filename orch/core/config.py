@@ -22,6 +22,7 @@ class Config:
     worktree_root: Path
     max_parallel: int
     sandbox: str = "auto"
+    writable: tuple[str, ...] = ()  # what boxed processes may write besides their tree (caches)
     defaults: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -55,6 +56,7 @@ def from_data(project: Project, data: dict[str, Any]) -> Config:
         worktree_root=root if root.is_absolute() else project.root / root,
         max_parallel=int(data.get("max_parallel") or 4),
         sandbox=_sandbox(data.get("sandbox")),
+        writable=tuple(str(p) for p in data.get("writable") or ()),
         defaults=dict(data.get("defaults") or {}),
     )
 
@@ -75,8 +77,9 @@ def in_force(working: Config, committed: dict[str, Any] | None) -> Config:
     merge ceremony runs the committed ``test_command`` whenever one is committed (an edit to ``true``
     would pass anything; a person's new command counts once committed), the working one only while none
     is; ``test_timeout`` is the shorter of the two; ``sandbox`` is the stricter of the two (on, then
-    auto, then off: an edit cannot take agents out of the box). The base branch is the working copy's: it names the
-    branch whose committed rules apply, and the ceremony merges into that branch.
+    auto, then off: an edit cannot take agents out of the box), and ``writable`` the committed list.
+    The base branch is the working copy's: it names the branch whose committed rules apply, and the
+    ceremony merges into that branch.
     """
     if committed is None:
         return working
@@ -86,6 +89,7 @@ def in_force(working: Config, committed: dict[str, Any] | None) -> Config:
         test_command=committed.get("test_command") or working.test_command,
         test_timeout=min(timeout, working.test_timeout),
         sandbox=max(working.sandbox, _sandbox(committed.get("sandbox")), key=_SANDBOX_ORDER.index),
+        writable=tuple(str(p) for p in committed.get("writable") or ()),
     )
 
 

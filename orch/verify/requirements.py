@@ -106,8 +106,10 @@ def box_for(ctx: Ctx, cwd: Path) -> Callable[[list[str]], list[str]]:
     from orch.core import box
 
     project = ctx.project
-    readable = [project.root, project.common_dir, ctx.config.worktree_root]
-    return box.for_commands(ctx.judging().config.sandbox, cwd, readable)
+    config = ctx.judging().config
+    readable = [project.root, project.common_dir, config.worktree_root]
+    writable = box.expand(config.writable, os.environ.get("HOME"))
+    return box.for_commands(config.sandbox, cwd, readable, writable)
 
 
 class checkout_at:

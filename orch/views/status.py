@@ -97,6 +97,7 @@ def detail_text(ctx: Ctx, task_id: str) -> str:
         ("worktree", "worktree"),
         ("base", "base_sha"),
         ("pid", "pid"),
+        ("sandbox", "sandbox"),
         ("exit code", "exit_code"),
         ("started", "started_at"),
         ("finished", "finished_at"),
