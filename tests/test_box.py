@@ -261,3 +261,34 @@ def test_config_writable_reaches_the_merge_tests_and_a_timeout_ends_the_whole_bo
     assert (cache / "c").read_text() == "hit\n" and not (other / "o").exists()
     left = subprocess.run(["pgrep", "-f", f"sleep {marker}"], capture_output=True, text=True, check=False)
     assert left.stdout.strip() == "", "the boxed test run outlived its timeout"
+
+
+def test_commits_of_a_boxed_run_whose_supervisor_died_are_kept_by_clean(
+    project: Path, orch: Orch, tmp_path: Path
+) -> None:
+    import signal
+    import time
+
+    script = agent(
+        tmp_path,
+        "mkdir -p src && echo 1 > src/a.py && git add -A && git commit -q -m 'in the box'\n"
+        "touch src/committed\nsleep 60\n",
+    )
+    plan(project, script)
+    orch.ok("spin", "T1")
+    wt = project / ".orch/worktrees/T1"
+    for _ in range(300):
+        if (wt / "src/committed").exists():
+            break
+        time.sleep(0.05)
+    os.kill(status_of(project, "T1")["supervisor_pid"], signal.SIGKILL)  # no bring-in, no snapshot
+    for _ in range(300):
+        if "CRASHED" in orch("status", "T1").stdout:
+            break
+        time.sleep(0.05)
+    box_head = (project / ".orch/run/tasks/T1/box/common/refs/heads/orch/T1").read_text().strip()
+    assert git(project, "rev-parse", "orch/T1") != box_head  # not brought in yet
+    orch.ok("clean", "T1", "--force")
+    reachable = git(project, "for-each-ref", "--contains", box_head, "--format=%(refname)")
+    assert reachable, "the boxed run's commit is on no ref"
+    assert git(project, "log", "-1", "--format=%s", box_head) == "in the box"

@@ -287,11 +287,21 @@ def _remove_worktree(ctx: Ctx, task_id: str, wt: Path, listing: dict[str, dict[s
         return False
     if half is not None:  # a killed spin's: the files it lacks were never checked out, not deleted
         halfspun.restore(wt)  # the snapshot then holds only what differs from the branch with every file there
+    _bring_in_box(ctx, task_id, wt, entry)
     _snapshot_into(ctx, task_id, wt, entry)
     _keep_head(ctx, task_id, wt, entry)
     git.run(["worktree", "remove", "--force", str(wt)], cwd=root)
     entry.removed_worktree = project.rel(wt)
     return True
+
+
+def _bring_in_box(ctx: Ctx, task_id: str, wt: Path, entry: CleanEntry) -> None:
+    """Commits a boxed run left in its own git folder (a run whose supervisor died before it brought
+    them in): into the repository first, so the branch and the snapshot hold them."""
+    from orch.agents import boxgit
+
+    brought = boxgit.bring_in(ctx.project, task_id, wt)
+    entry.kept_refs += brought.kept
 
 
 def _keep_head(ctx: Ctx, task_id: str, wt: Path, entry: CleanEntry) -> None:
