@@ -254,7 +254,8 @@ class Scene:
             assert task.id == "T1" or state == "SUCCESS", (task.id, state, reason)
             commits |= self.commits_of(task.id, base)
             tip = look(repo, "for-each-ref", "--format=%(objectname)", f"refs/heads/orch/{task.id}")
-            work[task.id] = self.changes(tip, before) if tip else {}
+            assert tip, f"orch/{task.id} is gone after its run"
+            work[task.id] = self.changes(tip, before)
         attempts = self.private("T1", "scenario-attempt")
         v = self("verify", "T1", "--json")
         verdict = json.loads(v.stdout)["verdicts"][0]["result"] if v.returncode in (0, 1) else f"exit {v.returncode}"
