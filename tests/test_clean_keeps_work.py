@@ -135,3 +135,36 @@ def test_clean_never_deletes_the_branch_a_task_branch_was_made_to_name(project: 
     git(project, "symbolic-ref", "refs/heads/orch/T1", "refs/heads/main")
     orch("clean", "T1")
     assert git(project, "rev-parse", "main") == main
+
+
+# -- a finished task's branch deleted after its run (by another agent, say) --------------------------
+
+
+def _deleted_after_its_run(project: Path) -> str:
+    add_tasks_to_plan(project, [("TD", "^", [])], run="true")
+    sha = finished_task(project, "TD", {"td.txt": "TD\n"})
+    git(project, "update-ref", "-d", "refs/heads/orch/TD")  # no ref holds its commit now
+    assert git(project, "for-each-ref", "--contains", sha) == ""
+    return sha
+
+
+def test_clean_puts_a_deleted_branch_back_before_it_removes_the_worktree(project: Path, orch: Orch) -> None:
+    sha = _deleted_after_its_run(project)
+    r = orch.ok("clean", "--all", "--force")
+    said = f"orch/TD was deleted after its run: orch restored it at {sha[:12]} (from the worktree's HEAD log)"
+    assert said in r.stdout, r.stdout
+    kept = _lines(r.stdout, "kept its commits as ")
+    assert len(kept) == 1 and git(project, "rev-parse", kept[0]) == sha  # the worktree (and its HEAD log) is gone
+    assert not (project / ".orch/worktrees/TD").exists()
+    assert f"| RESTORE | {said}" in (project / ".orch/run/log").read_text()
+
+
+def test_merge_puts_a_deleted_branch_back_merges_it_and_says_so(project: Path, orch: Orch) -> None:
+    sha = _deleted_after_its_run(project)
+    r = orch("merge", "--json")
+    assert r.returncode == 0, r.output
+    said = f"orch/TD was deleted after its run: orch restored it at {sha[:12]} (from the worktree's HEAD log)"
+    assert _outcomes(r.stdout) == {"TD": ("MERGED", said)}
+    assert said in (project / json.loads(r.stdout)["report"]).read_text()
+    assert status_of(project, "TD")["reason"] == said
+    assert git(project, "merge-base", "--is-ancestor", sha, "main") == ""

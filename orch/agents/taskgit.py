@@ -248,8 +248,29 @@ def settle(
     return s
 
 
+def restore_deleted(project: Project, task_id: str, worktree: Path, *, last_seen: str | None) -> str | None:
+    """After the run: put ``orch/<id>`` back if it is gone (someone deleted it once the run was over),
+    at the newest commit holding its base that the worktree's HEAD log names, else ``last_seen`` (the
+    tip the run ended at). What orch did, or None when the branch is there (a branch moved since the
+    run is a person's rebase or reset as much as an agent's doing: it is left alone)."""
+    if git.rev_parse(f"refs/heads/{refs.branch_name(task_id)}", cwd=project.root) is not None:
+        return None
+    s = Settled()
+    tg = open_worktree(project, task_id, worktree)
+    usable = tg if tg is not None and not tg.problem else None  # a tampered worktree's HEAD log is not read
+    _restore_branch(project, task_id, usable, last_seen, None, s, when="after its run")
+    return "; ".join(s.problems + s.notes) or None
+
+
 def _restore_branch(
-    project: Project, task_id: str, tg: TaskGit | None, last_seen: str | None, base_hint: str | None, s: Settled
+    project: Project,
+    task_id: str,
+    tg: TaskGit | None,
+    last_seen: str | None,
+    base_hint: str | None,
+    s: Settled,
+    *,
+    when: str = "while the task ran",
 ) -> None:
     """Put ``orch/<id>`` back where orch last knew it if it is gone or no longer holds that commit."""
     root = project.root
@@ -277,13 +298,13 @@ def _restore_branch(
     pick, source = known[0] if known else (base, "its base ref")
     if pick is None:
         if tip is None:
-            s.problems.append(f"{branch} was deleted while the task ran and orch knows no commit of it")
+            s.problems.append(f"{branch} was deleted {when} and orch knows no commit of it")
         return
     if tip is not None and (tip == pick or _descends(pick, tip, root)):
         return  # the branch holds every commit orch knows of
     if tip is None:
         git.run(["update-ref", "--no-deref", "-m", "orch: restore", ref, pick, "0" * len(pick)], cwd=root)
-        msg = f"{branch} was deleted while the task ran: orch restored it at {pick[:12]} (from {source})"
+        msg = f"{branch} was deleted {when}: orch restored it at {pick[:12]} (from {source})"
         if known:
             s.notes.append(msg)
         else:

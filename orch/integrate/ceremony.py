@@ -129,7 +129,7 @@ def _start(ctx: Ctx, ids: list[str] | None, *, batch: bool, into: str | None, pr
         message, hint = blocking_message(ctx, target, found)
         ctx.log("-", "MERGE_BLOCKED", message[:300])
         raise CheckFailed(message, hint=hint)
-    tri = triage(ctx, ids, {o.task: o for o in found})
+    tri = triage(ctx, ids, {o.task: o for o in found}, restore=True)
     mergeable = reverify(ctx, tri, log=True, base_tip=base)
     order = merge_order(ctx, mergeable)
     stamp = utc_stamp()
@@ -150,6 +150,7 @@ def _start(ctx: Ctx, ids: list[str] | None, *, batch: bool, into: str | None, pr
         "batch": batch,
         "test_command": ctx.config.test_command,
         "named": tri.named,
+        "notes": tri.notes,
         "queue": order,
         "shas": {t: tri.shas[t] for t in order},
         "verdicts": tri.verdicts,
@@ -353,6 +354,10 @@ def _finish(ceremony: Ceremony) -> Outcome:
     how = j.get("landed") or "nothing"
     landed = how in ("update-ref", "fast-forward")
     results = [Result.from_json(r) for r in j["results"]]
+    for r in results:  # what orch did to a task's branch before merging it (restored it) goes with the outcome
+        note = (j.get("notes") or {}).get(r.task)
+        if note and note not in (r.detail or ""):
+            r.detail = f"{note}; {r.detail}" if r.detail else note
     base_after = git.rev_parse(f"refs/heads/{j['target']}", cwd=root)
     titles = {r.task: ceremony.title(r.task) for r in results}
     rollback = rollback_command(root, j, base_after) if landed else None

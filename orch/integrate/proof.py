@@ -59,7 +59,7 @@ def check_form(ctx: Ctx, j: dict[str, Any]) -> list[str]:
     if Path(str(j.get("integration"))) != ours:
         wrong.append(f"its integration worktree {j.get('integration')!r} is not orch's ({ours})")
     ids = [*j.get("queue", []), *j.get("shas", {}), *(r.get("task") for r in j.get("results", []))]
-    ids += [*j.get("verdicts", {}), *j.get("named", [])]
+    ids += [*j.get("verdicts", {}), *j.get("named", []), *j.get("notes", {})]
     bad = sorted({str(i) for i in ids if not isinstance(i, str) or not ID_RE.fullmatch(i)})
     if bad:
         wrong.append("it names task ids that are not ids: " + ", ".join(repr(i) for i in bad[:5]))

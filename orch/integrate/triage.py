@@ -48,6 +48,7 @@ class Triage:
     statuses: dict[str, state.Status]
     verdicts: dict[str, dict[str, Any]] = field(default_factory=dict)  # fresh verdicts, by task
     named: list[str] = field(default_factory=list)  # tasks the person asked for by id
+    notes: dict[str, str] = field(default_factory=dict)  # what orch did on the way (a branch restored), by task
 
 
 def branch_tip(tips: dict[str, str], task_id: str) -> str | None:
@@ -62,7 +63,9 @@ def branch_tips(ctx: Ctx) -> dict[str, str]:
     return refs.branch_heads(ctx.project.root)
 
 
-def triage(ctx: Ctx, ids: list[str] | None, outside: dict[str, Any] | None = None) -> Triage:
+def triage(
+    ctx: Ctx, ids: list[str] | None, outside: dict[str, Any] | None = None, *, restore: bool = False
+) -> Triage:
     """Sort every spun task (or the ``ids`` named) into the queue and the rest, with reasons.
 
     SUCCESS and SKIPPED go in the queue; so do REVERTED, CONFLICT and quarantined tasks whose branch
@@ -74,6 +77,8 @@ def triage(ctx: Ctx, ids: list[str] | None, outside: dict[str, Any] | None = Non
     the test command and the task's own accept command on the merged tree (``Ceremony.test``).
     ``outside`` (``basecheck.outside_work``, by task): work the base holds though no ceremony landed
     it, judged clean; a task whose whole branch is in the base that way is MERGED, whatever its state.
+    ``restore`` (the ceremony): a finished task whose branch someone deleted gets it back first
+    (``taskgit.restore_deleted``), and ``notes`` says so.
     """
     statuses = state.read_all(ctx.project, ctx.store)  # turns dead RUNNING tasks CRASHED
     named = list(dict.fromkeys(ids or []))
@@ -87,6 +92,7 @@ def triage(ctx: Ctx, ids: list[str] | None, outside: dict[str, Any] | None = Non
     queue: list[str] = []
     shas: dict[str, str] = {}
     results: list[Result] = []
+    notes: dict[str, str] = {}
     tips = branch_tips(ctx)
     for task_id in wanted:
         st = statuses[task_id]
@@ -118,8 +124,11 @@ def triage(ctx: Ctx, ids: list[str] | None, outside: dict[str, Any] | None = Non
             if named:
                 results.append(Result(task_id, "NOT_READY", "not spun yet"))
             continue
+        if tip is None and restore and current != "RUNNING":
+            tip = _restore(ctx, task_id, st, notes)
         if tip is None:
-            results.append(Result(task_id, "NOT_READY", f"its branch {refs.branch_name(task_id)} is gone"))
+            gone = notes.get(task_id) or f"its branch {refs.branch_name(task_id)} is gone"
+            results.append(Result(task_id, "NOT_READY", gone))
             continue
         if ctx.plan.get(task_id) is None:
             results.append(
@@ -147,10 +156,24 @@ def triage(ctx: Ctx, ids: list[str] | None, outside: dict[str, Any] | None = Non
             results.append(Result(task_id, "NOT_READY", current + (f": {reason}" if reason else "")))
         if task_id in queue:
             shas[task_id] = tip
-    tri = Triage(queue, shas, results, statuses, named=named)
+    tri = Triage(queue, shas, results, statuses, named=named, notes=notes)
     for found in (outside or {}).values():
         _came_outside(tri, found, tips, wanted)
     return tri
+
+
+def _restore(ctx: Ctx, task_id: str, st: state.Status, notes: dict[str, str]) -> str | None:
+    """Put back the branch of a finished task that someone deleted, from git's record of its worktree's
+    HEAD (or the tip its run ended at); its tip then, or None. Logged, and noted for the report."""
+    from orch.agents.taskgit import restore_deleted
+
+    worktree = ctx.config.worktree_root / task_id  # orch's place for it, never the status's word
+    note = restore_deleted(ctx.project, task_id, worktree, last_seen=st.get("head_sha"))
+    if note is None:
+        return None
+    notes[task_id] = note
+    ctx.log(str(st.get("state", "-")), "RESTORE", note, task=task_id)
+    return git.rev_parse(f"refs/heads/{refs.branch_name(task_id)}", cwd=ctx.project.root)
 
 
 def _came_outside(tri: Triage, found: Any, tips: dict[str, str], wanted: list[str]) -> None:

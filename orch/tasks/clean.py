@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orch.agents.taskgit import restore_deleted
 from orch.core import eventlog, git, refs, state
 from orch.core.context import Ctx
 from orch.core.errors import InputError
@@ -48,6 +49,7 @@ class CleanEntry:
     restore: list[str] = field(default_factory=list)
     skipped: str | None = None
     branch_note: str | None = None
+    restored: str | None = None  # its branch was deleted after the run: orch put it back first
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -167,6 +169,12 @@ def _clean_one(
         entry.skipped = f"state {previous}"
         return entry
     branch = branch_name(task_id)  # never the status's word for it: a status is a file anyone can edit
+    own = worktree_path(ctx, task_id)
+    if previous != "CLEANED" and own.is_dir() and not own.is_symlink():
+        # Its branch deleted after the run: put back before the worktree, and git's log of its HEAD, go.
+        entry.restored = restore_deleted(project, task_id, own, last_seen=st.get("head_sha"))
+        if entry.restored:
+            ctx.log(previous, "RESTORE", entry.restored, task=task_id)
     wt_text = st.get("worktree") or _restored(ctx, task_id, listing)
     worktree_gone = True
     if wt_text:
@@ -354,6 +362,8 @@ def clean_text(report: CleanReport) -> str:
             lines.append(f"{e.id}: skipped: {e.skipped}")
             continue
         lines.append(f"{e.id}: cleaned (was {e.previous_state})")
+        if e.restored:
+            lines.append(f"  {e.restored}")
         if e.removed_worktree:
             if e.link_only:
                 lines.append(f"  removed the link {e.removed_worktree}; kept the folder it pointed to: {e.kept_folder}")
