@@ -175,15 +175,18 @@ def bring_in(project: Project, task_id: str, worktree: Path | None) -> BroughtIn
             new["HEAD"] = head
     if tip is not None and git.rev_parse(tip, cwd=root) == tip:
         holds_base = base is None or _is_ancestor(base, tip, root)
-        if holds_base and current is not None and tip != current:
+        if current is None or tip == current or _is_ancestor(tip, current, root):
+            pass  # brought in before (the branch has gone on since: a snapshot), or no branch to move
+        elif holds_base and _is_ancestor(current, tip, root):  # forward only
             git.run(["update-ref", "-m", "orch: the agent's commits from the box", branch, tip, current], cwd=root)
             out.tip = tip
             out.events.append(("BOX", f"{branch} -> {tip[:12]}"))
             if worktree is not None:
                 _reset_index(project, task_id, worktree, tip)
-        elif not holds_base:
+        else:
             new[branch] = tip
-            out.notes.append("the agent's branch in the box no longer held the task's base: kept aside")
+            why = "no longer held the task's base" if not holds_base else "went another way than orch/<id>"
+            out.notes.append(f"the agent's branch in the box {why}: kept aside")
     now = git.rev_parse(branch, cwd=root)
     for n, (name, sha) in enumerate(sorted(new.items())):
         if n >= MAX_REFS:

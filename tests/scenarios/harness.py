@@ -206,8 +206,13 @@ class Scene:
 
     def private(self, task_id: str, name: str) -> list[str]:
         """A file the agent wrote into its worktree's private git folder (``lib.sh``), word by word."""
-        path = self.repo / ".git/worktrees" / task_id / name
-        return path.read_text().split() if path.exists() else []
+        words = []  # in the box, the worktree's private git folder is the box's shadow of it
+        for path in (
+            self.repo / ".git/worktrees" / task_id / name,
+            self.repo / ".orch/run/tasks" / task_id / "box/admin" / name,
+        ):
+            words += path.read_text().split() if path.exists() else []
+        return words
 
     def commits_of(self, task_id: str, base: str) -> set[str]:
         """Every commit of the task: what its agent recorded, and what its branch and orch's refs for it

@@ -2,4 +2,4 @@
 . "$(dirname "$0")/lib.sh"
 echo "x = 1" > src/x.py
 save -m "clean work"
-attempt git update-ref -d refs/heads/orch/T0
+attempt git --git-dir="$COMMON" update-ref -d refs/heads/orch/T0

@@ -3,4 +3,4 @@
 . "$(dirname "$0")/lib.sh"
 echo "rewritten by the agent" >> docs/guide.md
 save --no-verify -m "edit the guide"
-attempt git update-ref refs/heads/main HEAD
+attempt git --git-dir="$COMMON" update-ref refs/heads/main "$(git rev-parse HEAD)"  # the repository's, not a shadow's
