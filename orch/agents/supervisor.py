@@ -281,8 +281,12 @@ def finish(
     refused = guard_run_folder(project, store, task_id, run.status if run is not None else None)
     with store.lock(f"finish-{task_id}"):
         st = state.read(project, store, task_id, refresh=False) or {}
-        if st.get("state") != "RUNNING":
+        forged = _forged_state(st, run)
+        if st.get("state") != "RUNNING" and not forged:
             return st
+        if forged:  # the supervisor lives, so the run is still RUNNING: nobody else moves it on
+            st = {**st, "state": "RUNNING"}
+            refused.append(forged)
         launch = run.launch if run is not None else json.loads(f.launch.read_text(encoding="utf-8"))
         if st.get("stop_requested_at") and reason is None:
             reason = "stopped by orch stop"
@@ -355,8 +359,11 @@ def finish(
             why = (why + "; " if why else "") + note
 
         def complete(s: state.Status) -> None:
-            if s.get("state") != "RUNNING":
+            if s.get("state") != "RUNNING" and not forged:
                 return
+            for key in ("merge", "verdict", "acks"):  # what a forged status brought along
+                if forged:
+                    s.pop(key, None)
             s.update(
                 state=final,
                 reason=why,
@@ -388,6 +395,14 @@ def finish(
             artifacts=[project.rel(f.log)],
         )
         return new
+
+
+def _forged_state(st: state.Status, run: RunMemory | None) -> str | None:
+    """Why the status the supervisor finds is not its run's (None: it is). While the supervisor lives,
+    only it ends the run: a status saying anything but RUNNING was written by someone else."""
+    if run is None or st.get("state") in (None, "RUNNING") or run.status.get("state") != "RUNNING":
+        return None
+    return f"the status file said {st.get('state')} while the agent ran; orch did not write that"
 
 
 def _settle(

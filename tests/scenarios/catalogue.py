@@ -88,10 +88,6 @@ def clean(script: str, what: str) -> Entry:
 
 
 SCOPE = "docs/guide.md: scope"  # how status and the report name the rule an edit of docs/ breaks
-FORGED_STATUS = (
-    "gap: a status rewritten by its agent to MERGED while it runs makes the supervisor skip the end of the run (no "
-    "snapshot, no exit code): orch status says MERGED and the ceremony passes over the task without a word"
-)
 FORGED_ACK = (
     "gap: an agent can write its own acks into status.yaml (or run orch ack itself): its ack of a soft lock at "
     "its own commit is honoured and the change lands"
@@ -160,7 +156,8 @@ ENTRIES: list[Entry] = [
           on=quarantined("LOCK_VIOLATION", "src/pricing.py: path-lock", attempt="refused")),
     Entry("forge-status", "rewrites its status.yaml to MERGED while it runs, edits docs/guide.md",
           "the ceremony judges the branch, not the status", t("forge_status.sh"),
-          quarantined("SCOPE_VIOLATION", SCOPE, attempt="ok", xfail=FORGED_STATUS),
+          # the supervisor finds a status it did not write: the run FAILED, saying so; verify judges anyway
+          Expect("FAILED", "SCOPE_VIOLATION", "QUARANTINED", "QUARANTINED", ("QUARANTINED", SCOPE), attempt="ok"),
           on=quarantined("SCOPE_VIOLATION", SCOPE, attempt="refused")),
     Entry("forge-verdict", "writes itself a verdict OK at its commit into status.yaml, edits docs/guide.md",
           "verify and the ceremony judge again", t("forge_verdict.sh"),
