@@ -343,6 +343,13 @@ def test_doctor_removes_the_temp_files_of_killed_writes_and_leaves_live_ones(pro
     (dead,) = folder.glob(".status.yaml.*.tmp")
     live = folder / f".status.yaml.{os.getpid()}-0123456789ab.tmp"  # a write under way: this process's
     live.write_text("id: T1\n")
+    # A running task's outbox: its boxed agent's pids mean nothing out here, its temp files stay.
+    running = project / ".orch" / "run" / "tasks" / "T2"
+    (running / "outbox").mkdir(parents=True)
+    me = {"supervisor_pid": os.getpid(), "supervisor_start": procs.start_time(os.getpid())}
+    (running / "status.yaml").write_text(yaml.safe_dump({"id": "T2", "state": "RUNNING", **me}))
+    boxed = running / "outbox" / dead.name.replace(".status.yaml.", ".1-report.json.")
+    boxed.write_text("{}")
     r = orch("doctor", "--json")
     assert r.returncode == 1, r.output
     data = json.loads(r.stdout)
@@ -363,7 +370,7 @@ def test_doctor_removes_the_temp_files_of_killed_writes_and_leaves_live_ones(pro
         }
     ]
     orch.ok("doctor", "--fix")
-    assert not dead.exists() and live.exists()
+    assert not dead.exists() and live.exists() and boxed.exists()
 
 
 def test_every_kind_of_doctor_finding_is_in_its_schema() -> None:

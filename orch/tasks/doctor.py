@@ -207,7 +207,7 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
             lock.unlink(missing_ok=True)
             f.fixed = True
         findings.append(f)
-    findings += _leftover_temp_files(ctx, fix=fix)
+    findings += _leftover_temp_files(ctx, statuses, fix=fix)
 
     unfinished = {p for p, done in half.items() if not done}
     for task_id, st in statuses.items():
@@ -335,19 +335,22 @@ def _adopt(ctx: Ctx, task_id: str, path: Path, branch: str) -> None:
     ctx.log("CRASHED", "ADOPT", f"worktree={ctx.project.rel(path)}", task=task_id)
 
 
-def _leftover_temp_files(ctx: Ctx, *, fix: bool) -> list[Finding]:
-    """Temp files of orch's atomic writes under .orch/ left by a process killed before its rename."""
+def _leftover_temp_files(ctx: Ctx, statuses: dict[str, state.Status], *, fix: bool) -> list[Finding]:
+    """Temp files of orch's atomic writes under .orch/ left by a process killed before its rename.
+    A running task's folder is left alone: its boxed agent writes its outbox with pids orch cannot see."""
     project = ctx.project
+    tasks = project.orch_dir / "run" / "tasks"
     findings = []
     for path, target in leftover_temp_files(project.orch_dir, skip=ctx.config.worktree_root):
-        rel = project.rel(path)
-        tasks = project.orch_dir / "run" / "tasks"
+        task_id = path.relative_to(tasks).parts[0] if path.is_relative_to(tasks) else None
+        if task_id is not None and (statuses.get(task_id) or {}).get("state") == "RUNNING":
+            continue
         f = Finding(
             "stale-temp-file",
-            rel,
+            project.rel(path),
             f"left by an orch process killed while it wrote {target}, which is as it was before that write",
             "remove the temp file",
-            task=path.parent.name if path.parent.parent == tasks else None,
+            task=task_id,
             path=str(path),
         )
         if fix:
