@@ -188,17 +188,17 @@ def test_resume_without_an_interrupted_ceremony(ceremony_repo: Path, orch: Orch)
 
 
 STEPS = [
-    "triaged",
-    "merging T1",
-    "testing T1",
-    "decided T1",
-    "merging T2",
-    "testing T2",
-    "decided T2",
-    "landing",
-    "landed",
-    "reported",
-    "recorded",
+    "ceremony.triaged",
+    "ceremony.merging:T1",
+    "ceremony.testing:T1",
+    "ceremony.decided:T1",
+    "ceremony.merging:T2",
+    "ceremony.testing:T2",
+    "ceremony.decided:T2",
+    "ceremony.landing",
+    "ceremony.landed",
+    "ceremony.reported",
+    "ceremony.recorded",
 ]
 
 
@@ -211,7 +211,7 @@ def test_sigkill_at_every_step_then_resume(ceremony_repo: Path, orch: Orch, step
     finished_task(repo, "T9", {"nine.txt": "9\n"}, state="FAILED")
     before = head(repo)
 
-    killed = orch("merge", env={"ORCH_TEST_KILL_AT": step})
+    killed = orch("merge", env={"ORCH_FAILPOINT": step})
     assert killed.returncode == -9, killed.output
     now = head(repo)
     assert now == before or "one.txt" in git(repo, "ls-tree", "--name-only", now)
@@ -301,7 +301,7 @@ def test_resume_after_landing_finishes_even_if_the_base_moved_since(ceremony_rep
     repo = ceremony_repo
     add_tasks_to_plan(repo, [("T1", "^", [])])
     finished_task(repo, "T1", {"one.txt": "1\n"})
-    assert orch("merge", env={"ORCH_TEST_KILL_AT": "landed"}).returncode == -9
+    assert orch("merge", env={"ORCH_FAILPOINT": "ceremony.landed"}).returncode == -9
     git(repo, "commit", "-q", "--allow-empty", "-m", "a person commits meanwhile")
     r = orch("merge", "--resume", "--json")
     assert r.returncode == 0, r.output
@@ -342,7 +342,7 @@ def test_resume_stops_the_test_run_a_killed_ceremony_left_behind(ceremony_repo: 
     set_test_command(repo, "sleep 60; sh check.sh")
     add_tasks_to_plan(repo, [("T1", "^", [])])
     finished_task(repo, "T1", {"one.txt": "1\n"})
-    assert orch("merge", env={"ORCH_TEST_KILL_AT": "testing T1"}).returncode == -9
+    assert orch("merge", env={"ORCH_FAILPOINT": "ceremony.testing:T1"}).returncode == -9
     pid = json.loads((repo / ".orch" / "run" / "merges" / "journal.json").read_text())["test_pid"]
     os.killpg(pid, 0)  # the orphaned test run is alive
     set_test_command(repo, "sh check.sh")  # the journal keeps the command it started with
@@ -406,7 +406,7 @@ def test_clean_leaves_alone_what_an_interrupted_ceremony_holds(ceremony_repo: Pa
     repo = ceremony_repo
     add_tasks_to_plan(repo, [("T1", "^", [])])
     finished_task(repo, "T1", {"one.txt": "1\n"})
-    assert orch("merge", env={"ORCH_TEST_KILL_AT": "landed"}).returncode == -9
+    assert orch("merge", env={"ORCH_FAILPOINT": "ceremony.landed"}).returncode == -9
     cleaned = orch("clean", "T1")
     assert "interrupted merge ceremony holds it" in cleaned.output
     assert git(repo, "rev-parse", "--verify", "-q", "orch/T1", check=False)
@@ -420,7 +420,14 @@ def test_resume_and_abort_take_no_other_arguments(ceremony_repo: Path, orch: Orc
         assert r.returncode == 2, args
 
 
-BATCH_STEPS = ["merging T1 (batch of 3)", "testing batch-3", "testing T3", "decided T3", "landing", "reported"]
+BATCH_STEPS = [
+    "ceremony.merging:T1 (batch of 3)",
+    "ceremony.testing:batch-3",
+    "ceremony.testing:T3",
+    "ceremony.decided:T3",
+    "ceremony.landing",
+    "ceremony.reported",
+]
 
 
 @pytest.mark.parametrize("step", BATCH_STEPS)
@@ -430,7 +437,7 @@ def test_sigkill_in_batch_mode_then_resume(ceremony_repo: Path, orch: Orch, step
     finished_task(repo, "T1", {"one.txt": "1\n"})
     finished_task(repo, "T2", {"two.txt": "2\n"})
     finished_task(repo, "T3", {"fail-T3": "3\n"})
-    killed = orch("merge", "--batch", env={"ORCH_TEST_KILL_AT": step})
+    killed = orch("merge", "--batch", env={"ORCH_FAILPOINT": step})
     assert killed.returncode == -9, killed.output
     r = orch("merge", "--resume", "--json")
     assert r.returncode == 1, r.output

@@ -137,7 +137,7 @@ def test_a_second_merge_says_at_once_that_one_is_running(hanging: tuple[Path, Pa
 def test_a_killed_ceremonys_pid_blocks_nothing(hanging: tuple[Path, Path], orch: Orch) -> None:
     repo, flags = hanging
     (flags / "hang").unlink()
-    killed = orch("merge", env={"ORCH_TEST_KILL_AT": "testing T1"})
+    killed = orch("merge", env={"ORCH_FAILPOINT": "ceremony.testing:T1"})
     assert killed.returncode == -9
     lock = repo / ".orch" / "run" / "locks" / "merge.lock"
     assert lock.read_text().split("\n")[0].isdigit()  # the dead ceremony's pid is still written there
@@ -152,7 +152,7 @@ def test_abort_exits_0_when_it_rolled_back(hanging: tuple[Path, Path], orch: Orc
     repo, flags = hanging
     (flags / "hang").unlink()
     before = git(repo, "rev-parse", "main")
-    assert orch("merge", env={"ORCH_TEST_KILL_AT": "decided T1"}).returncode == -9
+    assert orch("merge", env={"ORCH_FAILPOINT": "ceremony.decided:T1"}).returncode == -9
     aborted = orch("merge", "--abort", "--json")
     assert aborted.returncode == 0, aborted.output
     data = json.loads(aborted.stdout)
@@ -162,7 +162,7 @@ def test_abort_exits_0_when_it_rolled_back(hanging: tuple[Path, Path], orch: Orc
     assert not (repo / ".orch" / "run" / "merges" / "journal.json").exists()
     assert status_of(repo, "T1")["state"] == "SUCCESS"
     # In words, and a second --abort has nothing left to roll back.
-    assert orch("merge", env={"ORCH_TEST_KILL_AT": "decided T1"}).returncode == -9
+    assert orch("merge", env={"ORCH_FAILPOINT": "ceremony.decided:T1"}).returncode == -9
     words = orch("merge", "--abort")
     assert words.returncode == 0 and "rolled back" in words.stdout, words.output
     again = orch("merge", "--abort")

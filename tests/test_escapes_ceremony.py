@@ -44,9 +44,9 @@ def journal_path(repo: Path) -> Path:
     return repo / ".orch" / "run" / "merges" / "journal.json"
 
 
-def interrupted(repo: Path, orch: Orch, step: str = "triaged") -> dict[str, Any]:
+def interrupted(repo: Path, orch: Orch, step: str = "ceremony.triaged") -> dict[str, Any]:
     """A real ceremony killed at ``step``: its journal, for the forger to edit."""
-    killed = orch("merge", env={"ORCH_TEST_KILL_AT": step})
+    killed = orch("merge", env={"ORCH_FAILPOINT": step})
     assert killed.returncode == -9, killed.output
     data: dict[str, Any] = json.loads(journal_path(repo).read_text())
     return data
@@ -241,7 +241,7 @@ def test_a_real_interrupted_ceremony_resumes_without_an_extra_test_run(repo: Pat
     add_tasks_to_plan(repo, [("T1", "^", []), ("T2", "^", [])])
     finished_task(repo, "T1", {"one.txt": "1\n"})
     finished_task(repo, "T2", {"two.txt": "2\n"})
-    interrupted(repo, orch, "decided T1")
+    interrupted(repo, orch, "ceremony.decided:T1")
     r = orch("merge", "--resume", "--json")
     assert r.returncode == 0, r.output
     data = json.loads(r.stdout)

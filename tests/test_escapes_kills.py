@@ -2,9 +2,10 @@
 worktree, and the fast-forward of the person's checkout. The next ``--resume``, ``--abort`` or
 ``doctor --fix`` repairs what the killed git left, and touches nothing of the person's.
 
-The kills are real: ``ORCH_TEST_KILL_AT=worktree add`` and ``=fast-forward`` make git run a hook that
-SIGKILLs orch and git right when git updates the ref (``orch.integrate.journal.fault_hooks``); the
-last test kills them from a smudge filter while git writes the person's files.
+The kills are real: ``ORCH_FAILPOINT=ceremony.worktree_add`` and ``=ceremony.fast_forward`` make git
+run a hook that SIGKILLs orch and git right when git updates the ref
+(``orch.integrate.journal.fault_hooks``); the last test kills them from a smudge filter while git
+writes the person's files.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def porcelain(repo: Path) -> list[str]:
 
 
 def kill_in_worktree_add(repo: Path, orch: Orch) -> Path:
-    killed = orch("merge", env={"ORCH_TEST_KILL_AT": "worktree add"})
+    killed = orch("merge", env={"ORCH_FAILPOINT": "ceremony.worktree_add"})
     assert killed.returncode == -9, killed.output
     admin = repo / ".git" / "worktrees" / "_integration"
     assert (admin / "locked").read_text().startswith("initializing")
@@ -104,7 +105,7 @@ MINE = [" M README.md", "?? notes.txt"]
 def kill_in_fast_forward(repo: Path, orch: Orch) -> str:
     before = git(repo, "rev-parse", "main")
     mine(repo)
-    killed = orch("merge", env={"ORCH_TEST_KILL_AT": "fast-forward"})
+    killed = orch("merge", env={"ORCH_FAILPOINT": "ceremony.fast_forward"})
     assert killed.returncode == -9, killed.output
     assert git(repo, "rev-parse", "main") == before
     assert (repo / ".git" / "refs" / "heads" / "main.lock").exists()

@@ -1,7 +1,7 @@
 """A spin killed while it checks out its worktree, and many spins of one task at once.
 
 Real git, real ``orch spin`` processes: one killed with SIGKILL right after ``git worktree add
---no-checkout`` (``ORCH_TEST_KILL_AT=spin-checkout``), eight racing for the same task.
+--no-checkout`` (``ORCH_FAILPOINT=spin.after_worktree_add``), eight racing for the same task.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def killed_spin(project: Path, orch: Orch, filled: str, names: list[str]) -> tup
     what a git checkout killed half-way leaves: some of the files (the last one cut short) and the
     lock of the index it never wrote."""
     base = git(project, "rev-parse", "HEAD")
-    r = orch("spin", "T1", env={"ORCH_TEST_KILL_AT": "spin-checkout"})
+    r = orch("spin", "T1", env={"ORCH_FAILPOINT": "spin.after_worktree_add"})
     assert r.returncode == -9, r.output
     wt = project / ".orch/worktrees/T1"
     assert wt.is_dir() and git(project, "rev-parse", "orch/T1") == base

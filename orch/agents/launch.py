@@ -261,6 +261,7 @@ def start(ctx: Ctx, task_id: str, *, tmux: bool = False) -> state.Status:
         state.update(project, store, task_id, claim)
     if problem:
         raise InputError(f"task {task_id} is {problem[0]}, not ready to start", hint=f"see: orch status {task_id}")
+    refs.clear_checkout(Path(launch["cwd"]))  # the checkout is done (a manifest, a status); a killed spin's mark goes
     cmd = [sys.executable, "-m", "orch.agents.supervisor", str(project.root), task_id]
     session = tmux_session_name(task_id)
     # The supervisor runs from the task's run folder, never from the worktree: `python -m` puts its

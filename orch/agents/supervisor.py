@@ -136,6 +136,7 @@ def supervise(root: Path, task_id: str, *, in_tmux: bool = False) -> int:
     code = proc.returncode
     if not in_tmux:
         end_group(proc.pid)
+    procs.fault_point("supervisor.after_agent", task_id)
     try:
         finish(project, store, task_id, exit_code=code, reason=reason, flags=flags, run=run)
     finally:

@@ -42,6 +42,10 @@ def guarded(body: Callable[[], int]) -> NoReturn:
     if sys.stdout is None:  # started with stdout closed (`orch status >&-`): nowhere to say anything
         _closed_stdout()
     try:
+        if "ORCH_FAILPOINT" in os.environ or "ORCH_TEST_KILL_AT" in os.environ:  # the crash tests' fault injection
+            from orch.core.procs import check_failpoint
+
+            check_failpoint()
         code = body()
     except OrchError as exc:
         err(f"orch: {exc.render()}" if not isinstance(exc, UsageError) else f"orch: usage: {exc.render()}")

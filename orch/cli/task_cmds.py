@@ -212,7 +212,7 @@ def doctor(
         "a person; orch refuses to run git while config names one not accepted (orch init accepts them too).",
     ),
 ) -> int:
-    """Find worktrees, branches and statuses out of step, stale locks, crashed tasks and planted git config."""
+    """Find worktrees, branches and statuses out of step, stale locks and temp files, crashes, planted git config."""
     from orch.tasks import doctor as doctor_mod
 
     c = ctx()

@@ -129,8 +129,73 @@ def git_working_in(folder: Path, besides: Path | None = None) -> bool | None:
     return False
 
 
-def fault_point(step: str) -> None:
-    """Fault injection for the crash-safety tests (like git's GIT_TEST_* variables): with
-    ``ORCH_TEST_KILL_AT`` naming this step, die as abruptly as a power cut would, right here."""
-    if os.environ.get("ORCH_TEST_KILL_AT") == step:
+# Fault injection for the crash tests, like git's GIT_TEST_* variables: ``ORCH_FAILPOINT=<name>`` makes
+# the process SIGKILL itself at the first point of that name it reaches, ``<name>:<detail>`` at the first
+# one with that detail (a task id, a file name, the rest of a journal step: ``ceremony.testing:T1``).
+# Every point is named here, and only here: a test checks the code calls no other name and the fault
+# matrix (tests/test_faults.py) kills a real command at each one.
+FAILPOINT = "ORCH_FAILPOINT"
+FAILPOINTS: tuple[str, ...] = (
+    "store.before_replace",  # an atomic write: its temp file written and fsynced, not renamed yet (file name)
+    "store.after_replace",  # an atomic write: renamed over the file, its folder not fsynced yet (file name)
+    "spin.after_claim",  # the task's branch and base ref created, no worktree yet (task id)
+    "spin.after_worktree_add",  # git worktree add --no-checkout done and marked, no file checked out (task id)
+    "spin.before_status",  # checked out, manifest and brief written, no status yet (task id)
+    "supervisor.after_agent",  # the agent ended; its work not snapshotted, its run not recorded (task id)
+    "ceremony.triaged",  # the merge ceremony's journal steps, each right after its journal write
+    "ceremony.worktree_add",  # inside git worktree add of the integration worktree (journal.fault_hooks)
+    "ceremony.merging",  # (task id, or "T1 (batch of 3)")
+    "ceremony.testing",  # (task id, "batch-3", "resumed")
+    "ceremony.decided",  # (task id, or "T1, T2" in batch mode)
+    "ceremony.landing",
+    "ceremony.fast_forward",  # inside the fast-forward of the person's checkout (journal.fault_hooks)
+    "ceremony.landed",
+    "ceremony.reported",  # the report written, no status updated yet
+    "ceremony.recorded",  # statuses and event log written, the journal not deleted yet
+    "clean.after_snapshot",  # uncommitted work kept under refs/orch/snapshots/, the worktree still there (task id)
+    "clean.before_branch_delete",  # the worktree removed, the branch not deleted or kept aside yet (task id)
+    "clean.before_status",  # worktree and branch done, the status not marked CLEANED yet (task id)
+)
+_KNOWN = frozenset(FAILPOINTS)
+
+
+def failpoint_armed(name: str, detail: str = "") -> bool:
+    """Does ``ORCH_FAILPOINT`` name this point (and this detail, if it gives one)?"""
+    wanted = os.environ.get(FAILPOINT)
+    if not wanted:
+        return False
+    if name not in _KNOWN:  # a programming error: the list above is the one place points are named
+        raise ValueError(f"fail point {name!r} is not in orch.core.procs.FAILPOINTS")
+    point, sep, want = wanted.partition(":")
+    return point == name and (not sep or want == detail)
+
+
+def fault_point(name: str, detail: str = "") -> None:
+    """Die here as abruptly as a power cut would when ``ORCH_FAILPOINT`` names this point."""
+    if failpoint_armed(name, detail):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def check_failpoint() -> None:
+    """Refuse a fail point the environment asks for that is no point of orch's: a misspelt name would
+    kill nothing, and a crash test would pass without its crash. orch checks before any command runs."""
+    from orch.core.errors import InputError
+
+    names = ", ".join(FAILPOINTS)
+    if os.environ.get("ORCH_TEST_KILL_AT"):
+        raise InputError(
+            "ORCH_TEST_KILL_AT is gone: fail points are named by ORCH_FAILPOINT now",
+            where="ORCH_TEST_KILL_AT",
+            hint=f"set ORCH_FAILPOINT=<point>[:<detail>] (ceremony.testing:T1 for 'testing T1'); points: {names}",
+        )
+    point = os.environ.get(FAILPOINT, "").partition(":")[0]
+    if not os.environ.get(FAILPOINT) or point in _KNOWN:
+        return
+    import difflib
+
+    close = difflib.get_close_matches(point, FAILPOINTS, n=1)
+    raise InputError(
+        f"unknown fail point {point!r}" + (f" (did you mean {close[0]!r}?)" if close else ""),
+        where=FAILPOINT,
+        hint=f"ORCH_FAILPOINT=<point>[:<detail>], where the point is one of: {names}",
+    )

@@ -5,7 +5,8 @@
 * A file that is empty, truncated or carries merge-conflict markers is reported and left exactly
   as it is: never replaced by defaults.
 * Every write goes to a temp file in the same folder, is fsynced and renamed over the target with
-  ``os.replace``, under an ``flock`` on a file in ``.orch/run/locks/``. Lock files are never deleted.
+  ``os.replace`` (``orch.core.atomic``), under an ``flock`` on a file in ``.orch/run/locks/``. Lock
+  files are never deleted.
 * Validating with jsonschema costs more than reading the files, so a content digest of every file
   that passed is remembered in ``.orch/run/cache/valid/``, holding the parsed data as JSON (several
   times faster to load than YAML): re-reading an unchanged file is cheap, and a changed file has a
@@ -22,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from orch.core.atomic import atomic_write  # orch's modules import it from here too
 from orch.core.errors import EnvError, InputError
 
 _CONFLICT_PREFIXES = ("<<<<<<< ", ">>>>>>> ", "||||||| ")
@@ -440,55 +442,3 @@ class Store:
             new = change(current)
             self.dump(path, new, schema_name, durable=durable, check=check)
             return new
-
-
-def atomic_write(path: Path, text: str | bytes, *, durable: bool = True) -> None:
-    """Write to a temp file in the same folder, fsync it, rename it over ``path``, fsync the folder.
-
-    ``durable=False`` skips the fsyncs (for caches that are rebuilt when lost); the rename still makes
-    the write all-or-nothing for readers. The folder is opened once, never through a symbolic link,
-    and the temp file is made and renamed inside that very folder: a folder replaced by a link (an
-    agent can write ``.orch/run/``) is refused, and a link at ``path`` is replaced, not followed.
-    """
-    import stat
-
-    if not path.parent.is_symlink():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    data = text.encode("utf-8") if isinstance(text, str) else text
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as exc:
-        if not path.parent.is_symlink():
-            raise
-        raise EnvError(
-            f"refused to write {path}: its folder is a symbolic link (to {os.readlink(path.parent)}); "
-            "orch never writes through a link",
-            hint=f"remove the link {path.parent}; orch makes the folder again",
-        ) from exc
-    try:
-        name, tmp, fd = path.name, "", -1
-        new = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        while fd < 0:
-            tmp = f".{path.name}.{os.urandom(6).hex()}.tmp"
-            with contextlib.suppress(FileExistsError):
-                fd = os.open(tmp, new, 0o600, dir_fd=dir_fd)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                try:
-                    old = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
-                except FileNotFoundError:
-                    old = 0
-                os.fchmod(handle.fileno(), old & 0o7777 if stat.S_ISREG(old) else 0o644)
-                if durable:
-                    os.fsync(handle.fileno())
-            os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp, dir_fd=dir_fd)
-            raise
-        if durable:
-            os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

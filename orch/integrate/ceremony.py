@@ -296,7 +296,7 @@ def _aborted(ctx: Ctx, journal: dict[str, Any], target: str, message: str, *, pr
 def _run(ceremony: Ceremony, *, resumed: bool = False) -> Outcome:
     ctx, j = ceremony.ctx, ceremony.j
     if not has_landed(ctx, j):
-        ceremony.integration.prepare(j["good"], git_options=fault_hooks(ctx, "worktree add", "HEAD"))
+        ceremony.integration.prepare(j["good"], git_options=fault_hooks(ctx, "ceremony.worktree_add", "HEAD"))
         todo = [t for t in j["queue"] if t not in ceremony.decided()]
         if j.get("batch"):
             ceremony.run_batch(todo)
@@ -383,7 +383,7 @@ def _finish(ceremony: Ceremony) -> Outcome:
         land_command=j.get("land_command") if how == "parked" else None,
     )
     atomic_write(report_path, render_report(outcome))
-    procs.fault_point("reported")
+    procs.fault_point("ceremony.reported")
     at = eventlog.utcnow()
     in_base = in_the_base(ctx, results, base_after) if not landed else set()
     for r in results:
@@ -437,6 +437,6 @@ def _finish(ceremony: Ceremony) -> Outcome:
     )
     if not landed and base_after == j["base_sha"]:
         mark(ctx, j["target"], j["base_sha"])  # checked at the start (basecheck), and all of it recorded
-    procs.fault_point("recorded")
+    procs.fault_point("ceremony.recorded")
     (ctx.project.merges_dir / JOURNAL).unlink()
     return outcome

@@ -4,8 +4,9 @@ The ceremony writes ``.orch/run/merges/journal.json`` before every step (``steps
 and deletes it when it is done, so a journal left behind is an interrupted ceremony: ``pending``
 tells other commands (clean leaves its tasks alone), ``has_landed`` whether it had moved the base
 already, ``stop_orphan_test`` ends the test run it left behind, ``drop`` rolls it back.
-The crash tests kill orch at a step with ``ORCH_TEST_KILL_AT=<step>`` (``orch.core.procs.fault_point``);
-``fault_hooks`` kills it in the middle of a git command (the worktree add, the fast-forward).
+The crash tests kill orch right after a step's journal write with ``ORCH_FAILPOINT=ceremony.<step>``
+(``orch.core.procs.fault_point``); ``fault_hooks`` kills it in the middle of a git command (the
+worktree add, the fast-forward).
 ``ceremony_lock`` lets one ceremony run at a time and tells the others which process runs it.
 
 Everything in the journal is a claim: anyone who can write ``.orch/run/`` (an agent too) can write
@@ -31,9 +32,6 @@ from orch.integrate.integration import INTEGRATION_DIR, Integration
 JOURNAL = "journal.json"  # JSON is YAML too: read back through the store and validated like the rest
 
 
-_KILL_AT = os.environ.get("ORCH_TEST_KILL_AT", "")
-
-
 # A reference-transaction hook that SIGKILLs orch and every git process between it and the hook, once
 # git has prepared the update of the ref named (its lock files taken, what it wrote before still there).
 _KILLER = """#!/bin/sh
@@ -52,12 +50,12 @@ kill -9 {pid} $chain
 """
 
 
-def fault_hooks(ctx: Ctx, step: str, ref: str) -> list[str]:
-    """Fault injection inside a git command: with ORCH_TEST_KILL_AT naming ``step``, git options (put
+def fault_hooks(ctx: Ctx, point: str, ref: str) -> list[str]:
+    """Fault injection inside a git command: with ORCH_FAILPOINT naming ``point``, git options (put
     after orch's own) that make git run a hook killing orch and git with SIGKILL right when git is
     about to update ``ref``: in ``git worktree add`` (ref ``HEAD``: its admin folder half made) or in
     the fast-forward of the person's checkout (its files written, the branch not moved yet)."""
-    if not _KILL_AT or step != _KILL_AT:
+    if not procs.failpoint_armed(point):
         return []
     import shlex
 

@@ -44,7 +44,8 @@ class Ceremony:
         # Renamed into place, not fsynced: the journal must outlive a killed orch, which the atomic
         # rename guarantees; against power loss git's own refs are not fsynced either (core.fsync).
         atomic_write(self.ctx.project.merges_dir / JOURNAL, json.dumps(self.j, indent=1) + "\n", durable=False)
-        procs.fault_point(step)
+        verb, _, detail = step.partition(" ")  # "testing T1": ORCH_FAILPOINT=ceremony.testing:T1
+        procs.fault_point(f"ceremony.{verb}", detail)
 
     def decided(self) -> set[str]:
         return {r["task"] for r in self.j["results"]}
@@ -323,7 +324,8 @@ class Ceremony:
             return "update-ref", None
         # Landing when git itself would: the fast-forward goes ahead past uncommitted changes to other
         # paths; git refuses, changing nothing, when it would overwrite one. Then the result is parked.
-        r = fast_forward(checkout, good, git_options=fault_hooks(self.ctx, "fast-forward", f"refs/heads/{target}"))
+        killer = fault_hooks(self.ctx, "ceremony.fast_forward", f"refs/heads/{target}")
+        r = fast_forward(checkout, good, git_options=killer)
         if r.ok:
             mark(self.ctx, target, good)
             return "fast-forward", None

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from orch.agents.taskgit import restore_deleted
-from orch.core import eventlog, git, refs, state
+from orch.core import eventlog, git, procs, refs, state
 from orch.core.context import Ctx
 from orch.core.errors import InputError
 from orch.core.plan import ID_RE, ID_RULE
@@ -190,6 +190,8 @@ def _clean_one(
     elif tip is not None and worktree_gone:
         base_tip = git.rev_parse(f"refs/heads/{ctx.config.base_branch}", cwd=root)
         in_base = base_tip is not None and git.is_ancestor(tip, base_tip, cwd=root)
+        if in_base or force:
+            procs.fault_point("clean.before_branch_delete", task_id)
         if in_base:
             git.run(["update-ref", "--no-deref", "-d", f"refs/heads/{branch}", tip], cwd=root)
             git.run(["update-ref", "-d", f"{BASE_PREFIX}/{task_id}"], cwd=root, check=False)
@@ -224,14 +226,20 @@ def _clean_one(
         entry.skipped = "already cleaned"
         return entry
 
+    # Every ref holding this task's work, those of a clean killed before it recorded them included.
+    kept_now = git.out(
+        ["for-each-ref", "--format=%(refname)", f"{KEPT_PREFIX}/{task_id}/", f"{SNAPSHOT_PREFIX}/{task_id}/"], cwd=root
+    ).split()
+
     def mark(s: state.Status) -> None:
         if s.get("state") != "CLEANED":
             s["previous_state"] = s.get("state")
             s["state"] = "CLEANED"
         s["cleaned_at"] = eventlog.utcnow()
         s["worktree"] = None
-        s["kept_refs"] = list(dict.fromkeys([*(s.get("kept_refs") or []), *entry.kept_refs]))
+        s["kept_refs"] = list(dict.fromkeys([*(s.get("kept_refs") or []), *sorted({*kept_now, *entry.kept_refs})]))
 
+    procs.fault_point("clean.before_status", task_id)
     state.update(project, ctx.store, task_id, mark)
     what = []
     if entry.removed_worktree:
@@ -298,6 +306,7 @@ def _remove_worktree(ctx: Ctx, task_id: str, wt: Path, listing: dict[str, dict[s
     _bring_in_box(ctx, task_id, wt, entry)
     _snapshot_into(ctx, task_id, wt, entry)
     _keep_head(ctx, task_id, wt, entry)
+    procs.fault_point("clean.after_snapshot", task_id)
     git.run(["worktree", "remove", "--force", str(wt)], cwd=root)
     entry.removed_worktree = project.rel(wt)
     return True

@@ -5,7 +5,8 @@
   whose checkout never finished (``orch.tasks.halfspun``: finished, and the spin undone, never
   snapshotted as if an agent had deleted the files it lacks);
 * prunable worktrees (their folder is gone);
-* stale ``index.lock`` files whose owner is gone;
+* stale ``index.lock`` files whose owner is gone, and temp files of orch's own writes (under
+  ``.orch/``) whose writer was killed before it renamed them;
 * CRASHED tasks with uncommitted work in their worktree;
 * the merge ceremony's integration worktree half made by a killed ``git worktree add``;
 * work on the base branch that no merge ceremony landed (``orch.integrate.basecheck``).
@@ -22,6 +23,7 @@ import time
 from pathlib import Path
 
 from orch.core import eventlog, git, gitsafety, procs, state
+from orch.core.atomic import leftover_temp_files
 from orch.core.context import Ctx
 from orch.core.plan import ID_RE, RESERVED_IDS
 from orch.tasks.doctor_tasks import (
@@ -205,6 +207,7 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
             lock.unlink(missing_ok=True)
             f.fixed = True
         findings.append(f)
+    findings += _leftover_temp_files(ctx, statuses, fix=fix)
 
     unfinished = {p for p, done in half.items() if not done}
     for task_id, st in statuses.items():
@@ -330,6 +333,31 @@ def _adopt(ctx: Ctx, task_id: str, path: Path, branch: str) -> None:
 
     state.update(ctx.project, ctx.store, task_id, adopt)
     ctx.log("CRASHED", "ADOPT", f"worktree={ctx.project.rel(path)}", task=task_id)
+
+
+def _leftover_temp_files(ctx: Ctx, statuses: dict[str, state.Status], *, fix: bool) -> list[Finding]:
+    """Temp files of orch's atomic writes under .orch/ left by a process killed before its rename.
+    A running task's folder is left alone: its boxed agent writes its outbox with pids orch cannot see."""
+    project = ctx.project
+    tasks = project.orch_dir / "run" / "tasks"
+    findings = []
+    for path, target in leftover_temp_files(project.orch_dir, skip=ctx.config.worktree_root):
+        task_id = path.relative_to(tasks).parts[0] if path.is_relative_to(tasks) else None
+        if task_id is not None and (statuses.get(task_id) or {}).get("state") == "RUNNING":
+            continue
+        f = Finding(
+            "stale-temp-file",
+            project.rel(path),
+            f"left by an orch process killed while it wrote {target}, which is as it was before that write",
+            "remove the temp file",
+            task=task_id,
+            path=str(path),
+        )
+        if fix:
+            path.unlink(missing_ok=True)
+            f.fixed = True
+        findings.append(f)
+    return findings
 
 
 def _index_lock(worktree: Path, common_dir: Path, root: Path) -> Path | None:

@@ -185,6 +185,8 @@ def spin(
     if not prepared:
         return results
     for p in prepared:
+        procs.fault_point("spin.after_claim", p.task.id)
+    for p in prepared:
         ctx.log("PENDING", "SPIN", f"branch={branch_name(p.task.id)} base={base_sha[:12]}", task=p.task.id)
 
     def add_worktree(p: _Prepared) -> str:
@@ -196,7 +198,7 @@ def spin(
             with ctx.store.lock("git-worktree-add"):
                 git.run(["worktree", "add", "--quiet", "--no-checkout", str(p.path), branch_name(p.task.id)], cwd=root)
                 mark_checkout(p.path)  # until the status is written: a kill leaves a worktree doctor knows
-            procs.fault_point("spin-checkout")
+            procs.fault_point("spin.after_worktree_add", p.task.id)
             git.run(["checkout", "--force", "--quiet"], cwd=p.path)
             _write_task_files(ctx, p, base_sha)
             clear_checkout(p.path)
@@ -371,7 +373,7 @@ def _already_spun(
 
 
 def _pause_for_tests(step: str) -> None:
-    """The race tests' way in (as ``ORCH_TEST_KILL_AT`` is the crash tests'): with
+    """The race tests' way in (as ``ORCH_FAILPOINT`` is the crash tests'): with
     ``ORCH_TEST_PAUSE_AT=<step>:<folder>``, create ``<folder>/paused`` here and wait (60 s at most) for
     ``<folder>/go``, while the test runs a concurrent orch. (It used to be a reference-transaction
     hook; orch's git runs no hook now.)"""
@@ -452,6 +454,7 @@ def _write_task_files(ctx: Ctx, p: _Prepared, base_sha: str) -> None:
             new["kept_refs"] = kept
         return new
 
+    procs.fault_point("spin.before_status", task.id)
     state.update(project, store, task.id, fresh, check=False)
 
 
