@@ -292,3 +292,63 @@ def test_commits_of_a_boxed_run_whose_supervisor_died_are_kept_by_clean(
     reachable = git(project, "for-each-ref", "--contains", box_head, "--format=%(refname)")
     assert reachable, "the boxed run's commit is on no ref"
     assert git(project, "log", "-1", "--format=%s", box_head) == "in the box"
+
+
+EVIL_GITFILE = r"""W=$(pwd); git init -q --bare evil.git
+export GIT_DIR=$W/evil.git GIT_INDEX_FILE=$W/evil.idx
+printf 'planted\n' > "$W/planted.txt"
+B=$(git hash-object -w "$W/planted.txt")
+git update-index --add --cacheinfo 100644,$B,planted-by-the-agent
+C=$(echo x | git commit-tree $(git write-tree)); git update-ref HEAD $C
+git config core.bare false; git config core.worktree "$VICTIM"
+unset GIT_DIR GIT_INDEX_FILE; rm -f evil.git/index evil.idx
+printf 'gitdir: evil.git\n' > .git && echo REWROTE
+exit 0
+"""
+
+
+@pytest.mark.parametrize("boxed", [True, False], ids=["box-on", "box-off"])
+def test_a_worktree_git_file_pointed_at_an_agents_repository_never_aims_orchs_git_elsewhere(
+    project: Path, orch: Orch, tmp_path: Path, boxed: bool
+) -> None:
+    # The accept command runs the agent's code after the run was settled: it points the worktree's
+    # .git file at a repository of its own whose core.worktree is a folder of the person's. orch clean
+    # (and doctor) must not let git write there.
+    from conftest import no_box
+
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    if not boxed:
+        no_box(project)
+    script = agent(tmp_path, "mkdir -p src && cat > src/check.sh <<'EOF'\n" + EVIL_GITFILE + "EOF\n")
+    plan(project, script, extra=f"- accept: VICTIM={shlex.quote(str(victim))} sh src/check.sh\n")
+    orch.ok("spin", "T1")
+    wait_state(orch, "T1")
+    accept_log = (project / ".orch/run/tasks/T1/accept.log").read_text()
+    assert ("REWROTE" in accept_log) == (not boxed), accept_log  # in the box the write fails at once
+    orch("doctor", "--fix")
+    orch("clean", "T1", "--force")
+    assert list(victim.iterdir()) == [], list(victim.iterdir())
+    assert not (project / ".git/hooks/planted-by-the-agent").exists()
+
+
+def test_read_only_settings_inside_a_writable_folder(project: Path, orch: Orch, tmp_path: Path) -> None:
+    state_dir = tmp_path / "tool"
+    state_dir.mkdir()
+    (state_dir / "settings.json").write_text("{}\n")
+    manifest = project / ".orch/agents/shell.yaml"
+    data = yaml.safe_load(manifest.read_text())
+    data["writable"] = [str(state_dir)]
+    data["read_only"] = [str(state_dir / "settings.json")]
+    manifest.write_text(yaml.safe_dump(data))
+    script = agent(
+        tmp_path,
+        TRY + f"try session sh -c 'echo s > {state_dir}/session'\n"
+        f"try settings sh -c 'echo hooks > {state_dir}/settings.json'\n",
+    )
+    plan(project, script)
+    orch.ok("spin", "T1")
+    assert wait_state(orch, "T1") == "SUCCESS"
+    tried = attempts(project / ".orch/worktrees/T1")
+    assert tried["session"] == 0 and tried["settings"] != 0, tried
+    assert (state_dir / "settings.json").read_text() == "{}\n"

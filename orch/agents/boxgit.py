@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orch.agents import taskgit
-from orch.core import git, refs
+from orch.core import git, gitpipe, refs
 from orch.core.errors import EnvError, OrchError
 from orch.core.repo import Project
 
@@ -36,6 +36,8 @@ SHA_RE = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
 SEED = "orch-seed"  # the refs the shadow started with, as orch wrote them (read back to tell what is new)
 MAX_REFS = 200  # refs of the agent's kept at most (the rest is named in the note)
 MAX_FILE = 16 << 20
+MAX_PACK = 4 << 30  # bytes of new objects a run may bring in (index-pack refuses more)
+IMPORT_TIMEOUT = 600.0  # seconds for packing and checking them
 
 
 @dataclass
@@ -64,8 +66,10 @@ def prepare(project: Project, task_id: str, worktree: Path) -> Shadow:
         raise EnvError(f"cannot box task {task_id}: {why}", hint="orch doctor --fix, then orch start")
     folder = folder_of(project, task_id)
     if folder.exists() or folder.is_symlink():
-        bring_in(project, task_id, worktree)
-        _remove(folder)
+        if bring_in(project, task_id, worktree).problems:  # what could not come in stays, set aside
+            os.replace(folder, folder.with_name(f"box.failed-{refs.timestamp()}"))
+        else:
+            _remove(folder)
     shadow = Shadow(folder, tg.admin)
     admin, common = shadow.shadow_admin, shadow.common
     for sub in (admin, common / "objects" / "info", common / "refs" / "heads", common / "refs" / "tags"):
@@ -203,7 +207,9 @@ def bring_in(project: Project, task_id: str, worktree: Path | None) -> BroughtIn
         ref = f"{refs.KEPT_PREFIX}/{task_id}/box/{_safe(name)}"
         if git.rev_parse(ref, cwd=root) == sha:
             continue
-        git.run(["update-ref", ref, sha], cwd=root)
+        while git.rev_parse(ref, cwd=root) is not None:  # two names of the agent's made one: keep both
+            ref += "-1"
+        git.run(["update-ref", ref, sha, "0" * len(sha)], cwd=root)
         out.kept.append(ref)
         out.events.append(("KEEP", f"{name} {sha[:12]} as {ref}"))
     return out
@@ -217,8 +223,14 @@ def _import(project: Project, objects: Path, tips: list[str]) -> None:
     ).stdout
     if not listing.strip():
         return
-    pack = git.run(["pack-objects", "--stdout", "-q"], cwd=project.root, env=env, input=listing).stdout
-    git.run(["index-pack", "--stdin", "--strict", "--fix-thin"], cwd=project.root, input=pack)
+    gitpipe.pipe(
+        ["pack-objects", "--stdout", "-q"],
+        ["index-pack", "--stdin", "--strict", f"--max-input-size={MAX_PACK}"],
+        cwd=project.root,
+        input=listing,
+        first_env=env,
+        timeout=IMPORT_TIMEOUT,
+    )
 
 
 def _reset_index(project: Project, task_id: str, worktree: Path, tip: str) -> None:

@@ -37,6 +37,10 @@ def boxed(
         readable=[Path(p) for p in info.get("readable") or []],
         network=bool(info.get("network", True)),
         terminal=terminal,
+        # The worktree's .git file names the repository every later git (clean, doctor) works in:
+        # nothing in the box may point it elsewhere. And the agent CLI's settings, which can name
+        # programs a person's next session would run, stay read-only inside its writable state.
+        read_only=[worktree / ".git", *(Path(p) for p in info.get("read_only") or [])],
     )
     if git_of_its_own:
         shadow = boxgit.prepare(project, task_id, worktree)

@@ -174,6 +174,7 @@ def _box_of(ctx: Ctx, agent: agents.Agent, env: dict[str, str]) -> dict[str, Any
         "notice": decision.notice,
         "network": box.network_of(agent.data.get("network")),
         "writable": [str(p) for p in box.expand([*config.writable, *(agent.data.get("writable") or [])], home)],
+        "read_only": [str(p) for p in box.expand(agent.data.get("read_only") or [], home)],
         "readable": [
             str(p)
             for p in [

@@ -119,8 +119,10 @@ def _parse(path: Path, name: str) -> Report:
         raise ValueError(f"kind {str(kind)[:20]!r} is not one of {', '.join(REPORT_STATES)}")
     if not isinstance(text, str) or (kind in ("BLOCKED", "FAILED", "PAUSED") and not text.strip()):
         raise ValueError("no text")
-    if not isinstance(artifacts, list) or not all(isinstance(a, str) and 0 < len(a) < 4096 for a in artifacts):
-        raise ValueError("artifacts is not a list of paths")
+    if not isinstance(artifacts, list) or not all(
+        isinstance(a, str) and 0 < len(a) < 4096 and a.isprintable() for a in artifacts
+    ):
+        raise ValueError("artifacts is not a list of paths (printable, one line each)")
     clean = "".join(c if c.isprintable() or c in "\n\t" else " " for c in text.strip())[:MAX_NOTE]
     return Report(kind, clean or kind.lower(), tuple(artifacts[:MAX_ARTIFACTS]))
 
@@ -157,10 +159,29 @@ def record(project: Project, store: Store, task_id: str, report: Report, *, via:
     return new
 
 
-def drain(project: Project, store: Store, task_id: str) -> None:
-    """Record every report waiting in the outbox, and name in the event log what was refused."""
-    reports, refused = take(project, task_id)
-    for report in reports:
-        record(project, store, task_id, report, via=" (from the box)")
-    for why in refused:
-        eventlog.append(project.log_path, state="RUNNING", task=task_id, action="REFUSE", result=why)
+def drain(project: Project, store: Store, task_id: str, *, looks: int = 1) -> None:
+    """Record every report waiting in the outbox, and name in the event log what was refused (a few
+    reasons and a count: a flood of junk is one line, not thousands). ``looks``: how many batches to
+    read (the end of a run reads until it is empty, within reason)."""
+    for _ in range(looks):
+        reports, refused = take(project, task_id)
+        for report in reports:
+            record(project, store, task_id, report, via=" (from the box)")
+        for why in refused[:5]:
+            eventlog.append(project.log_path, state="RUNNING", task=task_id, action="REFUSE", result=why)
+        if len(refused) > 5:
+            more = f"{len(refused) - 5} more outbox entries refused"
+            eventlog.append(project.log_path, state="RUNNING", task=task_id, action="REFUSE", result=more)
+        if not reports and not refused:
+            break
+
+
+def sweep(project: Project, task_id: str) -> None:
+    """Remove what is left in the outbox once the run is over (a write cut short: ``.*.tmp``)."""
+    box = folder(project, task_id)
+    with contextlib.suppress(OSError):
+        if stat.S_ISDIR(os.lstat(box).st_mode):
+            for name in os.listdir(box):
+                path = box / name
+                if not (os.path.isdir(path) and not os.path.islink(path)):
+                    path.unlink(missing_ok=True)

@@ -296,7 +296,8 @@ def finish(
         refused += [*(run.notes if run is not None else []), *sweep_run_files(f, run.log_fd if run else None)]
         brought = boxrun.bring_in(project, task_id, launch)
         with contextlib.suppress(OrchError, OSError):  # what the agent reported from the box
-            outbox.drain(project, store, task_id)
+            outbox.drain(project, store, task_id, looks=100)
+            outbox.sweep(project, task_id)
             st = state.read(project, store, task_id, refresh=False) or st
         settled = _settle(project, task_id, launch, st, run)
         settled.events[:0] = brought.events

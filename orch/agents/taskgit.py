@@ -221,7 +221,7 @@ def settle(
         s.events.append(("REFUSE", tg.problem))
         if tg.readable:
             _keep_aside(tg, why, base_hint, s)
-            repaired = _repair_gitfile(tg)
+            repaired = repair_gitfile(tg)
             if repaired:
                 s.notes.append(repaired)
         return s
@@ -450,7 +450,7 @@ def _read_ok(path: Path) -> bool:
         return False
 
 
-def _repair_gitfile(tg: TaskGit) -> str | None:
+def repair_gitfile(tg: TaskGit) -> str | None:
     """Put the worktree's ``.git`` file back (by rename: never written through a link); the note."""
     if tg.admin is None:
         return None

@@ -112,6 +112,7 @@ class Spec:
     writable: list[Path] = field(default_factory=list)  # bound read-write at the same place
     binds: list[tuple[Path, Path]] = field(default_factory=list)  # (source, where) read-write
     readable: list[Path] = field(default_factory=list)  # kept visible read-only under the private /tmp
+    read_only: list[Path] = field(default_factory=list)  # inside what is writable, kept read-only
     network: bool = True
     terminal: bool = False  # the process shares a person's terminal (tmux): keep its session
 
@@ -138,6 +139,9 @@ def wrap(argv: Sequence[str], spec: Spec, env: Mapping[str, str]) -> list[str]:
             out += ["--bind", str(path), str(path)]
     for source, where in spec.binds:
         out += ["--bind", str(source), str(where)]
+    for path in spec.read_only:
+        if path.exists() or path.is_symlink():
+            out += ["--ro-bind", str(path), str(path)]
     out += ["--setenv", "TMPDIR", "/tmp", "--chdir", str(spec.cwd), "--", *argv]
     return out
 

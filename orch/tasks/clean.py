@@ -297,13 +297,15 @@ def _remove_worktree(ctx: Ctx, task_id: str, wt: Path, listing: dict[str, dict[s
         entry.skipped = f"worktree {project.rel(wt)} is locked (git worktree unlock {project.rel(wt)} to allow it)"
         return False
     with ctx.store.lock("git-worktree-add"):  # spin adds and marks worktrees under this lock
-        half = halfspun.pending(wt)
+        half = halfspun.pending(wt, ctx.project.common_dir)
     if half is not None and not half.idle:
         entry.skipped = f"orch spin is still checking out {project.rel(wt)}; clean it when that is done"
         return False
     if half is not None:  # a killed spin's: the files it lacks were never checked out, not deleted
-        halfspun.restore(wt)  # the snapshot then holds only what differs from the branch with every file there
+        # the snapshot then holds only what differs from the branch with every file there
+        halfspun.restore(wt, ctx.project.common_dir)
     _bring_in_box(ctx, task_id, wt, entry)
+    _put_gitfile_back(ctx, task_id, wt, entry)
     _snapshot_into(ctx, task_id, wt, entry)
     _keep_head(ctx, task_id, wt, entry)
     procs.fault_point("clean.after_snapshot", task_id)
@@ -319,6 +321,19 @@ def _bring_in_box(ctx: Ctx, task_id: str, wt: Path, entry: CleanEntry) -> None:
 
     brought = boxgit.bring_in(ctx.project, task_id, wt)
     entry.kept_refs += brought.kept
+
+
+def _put_gitfile_back(ctx: Ctx, task_id: str, wt: Path, entry: CleanEntry) -> None:
+    """The snapshot and the HEAD check below go through the worktree's ``.git`` file: if someone
+    pointed it elsewhere (a repository of an agent's, whose config names another work tree), it is
+    put back first, so that git works on this worktree and this repository only."""
+    from orch.agents import taskgit
+
+    tg = taskgit.open_worktree(ctx.project, task_id, wt)
+    if tg is not None and tg.admin is not None and tg.problem:
+        note = taskgit.repair_gitfile(tg)
+        if note:
+            entry.restore.append(f"# {note} (it said: {tg.problem})")
 
 
 def _keep_head(ctx: Ctx, task_id: str, wt: Path, entry: CleanEntry) -> None:

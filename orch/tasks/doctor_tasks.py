@@ -34,7 +34,8 @@ def half_spun(
         for listed, info in listing.items():
             task_id = task_of_branch(info)
             wt = Path(listed)
-            if task_id is None or not under_worktree_root(ctx, wt) or (h := halfspun.pending(wt)) is None:
+            common = ctx.project.common_dir
+            if task_id is None or not under_worktree_root(ctx, wt) or (h := halfspun.pending(wt, common)) is None:
                 continue
             branch = branch_name(task_id)
             st = statuses.get(task_id)
@@ -63,9 +64,10 @@ def half_spun(
             found[listed] = False
             if not fix or not f.fixable:
                 continue
-            halfspun.restore(wt)  # every file of the branch is there now; what still differs is kept
+            # every file of the branch is there now; what still differs is kept
+            halfspun.restore(wt, ctx.project.common_dir)
             kept = snapshot_ref(wt, task_id, why="found in a worktree a killed orch spin had not finished")
-            halfspun.finish(wt)
+            halfspun.finish(wt, ctx.project.common_dir)
             if kept:
                 f.fix += f"; what differed from {branch} is kept as {kept}"
             if undo:

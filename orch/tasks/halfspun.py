@@ -32,17 +32,18 @@ class HalfSpun:
         return self.spinner is None and not self.git_busy
 
 
-def pending(worktree: Path) -> HalfSpun | None:
+def pending(worktree: Path, common_dir: Path) -> HalfSpun | None:
     """The unfinished spin of ``worktree``, or None when its spin completed.
 
     Callers hold the store lock ``git-worktree-add`` (spin adds and marks worktrees under it), so a
-    worktree with neither index nor mark is one whose spin died between the two.
-    """
-    gitdir = refs.worktree_gitdir(worktree)
-    if gitdir is None:
+    worktree with neither index nor mark is one whose spin died between the two. The worktree's git
+    folder is found from git's side (``refs.worktree_admin``), never from its ``.git`` file: an agent
+    (or code an accept command ran) can point that file at a repository of its own."""
+    admin = refs.worktree_admin(common_dir, worktree)
+    if admin is None:
         return None
-    marker = refs.checkout_marker(worktree)
-    if marker is None and (gitdir / "index").exists():
+    marker = _marker(admin)
+    if marker is None and (admin / "index").exists():
         return None
     spinner = None
     if marker is not None and procs.alive(marker[0], marker[1]) and marker[0] != os.getpid():
@@ -50,33 +51,49 @@ def pending(worktree: Path) -> HalfSpun | None:
     return HalfSpun(worktree, spinner, bool(procs.git_working_in(worktree)))
 
 
-def restore(worktree: Path) -> None:
+def _marker(admin: Path) -> tuple[int, str | None] | None:
+    try:
+        text = (admin / refs.CHECKOUT_MARKER).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    pid, _, started = text.strip().partition(" ")
+    return (int(pid) if pid.isdigit() else 0), (started if started and started != "-" else None)
+
+
+def _git(admin: Path, worktree: Path, args: list[str], **kw: object) -> git.Result:
+    """git on the worktree, through the private git folder git knows for it, with the tree named."""
+    where = [f"--git-dir={admin}", f"--work-tree={worktree}"]
+    return git.run([*where, *args], cwd=worktree, **kw)  # type: ignore[arg-type]
+
+
+def restore(worktree: Path, common_dir: Path) -> None:
     """Write what the checkout had not written yet: the index from HEAD, the files missing from the
     folder, and the files the killed checkout cut short (a file that holds the start of its blob and
     no more). Nothing else is overwritten. Call it only on an ``idle`` worktree."""
-    gitdir = refs.worktree_gitdir(worktree)
-    if gitdir is not None:
-        (gitdir / "index.lock").unlink(missing_ok=True)  # left by the killed checkout: no git works there
-    git.run(["read-tree", "HEAD"], cwd=worktree)
-    missing = git.run(["ls-files", "-z", "--deleted"], cwd=worktree).stdout
+    admin = refs.worktree_admin(common_dir, worktree)
+    if admin is None:
+        return
+    (admin / "index.lock").unlink(missing_ok=True)  # left by the killed checkout: no git works there
+    _git(admin, worktree, ["read-tree", "HEAD"])
+    missing = _git(admin, worktree, ["ls-files", "-z", "--deleted"]).stdout
     if missing:
-        git.run(["checkout-index", "-z", "--stdin"], cwd=worktree, input=missing)
-    git.run(["update-index", "-q", "--refresh"], cwd=worktree, check=False)
-    cut = _cut_short(worktree)
+        _git(admin, worktree, ["checkout-index", "-z", "--stdin"], input=missing)
+    _git(admin, worktree, ["update-index", "-q", "--refresh"], check=False)
+    cut = _cut_short(admin, worktree, common_dir)
     if cut:
-        git.run(["checkout-index", "--force", "-z", "--stdin"], cwd=worktree, input="".join(p + "\0" for p in cut))
-        git.run(["update-index", "-q", "--refresh"], cwd=worktree, check=False)
+        _git(admin, worktree, ["checkout-index", "--force", "-z", "--stdin"], input="".join(p + "\0" for p in cut))
+        _git(admin, worktree, ["update-index", "-q", "--refresh"], check=False)
 
 
-def _cut_short(worktree: Path) -> list[str]:
+def _cut_short(admin: Path, worktree: Path, common_dir: Path) -> list[str]:
     """Tracked regular files whose content is a strict beginning of their blob: written half-way."""
-    raw = git.run(["diff-files", "-z", "--diff-filter=M"], cwd=worktree).stdout.split("\0")
+    raw = _git(admin, worktree, ["diff-files", "-z", "--diff-filter=M"]).stdout.split("\0")
     entries = []  # ":OLDMODE NEWMODE OLDSHA NEWSHA M", then the path
     for meta, path in zip(raw[::2], raw[1::2], strict=False):
         fields = meta.lstrip(":").split()
         if path and len(fields) == 5 and fields[0].startswith("100"):
             entries.append((path, fields[2]))
-    blobs = git.cat_blobs([sha for _, sha in entries], cwd=worktree)
+    blobs = git.cat_blobs([sha for _, sha in entries], cwd=common_dir)
     cut = []
     for path, sha in entries:
         file = worktree / path
@@ -92,8 +109,11 @@ def _cut_short(worktree: Path) -> list[str]:
     return cut
 
 
-def finish(worktree: Path) -> None:
+def finish(worktree: Path, common_dir: Path) -> None:
     """Check the branch out over what is left (keep a snapshot of anything that differs first); the
     worktree is then what a completed spin leaves, and its mark goes."""
-    git.run(["checkout", "--force", "--quiet"], cwd=worktree)
-    refs.clear_checkout(worktree)
+    admin = refs.worktree_admin(common_dir, worktree)
+    if admin is None:
+        return
+    _git(admin, worktree, ["checkout", "--force", "--quiet"])
+    (admin / refs.CHECKOUT_MARKER).unlink(missing_ok=True)
