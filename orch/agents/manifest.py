@@ -22,6 +22,7 @@ from orch.core.errors import InputError
 from orch.core.plan import AGENT_RE
 from orch.core.repo import Project
 from orch.core.store import Store
+from orch.core.text import quoted
 
 PLACEHOLDERS = (
     "prompt_file", "prompt", "task", "worktree", "model", "max_turns", "run", "tools", "usage_file", "budget_usd",
@@ -102,7 +103,7 @@ class Agent:
 def check_name(name: str) -> None:
     if not AGENT_RE.fullmatch(name):
         raise InputError(
-            f"bad agent name {name!r}",
+            f"bad agent name {quoted(name)}",
             hint="agent names are letters, digits, '.', '_' or '-' (a manifest .orch/agents/NAME.yaml)",
         )
 
@@ -111,8 +112,9 @@ def manifest_path(project: Project, name: str) -> Path:
     return project.agents_dir / f"{name}.yaml"
 
 
-def load(project: Project, store: Store, name: str) -> Agent:
-    """Read and validate one manifest now (no caching across commands: edits apply at once)."""
+def load(project: Project, store: Store, name: str, *, named_at: str | None = None) -> Agent:
+    """Read and validate one manifest now (no caching across commands: edits apply at once).
+    ``named_at``: the ``file:line`` that names the agent, for the message when there is no such manifest."""
     check_name(name)
     path = manifest_path(project, name)
     try:
@@ -121,6 +123,7 @@ def load(project: Project, store: Store, name: str) -> Agent:
         known = ", ".join(names(project)) or "none"
         raise InputError(
             f"no agent '{name}' (no {project.rel(path)})",
+            where=named_at,
             hint=f"known agents: {known}; add a manifest there, or run orch init to get the presets",
         ) from None
     if not isinstance(data, dict):

@@ -11,6 +11,7 @@ import os
 import sys
 
 from orch.core.errors import OrchError
+from orch.core.text import printable
 from orch.verify import hookrun
 
 HOOK_PROGRAMS = ("pre-commit", "claude-pretool", "codex-pretool", "gemini-pretool")
@@ -27,10 +28,10 @@ def main(argv: list[str]) -> int:
         else:
             code, message = hookrun.agent_hook(name.split("-")[0], sys.stdin.read())
         if message:
-            sys.stderr.write(message + "\n")
+            sys.stderr.write(printable(message) + "\n")
         return code
     except OrchError as exc:  # broken rules: refuse, as verify does
-        sys.stderr.write(f"orch: {exc.render()}\n")
+        sys.stderr.write(f"orch: {printable(exc.render())}\n")
         return 1 if name == "pre-commit" else 2
     except Exception as exc:  # a bug in orch: warn and let the action through; verify still judges it
         sys.stderr.write(f"orch: warning: the {name} hook failed ({type(exc).__name__}: {exc}); not blocking\n")

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 
 from orch.core.errors import ExitCode, OrchError, UsageError
+from orch.core.text import printable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -26,6 +27,9 @@ class StdoutClosed(Exception):
 
 
 def out(text: str = "") -> None:
+    """Print ``text`` and a newline; what a terminal would act on (control characters from a title,
+    a file name, an agent's report) is shown escaped, never sent as is."""
+    text = printable(text)
     try:
         sys.stdout.write(text + ("\n" if not text.endswith("\n") else ""))
     except BrokenPipeError:
@@ -33,6 +37,7 @@ def out(text: str = "") -> None:
 
 
 def err(text: str) -> None:
+    text = printable(text)
     sys.stderr.write(text + ("\n" if not text.endswith("\n") else ""))
 
 

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from orch.core.text import age, plain_table
+from orch.core.text import age, plain_table, printable
 
 STATE_STYLE = {
     "PENDING": "dim", "RUNNING": "cyan", "SUCCESS": "green", "MERGED": "bold green", "CLEANED": "dim green",
@@ -33,9 +33,12 @@ def dumps(data: Any) -> str:
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None) -> str | None:
     """Print a table; returns the plain text (or None after printing a rich table)."""
+    rows = [[printable(cell) for cell in row] for row in rows]
+    title = printable(title) if title else title
     if fancy():
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
         console = Console()
         widths = [max([len(h), *(len(row[n]) for row in rows)]) for n, h in enumerate(headers)]
@@ -50,15 +53,17 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, title: str |
             widths[n] = max(3, min(widths[n], spare // max(1, len(shrink))))
             spare -= widths[n]
             shrink = [m for m in shrink if m != n]
-        t = Table(title=title, header_style="bold", box=None, pad_edge=False)
+        # Cells are Text, never markup: a title such as 'fix [/api]' is shown as written (as markup it
+        # would vanish, or stop the command).
+        t = Table(title=Text(title) if title else None, header_style="bold", box=None, pad_edge=False)
         for h, w in zip(headers, widths, strict=True):
             t.add_column(h, overflow="ellipsis", no_wrap=True, width=w)
+        state = list(headers).index("STATE") if "STATE" in headers else None
         for row in rows:
-            cells = list(row)
-            if "STATE" in headers:
-                i = list(headers).index("STATE")
-                style = STATE_STYLE.get(cells[i].split()[0] if cells[i] else "", "")
-                cells[i] = f"[{style}]{cells[i]}[/]" if style else cells[i]
+            cells = [Text(cell) for cell in row]
+            style = STATE_STYLE.get(row[state].split()[0] if state is not None and row[state] else "")
+            if state is not None and style:
+                cells[state].stylize(style)
             t.add_row(*cells)
         console.print(t)
         return None
@@ -141,9 +146,11 @@ class _Progress:
 
     def __call__(self, message: str) -> None:
         if self.status is not None:
-            self.status.update(message)
+            from rich.text import Text
+
+            self.status.update(Text(printable(message)))  # Text, never markup: a file name may hold '[/'
         else:
-            sys.stderr.write(f"orch: {message}\n")
+            sys.stderr.write(f"orch: {printable(message)}\n")
             sys.stderr.flush()
 
     def __exit__(self, *exc: object) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from orch.core.errors import InputError
 from orch.core.repo import Project
 from orch.core.store import Store
+from orch.core.text import quoted
 
 DEFAULT_TEST_TIMEOUT = 900.0
 DEFAULT_WORKTREE_ROOT = ".orch/worktrees"
@@ -32,6 +33,20 @@ class Config:
 
 def load(project: Project, store: Store) -> Config:
     data = store.load(project.config_path, "config")
+    problem = branch_problem(str(data["base_branch"]))
+    if problem:
+        raise InputError(
+            f"base_branch: {problem}",
+            where=key_where(project, "base_branch"),
+            hint="set base_branch to the name of an existing branch (git branch lists them)",
+        )
+    root = str(data.get("worktree_root") or "")
+    if any(c < " " or c == "\x7f" for c in root):
+        raise InputError(
+            f"worktree_root: {quoted(root)} holds a control character",
+            where=key_where(project, "worktree_root"),
+            hint="name a folder by a plain path, e.g. the default .orch/worktrees",
+        )
     budget = (data.get("defaults") or {}).get("budget")
     if budget:
         from orch.core.plan import parse_budget
@@ -48,12 +63,16 @@ def load(project: Project, store: Store) -> Config:
 
 
 def from_data(project: Project, data: dict[str, Any]) -> Config:
-    root = Path(data.get("worktree_root") or DEFAULT_WORKTREE_ROOT)
+    import os
+
+    # Normalised (``../wt`` becomes a plain absolute path) as git lists its worktrees, so a task's
+    # worktree compares equal to git's listing wherever the root is.
+    root = os.path.normpath(project.root / (data.get("worktree_root") or DEFAULT_WORKTREE_ROOT))
     return Config(
         base_branch=data["base_branch"],
         test_command=data.get("test_command"),
         test_timeout=float(data.get("test_timeout") or DEFAULT_TEST_TIMEOUT),
-        worktree_root=root if root.is_absolute() else project.root / root,
+        worktree_root=Path(root),
         max_parallel=int(data.get("max_parallel") or 4),
         sandbox=_sandbox(data.get("sandbox")),
         writable=tuple(str(p) for p in data.get("writable") or ()),
@@ -94,6 +113,34 @@ def in_force(working: Config, committed: dict[str, Any] | None) -> Config:
 
 
 _SANDBOX_ORDER = ("off", "auto", "on")
+
+
+_REFUSED = frozenset(" ~^:?*[\\\x7f")
+
+
+def branch_problem(name: str) -> str | None:
+    """Why git would refuse ``name`` as a branch name (``git check-ref-format --branch``'s rules, and a
+    leading '-' git would read as an option), or None. Checked in Python: the config is read by every
+    command, and a name git refuses must never reach a path or an argv."""
+    shown = quoted(name)
+    bad = sorted({c for c in name if c < " " or c in _REFUSED or "\ud800" <= c <= "\udfff"})
+    if bad:
+        return f"{shown} is not a valid branch name: git refuses {', '.join(repr(c) for c in bad)} in one"
+    if name.startswith("-"):
+        return f"{shown} is not a valid branch name: it starts with '-', which git reads as an option"
+    parts = name.split("/")
+    why = (
+        "it is a name git keeps for itself" if name in ("@", "HEAD")
+        else "it holds '..'" if ".." in name
+        else "it holds '@{'" if "@{" in name
+        else "it ends with '.'" if name.endswith(".")
+        else "it has an empty part ('/' at an end, or '//')" if not all(parts)
+        else "a part of it starts with '.'" if any(p.startswith(".") for p in parts)
+        else "a part of it ends with '.lock'" if any(p.endswith(".lock") for p in parts)
+        else "a part of it is longer than a file name can be" if any(len(p.encode()) > 255 for p in parts)
+        else None
+    )  # fmt: skip
+    return f"{shown} is not a valid branch name: {why}" if why else None
 
 
 def key_where(project: Project, key: str, path: Path | None = None, *, indent: bool = False) -> str:

@@ -37,6 +37,7 @@ def loads(text: str, orch_dir: Path, *, where: str, cache: bool = True) -> Plan:
     marker = conflict_marker_line(text)
     if marker is not None:
         raise InputError(f"{where}:{marker}: unresolved merge conflict marker", hint="resolve it by hand")
+    check_text(text, where)
     folder = orch_dir / "run" / "cache" / "plan"
     key = _cache_key(text)
     cached = _cache_get(folder, key) if cache else None
@@ -46,6 +47,17 @@ def loads(text: str, orch_dir: Path, *, where: str, cache: bool = True) -> Plan:
     if (orch_dir / "run").is_dir():
         _cache_put(folder, key, plan)
     return plan
+
+
+def check_text(text: str, where: str) -> None:
+    """Refuse a NUL character: no title, brief or command holding one could reach an agent's
+    command line, and a text file with one is broken (a bad copy, a binary pasted in)."""
+    at = text.find("\0")
+    if at >= 0:
+        raise InputError(
+            f"{where}:{text.count(chr(10), 0, at) + 1}: holds a NUL character; plan.md is text",
+            hint="remove it by hand; orch leaves the file as it is",
+        )
 
 
 # A valid plan is remembered, parsed, under a digest of its text and of this parser's source, so
@@ -147,6 +159,7 @@ def add_task(
             text = path.open(encoding="utf-8", newline="").read() if path.exists() else ""
         except UnicodeDecodeError as exc:
             raise InputError(f"{where}: not UTF-8 text", hint="fix the file's encoding by hand") from exc
+        check_text(text, where)
         current = parse(text, where=where)  # a broken plan is reported as it is, before anything else
         existing = current.get(task_id)
         if existing is not None:
@@ -170,6 +183,11 @@ def add_task(
                 f"appending {task_id} would not read back as one task with these fields",
                 hint="the plan may end inside an open ``` code block, or the brief holds a '## ' heading "
                 "or starts with a '- field:' line; edit .orch/plan.md by hand",
+            )
+        if added.agent and not (path.parent / "agents" / f"{added.agent}.yaml").is_file():  # as orch plan checks
+            raise InputError(
+                f"no agent '{added.agent}' (no .orch/agents/{added.agent}.yaml)",
+                hint=f"add its manifest first (see: orch agents), or name another; {task_id} was not added",
             )
         store.write_text(path, new_text)
     return added

@@ -11,6 +11,7 @@ from pathlib import Path
 from orch.core import git
 from orch.core.errors import InputError
 from orch.core.plan import ID_RE, ID_RULE
+from orch.core.text import quoted
 
 SNAPSHOT_PREFIX = "refs/orch/snapshots"
 KEPT_PREFIX = "refs/orch/kept"
@@ -23,7 +24,7 @@ def branch_name(task_id: str) -> str:
 
 def check_id(task_id: str, *, cwd: Path) -> None:
     """Refuse ids that could be read as options, paths, shell or revision syntax; nothing is created."""
-    shown = repr(task_id)
+    shown = quoted(task_id)
     if not ID_RE.fullmatch(task_id):
         raise InputError(f"refused task id {shown}: {ID_RULE}", hint="use an id from .orch/plan.md (see: orch plan)")
     if not git.valid_branch_name(branch_name(task_id), cwd=cwd):

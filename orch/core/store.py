@@ -110,6 +110,10 @@ def parse_yaml(text: str, where: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
+        if isinstance(exc, yaml.reader.ReaderError) and isinstance(exc.character, int):
+            # A character YAML refuses (a control character): the reader knows its offset, not its line.
+            line = f":{text.count(chr(10), 0, exc.position) + 1}"
+            problem = f"{exc.reason}: U+{exc.character:04X}"
         raise InputError(
             f"{where}{line}: not valid YAML: {problem}",
             hint="fix the syntax; orch leaves the file as it is",
@@ -181,12 +185,14 @@ def _describe(error: Any) -> list[tuple[str, list[Any]]]:
             where = f" in {field}" if path else ""
             found.append((f"unknown field '{key}'{where} ({hint})", [*path, key]))
         return found
-    if error.validator == "required":
-        return [(f"{field}: {error.message}", path)]
+    if error.validator == "pattern" and error.validator_value == "^[^\\u0000]*$":  # argv, path, environment
+        return [(f"{field}: holds a NUL character, which no command, path or environment can carry", path)]
     if error.validator == "enum":
         allowed = ", ".join(str(v) for v in error.validator_value if v is not None)
         return [(f"{field}: {error.instance!r} is not one of {allowed}", path)]
-    return [(f"{field}: {error.message}", path)]
+    message, size = error.message, len(error.message)  # a value of 10,000 characters is not repeated whole
+    message = message if size <= 300 else f"{message[:200]}... ({size} characters)"
+    return [(f"{field}: {message}", path)]
 
 
 def _blake2b() -> Any:

@@ -177,8 +177,16 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
             task=task_id,
             path=wt,
         )
-        if fix:
-            target = Path(wt)
+        target = Path(wt)
+        if has_branch and not (target.is_absolute() and under_worktree_root(ctx, target)):
+            # The status names a folder elsewhere (a status anyone can write, or an old worktree_root):
+            # orch makes worktrees in its worktree folder only.
+            f.fixable = False
+            f.fix = (
+                f"nothing orch does by itself: {wt} is outside its worktree folder "
+                f"({project.rel(ctx.config.worktree_root)}); if it belongs there, git worktree add {wt} {branch}"
+            )
+        elif fix:
             if has_branch and not target.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 git.run(["worktree", "add", "--quiet", str(target), branch], cwd=root)

@@ -146,7 +146,11 @@ def spin(
                     hint="merge those first, or pass --force to spin it from the current base anyway",
                 )
             name = agent or task.agent or config.default_agent
-            manifest = agents.load(project, store, name)
+            named_at = None  # where a missing manifest is asked for: the task's field, or the config's default
+            if not agent and not agents.manifest_path(project, name).is_file():
+                line = task.field_lines.get("agent", task.line)
+                named_at = f".orch/plan.md:{line}" if task.agent else key_where(project, "agent", indent=True)
+            manifest = agents.load(project, store, name, named_at=named_at)
             result.agent = name
             if "{run}" in " ".join(manifest.command) and not task.run:
                 raise InputError(
