@@ -1,4 +1,5 @@
-"""The event log: whole lines under many writers, escaping that round-trips, `orch log` and its filters."""
+"""The event log: escaping that round-trips, `orch log` and its filters (many writers at once:
+``tests/test_concurrency.py``)."""
 
 from __future__ import annotations
 
@@ -18,41 +19,6 @@ from hypothesis import strategies as st
 
 from orch.core import eventlog
 from orch.core.errors import UsageError
-
-WRITER = """
-import sys
-from pathlib import Path
-from orch.core import eventlog
-
-log, who = Path(sys.argv[1]), sys.argv[2]
-for n in range(20):
-    eventlog.append(log, state="RUNNING", task=f"W{who}", iteration=n, action="WRITE",
-                    result=f"writer {who} line {n} | with a pipe and some padding " + "x" * 200,
-                    artifacts=[f"run/{who}/{n}.log"])
-"""
-
-
-def test_fifty_writers_leave_a_thousand_whole_lines(tmp_path: Path) -> None:
-    log = tmp_path / "run" / "log"
-    procs = [
-        subprocess.Popen([sys.executable, "-c", WRITER, str(log), str(who)], stderr=subprocess.PIPE)
-        for who in range(50)
-    ]
-    for p in procs:
-        _, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err
-    lines = log.read_bytes().split(b"\n")
-    assert lines[-1] == b""  # ends with a newline
-    lines = lines[:-1]
-    assert len(lines) == 1000
-    events = [eventlog.parse_line(line.decode()) for line in lines]
-    assert all(e is not None for e in events)
-    seen = {(e.task, e.iteration) for e in events if e is not None}
-    assert seen == {(f"W{who}", f"W{who}.i{n}") for who in range(50) for n in range(20)}
-    for e in events:
-        assert e is not None and e.result.startswith(f"writer {e.task[1:]} line ")  # type: ignore[index]
-        assert e.result.endswith("x" * 200) and "| with a pipe" in e.result
-
 
 field = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1).filter(lambda s: s != "-")
 artifact = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1).filter(lambda s: s != "-")  # ',' too

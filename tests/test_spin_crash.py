@@ -1,14 +1,13 @@
-"""A spin killed while it checks out its worktree, and many spins of one task at once.
+"""A spin killed while it checks out its worktree.
 
 Real git, real ``orch spin`` processes: one killed with SIGKILL right after ``git worktree add
---no-checkout`` (``ORCH_FAILPOINT=spin.after_worktree_add``), eight racing for the same task.
+--no-checkout`` (``ORCH_FAILPOINT=spin.after_worktree_add``). Eight spins racing for the same task:
+``tests/test_concurrency.py``.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -141,23 +140,3 @@ def test_doctor_leaves_a_checkout_in_progress_alone(project: Path, orch: Orch) -
     assert r.returncode == 0, r.output
     assert f"[info] half-checked-out: {wt}: orch spin (pid {os.getpid()}) is checking out this worktree" in r.stdout
     assert wt.is_dir() and git(project, "rev-parse", "orch/T1") == base
-
-
-def test_eight_concurrent_spins_of_one_task_losers_say_already_spun(project: Path, orch: Orch) -> None:
-    plan_one(project, "T1")
-    argv = [sys.executable, "-m", "orch", "spin", "T1", "--no-start"]
-    procs = [
-        subprocess.Popen(argv, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(8)
-    ]
-    results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
-    winners = [r for r in results if r[0] == 0]
-    losers = [r for r in results if r[0] != 0]
-    assert len(winners) == 1, results
-    for code, _stdout, stderr in losers:
-        assert code == 3, stderr
-        message = [line for line in stderr.splitlines() if line.startswith("orch: T1: ")]
-        assert message and "task T1 already spun" in message[0], stderr
-        assert "orch status T1" in stderr and "orch attach T1" in stderr, stderr
-        assert "branch -D" not in stderr and "delete" not in stderr.lower(), stderr
-        assert "Traceback" not in stderr
-    assert orch.ok("doctor").stdout == "all good: worktrees, branches and statuses agree\n"

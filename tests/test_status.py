@@ -251,3 +251,23 @@ def test_a_narrow_terminal_cuts_titles_never_states(project: Path) -> None:
         assert lines[1].split()[:3] == ["T1", "CLEANED", "(CONFLICT)"], out
         assert lines[2].split()[:3] == ["T2", "SCOPE_VIOLATION", "shell"], out
     assert "Second task with a title long enough to be cut" in out  # too narrow: plain lines, wrapped
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_titles_are_shown_as_written_never_as_markup_or_control_sequences(
+    project: Path, orch: Orch, terminal: bool
+) -> None:
+    # '[/api]' closes no rich markup tag (rich raised and orch status crashed on a terminal), '[bold]'
+    # would vanish, and an escape sequence or a carriage return would act on the terminal.
+    title = "fix [/api] routes [bold]now\x1b[2J"
+    write_plan(project, PLAN.replace("## T1: First", f"## T1: {title}"))
+    put_status(project, "T2", 'id: T2\nstate: FAILED\nreason: "all tests pass\\r\\e]52;c;cGF5bG9hZA==\\a"\n')
+    if terminal:
+        env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+        env.update(TERM="xterm-256color", COLUMNS="200")
+        out = run_in_pty(["status"], project, env) + run_in_pty(["status", "T2"], project, env)
+    else:
+        out = orch.ok("status").stdout + orch.ok("status", "T2").stdout
+    assert "fix [/api] routes [bold]now\\u001b[2J" in out
+    assert "all tests pass\\u000d\\u001b]52;c;cGF5bG9hZA==\\u0007" in out
+    assert "\x1b[2J" not in out and "\x1b]52" not in out and "\x07" not in out and "pass\r" not in out
