@@ -286,3 +286,25 @@ def test_a_worktree_root_outside_the_checkout_is_cleaned_like_any(project: Path,
     r = orch.ok("clean", "T1")  # before: "../wt/T1 is not a git worktree git knows; left as it is"
     assert r.stdout.splitlines()[:2] == ["T1: cleaned (was PENDING)", f"  removed worktree {tmp_path}/wt/T1"]
     assert not (tmp_path / "wt/T1").exists() and git(project, "worktree", "list").count("\n") == 0
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["verify", "T1"], "the base branch 'gone' does not exist"),
+        (["clean", "T1"], "base_branch: no branch 'gone' to tell merged work from work to keep"),
+        (["conflicts"], "base_branch: no branch 'gone'"),
+        (["ack-base", "HEAD"], "no branch 'gone'"),
+    ],
+)
+def test_a_base_branch_that_does_not_exist_is_named_at_its_line(
+    project: Path, orch: Orch, command: list[str], message: str
+) -> None:
+    plan_with(project)
+    orch.ok("spin", "T1", "--no-start")
+    config = project / ".orch/config.yaml"
+    config.write_text(config.read_text().replace("base_branch: main", "base_branch: gone"))
+    r = orch(*command)
+    assert r.returncode == 3, r.output  # clean: exit 4 (git failed) after it had removed the worktree
+    assert first_error(r.stderr) == f"orch: .orch/config.yaml:2: {message}"
+    assert (project / ".orch/worktrees/T1").is_dir()

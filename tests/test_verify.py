@@ -244,8 +244,9 @@ def test_verify_task_says_which_commit_is_missing_or_unrelated(proj: Path) -> No
         judge.verify_task(ctx, "T2", record=False)
     config = proj / ".orch/config.yaml"
     config.write_text(config.read_text().replace("base_branch: main", "base_branch: gone"))
-    with pytest.raises(InputError, match="the base branch 'gone' does not exist"):
+    with pytest.raises(InputError, match="the base branch 'gone' does not exist") as info:
         judge.verify_task(open_ctx(proj), "T1", record=False)
+    assert info.value.where == ".orch/config.yaml:2"  # the line that names it
 
 
 def test_corrupt_or_missing_locks_fail_closed(proj: Path, orch: Orch) -> None:

@@ -143,6 +143,14 @@ def branch_problem(name: str) -> str | None:
     return f"{shown} is not a valid branch name: {why}" if why else None
 
 
+BASE_HINT = "set base_branch to an existing branch (git branch lists them)"
+
+
+def base_where(ctx: Any) -> str:
+    """``.orch/config.yaml:LINE`` of ``base_branch``, for a message about the branch it names."""
+    return key_where(ctx.project, "base_branch")
+
+
 def key_where(project: Project, key: str, path: Path | None = None, *, indent: bool = False) -> str:
     """``.orch/config.yaml:LINE`` (or ``path``'s) of a top-level ``key`` (``indent``: of a nested one,
     the first found); the file alone if it is not there."""

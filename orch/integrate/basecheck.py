@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from orch.core import git, refs, state
+from orch.core.config import BASE_HINT, base_where
 from orch.core.context import Ctx
 from orch.core.errors import InputError
 from orch.core.plan import ID_RE, RESERVED_IDS
@@ -193,10 +194,11 @@ def acknowledge(ctx: Ctx, rev: str, target: str | None = None) -> tuple[str, str
     """``orch ack-base``: a person accepts ``target`` up to ``rev`` (a commit it holds) as it is. Returns
     (target, the full sha)."""
     root = ctx.project.root
+    where = None if target else base_where(ctx)
     target = target or ctx.config.base_branch
     tip = git.rev_parse(f"refs/heads/{target}", cwd=root)
     if tip is None:
-        raise InputError(f"no branch '{target}'", hint="check base_branch in .orch/config.yaml or --into")
+        raise InputError(f"no branch '{target}'", where=where, hint=f"{BASE_HINT}, or name one with --into")
     sha = git.rev_parse(rev, cwd=root) if not rev.startswith("-") else None
     if sha is None:
         raise InputError(f"'{rev}' names no commit in this repository", hint=f"orch ack-base {tip[:12]}")

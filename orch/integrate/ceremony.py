@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from orch.core import eventlog, git, procs, state
+from orch.core.config import BASE_HINT, base_where
 from orch.core.context import Ctx
 from orch.core.errors import CheckFailed, ExitCode, InputError, OrchError
 from orch.core.store import atomic_write
@@ -122,7 +123,8 @@ def _start(ctx: Ctx, ids: list[str] | None, *, batch: bool, into: str | None, pr
     target = into or ctx.config.base_branch
     base = git.rev_parse(f"refs/heads/{target}", cwd=root)
     if base is None:
-        raise InputError(f"no branch '{target}' to merge into", hint="check base_branch in .orch/config.yaml or --into")
+        where = None if into else base_where(ctx)
+        raise InputError(f"no branch '{target}' to merge into", where=where, hint=f"{BASE_HINT}, or merge with --into")
     git.check_programs(cwd=root, command="merge")  # before the journal: merging runs filters and drivers
     found = outside_work(ctx, target)
     if not all(o.clean for o in found):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orch.core import git, state
+from orch.core.config import BASE_HINT, base_where
 from orch.core.context import Ctx
 from orch.core.errors import InputError
 from orch.integrate.integration import merge_tree
@@ -35,7 +36,7 @@ def dry_run(ctx: Ctx, ids: list[str] | None = None, *, into: str | None = None) 
     target = into or ctx.config.base_branch
     base = git.rev_parse(f"refs/heads/{target}", cwd=root)
     if base is None:
-        raise InputError(f"no branch '{target}' to merge into")
+        raise InputError(f"no branch '{target}' to merge into", where=None if into else base_where(ctx))
     tri = triage(ctx, ids)
     mergeable = reverify(ctx, tri, log=False, base_tip=base)
     order = merge_order(ctx, mergeable)
@@ -126,7 +127,7 @@ def conflicts(ctx: Ctx) -> Forecast:
     base_name = ctx.config.base_branch
     base = git.rev_parse(f"refs/heads/{base_name}", cwd=root)
     if base is None:
-        raise InputError(f"no branch '{base_name}'")
+        raise InputError(f"base_branch: no branch '{base_name}'", where=base_where(ctx), hint=BASE_HINT)
     tips: dict[str, str] = {}
     heads = branch_tips(ctx)
     for task_id, st in statuses.items():

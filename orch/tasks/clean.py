@@ -14,6 +14,7 @@ from typing import Any
 
 from orch.agents.taskgit import restore_deleted
 from orch.core import eventlog, git, procs, refs, state
+from orch.core.config import BASE_HINT, base_where
 from orch.core.context import Ctx
 from orch.core.errors import InputError
 from orch.core.plan import ID_RE, ID_RULE
@@ -86,6 +87,12 @@ def clean(
     """
     project, store = ctx.project, ctx.store
     statuses = state.read_all(project, store)
+    if git.rev_parse(f"refs/heads/{ctx.config.base_branch}", cwd=project.root) is None:  # before anything moves
+        raise InputError(
+            f"base_branch: no branch '{ctx.config.base_branch}' to tell merged work from work to keep",
+            where=base_where(ctx),
+            hint=BASE_HINT,
+        )
     waiting: set[str] = set()
     if ids:
         for task_id in ids:

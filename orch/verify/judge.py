@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from orch.core.context import Ctx
+    from orch.core.repo import Project
 
 
 class Verdict:
@@ -76,8 +77,11 @@ def _check_task_id(task_id: str) -> None:
         raise InputError(f"'{task_id}' is not a task id", hint=ID_RULE)
 
 
-def _resolved(pair: git.CommitPair, task_id: str, sha: str | None, base: str) -> tuple[str, str]:
-    """(the full sha to judge, its merge-base with the base branch), or why there is none."""
+def _resolved(
+    pair: git.CommitPair, task_id: str, sha: str | None, base: str, config_of_base: Project | None
+) -> tuple[str, str]:
+    """(the full sha to judge, its merge-base with the base branch), or why there is none.
+    ``config_of_base``: the project whose config.yaml names ``base`` (None: a caller chose it)."""
     base_tip, found, bases = pair.result()
     if found is None:
         if sha is None:
@@ -87,7 +91,10 @@ def _resolved(pair: git.CommitPair, task_id: str, sha: str | None, base: str) ->
             )
         raise InputError(f"'{sha}' names no commit in this repository")
     if base_tip is None:
-        raise InputError(f"the base branch '{base}' does not exist", hint="fix base_branch in .orch/config.yaml")
+        from orch.core.config import key_where
+
+        where = key_where(config_of_base, "base_branch") if config_of_base is not None else None
+        raise InputError(f"the base branch '{base}' does not exist", where=where, hint="fix base_branch there")
     if not bases:
         raise InputError(f"{refs.branch_name(task_id)} at {found[:12]} shares no history with {base}")
     return found, bases[0]  # with several (criss-cross merges), the one `git merge-base` names
@@ -128,7 +135,7 @@ def verify_task(
         pair.cancel()
         raise
     try:
-        commit, base_sha = _resolved(pair, task_id, sha, base)
+        commit, base_sha = _resolved(pair, task_id, sha, base, None if base_tip else project)
     except InputError as exc:
         unresolved: InputError | None = exc  # told once the locks have loaded: they are reported first
         diff = None
