@@ -288,3 +288,21 @@ def test_hostile_branch_and_folder_names_in_the_config(
         "it starts with '-', which git reads as an option"
     )
     guard.check()
+
+
+def test_hostile_branch_names_through_merge_into(project: Path, forked: ForkOrch, orch: Orch, tmp_path: Path) -> None:
+    write_plan(project, plan_text())
+    git(project, "commit", "-q", "-m", "plan", "--", ".orch/plan.md")
+    guard = Guard(tmp_path, project)
+    before = git(project, "for-each-ref")
+    for value in hostile(tmp_path / "canary"):
+        for command in (["merge", "--dry-run", "--into", value], ["merge", "--into", value], ["ack-base", "HEAD"]):
+            if command[0] == "ack-base":
+                command = [*command, "--into", value]
+            message = refused(forked(*command))
+            assert ("no branch" in message or "is not a branch name" in message) and len(message) < 300, message[:300]
+    assert git(project, "for-each-ref") == before  # no ref made or moved, no ceremony journal begun
+    assert not (project / ".orch/run/merges").exists() or not any((project / ".orch/run/merges").iterdir())
+    r = orch("merge", "--into", "--upload-pack=touch canary")  # a real process
+    assert refused(r) == "orch: '--upload-pack=touch canary' is not a branch name"
+    guard.check()

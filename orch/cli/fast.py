@@ -92,8 +92,12 @@ def _check_target(c: Ctx, into: str | None) -> None:
     if git.rev_parse(f"refs/heads/{target}", cwd=c.project.root) is not None:
         return
     if into is not None:
+        from orch.core.text import quoted
+
+        name = quoted(into)  # a name of 10,000 characters is not repeated whole
         raise InputError(
-            f"--into {into}: no branch '{into}' to merge into", hint="name a branch that exists (git branch)"
+            f"--into {into if into.isprintable() and len(into) <= 60 else name}: no branch {name} to merge into",
+            hint="name a branch that exists (git branch)",
         )
     raise InputError(
         f"base_branch: no branch '{target}' to merge into",

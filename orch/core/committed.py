@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from orch.core import git
 from orch.core.errors import InputError
+from orch.core.text import quoted
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -47,7 +48,8 @@ class Reading:
 
     def __init__(self, root: Path | str, branch: str) -> None:
         if not branch or branch.startswith("-") or any(c.isspace() or c in ":^~?*[\\" for c in branch):
-            raise InputError(f"'{branch}' is not a branch name", hint="check base_branch in .orch/config.yaml")
+            hint = "check base_branch in .orch/config.yaml, or --into"
+            raise InputError(f"{quoted(branch)} is not a branch name", hint=hint)
         self.branch = branch
         self.names = [f"refs/heads/{branch}:.orch/{name}" for name in RULE_FILES]
         # --no-replace-objects: a `git replace` ref (anyone who can write .git can add one) must not

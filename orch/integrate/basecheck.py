@@ -30,6 +30,7 @@ from orch.core.config import BASE_HINT, base_where
 from orch.core.context import Ctx
 from orch.core.errors import InputError
 from orch.core.plan import ID_RE, RESERVED_IDS
+from orch.core.text import quoted
 
 LANDED_PREFIX = "refs/orch/landed"
 NOTICE_CACHE = "base-notice"
@@ -198,7 +199,7 @@ def acknowledge(ctx: Ctx, rev: str, target: str | None = None) -> tuple[str, str
     target = target or ctx.config.base_branch
     tip = git.rev_parse(f"refs/heads/{target}", cwd=root)
     if tip is None:
-        raise InputError(f"no branch '{target}'", where=where, hint=f"{BASE_HINT}, or name one with --into")
+        raise InputError(f"no branch {quoted(target)}", where=where, hint=f"{BASE_HINT}, or name one with --into")
     sha = git.rev_parse(rev, cwd=root) if not rev.startswith("-") else None
     if sha is None:
         raise InputError(f"'{rev}' names no commit in this repository", hint=f"orch ack-base {tip[:12]}")

@@ -37,6 +37,7 @@ from orch.core.config import BASE_HINT, base_where
 from orch.core.context import Ctx
 from orch.core.errors import CheckFailed, ExitCode, InputError, OrchError
 from orch.core.store import atomic_write
+from orch.core.text import quoted
 from orch.integrate.basecheck import blocking_message, landed_ref, mark, outside_work
 from orch.integrate.checkout import drop_locks, settle
 from orch.integrate.integration import checkout_of
@@ -124,7 +125,8 @@ def _start(ctx: Ctx, ids: list[str] | None, *, batch: bool, into: str | None, pr
     base = git.rev_parse(f"refs/heads/{target}", cwd=root)
     if base is None:
         where = None if into else base_where(ctx)
-        raise InputError(f"no branch '{target}' to merge into", where=where, hint=f"{BASE_HINT}, or merge with --into")
+        hint = f"{BASE_HINT}, or merge with --into"
+        raise InputError(f"no branch {quoted(target)} to merge into", where=where, hint=hint)
     git.check_programs(cwd=root, command="merge")  # before the journal: merging runs filters and drivers
     found = outside_work(ctx, target)
     if not all(o.clean for o in found):

@@ -15,6 +15,7 @@ from orch.core import git, state
 from orch.core.config import BASE_HINT, base_where
 from orch.core.context import Ctx
 from orch.core.errors import InputError
+from orch.core.text import quoted
 from orch.integrate.integration import merge_tree
 from orch.integrate.report import Outcome, utc_stamp
 from orch.integrate.triage import (
@@ -36,7 +37,7 @@ def dry_run(ctx: Ctx, ids: list[str] | None = None, *, into: str | None = None) 
     target = into or ctx.config.base_branch
     base = git.rev_parse(f"refs/heads/{target}", cwd=root)
     if base is None:
-        raise InputError(f"no branch '{target}' to merge into", where=None if into else base_where(ctx))
+        raise InputError(f"no branch {quoted(target)} to merge into", where=None if into else base_where(ctx))
     tri = triage(ctx, ids)
     mergeable = reverify(ctx, tri, log=False, base_tip=base)
     order = merge_order(ctx, mergeable)
