@@ -35,11 +35,7 @@ def load(project: Project, store: Store) -> Config:
     data = store.load(project.config_path, "config")
     problem = branch_problem(str(data["base_branch"]))
     if problem:
-        raise InputError(
-            f"base_branch: {problem}",
-            where=key_where(project, "base_branch"),
-            hint="set base_branch to the name of an existing branch (git branch lists them)",
-        )
+        raise InputError(f"base_branch: {problem}", where=key_where(project, "base_branch"), hint=BASE_HINT)
     root = str(data.get("worktree_root") or "")
     if any(c < " " or c == "\x7f" for c in root):
         raise InputError(
@@ -146,9 +142,9 @@ def branch_problem(name: str) -> str | None:
 BASE_HINT = "set base_branch to an existing branch (git branch lists them)"
 
 
-def base_where(ctx: Any) -> str:
+def base_where(project: Project) -> str:
     """``.orch/config.yaml:LINE`` of ``base_branch``, for a message about the branch it names."""
-    return key_where(ctx.project, "base_branch")
+    return key_where(project, "base_branch")
 
 
 def key_where(project: Project, key: str, path: Path | None = None, *, indent: bool = False) -> str:

@@ -195,7 +195,7 @@ def acknowledge(ctx: Ctx, rev: str, target: str | None = None) -> tuple[str, str
     """``orch ack-base``: a person accepts ``target`` up to ``rev`` (a commit it holds) as it is. Returns
     (target, the full sha)."""
     root = ctx.project.root
-    where = None if target else base_where(ctx)
+    where = None if target else base_where(ctx.project)
     target = target or ctx.config.base_branch
     tip = git.rev_parse(f"refs/heads/{target}", cwd=root)
     if tip is None:

@@ -124,7 +124,7 @@ def _start(ctx: Ctx, ids: list[str] | None, *, batch: bool, into: str | None, pr
     target = into or ctx.config.base_branch
     base = git.rev_parse(f"refs/heads/{target}", cwd=root)
     if base is None:
-        where = None if into else base_where(ctx)
+        where = None if into else base_where(ctx.project)
         hint = f"{BASE_HINT}, or merge with --into"
         raise InputError(f"no branch {quoted(target)} to merge into", where=where, hint=hint)
     git.check_programs(cwd=root, command="merge")  # before the journal: merging runs filters and drivers

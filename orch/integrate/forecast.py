@@ -37,7 +37,7 @@ def dry_run(ctx: Ctx, ids: list[str] | None = None, *, into: str | None = None) 
     target = into or ctx.config.base_branch
     base = git.rev_parse(f"refs/heads/{target}", cwd=root)
     if base is None:
-        raise InputError(f"no branch {quoted(target)} to merge into", where=None if into else base_where(ctx))
+        raise InputError(f"no branch {quoted(target)} to merge into", where=None if into else base_where(ctx.project))
     tri = triage(ctx, ids)
     mergeable = reverify(ctx, tri, log=False, base_tip=base)
     order = merge_order(ctx, mergeable)
@@ -128,7 +128,7 @@ def conflicts(ctx: Ctx) -> Forecast:
     base_name = ctx.config.base_branch
     base = git.rev_parse(f"refs/heads/{base_name}", cwd=root)
     if base is None:
-        raise InputError(f"base_branch: no branch '{base_name}'", where=base_where(ctx), hint=BASE_HINT)
+        raise InputError(f"base_branch: no branch '{base_name}'", where=base_where(ctx.project), hint=BASE_HINT)
     tips: dict[str, str] = {}
     heads = branch_tips(ctx)
     for task_id, st in statuses.items():

@@ -90,7 +90,7 @@ def clean(
     if git.rev_parse(f"refs/heads/{ctx.config.base_branch}", cwd=project.root) is None:  # before anything moves
         raise InputError(
             f"base_branch: no branch '{ctx.config.base_branch}' to tell merged work from work to keep",
-            where=base_where(ctx),
+            where=base_where(ctx.project),
             hint=BASE_HINT,
         )
     waiting: set[str] = set()
