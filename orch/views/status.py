@@ -122,6 +122,6 @@ def detail_text(ctx: Ctx, task_id: str) -> str:
     if merge:
         lines.append(f"  merge:      {merge.get('outcome')} {merge.get('detail') or ''}".rstrip())
     for note in (st.get("notes") or [])[-5:]:  # a note's own lines, indented: never a line of orch's
-        text = "".join(c if c.isprintable() or c == "\n" else " " for c in str(note["text"]))
-        lines.append(f"  note {note['at']}: " + text.replace("\n", "\n    | "))
+        said = "".join(c if c.isprintable() or c == "\n" else " " for c in str(note["text"]))
+        lines.append(f"  note {note['at']}: " + said.replace("\n", "\n    | "))
     return "\n".join(lines)
