@@ -28,8 +28,8 @@ AGENT = textwrap.dedent(
         open("REFLECTION.md", "w").write("iteration %d: the file is missing\\n" % n)
     elif mode == "never":
         pass
-    elif mode == "same":
-        pass
+    elif mode == "vary":
+        open("src/try-" + "abcdefghijklmnop"[n], "w").write("x\\n")
     elif mode == "nothing":
         os.remove("src/seen-%d.txt" % n)
     elif mode == "hang":
@@ -273,3 +273,31 @@ def test_a_brief_in_the_argv_is_the_new_one(project: Path, orch: Orch, tmp_path:
     wt = Path(status_of(project, "T1")["worktree"])
     assert "## Feedback" not in (wt / "src/argv-1.txt").read_text()
     assert "## Feedback (iteration 2" in (wt / "src/argv-2.txt").read_text()
+
+
+def test_the_task_timeout_bounds_the_whole_loop(project: Path, orch: Orch, agent: Path) -> None:
+    import time
+
+    plan(project, agent, "hang", "- accept: test -f src/done.txt", config="task_timeout: 2\n")
+    began = time.monotonic()
+    orch.ok("spin", "T1")
+    assert wait_state(orch, "T1") == "BLOCKED"
+    assert time.monotonic() - began < 30
+    st = status_of(project, "T1")
+    assert st["iteration"] == 1 and "the task's timeout ran out" in st["reason"]
+    assert "the agent timed out after" in (project / ".orch/run/tasks/T1/progress.md").read_text()
+
+
+def test_a_varying_failure_runs_to_the_limits(project: Path, orch: Orch, agent: Path) -> None:
+    plan(project, agent, "vary", "- accept: ls src; test -f src/done.txt")
+    orch.ok("spin", "T1")
+    assert wait_state(orch, "T1") == "BLOCKED"
+    st = status_of(project, "T1")
+    assert st["iteration"] == 10 and st["strategy"] == "2/3" and "10 iterations without a pass" in st["reason"]
+    shifts = events(project, "STRATEGY_SHIFT")
+    assert len(shifts) == 1 and "5 iterations without a pass" in shifts[0] and "T1.i5 " in shifts[0]
+    sigs = {ln.split("sig=")[1].split()[0] for ln in events(project, "ITERATE")}
+    assert len(sigs) == 10
+    for n in (1, 2):
+        assert git(project, "rev-parse", "--verify", f"refs/orch/attempts/T1/{n}").strip()
+    assert git(project, "rev-parse", "orch/T1").strip() == st["base_sha"]

@@ -151,7 +151,7 @@ class Loop:
             launch["argv"] = [a.replace(self.base_brief, brief) for a in launch["argv"]]
         left = self.time_left()
         if left is not None:
-            launch["timeout"] = max(0.1, min(float(launch.get("timeout") or left), left))
+            launch["timeout"] = round(max(0.1, min(float(launch.get("timeout") or left), left)), 1)
         return launch
 
     def take_reflection(self) -> None:
@@ -247,12 +247,17 @@ class Loop:
             spent = "the task's timeout ran out"
         elif ended and self.strategy >= self.strategies:
             spent = f"{self.strategies} strategies tried, the last one ended: {ended}"
-        if spent:
-            return self._exhausted(spent)
+        try:
+            if spent:
+                return self._exhausted(spent)
+            if ended:
+                self._keep_attempt()
+                self._reset()
+        except (OrchError, OSError) as exc:  # the work stays where it is; a person takes it from there
+            why = exc.message if isinstance(exc, OrchError) else str(exc)
+            return Judged(final="FAILED", why=f"the loop could not set the worktree back to its start: {why}")
         shift_why = None
         if ended:
-            self._keep_attempt()
-            self._reset()
             eventlog.append(
                 log,
                 state="RUNNING",

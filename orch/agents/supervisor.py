@@ -7,10 +7,11 @@ modules). It runs the agent in the task's worktree in its own process group, wit
 ``agent.log``, enforces the timeout and the token/money budget, and when the agent ends: restores
 the task's branch if it was deleted or moved away, commits uncommitted work as a snapshot (author
 ``orch``, hooks bypassed; ``orch.agents.taskgit``, which never goes through the worktree's own
-``.git`` file), records the exit code and usage, runs the task's ``accept`` command, sets SUCCESS or
-FAILED and appends to the event log. The agent can write the run folder: what the completion needs
-from before the run is kept in memory (``RunMemory``), and orch's files there are never written
-through a link (``orch.agents.taskfiles``); tampering found makes the run FAILED, saying what.
+``.git`` file), records the exit code and usage, runs the task's ``accept`` command (a task with one
+runs as the iterations of ``orch.agents.loop``), sets the end state and appends to the event log.
+The agent can write the run folder: what the completion needs from before the run is kept in memory
+(``RunMemory``), and orch's files there are never written through a link (``orch.agents.taskfiles``);
+tampering found makes the run FAILED, saying what.
 
 ``finish`` (those completion steps) is also called by ``orch stop`` when the supervisor is gone, and
 ``taskgit.settle`` by ``orch doctor``. ``python -m orch.runner`` (the command line of orch 0.1) runs
@@ -99,6 +100,10 @@ def supervise(root: Path, task_id: str, *, in_tmux: bool = False) -> int:
             state.update(project, store, task_id, lambda st: _back_to_pending(st, refused))
             return 0
     while True:
+        if it is not None and it.iteration and (flags.terminated or _stop_requested(project, store, task_id)):
+            why = "the supervisor was told to stop (SIGTERM)" if flags.terminated else None
+            finish(project, store, task_id, exit_code=None, reason=why, flags=flags, run=run)
+            return 0  # stopped between iterations: none more
         this = it.begin(env) if it is not None else launch
         run.watch = taskgit.BranchWatch(project, task_id, start_status.get("base_sha"))
         _iteration(project, store, task_id, this, env, run, flags, in_tmux, it)
@@ -160,8 +165,12 @@ def _iteration(
     with contextlib.suppress(EnvError):  # a run folder already replaced by a link: finish sees to it
         run.status = state.update(project, store, task_id, record)
     run.watch.poll()
-    drain = lambda: outbox.drain(project, store, task_id)  # noqa: E731 - what the agent reported from the box
-    reason = _watch(proc, launch, f, flags, run.watch, in_tmux=in_tmux, tick=drain)
+    def tick() -> None:
+        if it is not None and _stop_requested(project, store, task_id):
+            flags.terminated = True  # an orch stop that came between iterations signalled no agent
+        outbox.drain(project, store, task_id)  # what the agent reported from the box
+
+    reason = _watch(proc, launch, f, flags, run.watch, in_tmux=in_tmux, tick=tick)
     code = proc.returncode
     if not in_tmux:
         end_group(proc.pid)

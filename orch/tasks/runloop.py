@@ -28,8 +28,11 @@ class Overrides:
     def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Tighten the frozen manifest's limits (the strictest wins; a flag never loosens one)."""
         limits = manifest.setdefault("limits", {})
-        for key, value in (("max_iterations", self.max_iterations), ("max_strategies", self.max_strategies),
-                           ("task_timeout", self.timeout)):
+        for key, value in (
+            ("max_iterations", self.max_iterations),
+            ("max_strategies", self.max_strategies),
+            ("task_timeout", self.timeout),
+        ):
             if value is not None:
                 limits[key] = min(value, limits[key]) if limits.get(key) else value
         if not self.tdd_gate:
