@@ -301,3 +301,23 @@ def test_a_varying_failure_runs_to_the_limits(project: Path, orch: Orch, agent: 
     for n in (1, 2):
         assert git(project, "rev-parse", "--verify", f"refs/orch/attempts/T1/{n}").strip()
     assert git(project, "rev-parse", "orch/T1").strip() == st["base_sha"]
+
+
+def test_a_new_spin_keeps_the_loops_files_aside(project: Path, orch: Orch, agent: Path) -> None:
+    plan(project, agent, "same", "- accept: test -f src/done.txt", config="max_strategies: 1\n")
+    orch.ok("spin", "T1")
+    assert wait_state(orch, "T1") == "BLOCKED"
+    folder = project / ".orch/run/tasks/T1"
+    progress = (folder / "progress.md").read_text()
+    orch.ok("clean", "T1", "--force")
+    orch.ok("spin", "T1", "--no-start")
+    assert (folder / "run-1/progress.md").read_text() == progress
+    assert (folder / "run-1/iter-3.log").is_file() and (folder / "run-1/BLOCKER_REPORT.md").is_file()
+    assert not (folder / "progress.md").exists() and not list(folder.glob("iter-*.log"))
+
+
+def test_a_supervisor_killed_in_the_loop_leaves_the_task_crashed(project: Path, orch: Orch, agent: Path) -> None:
+    plan(project, agent, "never", "- accept: test -f src/done.txt")
+    orch.ok("spin", "T1", env={"ORCH_FAILPOINT": "supervisor.after_agent:T1"})
+    assert wait_state(orch, "T1") == "CRASHED"
+    assert (Path(status_of(project, "T1")["worktree"]) / "src/seen-1.txt").is_file()  # the work stays
