@@ -321,3 +321,18 @@ def test_a_supervisor_killed_in_the_loop_leaves_the_task_crashed(project: Path, 
     orch.ok("spin", "T1", env={"ORCH_FAILPOINT": "supervisor.after_agent:T1"})
     assert wait_state(orch, "T1") == "CRASHED"
     assert (Path(status_of(project, "T1")["worktree"]) / "src/seen-1.txt").is_file()  # the work stays
+
+
+def test_a_link_put_where_accept_logs_fails_the_run(project: Path, orch: Orch, agent: Path) -> None:
+    from conftest import no_box
+
+    no_box(project)  # in the box the check could not write the run folder at all
+    readme = (project / "README.md").read_text()
+    link = 'ln -s "$(dirname "$ORCH_HOME")/README.md" "$ORCH_HOME/run/tasks/T1/accept.log"'
+    plan(project, agent, "lint", "- accept: echo ACCEPTED; test -f src/done.txt", f"- check: {link}")
+    orch.ok("spin", "T1")
+    assert wait_state(orch, "T1") == "FAILED"
+    st = status_of(project, "T1")
+    assert "accept.log was a symbolic link" in st["reason"], st["reason"]
+    assert (project / "README.md").read_text() == readme
+    assert events(project, "REFUSE")

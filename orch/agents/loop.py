@@ -24,7 +24,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ class Judged:
     accept: dict[str, Any] | None = None
     final: str | None = None  # a state the loop decided (BLOCKED), or None: as finish decides
     why: str | None = None
+    problems: list[str] = field(default_factory=list)  # links found where orch writes its logs
 
 
 def _strictest(*values: Any) -> int | None:
@@ -61,6 +62,16 @@ def limits(launch: dict[str, Any]) -> dict[str, Any]:
         "max_strategies": _strictest(lim.get("max_strategies"), STRATEGIES) or STRATEGIES,
         "task_timeout": float(lim["task_timeout"]) if lim.get("task_timeout") else None,
     }
+
+
+def back_to_pending(project: Project, store: Store, task_id: str, why: str) -> None:
+    """The task refused by the TDD gate: PENDING again, with the reason (``orch start`` runs it)."""
+
+    def change(st: state.Status) -> None:
+        if st.get("state") == "RUNNING":
+            st.update(state="PENDING", reason=why, supervisor_pid=None, supervisor_start=None, pid=None, pid_start=None)
+
+    state.update(project, store, task_id, change)
 
 
 class Loop:
@@ -177,9 +188,11 @@ class Loop:
             output = self._read(self.f.log, self.log_offset)
         else:
             for n, command in enumerate(self.launch.get("check") or [], 1):
-                result, _ = boxcmd.run(
+                result, note = boxcmd.run(
                     self.project, self.launch, self.f, command, self.f.folder / "check.log", stop_asked, what="check"
                 )
+                if note:  # a link where orch writes: the run fails, as finish says
+                    return Judged(problems=[note])
                 entry.ran.append((f"check `{command}`", result["exit_code"]))
                 if result["exit_code"] != 0:
                     entry.failure = f"check {n} `{command}` failed (exit {result['exit_code']})"
@@ -188,9 +201,11 @@ class Loop:
             if not entry.failure:
                 if stop_asked():
                     return Judged()
-                result, _ = boxcmd.run(
+                result, note = boxcmd.run(
                     self.project, self.launch, self.f, str(self.launch["accept"]), self.f.accept_log, stop_asked
                 )
+                if note:
+                    return Judged(accept=result, problems=[note])
                 entry.ran.append(("accept", result["exit_code"]))
                 eventlog.append(
                     self.project.log_path,

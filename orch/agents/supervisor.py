@@ -97,7 +97,7 @@ def supervise(root: Path, task_id: str, *, in_tmux: bool = False) -> int:
     if it is not None:
         refused = it.gate(lambda: flags.terminated or _stop_requested(project, store, task_id))
         if refused:
-            state.update(project, store, task_id, lambda st: _back_to_pending(st, refused))
+            loop.back_to_pending(project, store, task_id, refused)
             return 0
     while True:
         if it is not None and it.iteration and (flags.terminated or _stop_requested(project, store, task_id)):
@@ -187,11 +187,6 @@ def _iteration(
 
 def _stop_requested(project: Project, store: Store, task_id: str) -> bool:
     return bool((state.read(project, store, task_id, refresh=False) or {}).get("stop_requested_at"))
-
-
-def _back_to_pending(st: state.Status, why: str) -> None:
-    if st.get("state") == "RUNNING":
-        st.update(state="PENDING", reason=why, supervisor_pid=None, supervisor_start=None, pid=None, pid_start=None)
 
 
 def _pane_to_log(f: TaskFiles) -> str:
@@ -375,7 +370,9 @@ def finish(
             judged = judge(exit_code, reason, stop_asked)  # the loop: checks, accept, what comes next
             if judged.go_on:
                 return st
-            accept_result = judged.accept
+            accept_result, problems = judged.accept, [*problems, *judged.problems]
+            for note in judged.problems:
+                eventlog.append(log, state="RUNNING", task=task_id, action="REFUSE", result=note)
             head = git.rev_parse(f"refs/heads/{refs.branch_name(task_id)}", cwd=project.root)
         elif launch.get("accept") and exit_code == 0 and reason is None and not over and not problems:
             accept_result, link_note = boxcmd.run(project, launch, f, str(launch["accept"]), f.accept_log, stop_asked)
