@@ -17,7 +17,7 @@ from orch.agents import loopnotes
 AGENT = textwrap.dedent(
     """
     import os, sys, time
-    n = int(os.environ["ORCH_ITERATION"])
+    n = int(os.environ.get("ORCH_ITERATION", "0"))
     mode = sys.argv[1]
     os.makedirs("src", exist_ok=True)
     brief = open(os.environ["ORCH_CONTEXT"]).read()
@@ -336,3 +336,15 @@ def test_a_link_put_where_accept_logs_fails_the_run(project: Path, orch: Orch, a
     assert "accept.log was a symbolic link" in st["reason"], st["reason"]
     assert (project / "README.md").read_text() == readme
     assert events(project, "REFUSE")
+
+
+def test_orch_run_detach_and_a_task_without_accept(project: Path, orch: Orch, agent: Path) -> None:
+    plan(project, agent, "never")
+    r = orch("run", "T1", "--detach")
+    assert r.returncode == 0 and r.stdout == "T1: running (orch wait T1)\n", r.output
+    assert "no accept command: it runs once (the loop needs one to iterate)" in r.stderr
+    assert wait_state(orch, "T1") == "SUCCESS"
+    st = status_of(project, "T1")
+    assert st.get("iteration") is None and st["iterations"] == 1
+    wt = Path(st["worktree"])
+    assert (wt / "src/seen-0.txt").is_file()  # one run, no ORCH_ITERATION: not the loop
