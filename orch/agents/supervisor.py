@@ -105,7 +105,8 @@ def supervise(root: Path, task_id: str, *, in_tmux: bool = False) -> int:
             finish(project, store, task_id, exit_code=None, reason=why, flags=flags, run=run)
             return 0  # stopped between iterations: none more
         this = it.begin(env) if it is not None else launch
-        run.watch = taskgit.BranchWatch(project, task_id, start_status.get("base_sha"))
+        if it is not None and it.iteration > 1:  # after a strategy shift the last tip seen is an attempt's
+            run.watch = taskgit.BranchWatch(project, task_id, start_status.get("base_sha"))
         _iteration(project, store, task_id, this, env, run, flags, in_tmux, it)
         if it is None or not it.go_on:
             return 0
@@ -163,7 +164,8 @@ def _iteration(
             st.update(pid=proc.pid, pid_start=agent_start)
 
     with contextlib.suppress(EnvError):  # a run folder already replaced by a link: finish sees to it
-        run.status = state.update(project, store, task_id, record)
+        now = state.update(project, store, task_id, record)  # a status the agent already forged is not the run's
+        run.status = now if now.get("state") == "RUNNING" else run.status
     run.watch.poll()
     def tick() -> None:
         if it is not None and _stop_requested(project, store, task_id):
