@@ -191,7 +191,7 @@ def test_accept_and_the_merge_tests_run_the_agents_code_in_the_box(
         "echo ran-in-the-box\nexit 0\n"
     )
     script = agent(tmp_path, f"cat > src/check.sh <<'EOF'\n{evil}EOF\n")
-    plan(project, script, extra="- accept: sh src/check.sh\n")
+    plan(project, script, extra="- accept: sh src/check.sh\n- tdd_gate: false\n")
     orch.ok("spin", "T1")
     assert wait_state(orch, "T1") == "SUCCESS"
     accept_log = (project / ".orch/run/tasks/T1/accept.log").read_text()

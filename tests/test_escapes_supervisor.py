@@ -82,7 +82,7 @@ def test_tampered_git_file_commits_nothing_through_it(
     agent = script(
         tmp_path, "gitfile.sh", f'mkdir -p src && echo work > src/work.txt\necho "agent edit" >> README.md\n{tamper}\n'
     )
-    plan(project, task("T1", agent, extra="- accept: true"))
+    plan(project, task("T1", agent, extra="- accept: true\n- tdd_gate: false"))
     user_with_work_in_progress(project)
     base = git(project, "rev-parse", "HEAD")
     before = user_state(project)
@@ -264,7 +264,7 @@ def test_linked_run_files_are_never_written_through(project: Path, orch: Orch, t
         'ln -sf "$readme" "$ORCH_HOME/run/log"\n'
         "echo output after the links\nmkdir -p src && echo x > src/x.txt\n",
     )
-    plan(project, task("T1", agent, extra="- accept: echo ACCEPTED"))
+    plan(project, task("T1", agent, extra="- accept: echo ACCEPTED\n- tdd_gate: false"))
     readme = (project / "README.md").read_text()
     orch.ok("spin", "T1")
     state = wait_state(orch, "T1")
@@ -291,7 +291,7 @@ def test_a_run_folder_replaced_by_a_link_is_not_written_through(project: Path, o
         'run="$ORCH_HOME/run/tasks/$ORCH_TASK"\nmv "$run" "$run.moved"\n'
         'ln -s "$(dirname "$ORCH_HOME")/docs" "$run"\nmkdir -p src && echo x > src/x.txt\n',
     )
-    plan(project, task("T1", agent, extra="- accept: echo ACCEPTED"))
+    plan(project, task("T1", agent, extra="- accept: echo ACCEPTED\n- tdd_gate: false"))
     orch.ok("spin", "T1")
     folder = project / ".orch/run/tasks/T1"
     deadline = time.monotonic() + 90  # `orch wait` reads the status through the link until orch replaces it

@@ -154,6 +154,7 @@ def build_launch(ctx: Ctx, task_id: str, manifest: dict[str, Any]) -> dict[str, 
         "max_tokens": limits.get("max_tokens"),
         "budget_usd": limits.get("budget_usd"),
         "accept": manifest.get("accept"),
+        **{key: manifest.get(key) for key in ("check", "tdd_gate", "title")}, "loop": limits,  # orch.agents.loop
         "accept_timeout": ctx.config.test_timeout,
         "branch": manifest["branch"],
     }

@@ -7,10 +7,11 @@ modules). It runs the agent in the task's worktree in its own process group, wit
 ``agent.log``, enforces the timeout and the token/money budget, and when the agent ends: restores
 the task's branch if it was deleted or moved away, commits uncommitted work as a snapshot (author
 ``orch``, hooks bypassed; ``orch.agents.taskgit``, which never goes through the worktree's own
-``.git`` file), records the exit code and usage, runs the task's ``accept`` command, sets SUCCESS or
-FAILED and appends to the event log. The agent can write the run folder: what the completion needs
-from before the run is kept in memory (``RunMemory``), and orch's files there are never written
-through a link (``orch.agents.taskfiles``); tampering found makes the run FAILED, saying what.
+``.git`` file), records the exit code and usage, runs the task's ``accept`` command (a task with one
+runs as the iterations of ``orch.agents.loop``), sets the end state and appends to the event log.
+The agent can write the run folder: what the completion needs from before the run is kept in memory
+(``RunMemory``), and orch's files there are never written through a link (``orch.agents.taskfiles``);
+tampering found makes the run FAILED, saying what.
 
 ``finish`` (those completion steps) is also called by ``orch stop`` when the supervisor is gone, and
 ``taskgit.settle`` by ``orch doctor``. ``python -m orch.runner`` (the command line of orch 0.1) runs
@@ -30,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orch.agents import boxrun, outbox, taskgit
+from orch.agents import boxcmd, boxrun, loop, outbox, taskgit
 from orch.agents import manifest as agents
 from orch.agents.procgroup import end_group, terminate
 from orch.agents.taskfiles import TaskFiles, files, guard_run_folder, open_run_file, run_folder_problem, sweep_run_files
@@ -40,7 +41,6 @@ from orch.core.repo import Project
 from orch.core.store import Store
 
 BUDGET_POLL = 2.0  # how often a running agent's usage (and its branch) is checked
-ACCEPT_GRACE = 2.0  # seconds between SIGTERM and SIGKILL for an accept command that must end
 
 
 class _Flags:
@@ -93,6 +93,41 @@ def supervise(root: Path, task_id: str, *, in_tmux: bool = False) -> int:
                 check=False,
                 capture_output=True,
             )
+    it = loop.Loop(project, store, task_id, launch, start_status.get("base_sha")) if launch.get("accept") else None
+    if it is not None:
+        refused = it.gate(lambda: flags.terminated or _stop_requested(project, store, task_id))
+        if refused:
+            loop.back_to_pending(project, store, task_id, refused)
+            return 0
+    while True:
+        if it is not None and it.iteration and (flags.terminated or _stop_requested(project, store, task_id)):
+            why = "the supervisor was told to stop (SIGTERM)" if flags.terminated else None
+            finish(project, store, task_id, exit_code=None, reason=why, flags=flags, run=run)
+            return 0  # stopped between iterations: none more
+        this = it.begin(env) if it is not None else launch
+        if it is not None and it.iteration > 1:  # after a strategy shift the last tip seen is an attempt's
+            run.watch = taskgit.BranchWatch(project, task_id, start_status.get("base_sha"))
+        _iteration(project, store, task_id, this, env, run, flags, in_tmux, it)
+        if it is None or not it.go_on:
+            return 0
+
+
+def _iteration(
+    project: Project,
+    store: Store,
+    task_id: str,
+    launch: dict[str, Any],
+    env: dict[str, str],
+    run: RunMemory,
+    flags: _Flags,
+    in_tmux: bool,
+    it: loop.Loop | None,
+) -> None:
+    """One agent process to its end, then ``finish`` (which asks the loop, if any, what comes next)."""
+    f = files(project, task_id)
+    judge = it.judge if it is not None else None
+    if it is not None:
+        it.go_on = False
     argv = list(launch["argv"])
     if (launch.get("box") or {}).get("on"):
         try:
@@ -100,7 +135,7 @@ def supervise(root: Path, task_id: str, *, in_tmux: bool = False) -> int:
         except (OrchError, OSError) as exc:
             why = exc.message if isinstance(exc, OrchError) else str(exc)
             finish(project, store, task_id, exit_code=127, reason=f"could not box the agent: {why}", run=run)
-            return 0
+            return
     try:
         if in_tmux:  # the pane is the terminal: a person can watch and type
             proc = subprocess.Popen(argv, cwd=launch["cwd"], env=env)
@@ -121,7 +156,7 @@ def supervise(root: Path, task_id: str, *, in_tmux: bool = False) -> int:
             os.write(run.log_fd, f"orch: could not start {launch['argv'][0]}: {exc}\n".encode())
         failed = f"could not start the agent: {exc.strerror or exc}"
         finish(project, store, task_id, exit_code=127, reason=failed, run=run)
-        return 0
+        return
     agent_start = procs.start_time(proc.pid)
 
     def record(st: state.Status) -> None:
@@ -129,20 +164,31 @@ def supervise(root: Path, task_id: str, *, in_tmux: bool = False) -> int:
             st.update(pid=proc.pid, pid_start=agent_start)
 
     with contextlib.suppress(EnvError):  # a run folder already replaced by a link: finish sees to it
-        run.status = state.update(project, store, task_id, record)
+        now = state.update(project, store, task_id, record)  # a status the agent already forged is not the run's
+        run.status = now if now.get("state") == "RUNNING" else run.status
     run.watch.poll()
-    drain = lambda: outbox.drain(project, store, task_id)  # noqa: E731 - what the agent reported from the box
-    reason = _watch(proc, launch, f, flags, run.watch, in_tmux=in_tmux, tick=drain)
+    def tick() -> None:
+        if it is not None and _stop_requested(project, store, task_id):
+            flags.terminated = True  # an orch stop that came between iterations signalled no agent
+        outbox.drain(project, store, task_id)  # what the agent reported from the box
+
+    reason = _watch(proc, launch, f, flags, run.watch, in_tmux=in_tmux, tick=tick)
     code = proc.returncode
     if not in_tmux:
         end_group(proc.pid)
     procs.fault_point("supervisor.after_agent", task_id)
+    if it is not None:
+        it.take_reflection()
     try:
-        finish(project, store, task_id, exit_code=code, reason=reason, flags=flags, run=run)
+        finish(project, store, task_id, exit_code=code, reason=reason, flags=flags, run=run, judge=judge)
     finally:
         if run.log_fd is not None:
             os.close(run.log_fd)
-    return 0
+            run.log_fd = None
+
+
+def _stop_requested(project: Project, store: Store, task_id: str) -> bool:
+    return bool((state.read(project, store, task_id, refresh=False) or {}).get("stop_requested_at"))
 
 
 def _pane_to_log(f: TaskFiles) -> str:
@@ -271,6 +317,7 @@ def finish(
     reason: str | None,
     flags: _Flags | None = None,
     run: RunMemory | None = None,
+    judge: Callable[[int | None, str | None, Callable[[], bool]], loop.Judged] | None = None,
 ) -> state.Status:
     """The completion steps of a run; idempotent (a task no longer RUNNING is left alone).
 
@@ -317,22 +364,24 @@ def finish(
         problems = [*refused, *settled.problems]
         accept_result: dict[str, Any] | None = None
         over = _over_budget(launch, f)
-        if launch.get("accept") and exit_code == 0 and reason is None and not over and not problems:
 
-            def stop_asked() -> bool:
-                if flags is not None and flags.terminated:
-                    return True
-                now = state.read(project, store, task_id, refresh=False) or {}
-                return bool(now.get("stop_requested_at"))
+        def stop_asked() -> bool:
+            return bool(flags is not None and flags.terminated) or _stop_requested(project, store, task_id)
 
-            accept_result, link_note = _run_accept(project, launch, f, stop_asked)
+        judged = loop.Judged()
+        if judge is not None and not problems and not over and _reported_state(st) is None:
+            judged = judge(exit_code, reason, stop_asked)  # the loop: checks, accept, what comes next
+            if judged.go_on:
+                return st
+            accept_result, problems = judged.accept, [*problems, *judged.problems]
+            for note in judged.problems:
+                eventlog.append(log, state="RUNNING", task=task_id, action="REFUSE", result=note)
+            head = git.rev_parse(f"refs/heads/{refs.branch_name(task_id)}", cwd=project.root)
+        elif launch.get("accept") and exit_code == 0 and reason is None and not over and not problems:
+            accept_result, link_note = boxcmd.run(project, launch, f, str(launch["accept"]), f.accept_log, stop_asked)
             if link_note:
                 problems.append(link_note)
                 eventlog.append(log, state="RUNNING", task=task_id, action="REFUSE", result=link_note)
-            if flags is not None and flags.terminated:
-                reason = "the supervisor was told to stop (SIGTERM) while the accept command ran"
-            elif stop_asked():
-                reason = "stopped by orch stop while the accept command ran"
             eventlog.append(
                 log,
                 state="RUNNING",
@@ -341,9 +390,15 @@ def finish(
                 result="PASS" if accept_result["exit_code"] == 0 else f"FAIL exit={accept_result['exit_code']}",
                 artifacts=[project.rel(f.accept_log)],
             )
+        if accept_result is not None and flags is not None and flags.terminated:
+            reason = "the supervisor was told to stop (SIGTERM) while the accept command ran"
+        elif accept_result is not None and stop_asked():
+            reason = "stopped by orch stop while the accept command ran"
         reported = _reported_state(st)
         final, why = "SUCCESS", None
-        if reason is not None:
+        if judged.final:
+            final, why = judged.final, judged.why
+        elif reason is not None:
             final, why = "FAILED", reason
         elif reported is not None:
             final, why = reported[0], f"the agent reported {reported[0]}: {reported[1]}"
@@ -423,58 +478,6 @@ def _settle(
         )
     except Exception as exc:  # the run must still be recorded, whatever git says
         return taskgit.Settled(error=(str(exc).splitlines() or [type(exc).__name__])[0])
-
-
-def _run_accept(
-    project: Project, launch: dict[str, Any], f: TaskFiles, stop_asked: Callable[[], bool]
-) -> tuple[dict[str, Any], str | None]:
-    """Run the accept command in a process group of its own; a stop or the timeout ends the group.
-
-    Its output goes to a new ``accept.log``: a link found there is removed, never written through
-    (the note says so)."""
-    env = git.clean_env(launch["env"])
-    command = str(launch["accept"])
-    argv = ["sh", "-c", command]
-    if (launch.get("box") or {}).get("on"):  # it runs the agent's code: in the box too
-        argv = boxrun.boxed(project, f.folder.name, launch, env, argv, terminal=False, git_of_its_own=False)
-    limit = float(launch.get("accept_timeout") or 900)
-    code: int | None = None
-    log, note = open_run_file(f.accept_log, append=False)
-    try:
-        proc = subprocess.Popen(
-            argv,
-            cwd=launch["cwd"],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + limit
-        next_check = 0.0
-        ended_why = None
-        while True:
-            try:
-                code = proc.wait(timeout=0.1)
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            now = time.monotonic()
-            if now >= deadline:
-                ended_why = "timed out"
-            elif now >= next_check:
-                next_check = now + 0.5
-                if stop_asked():
-                    ended_why = "was stopped"
-            if ended_why:
-                terminate(proc, group=True, grace=ACCEPT_GRACE)
-                os.write(log, f"\norch: the accept command {ended_why}\n".encode())
-                code = None
-                break
-        end_group(proc.pid)  # whatever it left running in its group
-    finally:
-        os.close(log)
-    return {"command": command, "exit_code": code, "log": project.rel(f.accept_log)}, note
 
 
 # -- entry point of the supervisor process ----------------------------------------------------------

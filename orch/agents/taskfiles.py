@@ -78,13 +78,14 @@ class TaskFiles:
 # What one run leaves in the task folder; a new spin moves them to run-<n>/ (``rotate_run_files``).
 RUN_FILES = (
     "agent.log", "usage.jsonl", "accept.log", "supervisor.log", "launch.json", "BLOCKER_REPORT.md",
-    "context.md", "manifest.yaml", "status.yaml",
+    "context.md", "manifest.yaml", "status.yaml", "progress.md", "check.log", "tdd-gate.log",
 )  # fmt: skip
 
 
 def rotate_run_files(folder: Path) -> Path | None:
     """Move the files of an earlier run into ``run-<n>/`` (kept, never deleted); the folder used."""
     present = [name for name in RUN_FILES if (folder / name).exists()]
+    present += sorted(p.name for p in folder.glob("iter-*.log"))  # the loop's, one per failed iteration
     if not present:
         return None
     numbers = [int(p.name[4:]) for p in folder.glob("run-*") if p.name[4:].isdigit()]

@@ -87,7 +87,7 @@ def status_rows(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]
                 r["agent"] or "-",
                 r["branch"] or "-",
                 age(r["age_seconds"]),
-                "-" if r["iterations"] is None else str(r["iterations"]),
+                _iteration(r),
                 "-" if r["tokens"] is None else f"{r['tokens']:,}",
                 "-" if r["cost_usd"] is None else f"${r['cost_usd']:.2f}",
                 verdict,
@@ -95,6 +95,13 @@ def status_rows(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]
             ]
         )
     return headers, out
+
+
+def _iteration(r: dict[str, Any]) -> str:
+    """The ITER column: ``3/10`` for a task the loop runs, else how many runs it had."""
+    if r.get("iteration") is not None:
+        return f"{r['iteration']}/{r.get('max_iterations') or '-'}"
+    return "-" if r["iterations"] is None else str(r["iterations"])
 
 
 def mermaid(plan: Any, states: dict[str, str]) -> str:

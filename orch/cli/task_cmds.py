@@ -240,3 +240,56 @@ def _check_id(task_id: str, c: Any) -> None:
     from orch.core import refs  # not at import: `orch --help` loads this module
 
     refs.check_id(task_id, cwd=c.project.root)
+
+
+@app.command("run")
+def run_cmd(
+    ids: list[str] = typer.Argument(..., metavar="ID", help="Tasks to run."),
+    max_iterations: str | None = typer.Option(None, "--max-iterations", metavar="N", help="At most N iterations."),
+    max_strategies: str | None = typer.Option(None, "--max-strategies", metavar="N", help="At most N strategies."),
+    timeout: str | None = typer.Option(None, "--timeout", metavar="S", help="The whole task's wall clock, seconds."),
+    no_tdd_gate: bool = typer.Option(False, "--no-tdd-gate", help="Skip the TDD gate (accept must fail first)."),
+    detach: bool = typer.Option(False, "--detach", help="Start the tasks and return at once."),
+) -> int:
+    """Run tasks through the loop (spinning them if needed) and follow them to their end; exit 0 only
+    when every one ended SUCCESS."""
+    from orch.core import state
+    from orch.tasks import runloop
+
+    overrides = runloop.Overrides(
+        max_iterations=_positive(max_iterations, "--max-iterations", int),
+        max_strategies=_positive(max_strategies, "--max-strategies", int),
+        timeout=_positive(timeout, "--timeout", float),
+        tdd_gate=not no_tdd_gate,
+    )
+    c = ctx()
+    offset = runloop.log_offset(c)
+    started = runloop.start(c, list(ids), overrides)
+    for note in started.notes:
+        err(f"orch: note: {note}")
+    for task_id, error, _code in started.errors:
+        err(f"orch: {task_id}: {error}")
+    if detach:
+        for task_id in started.ids:
+            out(f"{task_id}: running (orch wait {task_id})")
+        return max([code for _i, _e, code in started.errors], default=0)
+    for line in runloop.follow(c, started.ids, offset):
+        out(line)
+    ok = not started.errors
+    for task_id in started.ids:
+        st = state.read(c.project, c.store, task_id) or {}
+        out(runloop.ended_line(task_id, st))
+        ok = ok and st.get("state") == "SUCCESS"
+    return 0 if ok else 1
+
+
+def _positive(value: str | None, flag: str, kind: Any) -> Any:
+    if value is None:
+        return None
+    try:
+        number = kind(value)
+    except ValueError:
+        number = 0
+    if number <= 0:
+        raise UsageError(f"{flag} needs a number above 0, not '{value}'")
+    return number

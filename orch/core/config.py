@@ -171,7 +171,7 @@ def default(base_branch: str, test_command: str | None) -> dict[str, Any]:
         "test_timeout": DEFAULT_TEST_TIMEOUT,
         "worktree_root": DEFAULT_WORKTREE_ROOT,
         "max_parallel": 4,
-        "defaults": {"agent": "shell", "max_iterations": 3, "timeout": 3600},
+        "defaults": {"agent": "shell", "max_iterations": 10, "timeout": 3600},
     }
 
 

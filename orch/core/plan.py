@@ -15,7 +15,7 @@ from orch.core.errors import InputError, ManyErrors
 
 ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,39}")
 AGENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-FIELDS = ("scope", "deps", "agent", "accept", "model", "level", "max_iterations", "budget", "run")
+FIELDS = ("scope", "deps", "agent", "accept", "check", "tdd_gate", "model", "level", "max_iterations", "budget", "run")
 LEVELS = ("goal", "feature", "component", "code")
 # A field is a Markdown bullet ('-', '*' or '+', then a space or a tab), indented or not: whatever a
 # Markdown reader shows as a bullet under the heading counts, so no field is dropped without a word.
@@ -369,6 +369,9 @@ def _validate(plan: Plan, where: str) -> list[tuple[int, str]]:
         iters = task.fields.get("max_iterations")
         if iters and not (re.fullmatch(r"[0-9]+", iters) and int(iters) > 0):
             problems.append((fl["max_iterations"], f"bad max_iterations '{iters}': a whole number above 0"))
+        gate = task.fields.get("tdd_gate")
+        if gate and gate.strip().lower() not in ("true", "false", "yes", "no", "on", "off"):  # spin.tdd_gate
+            problems.append((fl["tdd_gate"], f"bad tdd_gate '{gate}': true or false"))
         budget = task.fields.get("budget")
         if budget:
             try:

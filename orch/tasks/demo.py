@@ -96,7 +96,7 @@ A demonstration plan: five tasks run by scripted agents (the shell agent runs ea
 - scope: ^(calc/|tests/test_sub\\.py$)
 - deps: none
 - agent: shell
-- accept: {py} run_tests.py
+- accept: test -f calc/sub.py && {py} run_tests.py
 - run: {py} -c "open('calc/sub.py','w').write('def sub(a, b):\\n    return a - b\\n'); open('tests/test_sub.py','w').write('from calc.sub import sub\\n\\n\\ndef test_sub():\\n    assert sub(5, 3) == 2\\n')"
 
 Add `calc/sub.py` with `sub(a, b)` and a test for it.

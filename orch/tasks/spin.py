@@ -401,12 +401,29 @@ def _limits(ctx: Ctx, task: Task, agent: agents.Agent) -> dict[str, Any]:
             default_budget = parse_budget(str(defaults["budget"]))
     tokens = (budget.tokens if budget else None) or agent.budget_tokens
     usd = (budget.usd if budget else None) or agent.budget_usd
+    def strictest(key: str, *values: Any) -> int | None:
+        found = [int(v) for v in (*values, agent.data.get(key), defaults.get(key)) if v]
+        return min(found) if found else None
+
     return {
-        "max_iterations": task.max_iterations or agent.max_iterations or defaults.get("max_iterations"),
+        "max_iterations": strictest("max_iterations", task.max_iterations),
+        "max_per_strategy": strictest("max_per_strategy"),
+        "max_strategies": strictest("max_strategies"),
+        "task_timeout": strictest("task_timeout"),
         "max_tokens": tokens or (default_budget.tokens if default_budget else None),
         "budget_usd": usd or (default_budget.usd if default_budget else None),
         "timeout": agent.timeout or defaults.get("timeout"),
     }
+
+
+def _listed(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)] if value else []
+
+
+def _tdd_gate(field: str | None, default: Any) -> bool:
+    """The plan task's ``tdd_gate`` (true/false, yes/no, on/off), else the config's (on by default)."""
+    word = (field or "").strip().lower()
+    return word in ("true", "yes", "on") if word else bool(default)
 
 
 def _write_task_files(ctx: Ctx, p: _Prepared, base_sha: str) -> None:
@@ -425,6 +442,8 @@ def _write_task_files(ctx: Ctx, p: _Prepared, base_sha: str) -> None:
         "agent": p.agent.name,
         "model": task.model or p.agent.model or ctx.config.defaults.get("model"),
         "accept": accept_command(task.accepts),
+        "check": [c for c in (task.fields.get("check"), *_listed(ctx.config.defaults.get("check"))) if c],
+        "tdd_gate": _tdd_gate(task.fields.get("tdd_gate"), ctx.config.defaults.get("tdd_gate", True)),
         "run": task.run,
         "level": task.level,
         "limits": _limits(ctx, task, p.agent),

@@ -53,6 +53,9 @@ def rows(ctx: Ctx, task_id: str | None = None) -> list[dict[str, Any]]:
                 "started_at": st.get("started_at"),
                 "age_seconds": _age(st.get("started_at") or st.get("created_at")),
                 "iterations": st.get("iterations"),
+                "iteration": st.get("iteration"),
+                "max_iterations": st.get("max_iterations"),
+                "strategy": st.get("strategy"),
                 "tokens": total,
                 "cost_usd": st.get("cost_usd"),
                 "outcome": (st.get("merge") or {}).get("outcome"),
@@ -107,7 +110,10 @@ def detail_text(ctx: Ctx, task_id: str) -> str:
             lines.append(f"  {label + ':':<11} {value}")
     if row["age_seconds"] is not None:
         lines.append(f"  age:        {text.age(row['age_seconds'])}")
-    if row["iterations"] is not None:
+    if row["iteration"] is not None:
+        strategy = f", strategy {row['strategy']}" if row["strategy"] else ""
+        lines.append(f"  iteration:  {row['iteration']}/{row['max_iterations'] or '-'}{strategy}")
+    elif row["iterations"] is not None:
         lines.append(f"  iterations: {row['iterations']}")
     if row["tokens"] is not None or row["cost_usd"] is not None:
         cost = "" if row["cost_usd"] is None else f", ${row['cost_usd']:.2f}"

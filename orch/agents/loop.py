@@ -1,0 +1,369 @@
+"""The bounded loop: a supervised task with an ``accept`` command runs as iterations.
+
+Each iteration is a fresh agent process (in the box as ever); when it ends the supervisor's ``finish``
+brings its commits in and snapshots its work, then calls ``Loop.judge``: the cheap checks (``check``
+in the plan task or the config's defaults) run first, then ``accept``. A pass ends the task SUCCESS.
+A failure gets a signature (``loopnotes.signature``), one entry in ``run/tasks/<id>/progress.md``, an
+``ITERATE`` event, and the next iteration's brief (``context.md``: the base brief and the feedback).
+
+Limits (the strictest of config ``defaults``, agent manifest and plan task, frozen at spin): at most
+``max_per_strategy`` iterations per strategy, ``max_strategies`` strategies, ``max_iterations`` in all,
+and ``task_timeout`` seconds for the whole loop. The same signature three iterations in a row, or an
+iteration that changed nothing, ends a strategy early. A strategy that ends keeps its last commit
+under ``refs/orch/attempts/<id>/<n>``, and the task's branch and worktree go back to the commit the
+task started from (``STRATEGY_SHIFT``). When the limits are spent the worktree goes back there too,
+``BLOCKER_REPORT.md`` is written and the task is BLOCKED.
+
+Before the first iteration the TDD gate runs ``accept`` on the untouched worktree: a test that
+already passes proves nothing, and the task goes back to PENDING (``tdd_gate: false`` skips it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orch.agents import boxcmd, boxgit, loopnotes, taskgit
+from orch.agents.taskfiles import files, open_run_file
+from orch.core import eventlog, git, refs, state
+from orch.core.errors import OrchError
+from orch.core.repo import Project
+from orch.core.store import Store, template
+
+PER_STRATEGY, STRATEGIES, TOTAL = 5, 3, 10  # the field's defaults
+STUCK = 3  # the same signature this many iterations in a row ends a strategy
+REFLECTION = "REFLECTION.md"
+
+
+@dataclass
+class Judged:
+    go_on: bool = False  # the loop goes on: the task stays RUNNING
+    accept: dict[str, Any] | None = None
+    final: str | None = None  # a state the loop decided (BLOCKED), or None: as finish decides
+    why: str | None = None
+    problems: list[str] = field(default_factory=list)  # links found where orch writes its logs
+
+
+def _strictest(*values: Any) -> int | None:
+    found = [int(v) for v in values if v]
+    return min(found) if found else None
+
+
+def limits(launch: dict[str, Any]) -> dict[str, Any]:
+    lim = launch.get("loop") or {}
+    return {
+        "max_iterations": _strictest(lim.get("max_iterations"), TOTAL) or TOTAL,
+        "max_per_strategy": _strictest(lim.get("max_per_strategy"), PER_STRATEGY) or PER_STRATEGY,
+        "max_strategies": _strictest(lim.get("max_strategies"), STRATEGIES) or STRATEGIES,
+        "task_timeout": float(lim["task_timeout"]) if lim.get("task_timeout") else None,
+    }
+
+
+def back_to_pending(project: Project, store: Store, task_id: str, why: str) -> None:
+    """The task refused by the TDD gate: PENDING again, with the reason (``orch start`` runs it)."""
+
+    def change(st: state.Status) -> None:
+        if st.get("state") == "RUNNING":
+            st.update(state="PENDING", reason=why, supervisor_pid=None, supervisor_start=None, pid=None, pid_start=None)
+
+    state.update(project, store, task_id, change)
+
+
+class Loop:
+    def __init__(
+        self, project: Project, store: Store, task_id: str, launch: dict[str, Any], base_sha: str | None
+    ) -> None:
+        self.project, self.store, self.task_id, self.launch = project, store, task_id, launch
+        self.f = files(project, task_id)
+        self.base_sha = base_sha or git.rev_parse(f"{refs.BASE_PREFIX}/{task_id}", cwd=project.root)
+        lim = limits(launch)
+        self.max_iterations: int = lim["max_iterations"]
+        self.per_strategy: int = lim["max_per_strategy"]
+        self.strategies: int = lim["max_strategies"]
+        self.deadline = time.monotonic() + lim["task_timeout"] if lim["task_timeout"] else None
+        self.iteration = 0
+        self.go_on = False  # the last judge said the loop goes on
+        self.strategy = 1
+        self.in_strategy = 0
+        self.history: list[loopnotes.Entry] = []
+        self.attempts: list[str] = []
+        self.prev_tree = self._tree(self.base_sha)
+        self.log_offset = 0
+        self.reflection: str | None = None
+        self.base_brief = self.f.context.read_text(encoding="utf-8", errors="replace")
+
+    # -- before and between iterations -------------------------------------------------------------
+
+    def gate(self, stop_asked: Callable[[], bool]) -> str | None:
+        """The TDD gate: why the task must not run (its accept passes untouched), or None."""
+        if not self.launch.get("tdd_gate", True):
+            return None
+        result, _note = boxcmd.run(
+            self.project, self.launch, self.f, str(self.launch["accept"]), self.f.folder / "tdd-gate.log", stop_asked
+        )
+        log = self.project.log_path
+        if result["exit_code"] != 0:
+            eventlog.append(
+                log,
+                state="RUNNING",
+                task=self.task_id,
+                action="TDD_GATE",
+                result=f"ok: accept fails before any work (exit {result['exit_code']})",
+            )
+            return None
+        why = (
+            "refused by the TDD gate: the accept command already passes on the untouched worktree, so it "
+            "proves nothing; make it fail until the work is done (or set 'tdd_gate: false')"
+        )
+        eventlog.append(
+            log,
+            state="PENDING",
+            task=self.task_id,
+            action="TDD_GATE",
+            result=why,
+            artifacts=[self.project.rel(self.f.folder / "tdd-gate.log")],
+        )
+        return why
+
+    def time_left(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def begin(self, env: dict[str, str]) -> dict[str, Any]:
+        """Start the next iteration: its number in the agent's environment and the status; the launch
+        with the iteration's timeout (the agent's, cut to what the task's timeout leaves)."""
+        self.iteration += 1
+        self.in_strategy += 1
+        env["ORCH_ITERATION"] = str(self.iteration)
+        env["ORCH_STRATEGY"] = str(self.strategy)
+        with contextlib.suppress(OSError):
+            self.log_offset = self.f.log.stat().st_size
+        self.reflection = None
+
+        def mark(st: state.Status) -> None:
+            if st.get("state") == "RUNNING":
+                if self.iteration > 1:  # the one before ended without finish's count: it goes on
+                    st["iterations"] = int(st.get("iterations") or 0) + 1
+                st.update(
+                    iteration=self.iteration,
+                    max_iterations=self.max_iterations,
+                    strategy=f"{self.strategy}/{self.strategies}",
+                )
+
+        with contextlib.suppress(OrchError, OSError):
+            state.update(self.project, self.store, self.task_id, mark)
+        launch = dict(self.launch)
+        if self.iteration > 1 and self.base_brief:  # a brief rendered into the argv ({prompt}): the new one
+            brief = self.f.context.read_text(encoding="utf-8", errors="replace")
+            launch["argv"] = [a.replace(self.base_brief, brief) for a in launch["argv"]]
+        left = self.time_left()
+        if left is not None:
+            launch["timeout"] = round(max(0.1, min(float(launch.get("timeout") or left), left)), 1)
+        return launch
+
+    def take_reflection(self) -> None:
+        """REFLECTION.md out of the worktree before the snapshot: into progress.md, never committed."""
+        path = Path(self.launch["cwd"]) / REFLECTION
+        with contextlib.suppress(OSError):
+            if path.is_file() and not path.is_symlink():
+                self.reflection = path.read_text(encoding="utf-8", errors="replace")[:20000]
+            path.unlink()
+
+    # -- after an iteration ------------------------------------------------------------------------
+
+    def judge(self, exit_code: int | None, reason: str | None, stop_asked: Callable[[], bool]) -> Judged:
+        """Called by ``finish`` once the iteration's work is in (the lock held): checks, accept, and
+        what comes next."""
+        if stop_asked():
+            return Judged()
+        entry = loopnotes.Entry(self.iteration, self.strategy, at=eventlog.utcnow(), reflection=self.reflection)
+        entry.ran.append(("agent", exit_code))
+        output = ""
+        if reason is not None or exit_code != 0:
+            entry.failure = f"the agent {reason}" if reason else f"the agent exited with code {exit_code}"
+            output = self._read(self.f.log, self.log_offset)
+        else:
+            for n, command in enumerate(self.launch.get("check") or [], 1):
+                result, note = boxcmd.run(
+                    self.project, self.launch, self.f, command, self.f.folder / "check.log", stop_asked, what="check"
+                )
+                if note:  # a link where orch writes: the run fails, as finish says
+                    return Judged(problems=[note])
+                entry.ran.append((f"check `{command}`", result["exit_code"]))
+                if result["exit_code"] != 0:
+                    entry.failure = f"check {n} `{command}` failed (exit {result['exit_code']})"
+                    output = self._read(self.f.folder / "check.log")
+                    break
+            if not entry.failure:
+                if stop_asked():
+                    return Judged()
+                result, note = boxcmd.run(
+                    self.project, self.launch, self.f, str(self.launch["accept"]), self.f.accept_log, stop_asked
+                )
+                if note:
+                    return Judged(accept=result, problems=[note])
+                entry.ran.append(("accept", result["exit_code"]))
+                eventlog.append(
+                    self.project.log_path,
+                    state="RUNNING",
+                    task=self.task_id,
+                    iteration=self.iteration,
+                    action="ACCEPT",
+                    result="PASS" if result["exit_code"] == 0 else f"FAIL exit={result['exit_code']}",
+                    artifacts=[self.project.rel(self.f.accept_log)],
+                )
+                if result["exit_code"] == 0 or stop_asked():
+                    return Judged(accept=result)
+                entry.failure = f"the accept command failed (exit {result['exit_code']})"
+                output = self._read(self.f.accept_log)
+        return self._failed(entry, output)
+
+    def _failed(self, entry: loopnotes.Entry, output: str) -> Judged:
+        entry.sig = loopnotes.signature(output + "\n" + entry.failure)
+        entry.output = loopnotes.excerpt(output)
+        tree = self._tree(self._tip())
+        entry.changed = tree != self.prev_tree
+        self.prev_tree = tree
+        self.history.append(entry)
+        iter_log = self.f.folder / f"iter-{entry.iteration}.log"
+        self._write(iter_log, f"{entry.failure}\nran: {entry.ran_text()}\n\n{output}", append=False)
+        self._write(
+            self.f.folder / "progress.md",
+            loopnotes.progress_entry(entry, self.max_iterations, self.strategies),
+            append=True,
+        )
+        log = self.project.log_path
+        eventlog.append(
+            log,
+            state="RUNNING",
+            task=self.task_id,
+            iteration=entry.iteration,
+            action="ITERATE",
+            result=f"FAIL sig={entry.sig}",
+            artifacts=[self.project.rel(iter_log)],
+        )
+        recent = [e.sig for e in self.history if e.strategy == self.strategy][-STUCK:]
+        ended = None
+        if not entry.changed:
+            ended = "the last iteration changed nothing"
+        elif len(recent) == STUCK and len(set(recent)) == 1:
+            ended = f"the same failure (signature {entry.sig}) {STUCK} iterations in a row"
+        elif self.in_strategy >= self.per_strategy:
+            ended = f"{self.per_strategy} iterations without a pass"
+        left = self.time_left()
+        spent = None
+        if self.iteration >= self.max_iterations:
+            spent = f"{self.iteration} iterations without a pass (the limit is {self.max_iterations})"
+        elif left is not None and left <= 0:
+            spent = "the task's timeout ran out"
+        elif ended and self.strategy >= self.strategies:
+            spent = f"{self.strategies} strategies tried, the last one ended: {ended}"
+        try:
+            if spent:
+                return self._exhausted(spent)
+            if ended:
+                self._keep_attempt()
+                self._reset()
+        except (OrchError, OSError) as exc:  # the work stays where it is; a person takes it from there
+            why = exc.message if isinstance(exc, OrchError) else str(exc)
+            return Judged(final="FAILED", why=f"the loop could not set the worktree back to its start: {why}")
+        shift_why = None
+        if ended:
+            eventlog.append(
+                log,
+                state="RUNNING",
+                task=self.task_id,
+                iteration=entry.iteration,
+                action="STRATEGY_SHIFT",
+                result=f"strategy {self.strategy + 1}/{self.strategies}: {ended}",
+            )
+            self.strategy += 1
+            self.in_strategy = 0
+            self.prev_tree = self._tree(self.base_sha)
+            shift_why = ended
+        brief = loopnotes.next_brief(
+            self.base_brief,
+            self.history,
+            iteration=self.iteration + 1,
+            max_iterations=self.max_iterations,
+            strategy=self.strategy,
+            strategies=self.strategies,
+            shift_why=shift_why,
+        )
+        self.store.write_text(self.f.context, brief)
+        self.go_on = True
+        return Judged(go_on=True)
+
+    def _exhausted(self, why: str) -> Judged:
+        self._keep_attempt()
+        self._reset()
+        report = loopnotes.blocker_report(
+            template("BLOCKER_REPORT.md"),
+            task_id=self.task_id,
+            title=str(self.launch.get("title") or ""),
+            history=self.history,
+            strategies=self.strategies,
+            why=why,
+            attempts=self.attempts,
+        )
+        path = self.f.folder / "BLOCKER_REPORT.md"
+        self._write(path, report, append=False)
+        return Judged(final="BLOCKED", why=f"the loop is exhausted: {why}; see {self.project.rel(path)}")
+
+    # -- git ---------------------------------------------------------------------------------------
+
+    def _tip(self) -> str | None:
+        return git.rev_parse(f"refs/heads/{refs.branch_name(self.task_id)}", cwd=self.project.root)
+
+    def _tree(self, commit: str | None) -> str | None:
+        if not commit:
+            return None
+        r = git.run(
+            ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{commit}^{{tree}}"],
+            cwd=self.project.root,
+            check=False,
+        )
+        return r.stdout.strip() if r.ok else None
+
+    def _keep_attempt(self) -> None:
+        tip = self._tip()
+        name = f"refs/orch/attempts/{self.task_id}/{self.strategy}"
+        if tip and tip != self.base_sha:
+            git.run(["update-ref", name, tip], cwd=self.project.root)
+            self.attempts.append(name)
+        else:
+            self.attempts.append("(no commit)")
+
+    def _reset(self) -> None:
+        """The task's branch and worktree back to the commit the task started from (the attempt ref
+        holds the work); the box's shadow goes too, or its refs would bring the attempt back."""
+        tg = taskgit.open_worktree(self.project, self.task_id, Path(self.launch["cwd"]))
+        if tg is None or tg.admin is None or tg.problem or not self.base_sha:
+            raise OrchError(f"cannot reset task {self.task_id}'s worktree: {tg.problem if tg else 'no worktree'}")
+        tg.git(["checkout", "-q", "-f", "-B", refs.branch_name(self.task_id), self.base_sha])
+        tg.git(["clean", "-q", "-f", "-d"])
+        shadow = boxgit.folder_of(self.project, self.task_id)
+        if shadow.exists() or shadow.is_symlink():
+            boxgit._remove(shadow)
+
+    # -- files -------------------------------------------------------------------------------------
+
+    def _read(self, path: Path, offset: int = 0) -> str:
+        try:
+            with open(path, "rb") as handle:
+                size = handle.seek(0, os.SEEK_END)
+                handle.seek(max(offset, size - (1 << 20)))
+                return handle.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def _write(self, path: Path, text: str, *, append: bool) -> None:
+        fd, _note = open_run_file(path, append=append)  # never through a link the agent put there
+        try:
+            os.write(fd, text.encode("utf-8", "surrogateescape"))
+        finally:
+            os.close(fd)

@@ -1,0 +1,105 @@
+"""``orch run``: spin tasks if needed, with the loop's limits tightened from the command line, and
+follow them until each has ended (one line per iteration from the event log)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from orch.agents import launch
+from orch.agents.taskfiles import files
+from orch.core import eventlog, state
+from orch.core.context import Ctx
+from orch.core.errors import InputError
+from orch.core.refs import check_id
+
+FOLLOWED = ("TDD_GATE", "ITERATE", "STRATEGY_SHIFT", "ACCEPT")
+
+
+@dataclass
+class Overrides:
+    max_iterations: int | None = None
+    max_strategies: int | None = None
+    timeout: float | None = None  # the whole task's wall clock (the loop's task_timeout)
+    tdd_gate: bool = True
+
+    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Tighten the frozen manifest's limits (the strictest wins; a flag never loosens one)."""
+        limits = manifest.setdefault("limits", {})
+        for key, value in (
+            ("max_iterations", self.max_iterations),
+            ("max_strategies", self.max_strategies),
+            ("task_timeout", self.timeout),
+        ):
+            if value is not None:
+                limits[key] = min(value, limits[key]) if limits.get(key) else value
+        if not self.tdd_gate:
+            manifest["tdd_gate"] = False
+        return manifest
+
+
+@dataclass
+class Started:
+    ids: list[str] = field(default_factory=list)  # tasks now followed
+    notes: list[str] = field(default_factory=list)  # one line each for a person
+    errors: list[tuple[str, str, int]] = field(default_factory=list)  # (id, error, exit code)
+
+
+def start(ctx: Ctx, ids: list[str], overrides: Overrides) -> Started:
+    """Spin (or start) each task that is not running yet, its manifest tightened by ``overrides``."""
+    from orch.tasks import spin as spin_mod
+
+    project, store = ctx.project, ctx.store
+    for task_id in ids:
+        check_id(task_id, cwd=project.root)
+    out = Started()
+    for task_id in dict.fromkeys(ids):
+        st = state.read(project, store, task_id) or {}
+        now = st.get("state")
+        if now in (None, "CLEANED"):
+            result = spin_mod.spin(ctx, [task_id], start=False)[0]
+            if not result.ok:
+                out.errors.append((task_id, str(result.error), result.exit_code))
+                continue
+            now = "PENDING"
+        if now == "PENDING":
+            f = files(project, task_id)
+            if not f.manifest.is_file():
+                raise InputError(f"task {task_id} is PENDING but not spun", hint=f"orch spin {task_id}")
+            manifest = store.update(f.manifest, "task_manifest", overrides.apply)
+            if not manifest.get("accept"):
+                out.notes.append(f"{task_id}: no accept command: it runs once (the loop needs one to iterate)")
+            launch.start(ctx, task_id)
+        out.ids.append(task_id)
+    return out
+
+
+def log_offset(ctx: Ctx) -> int:
+    """Where the event log ends now: ``follow`` reads from there."""
+    try:
+        return ctx.project.log_path.stat().st_size
+    except OSError:
+        return 0
+
+
+def follow(ctx: Ctx, ids: list[str], offset: int, *, poll: float = 0.2) -> Iterator[str]:
+    """Lines for a person while the tasks run (their loop's events), until none is RUNNING."""
+    project, store = ctx.project, ctx.store
+    while True:
+        running = any((state.read(project, store, i) or {}).get("state") == "RUNNING" for i in ids)
+        events, offset = eventlog.read_from(project.log_path, offset)
+        for event in events:
+            if event.task in ids and event.action in FOLLOWED:
+                yield f"{event.iteration} {event.action} {event.result}".rstrip()
+        if not running:
+            return
+        time.sleep(poll)
+
+
+def ended_line(task_id: str, st: state.Status) -> str:
+    it = st.get("iteration")
+    after = f" after {it} iteration{'s' if it != 1 else ''}" if it else ""
+    reason = f": {st['reason']}" if st.get("reason") else ""
+    return f"{task_id}: {st.get('state', 'PENDING')}{after}{reason}"
