@@ -397,11 +397,18 @@ def wait(
     deadline = time.monotonic() + timeout if timeout is not None else None
     while True:
         statuses = {i: state.read(project, store, i) or {"id": i, "state": "PENDING"} for i in ids}
-        if all(s.get("state") != "RUNNING" for s in statuses.values()):
+        if all(s.get("state") != "RUNNING" and not _supervised(s) for s in statuses.values()):
             return statuses
         if deadline is not None and time.monotonic() >= deadline:
             return statuses
         time.sleep(poll)
+
+
+def _supervised(st: state.Status) -> bool:
+    """Its supervisor still lives: whatever the status says (an agent can rewrite it to MERGED), the
+    run is not over until the supervisor completes it (and clears its pid)."""
+    pid = st.get("supervisor_pid")
+    return isinstance(pid, int) and pid > 0 and procs.alive(pid, st.get("supervisor_start"))
 
 
 def succeeded(st: state.Status) -> bool:
