@@ -69,3 +69,20 @@ def bring_in(project: Project, task_id: str, launch: dict[str, Any]) -> Any:
     except Exception as exc:  # the run must still be recorded, whatever git says
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         return boxgit.BroughtIn(problems=[f"the commits the agent made in the box could not be brought in: {first}"])
+
+
+def box_word(boxed: dict[str, Any]) -> str:
+    """The status's ``sandbox``: on, off (a person said so), or off and why (auto, no bubblewrap)."""
+    if boxed["on"]:
+        return "on" if boxed.get("network", True) else "on, no network"
+    why = str(boxed.get("notice") or "").removeprefix("agents run without a sandbox: ").split(" (sandbox: off")[0]
+    return f"off: {why}" if why else "off"
+
+
+def box_notice(statuses: list[dict[str, Any]]) -> str | None:
+    """One line for a person when agents just started without the box they would have had (auto)."""
+    for st in statuses:
+        word = str(st.get("sandbox") or "")
+        if word.startswith("off: "):
+            return f"agents run without a sandbox: {word[5:]} (sandbox: off in .orch/config.yaml hides this)"
+    return None

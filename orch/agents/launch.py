@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from orch.agents import boxrun, outbox
 from orch.agents import manifest as agents
-from orch.agents import outbox
 from orch.agents.procgroup import GRACE
 from orch.agents.supervisor import finish, shell_quote
 from orch.agents.taskfiles import files, open_run_file, run_folder_problem
@@ -188,23 +188,6 @@ def _box_of(ctx: Ctx, agent: agents.Agent, env: dict[str, str]) -> dict[str, Any
     }
 
 
-def _box_word(boxed: dict[str, Any]) -> str:
-    """The status's ``sandbox``: on, off (a person said so), or off and why (auto, no bubblewrap)."""
-    if boxed["on"]:
-        return "on" if boxed.get("network", True) else "on, no network"
-    why = str(boxed.get("notice") or "").removeprefix("agents run without a sandbox: ").split(" (sandbox: off")[0]
-    return f"off: {why}" if why else "off"
-
-
-def box_notice(statuses: list[state.Status]) -> str | None:
-    """One line for a person when agents just started without the box they would have had (auto)."""
-    for st in statuses:
-        word = str(st.get("sandbox") or "")
-        if word.startswith("off: "):
-            return f"agents run without a sandbox: {word[5:]} (sandbox: off in .orch/config.yaml hides this)"
-    return None
-
-
 def start(ctx: Ctx, task_id: str, *, tmux: bool = False) -> state.Status:
     """Start the agent of a spun task under a supervisor; returns the RUNNING status."""
     project, store = ctx.project, ctx.store
@@ -246,7 +229,7 @@ def start(ctx: Ctx, task_id: str, *, tmux: bool = False) -> state.Status:
             pid_start=None,
             tmux_session=None,
             stop_requested_at=None,
-            sandbox=_box_word(launch["box"]),
+            sandbox=boxrun.box_word(launch["box"]),
         )
 
     # Counting the running agents and claiming this one is one step under one lock: two spins or

@@ -74,10 +74,10 @@ def start(
 
 def _box_notice(c: Any, ids: list[str]) -> None:
     """The one-line notice when agents started outside the box because bubblewrap does not work here."""
-    from orch.agents import launch
+    from orch.agents import boxrun
     from orch.core import state
 
-    line = launch.box_notice([st for i in ids if (st := state.read(c.project, c.store, i, refresh=False))])
+    line = boxrun.box_notice([st for i in ids if (st := state.read(c.project, c.store, i, refresh=False))])
     if line:
         err(f"orch: note: {line}")
 
