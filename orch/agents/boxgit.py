@@ -168,7 +168,6 @@ def bring_in(project: Project, task_id: str, worktree: Path | None) -> BroughtIn
     base = git.rev_parse(f"{refs.BASE_PREFIX}/{task_id}", cwd=root)
     current = git.rev_parse(branch, cwd=root)
     tip = new.pop(branch, None)
-    head = (_read(folder / "admin" / "HEAD") or "").strip()
     if SHA_RE.fullmatch(head) and head not in (tip, current, found.get(branch)):
         # a detached HEAD the agent committed on: the branch comes along when it holds the branch
         if _is_ancestor(tip or current or head, head, root):

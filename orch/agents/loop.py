@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,28 +106,14 @@ class Loop:
         result, _note = boxcmd.run(
             self.project, self.launch, self.f, str(self.launch["accept"]), self.f.folder / "tdd-gate.log", stop_asked
         )
-        log = self.project.log_path
         if result["exit_code"] != 0:
-            eventlog.append(
-                log,
-                state="RUNNING",
-                task=self.task_id,
-                action="TDD_GATE",
-                result=f"ok: accept fails before any work (exit {result['exit_code']})",
-            )
+            self._log("TDD_GATE", f"ok: accept fails before any work (exit {result['exit_code']})")
             return None
         why = (
             "refused by the TDD gate: the accept command already passes on the untouched worktree, so it "
             "proves nothing; make it fail until the work is done (or set 'tdd_gate: false')"
         )
-        eventlog.append(
-            log,
-            state="PENDING",
-            task=self.task_id,
-            action="TDD_GATE",
-            result=why,
-            artifacts=[self.project.rel(self.f.folder / "tdd-gate.log")],
-        )
+        self._log("TDD_GATE", why, state="PENDING", artifacts=[self.f.folder / "tdd-gate.log"])
         return why
 
     def time_left(self) -> float | None:
@@ -207,20 +193,28 @@ class Loop:
                 if note:
                     return Judged(accept=result, problems=[note])
                 entry.ran.append(("accept", result["exit_code"]))
-                eventlog.append(
-                    self.project.log_path,
-                    state="RUNNING",
-                    task=self.task_id,
-                    iteration=self.iteration,
-                    action="ACCEPT",
-                    result="PASS" if result["exit_code"] == 0 else f"FAIL exit={result['exit_code']}",
-                    artifacts=[self.project.rel(self.f.accept_log)],
-                )
+                passed = "PASS" if result["exit_code"] == 0 else f"FAIL exit={result['exit_code']}"
+                self._log("ACCEPT", passed, iteration=self.iteration, artifacts=[self.f.accept_log])
                 if result["exit_code"] == 0 or stop_asked():
                     return Judged(accept=result)
                 entry.failure = f"the accept command failed (exit {result['exit_code']})"
                 output = self._read(self.f.accept_log)
         return self._failed(entry, output)
+
+    def _log(
+        self,
+        action: str,
+        result: str,
+        *,
+        state: str = "RUNNING",
+        iteration: int | None = None,
+        artifacts: Sequence[Path] = (),
+    ) -> None:
+        """One line of this task's loop in the event log."""
+        eventlog.append(
+            self.project.log_path, state=state, task=self.task_id, iteration=iteration, action=action,
+            result=result, artifacts=[self.project.rel(a) for a in artifacts],
+        )  # fmt: skip
 
     def _failed(self, entry: loopnotes.Entry, output: str) -> Judged:
         entry.sig = loopnotes.signature(output + "\n" + entry.failure)
@@ -236,16 +230,7 @@ class Loop:
             loopnotes.progress_entry(entry, self.max_iterations, self.strategies),
             append=True,
         )
-        log = self.project.log_path
-        eventlog.append(
-            log,
-            state="RUNNING",
-            task=self.task_id,
-            iteration=entry.iteration,
-            action="ITERATE",
-            result=f"FAIL sig={entry.sig}",
-            artifacts=[self.project.rel(iter_log)],
-        )
+        self._log("ITERATE", f"FAIL sig={entry.sig}", iteration=entry.iteration, artifacts=[iter_log])
         recent = [e.sig for e in self.history if e.strategy == self.strategy][-STUCK:]
         ended = None
         if not entry.changed:
@@ -273,14 +258,8 @@ class Loop:
             return Judged(final="FAILED", why=f"the loop could not set the worktree back to its start: {why}")
         shift_why = None
         if ended:
-            eventlog.append(
-                log,
-                state="RUNNING",
-                task=self.task_id,
-                iteration=entry.iteration,
-                action="STRATEGY_SHIFT",
-                result=f"strategy {self.strategy + 1}/{self.strategies}: {ended}",
-            )
+            shift = f"strategy {self.strategy + 1}/{self.strategies}: {ended}"
+            self._log("STRATEGY_SHIFT", shift, iteration=entry.iteration)
             self.strategy += 1
             self.in_strategy = 0
             self.prev_tree = self._tree(self.base_sha)

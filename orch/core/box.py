@@ -30,7 +30,6 @@ from pathlib import Path
 
 from orch.core.errors import EnvError
 
-MODES = ("auto", "on", "off")
 MASKED = ("/tmp", "/var/tmp", "/run")  # private inside the box: sockets live there
 INSIDE_UID = 1000  # who root is inside the box: no capabilities, and nested sandboxes still work
 _probe: dict[str, str | None] = {}
@@ -38,17 +37,10 @@ _probe: dict[str, str | None] = {}
 
 def mode_of(*values: object) -> str:
     """The mode in force from the config's and the manifest's ``sandbox``: on > off > auto."""
-    seen = {_mode(v) for v in values if v is not None}
+    from orch.core.config import sandbox_mode
+
+    seen = {sandbox_mode(v) for v in values if v is not None}
     return "on" if "on" in seen else "off" if "off" in seen else "auto"
-
-
-def _mode(value: object) -> str:
-    if value is True:
-        return "on"
-    if value is False:
-        return "off"
-    text = str(value).strip().lower()
-    return text if text in MODES else "auto"
 
 
 def network_of(value: object) -> bool:

@@ -77,12 +77,17 @@ def from_data(project: Project, data: dict[str, Any]) -> Config:
 
 
 def _sandbox(value: Any) -> str:
-    """``sandbox``: on, off or auto (YAML reads a bare on/off as true/false)."""
+    """One ``sandbox`` value (config or manifest) as on, off or auto (YAML reads a bare on/off as
+    true/false)."""
     if value is True:
         return "on"
     if value is False:
         return "off"
-    return str(value or "auto")
+    text = str(value or "auto").strip().lower()
+    return text if text in ("auto", "on", "off") else "auto"
+
+
+sandbox_mode = _sandbox
 
 
 def in_force(working: Config, committed: dict[str, Any] | None) -> Config:
