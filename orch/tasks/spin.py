@@ -399,8 +399,9 @@ def _limits(ctx: Ctx, task: Task, agent: agents.Agent) -> dict[str, Any]:
 
         with contextlib.suppress(ValueError):
             default_budget = parse_budget(str(defaults["budget"]))
-    tokens = (budget.tokens if budget else None) or agent.budget_tokens
-    usd = (budget.usd if budget else None) or agent.budget_usd
+    # The strictest of the plan task's, the agent's and the config's budget (each part on its own).
+    tokens = _least(budget.tokens if budget else None, agent.budget_tokens)
+    usd = _least(budget.usd if budget else None, agent.budget_usd)
     def strictest(key: str, *values: Any) -> int | None:
         found = [int(v) for v in (*values, agent.data.get(key), defaults.get(key)) if v]
         return min(found) if found else None
@@ -410,10 +411,15 @@ def _limits(ctx: Ctx, task: Task, agent: agents.Agent) -> dict[str, Any]:
         "max_per_strategy": strictest("max_per_strategy"),
         "max_strategies": strictest("max_strategies"),
         "task_timeout": strictest("task_timeout"),
-        "max_tokens": tokens or (default_budget.tokens if default_budget else None),
-        "budget_usd": usd or (default_budget.usd if default_budget else None),
+        "max_tokens": _least(tokens, default_budget.tokens if default_budget else None),
+        "budget_usd": _least(usd, default_budget.usd if default_budget else None),
         "timeout": agent.timeout or defaults.get("timeout"),
     }
+
+
+def _least(*values: Any) -> Any:
+    found = [v for v in values if v]
+    return min(found) if found else None
 
 
 def _listed(value: Any) -> list[str]:
