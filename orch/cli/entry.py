@@ -23,12 +23,31 @@ if TYPE_CHECKING:
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """The console entry point (``orch`` and ``git-orch``)."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and _maybe_deciding(args[0]):
+        from orch.core.errors import OrchError
+        from orch.inbox.person import require_person
+
+        try:
+            require_person(args)
+        except OrchError as exc:
+            refused = exc
+
+            def refuse() -> int:
+                raise refused
+
+            guarded(refuse)
     fast = _fast(args)
     if fast is None:
         from orch.cli.main import main as cli_main
 
         cli_main(args)
     guarded(fast)
+
+
+def _maybe_deciding(name: str) -> bool:
+    """A cheap first look (no import): could ``name`` be a command only a person may run?"""
+    return name in ("approve", "reject", "ack", "ack-base", "merge", "spin", "start", "run", "resume", "retry",
+                    "up", "stop", "clean", "lock", "plan", "hooks")  # fmt: skip
 
 
 def _verify(ids: list[str], seen: set[str], values: dict[str, str]) -> int:

@@ -153,6 +153,11 @@ def status(
         notice = status_mod.base_notice(c)
         if notice:
             out(notice)
+        from orch.inbox import decide
+
+        waiting = decide.count(c)
+        if waiting:
+            out(f"inbox: {waiting} item{' waits' if waiting == 1 else 's wait'} for a person (orch inbox)")
     _rules_notice(c)
 
 
