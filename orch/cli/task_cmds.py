@@ -1,4 +1,4 @@
-"""The task lifecycle: spin, start, agents, wait, stop, report, attach, clean, doctor."""
+"""The task lifecycle: spin, start, retry, agents, wait, stop, report, attach, clean, doctor."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from orch.cli.app import app, ctx, typer
 from orch.cli.output import err, out
 from orch.core.errors import UsageError
 
-# -- worktree lifecycle: spin, start, agents, wait, stop, report, attach, clean, doctor --------------
+# -- worktree lifecycle: spin, start, retry, agents, wait, stop, report, attach, clean, doctor --------
 
 
 @app.command()
@@ -69,6 +69,32 @@ def start(
     _check_id(task_id, c)
     st = launch.start(c, task_id, tmux=use_tmux)
     out(f"{task_id}: started ({st.get('agent')}" + (f", tmux {st['tmux_session']})" if st.get("tmux_session") else ")"))
+    _box_notice(c, [task_id])
+
+
+@app.command()
+def retry(
+    task_id: str = typer.Argument(..., metavar="ID"),
+    note: str | None = typer.Option(None, "--note", help="A note for the agent, put in its brief as a quote."),
+    use_tmux: bool = typer.Option(False, "--tmux", help="Run the agent in tmux session orch-ID."),
+) -> None:
+    """Start a FAILED, BLOCKED, CRASHED or PAUSED task over from its start, the last run's blocker
+    report and your note in its brief (its work is kept under refs/orch/attempts/ID/N)."""
+    from orch.tasks import retry as retry_mod
+
+    c = ctx()
+    _check_id(task_id, c)
+    done = retry_mod.retry(c, task_id, note=note, tmux=use_tmux)
+    st = done.status
+    how = f"tmux {st['tmux_session']}" if st.get("tmux_session") else "running"
+    out(f"{task_id}: retried (was {done.previous}): {how} ({st.get('agent')})")
+    for ref in done.kept:
+        out(f"  kept the last run's work as {ref}")
+    if done.run_files:
+        out(f"  the last run's files: {done.run_files}")
+    for line in done.notes:
+        out(f"  note: {line}")
+    out(f"  follow it: orch run {task_id} (or orch wait {task_id})")
     _box_notice(c, [task_id])
 
 

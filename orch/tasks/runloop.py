@@ -72,6 +72,8 @@ def start(ctx: Ctx, ids: list[str], overrides: Overrides) -> Started:
             if not manifest.get("accept"):
                 out.notes.append(f"{task_id}: no accept command: it runs once (the loop needs one to iterate)")
             launch.start(ctx, task_id)
+        elif now in state.RETRYABLE:
+            out.notes.append(f"{task_id}: {now} already (not run again): orch retry {task_id} starts it over")
         out.ids.append(task_id)
     return out
 

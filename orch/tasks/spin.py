@@ -372,7 +372,8 @@ def _already_spun(
         if now == "PENDING":
             hint += f"; start it: orch start {task_id}"
         elif now != "RUNNING":
-            hint += f"; to start over: orch clean {task_id}, then spin it again"
+            over = f"orch retry {task_id}" if now in state.RETRYABLE else f"orch clean {task_id}, then spin it again"
+            hint += f"; to start over: {over}"
     return InputError(f"task {task_id} already spun ({by})" + (f": {how}" if how else ""), hint=hint)
 
 
