@@ -100,6 +100,7 @@ def test_retry_after_blocked_with_a_note(project: Path, orch: Orch, agent: Path)
     context = (folder / "context.md").read_text()
     assert context.index("## Brief") < context.index("## Retry (run 2 of this task)")
     assert "Its last run ended BLOCKED: the loop is exhausted" in context
+    assert "see .orch/run/tasks/T1/run-1/BLOCKER_REPORT.md." in context  # where the report is now
     assert "### The last run's blocker report" in context and "# Blocker report: task T1 (Retry task)" in context
     assert f"> The file is src/done.txt.\n> Say {MAGIC} and write it." in context
     assert ".orch/run/tasks/T1/run-1/" in context
@@ -119,6 +120,7 @@ def test_retry_after_blocked_with_a_note(project: Path, orch: Orch, agent: Path)
     assert log.index("| RETRY |") < log.rindex("| START |") < log.rindex("| DONE |")
     notes = [n for n in st["notes"] if n["state"] == "RETRY"]
     assert [n["text"] for n in notes] == [note]
+    assert orch.ok("doctor").stdout.startswith("all good")
 
 
 def test_retry_of_a_failed_one_shot_task_keeps_its_work(project: Path, orch: Orch, agent: Path) -> None:
@@ -175,6 +177,14 @@ def test_retry_is_refused_for_running_pending_and_merged_tasks(project: Path, or
     r = orch("retry", "T1", "--note", "now")
     assert r.returncode == 3 and "task T1 is RUNNING" in r.stderr, r.output
     assert "hint: stop it first: orch stop T1, then orch retry T1" in r.stderr
+    # a status rewritten to FAILED while the supervisor lives (an agent can write it): still not over
+    status = project / ".orch/run/tasks/T1/status.yaml"
+    running = status.read_text()
+    status.write_text(running.replace("state: RUNNING", "state: FAILED"))
+    r = orch("retry", "T1")
+    assert r.returncode == 3 and "task T1 is FAILED, but its supervisor still runs (pid " in r.stderr, r.output
+    assert "hint: wait for it: orch wait T1" in r.stderr
+    status.write_text(running)
     assert not events(project, "RETRY") and not (project / ".orch/run/tasks/T1/run-1").exists()
     orch.ok("stop", "T1", "--kill")
     assert wait_state(orch, "T1") == "FAILED"

@@ -94,12 +94,7 @@ def retry(ctx: Ctx, task_id: str, *, note: str | None = None, tmux: bool = False
             raise refused
         assert st is not None
         previous = str(st["state"])
-        pid = st.get("supervisor_pid")
-        if isinstance(pid, int) and pid > 0 and procs.alive(pid, st.get("supervisor_start")):
-            raise InputError(
-                f"task {task_id} is {previous}, but its supervisor still runs (pid {pid}): the run is not over",
-                hint=f"wait for it: orch wait {task_id}",
-            )
+        _still_supervised(task_id, previous, st)
         f = files(project, task_id)
         linked = run_folder_problem(project, task_id)
         if linked:
@@ -112,7 +107,6 @@ def retry(ctx: Ctx, task_id: str, *, note: str | None = None, tmux: bool = False
                 where=project.rel(f.manifest),
                 hint=f"orch clean {task_id} (it keeps the branch), then orch spin {task_id}",
             )
-        git.check_programs(cwd=root, command="retry")  # before anything changes: checkout runs filters
         base = git.rev_parse(f"{refs.BASE_PREFIX}/{task_id}", cwd=root) or git.rev_parse(
             str(manifest["base_sha"]), cwd=root
         )
@@ -121,26 +115,31 @@ def retry(ctx: Ctx, task_id: str, *, note: str | None = None, tmux: bool = False
                 f"task {task_id}: the commit it started from is gone ({refs.BASE_PREFIX}/{task_id})",
                 hint=f"orch clean {task_id} (it keeps the branch), then orch spin {task_id}",
             )
+        manifest["base_sha"] = base
+        # Whatever can refuse (a broken locks file, planted git config) does so before anything changes.
+        base_brief = brief.render_context(ctx, manifest).rstrip("\n")
+        source, text = _last_run(f)
+        git.check_programs(cwd=root, command="retry")  # the checkout back to the base could run filters
         done = Retried(task_id, previous, None)
         _set_aside(ctx, task_id, worktree, base, st, done)
         loop.reset_to_base(project, task_id, worktree, base)
-        source, text = _last_run(f)
         moved = rotate_run_files(f.folder)
         done.run_files = project.rel(moved) + "/" if moved is not None else None
-        kept = [(ref, sha) for ref in done.kept if (sha := git.rev_parse(ref, cwd=root))]
-        manifest["base_sha"] = base
+        reason = str(st.get("reason") or "")
+        if done.run_files:  # the blocker report it names moved with the rest
+            reason = reason.replace(f"{project.rel(f.folder)}/", done.run_files)
         section = brief.retry_section(
             run=int(moved.name[4:]) + 1 if moved is not None else 1,
             previous=previous,
-            reason=st.get("reason"),
-            kept=kept,
+            reason=reason,
+            kept=[(ref, sha) for ref in done.kept if (sha := git.rev_parse(ref, cwd=root))],
             files=done.run_files or project.rel(f.folder),
             source=source,
             text=text,
             note=note,
         )
         store.save(f.manifest, manifest, "task_manifest")
-        store.write_text(f.context, brief.render_context(ctx, manifest).rstrip("\n") + "\n\n" + section)
+        store.write_text(f.context, f"{base_brief}\n\n{section}")
         from orch.verify import hooks
 
         hooks.write_agent_hooks(ctx, task_id, worktree)  # the agents' early warnings, as spin writes them
@@ -150,6 +149,21 @@ def retry(ctx: Ctx, task_id: str, *, note: str | None = None, tmux: bool = False
         ctx.log("PENDING", "RETRY", said, task=task_id, artifacts=[done.run_files] if done.run_files else [])
         done.status = launch.start(ctx, task_id, tmux=tmux)
     return done
+
+
+def _still_supervised(task_id: str, previous: str, st: state.Status) -> None:
+    """Refuse a task whose supervisor (or its tmux session) still lives: whatever the status says (an
+    agent can rewrite it), its run is not over, and a second supervisor must never start."""
+    pid, session = st.get("supervisor_pid"), st.get("tmux_session")
+    if isinstance(pid, int) and pid > 0 and procs.alive(pid, st.get("supervisor_start")):
+        by = f"its supervisor still runs (pid {pid})"
+    elif session and procs.tmux_alive(str(session)):
+        by = f"its tmux session {session} is still there"
+    else:
+        return
+    raise InputError(
+        f"task {task_id} is {previous}, but {by}: the run is not over", hint=f"wait for it: orch wait {task_id}"
+    )
 
 
 def _manifest(ctx: Ctx, f: TaskFiles, task_id: str) -> dict[str, Any]:
