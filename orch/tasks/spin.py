@@ -401,15 +401,16 @@ def _limits(ctx: Ctx, task: Task, agent: agents.Agent) -> dict[str, Any]:
             default_budget = parse_budget(str(defaults["budget"]))
     tokens = (budget.tokens if budget else None) or agent.budget_tokens
     usd = (budget.usd if budget else None) or agent.budget_usd
-    def strictest(key: str, *values: Any) -> int | None:
-        found = [int(v) for v in (*values, agent.data.get(key), defaults.get(key)) if v]
+
+    def strictest(key: str, task_value: int | None) -> Any:
+        found = [v for v in (task_value, agent.data.get(key), defaults.get(key)) if v]  # plan, agent, config
         return min(found) if found else None
 
     return {
         "max_iterations": strictest("max_iterations", task.max_iterations),
-        "max_per_strategy": strictest("max_per_strategy"),
-        "max_strategies": strictest("max_strategies"),
-        "task_timeout": strictest("task_timeout"),
+        "max_per_strategy": strictest("max_per_strategy", task.max_per_strategy),
+        "max_strategies": strictest("max_strategies", task.max_strategies),
+        "task_timeout": strictest("task_timeout", task.task_timeout),  # seconds; a float in the config too
         "max_tokens": tokens or (default_budget.tokens if default_budget else None),
         "budget_usd": usd or (default_budget.usd if default_budget else None),
         "timeout": agent.timeout or defaults.get("timeout"),
