@@ -259,8 +259,6 @@ def run_cmd(
 ) -> int:
     """Run tasks through the loop (spinning them if needed) and follow them to their end (a live table
     at a terminal, one line per event elsewhere); exit 0 only when every one ended SUCCESS."""
-    from orch.cli import render
-    from orch.core import state
     from orch.tasks import runloop
 
     overrides = runloop.Overrides(
@@ -281,27 +279,57 @@ def run_cmd(
         for task_id in started.ids:
             out(f"{task_id}: running (orch wait {task_id})")
         return max([code for _i, _e, code in started.errors], default=0)
+    return _follow(c, started.ids, offset, ok=not started.errors)
+
+
+def _follow(c: Any, ids: list[str], offset: int, *, ok: bool = True) -> int:
+    """Follow ``ids`` until each has ended (a live table at a terminal, one line per loop event
+    elsewhere): 0 only when every one ended SUCCESS; Ctrl-C: 130, and the tasks run on."""
+    from orch.cli import render
+    from orch.core import state
+    from orch.tasks import runloop
+
     try:
-        if render.fancy() and started.ids:
+        if render.fancy() and ids:
             from orch.cli import live
 
-            live.follow(c, started.ids, offset)
+            live.follow(c, ids, offset)
         else:
-            for line in runloop.follow(c, started.ids, offset):
+            for line in runloop.follow(c, ids, offset):
                 out(line)
     except KeyboardInterrupt:
         # The supervisors run in sessions of their own: Ctrl-C reaches this command only, as before.
-        running = [i for i in started.ids if (state.read(c.project, c.store, i) or {}).get("state") == "RUNNING"]
+        running = [i for i in ids if (state.read(c.project, c.store, i) or {}).get("state") == "RUNNING"]
         names = " ".join(running)
         hint = f": {names} run on, detached (follow: orch wait {names}; end one: orch stop ID)" if running else ""
         err(f"orch: interrupted{hint}")
         return int(ExitCode.INTERRUPTED)
-    ok = not started.errors
-    for task_id in started.ids:
+    for task_id in ids:
         st = state.read(c.project, c.store, task_id) or {}
         out(runloop.ended_line(task_id, st))
         ok = ok and st.get("state") == "SUCCESS"
     return 0 if ok else 1
+
+
+@app.command()
+def resume(
+    task_id: str = typer.Argument(..., metavar="ID"),
+    budget: str | None = typer.Option(
+        None, "--budget", metavar="TEXT", help="The task's budget from now on: '500k tokens', '$10', or both."
+    ),
+    detach: bool = typer.Option(False, "--detach", help="Start it and return at once."),
+) -> int:
+    """Go on with a PAUSED task from where its loop stopped (with more budget), and follow it."""
+    from orch.tasks import resume as resume_mod
+    from orch.tasks import runloop
+
+    c = ctx()
+    offset = runloop.log_offset(c)
+    resume_mod.resume(c, task_id, budget)
+    if detach:
+        out(f"{task_id}: running again (orch wait {task_id})")
+        return 0
+    return _follow(c, [task_id], offset)
 
 
 def _positive(value: str | None, flag: str, kind: Any) -> Any:
