@@ -185,10 +185,13 @@ def test_the_live_frame_shows_hostile_text_as_written() -> None:
     assert "orch run: 0 of 1 running" in shown
 
 
-def test_orch_status_id_shows_the_budget_line(project: Path, orch: Orch) -> None:
+def test_orch_status_shows_the_budget_a_run_used(project: Path, orch: Orch) -> None:
     plan(project, THIRD, "- budget: 200k tokens, $5")
-    detail = orch.ok("status", "T1").stdout
-    rows = json.loads(orch.ok("status", "--json").stdout)["tasks"]
-    if "budget" not in rows[0]:
-        pytest.skip("status rows carry no budget yet (the budget work lands separately)")
-    assert "  budget:     " in detail
+    assert orch("run", "T1").returncode == 0
+    row = json.loads(orch.ok("status", "--json").stdout)["tasks"][0]
+    assert row["budget"] == {"tokens": 200_000, "usd": 5.0}, row
+    shown = budget_text(row)
+    assert shown == "? of 200k tokens, ? of $5", row  # the shell agent reports no usage
+    assert f"  budget:     {shown}\n" in orch.ok("status", "T1").stdout
+    header, line = orch.ok("status").stdout.splitlines()[:2]
+    assert line[header.index("BUDGET") :].startswith(shown), (header, line)
