@@ -147,3 +147,19 @@ def test_an_agent_that_asks_a_person_blocks_with_its_question(project: Path, orc
     assert "### Iteration 1 (strategy 1)" in report  # what was tried before it asked
     listed = orch.ok("status").stdout
     assert "T1 BLOCKED: the agent reported BLOCKED: which API version?" in listed
+
+
+def test_the_strictest_budget_is_frozen_at_spin(project: Path, orch: Orch, agent: Path) -> None:
+    plan(project, agent, "fourth", "- accept: test -f src/done.txt", "- budget: 5000 tokens, $1")
+    with open(project / ".orch/agents/meter.yaml", "a") as handle:
+        handle.write("budget: 2k tokens\n")  # the agent's is stricter on tokens, the task's on dollars
+    import yaml
+
+    config = project / ".orch/config.yaml"
+    data = yaml.safe_load(config.read_text())
+    data["defaults"]["budget"] = "$3"
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    git(project, "commit", "-qam", "budgets")
+    orch.ok("spin", "T1", "--no-start")
+    limits = yaml.safe_load((project / ".orch/run/tasks/T1/manifest.yaml").read_text())["limits"]
+    assert (limits["max_tokens"], limits["budget_usd"]) == (2000, 1.0)
