@@ -189,10 +189,15 @@ def test_budget_bounds_a_run_from_streamed_usage(project: Path, orch: Orch, agen
     )
     plan(project, task("T1").replace("- agent: shell", "- agent: streamer"))
     orch.ok("spin", "T1")
-    assert wait_state(orch, "T1", timeout=90) == "FAILED"
+    # 100% of the budget: the running agent is stopped at once and the task PAUSED for a person
+    assert wait_state(orch, "T1", timeout=90) == "PAUSED"
     st = status_of(project, "T1")
-    assert st["reason"].startswith("over budget: ") and st["reason"].endswith("the limit is 1,000")
-    assert st["tokens"]["total"] > 1000 and st["tokens"]["input"] == st["tokens"]["total"] * 4 // 5
+    assert st["reason"].startswith("the budget is spent: ") and "of 1,000 tokens used" in st["reason"]
+    assert "orch resume T1 --budget" in st["reason"]
+    assert st["tokens"]["total"] >= 1000 and st["tokens"]["input"] == st["tokens"]["total"] * 4 // 5
+    assert st["usage"]["tokens"] == st["tokens"]["total"] and st["budget"] == {"tokens": 1000, "usd": None}
+    r = orch.ok("status")
+    assert "needs a person:" in r.stdout and "T1 PAUSED: the budget is spent" in r.stdout
 
 
 def test_killed_supervisor_becomes_crashed_and_keeps_work(project: Path, orch: Orch, agent_script: Path) -> None:

@@ -289,3 +289,51 @@ def test_a_hostile_note_is_data_quoted_in_the_brief(project: Path, orch: Orch, a
     assert [n["text"] for n in notes] == [note]  # the status keeps the person's words as they were
     retry = events(project, "RETRY")[0]
     assert retry.count(" | ") == 5  # the note's newlines and bars are escaped in the event log
+
+
+METER = textwrap.dedent(
+    f"""
+    import json, os
+    n = int(os.environ.get("ORCH_ITERATION", "0"))
+    brief = open(os.environ["ORCH_CONTEXT"]).read()
+    os.makedirs("src", exist_ok=True)
+    open("src/seen-%d.txt" % n, "w").write(brief)
+    usage = {{"input_tokens": 225, "cached_input_tokens": 0, "output_tokens": 75}}
+    print(json.dumps({{"type": "turn.completed", "usage": usage}}), flush=True)  # 300 tokens an iteration
+    if any(line.startswith("> ") and "{MAGIC}" in line for line in brief.splitlines()):
+        open("src/done.txt", "w").write("done\\n")
+    """
+)
+
+
+def test_retry_of_a_paused_task_starts_over_with_its_whole_budget(project: Path, orch: Orch, tmp_path: Path) -> None:
+    import json
+
+    script = tmp_path / "meter_agent.py"
+    script.write_text(METER)
+    (project / ".orch/agents/meter.yaml").write_text(
+        f"command: [{json.dumps(sys.executable)}, {json.dumps(str(script))}]\nusage: codex-jsonl\n"
+    )
+    # `ls src`: a failure that grows each time, so no strategy ends as stuck before the budget speaks
+    fields = "- scope: ^src/\n- agent: meter\n- accept: ls src && test -f src/done.txt\n- budget: 1000 tokens\n"
+    write_plan(project, f"# Plan: retry\n\n## T1: Paused task\n{fields}\nMake src/done.txt.\n")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "plan")
+    orch.ok("spin", "T1")
+    assert wait_state(orch, "T1") == "PAUSED"
+    assert status_of(project, "T1")["usage"]["tokens"] == 900
+
+    r = orch.ok("retry", "T1", "--note", f"{MAGIC}: do it")
+    assert r.stdout.startswith("T1: retried (was PAUSED): running"), r.output
+    assert wait_state(orch, "T1") == "SUCCESS"
+    st = status_of(project, "T1")
+    assert st["iteration"] == 1 and st["usage"]["tokens"] == 300  # counted from nothing again, not 1,200
+    assert "resumed_at" not in st or st["resumed_at"] is None
+    seen = (Path(st["worktree"]) / "src/seen-1.txt").read_text()
+    assert "Budget left for this task: 1,000 of 1,000 tokens" in seen and "## Retry (run 2" in seen
+    assert "## Feedback" not in seen  # the loop started over, not from loop.json
+    folder = project / ".orch/run/tasks/T1"
+    assert (folder / "run-1/loop.json").is_file() and (folder / "run-1/status.yaml").is_file()
+    assert "usage:" in (folder / "run-1/status.yaml").read_text()  # the last run's spending, kept there
+    r = orch("resume", "T1")
+    assert r.returncode == 3 and "not PAUSED" in r.stderr, r.output

@@ -38,6 +38,11 @@ def render_context(ctx: Ctx, manifest: dict[str, Any]) -> str:
     )
     if test:
         accept_text += f" At merge time the project's tests run: `{test}`."
+    from orch.agents import budget
+
+    left = budget.left_line(budget.Spent(), budget.Budget.of(manifest.get("limits") or {}))
+    if left:
+        accept_text += "\n\n" + left
     values = {
         "task_id": manifest["id"],
         "title": manifest["title"],

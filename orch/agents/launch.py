@@ -24,8 +24,9 @@ from typing import Any
 
 from orch.agents import boxrun, outbox
 from orch.agents import manifest as agents
+from orch.agents.pane import shell_quote
 from orch.agents.procgroup import GRACE
-from orch.agents.supervisor import finish, shell_quote
+from orch.agents.supervisor import finish
 from orch.agents.taskfiles import files, open_run_file, run_folder_problem
 from orch.core import eventlog, git, procs, refs, state
 from orch.core.config import key_where
@@ -146,6 +147,8 @@ def build_launch(ctx: Ctx, task_id: str, manifest: dict[str, Any]) -> dict[str, 
         "agent": agent.name,
         "box": boxed,
         "argv": argv,
+        "command": agent.command,  # the loop renders the argv anew each iteration: its brief, its budget
+        "values": values,
         "env": env,
         "cwd": worktree,
         "timeout": limits.get("timeout"),
@@ -154,7 +157,8 @@ def build_launch(ctx: Ctx, task_id: str, manifest: dict[str, Any]) -> dict[str, 
         "max_tokens": limits.get("max_tokens"),
         "budget_usd": limits.get("budget_usd"),
         "accept": manifest.get("accept"),
-        **{key: manifest.get(key) for key in ("check", "tdd_gate", "title")}, "loop": limits,  # orch.agents.loop
+        **{key: manifest.get(key) for key in ("check", "tdd_gate", "title")},
+        "loop": limits,  # orch.agents.loop
         "accept_timeout": ctx.config.test_timeout,
         "branch": manifest["branch"],
     }
@@ -188,8 +192,9 @@ def _box_of(ctx: Ctx, agent: agents.Agent, env: dict[str, str]) -> dict[str, Any
     }
 
 
-def start(ctx: Ctx, task_id: str, *, tmux: bool = False) -> state.Status:
-    """Start the agent of a spun task under a supervisor; returns the RUNNING status."""
+def start(ctx: Ctx, task_id: str, *, tmux: bool = False, resume: bool = False) -> state.Status:
+    """Start the agent of a spun task under a supervisor; returns the RUNNING status. ``resume``: a
+    PAUSED task, whose loop goes on from where it stopped (``orch resume``)."""
     project, store = ctx.project, ctx.store
     f = files(project, task_id)
     try:
@@ -211,7 +216,7 @@ def start(ctx: Ctx, task_id: str, *, tmux: bool = False) -> state.Status:
     problem: list[str] = []
 
     def claim(st: state.Status) -> None:
-        if st.get("state") != "PENDING":
+        if st.get("state") != ("PAUSED" if resume else "PENDING"):
             problem.append(str(st.get("state")))
             return
         # Until the supervisor exists, this process answers for the task: a task is never RUNNING
@@ -230,6 +235,7 @@ def start(ctx: Ctx, task_id: str, *, tmux: bool = False) -> state.Status:
             tmux_session=None,
             stop_requested_at=None,
             sandbox=boxrun.box_word(launch["box"]),
+            resumed_at=eventlog.utcnow() if resume else None,
         )
 
     # Counting the running agents and claiming this one is one step under one lock: two spins or
@@ -244,6 +250,8 @@ def start(ctx: Ctx, task_id: str, *, tmux: bool = False) -> state.Status:
                 hint=f"wait for one to finish (orch wait), then orch start {task_id}; or raise max_parallel",
             )
         state.update(project, store, task_id, claim)
+    if problem and resume:
+        raise InputError(f"task {task_id} is {problem[0]}, not PAUSED", hint=f"see: orch status {task_id}")
     if problem:
         raise InputError(f"task {task_id} is {problem[0]}, not ready to start", hint=f"see: orch status {task_id}")
     refs.clear_checkout(Path(launch["cwd"]))  # the checkout is done (a manifest, a status); a killed spin's mark goes
@@ -294,7 +302,8 @@ def start(ctx: Ctx, task_id: str, *, tmux: bool = False) -> state.Status:
 
     status = state.update(project, store, task_id, hand_over)
     boxed = "box=on" if launch["box"]["on"] else "box=off"
-    ctx.log("RUNNING", "START", f"agent={launch['agent']} {boxed}" + (f" tmux={session}" if tmux else ""), task=task_id)
+    word = "RESUME" if resume else "START"
+    ctx.log("RUNNING", word, f"agent={launch['agent']} {boxed}" + (f" tmux={session}" if tmux else ""), task=task_id)
     return status
 
 

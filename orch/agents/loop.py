@@ -16,11 +16,17 @@ task started from (``STRATEGY_SHIFT``). When the limits are spent the worktree g
 
 Before the first iteration the TDD gate runs ``accept`` on the untouched worktree: a test that
 already passes proves nothing, and the task goes back to PENDING (``tdd_gate: false`` skips it).
+
+The budget (``orch.agents.budget``): every brief states what is left; a failed iteration that leaves
+85% or more of it used ends the run PAUSED, after the next brief is written. The loop's own state
+(counts, history, attempts, what was spent) is written to ``run/tasks/<id>/loop.json`` after every
+iteration, and ``orch resume`` starts a supervisor that goes on from it (``restore``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -28,7 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orch.agents import boxcmd, boxgit, loopnotes, taskgit
+from orch.agents import boxcmd, boxgit, budget, loopnotes, taskgit
+from orch.agents import manifest as agents
 from orch.agents.taskfiles import files, open_run_file
 from orch.core import eventlog, git, refs, state
 from orch.core.errors import OrchError
@@ -38,6 +45,7 @@ from orch.core.store import Store, template
 PER_STRATEGY, STRATEGIES, TOTAL = 5, 3, 10  # the field's defaults
 STUCK = 3  # the same signature this many iterations in a row ends a strategy
 REFLECTION = "REFLECTION.md"
+SAVED = "loop.json"  # the loop's state between iterations, for orch resume
 
 
 @dataclass
@@ -64,6 +72,23 @@ def limits(launch: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def resume_hint(task_id: str) -> str:
+    return f"to go on: orch resume {task_id} --budget AMOUNT (e.g. '500k tokens' or '$10')"
+
+
+def load_saved(path: Path) -> dict[str, Any]:
+    """``loop.json`` read and checked (any process that can write the run folder could have)."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    for key in ("iteration", "strategy", "in_strategy"):
+        if not isinstance(data.get(key), int) or isinstance(data.get(key), bool) or data[key] < 0:
+            raise ValueError(f"'{key}' is not a count")
+    if not isinstance(data.get("history") or [], list) or not isinstance(data.get("attempts") or [], list):
+        raise ValueError("'history' and 'attempts' must be lists")
+    return data
+
+
 def back_to_pending(project: Project, store: Store, task_id: str, why: str) -> None:
     """The task refused by the TDD gate: PENDING again, with the reason (``orch start`` runs it)."""
 
@@ -76,9 +101,16 @@ def back_to_pending(project: Project, store: Store, task_id: str, why: str) -> N
 
 class Loop:
     def __init__(
-        self, project: Project, store: Store, task_id: str, launch: dict[str, Any], base_sha: str | None
+        self,
+        project: Project,
+        store: Store,
+        task_id: str,
+        launch: dict[str, Any],
+        base_sha: str | None,
+        meter: budget.Meter,
     ) -> None:
         self.project, self.store, self.task_id, self.launch = project, store, task_id, launch
+        self.meter = meter
         self.f = files(project, task_id)
         self.base_sha = base_sha or git.rev_parse(f"{refs.BASE_PREFIX}/{task_id}", cwd=project.root)
         lim = limits(launch)
@@ -96,6 +128,46 @@ class Loop:
         self.log_offset = 0
         self.reflection: str | None = None
         self.base_brief = self.f.context.read_text(encoding="utf-8", errors="replace")
+
+    # -- the loop's state between runs (orch resume) -------------------------------------------------
+
+    def save(self) -> None:
+        """The loop's state, for a supervisor that goes on from here (``orch resume``)."""
+        data = {
+            "iteration": self.iteration,
+            "strategy": self.strategy,
+            "in_strategy": self.in_strategy,
+            "attempts": self.attempts,
+            "prev_tree": self.prev_tree,
+            "base_brief": self.base_brief,
+            "spent": self.meter.before.as_json(),
+            "history": [e.saved() for e in self.history],
+        }
+        self._write(self.f.folder / SAVED, json.dumps(data, indent=1) + "\n", append=False)
+
+    def restore(self) -> None:
+        """Go on from the saved state (a resumed task: no TDD gate, the counts and the spending kept)."""
+        path = self.f.folder / SAVED
+        try:
+            data = load_saved(path)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            where = self.project.rel(path)
+            raise OrchError(f"cannot resume task {self.task_id}: {where} is unreadable ({exc})") from None
+        self.iteration, self.strategy, self.in_strategy = data["iteration"], data["strategy"], data["in_strategy"]
+        self.attempts = [str(a) for a in data.get("attempts") or []]
+        self.prev_tree = data.get("prev_tree") or self.prev_tree
+        self.base_brief = str(data.get("base_brief") or self.base_brief)
+        self.history = [loopnotes.Entry.load(e) for e in data.get("history") or []]
+
+    def paused(self, why: str) -> None:
+        """The running iteration was stopped for the budget: noted in progress.md, the state saved."""
+        self._write(
+            self.f.folder / "progress.md",
+            f"## Iteration {self.iteration}/{self.max_iterations} (strategy {self.strategy}/{self.strategies})\n\n"
+            f"- at: {eventlog.utcnow()}\n- stopped: {why}; its work is snapshotted, the task is PAUSED\n\n",
+            append=True,
+        )
+        self.save()
 
     # -- before and between iterations -------------------------------------------------------------
 
@@ -129,6 +201,10 @@ class Loop:
         with contextlib.suppress(OSError):
             self.log_offset = self.f.log.stat().st_size
         self.reflection = None
+        self.meter.begin()
+        spent = self.meter.before
+        self.save()  # a run that ends without a judge (the agent paused it) goes on from here
+        self._budget_in_brief(spent)
 
         def mark(st: state.Status) -> None:
             if st.get("state") == "RUNNING":
@@ -138,18 +214,36 @@ class Loop:
                     iteration=self.iteration,
                     max_iterations=self.max_iterations,
                     strategy=f"{self.strategy}/{self.strategies}",
+                    usage=spent.as_json(),
+                    budget=self.meter.budget.as_json(),
                 )
 
         with contextlib.suppress(OrchError, OSError):
             state.update(self.project, self.store, self.task_id, mark)
         launch = dict(self.launch)
-        if self.iteration > 1 and self.base_brief:  # a brief rendered into the argv ({prompt}): the new one
-            brief = self.f.context.read_text(encoding="utf-8", errors="replace")
-            launch["argv"] = [a.replace(self.base_brief, brief) for a in launch["argv"]]
+        if launch.get("command") and isinstance(launch.get("values"), dict):  # the argv anew: this brief
+            values = dict(launch["values"])  # ({prompt}) and the dollars left ({budget_usd})
+            if values.get("prompt") is not None:
+                values["prompt"] = self.f.context.read_text(encoding="utf-8", errors="replace")
+            if self.meter.budget.usd:
+                values["budget_usd"] = budget.usd_left(spent, self.meter.budget)
+            launch["argv"] = agents.render_command(list(launch["command"]), values)
         left = self.time_left()
         if left is not None:
             launch["timeout"] = round(max(0.1, min(float(launch.get("timeout") or left), left)), 1)
         return launch
+
+    def _budget_in_brief(self, spent: budget.Spent) -> None:
+        """The brief's line on the budget left, as it is now (after a resume with more, say)."""
+        line = budget.left_line(spent, self.meter.budget)
+        try:
+            brief = self.f.context.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return
+        lines = brief.split("\n")
+        new = [line if ln.startswith(budget.LEFT) and line else ln for ln in lines]
+        if new != lines:
+            self.store.write_text(self.f.context, "\n".join(new))
 
     def take_reflection(self) -> None:
         """REFLECTION.md out of the worktree before the snapshot: into progress.md, never committed."""
@@ -272,10 +366,32 @@ class Loop:
             strategy=self.strategy,
             strategies=self.strategies,
             shift_why=shift_why,
+            budget_left=budget.left_line(self.meter.before, self.meter.budget),
         )
         self.store.write_text(self.f.context, brief)
+        self.save()
+        nearly = budget.nearly(self.meter.before, self.meter.budget)
+        if nearly:
+            return Judged(final="PAUSED", why=f"{nearly}; {resume_hint(self.task_id)}")
         self.go_on = True
         return Judged(go_on=True)
+
+    def agent_blocked(self, question: str) -> Judged:
+        """The agent ended its run with ``orch report BLOCKED``: its question goes in a blocker report
+        (its work stays in the worktree, for the person who answers)."""
+        path = self.f.folder / "BLOCKER_REPORT.md"
+        report = loopnotes.blocker_report(
+            template("BLOCKER_REPORT.md"),
+            task_id=self.task_id,
+            title=str(self.launch.get("title") or ""),
+            history=self.history,
+            strategies=self.strategies,
+            why=f"the agent reported BLOCKED in iteration {self.iteration}",
+            attempts=self.attempts,
+            question=question,
+        )
+        self._write(path, report, append=False)
+        return Judged(final="BLOCKED", why=f"the agent reported BLOCKED: {question}; see {self.project.rel(path)}")
 
     def _exhausted(self, why: str) -> Judged:
         self._keep_attempt()

@@ -7,6 +7,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from string import Template
+from typing import Any
 
 EXCERPT_LINES = 40
 EXCERPT_CHARS = 4000
@@ -61,6 +62,29 @@ class Entry:
     reflection: str | None = None
     at: str = ""
 
+    def saved(self) -> dict[str, object]:
+        return {
+            "iteration": self.iteration, "strategy": self.strategy, "ran": [list(r) for r in self.ran],
+            "failure": self.failure, "output": self.output, "sig": self.sig, "changed": self.changed,
+            "reflection": self.reflection, "at": self.at,
+        }  # fmt: skip
+
+    @classmethod
+    def load(cls, data: dict[str, Any]) -> Entry:
+        ran = [(str(r[0]), r[1] if isinstance(r[1], int) else None) for r in data.get("ran") or [] if len(r) == 2]
+        reflection = data.get("reflection")
+        return cls(
+            iteration=int(data["iteration"]),
+            strategy=int(data["strategy"]),
+            ran=ran,
+            failure=str(data.get("failure") or ""),
+            output=str(data.get("output") or ""),
+            sig=str(data.get("sig") or ""),
+            changed=bool(data.get("changed", True)),
+            reflection=str(reflection) if reflection is not None else None,
+            at=str(data.get("at") or ""),
+        )
+
     def ran_text(self) -> str:
         return ", ".join(f"{what} (exit {'-' if code is None else code})" for what, code in self.ran)
 
@@ -101,6 +125,7 @@ def next_brief(
     strategy: int,
     strategies: int,
     shift_why: str | None = None,
+    budget_left: str | None = None,
 ) -> str:
     """The brief of iteration ``iteration``: the base brief, then what failed, what was tried, the questions."""
     last = history[-1]
@@ -109,6 +134,7 @@ def next_brief(
         "",
         f"## Feedback (iteration {iteration} of at most {max_iterations}, strategy {strategy} of {strategies})",
         "",
+        *([budget_left, ""] if budget_left else []),
     ]
     if shift_why:
         parts += [
@@ -126,7 +152,15 @@ def next_brief(
 
 
 def blocker_report(
-    template: str, *, task_id: str, title: str, history: list[Entry], strategies: int, why: str, attempts: list[str]
+    template: str,
+    *,
+    task_id: str,
+    title: str,
+    history: list[Entry],
+    strategies: int,
+    why: str,
+    attempts: list[str],
+    question: str | None = None,
 ) -> str:
     """BLOCKER_REPORT.md from ``templates/BLOCKER_REPORT.md``."""
     by_strategy: dict[int, list[Entry]] = {}
@@ -147,7 +181,10 @@ def blocker_report(
             "",
         ]
     reflection = next((e.reflection for e in reversed(history) if e.reflection), None)
-    if reflection:
+    if question:
+        asked = "\n".join(f"> {ln}" for ln in question.strip().splitlines())
+        hypothesis = "The agent stopped to ask a person:\n\n" + asked
+    elif reflection:
         hypothesis = "The agent's last reflection:\n\n" + "\n".join(f"> {ln}" for ln in reflection.strip().splitlines())
     else:
         sigs = [e.sig for e in history]
@@ -166,5 +203,5 @@ def blocker_report(
         iterations=str(len(history)),
         tried="\n".join(tried),
         hypothesis=hypothesis,
-        excerpts="\n".join(excerpts).rstrip("\n"),
+        excerpts="\n".join(excerpts).rstrip("\n") or "(no failed iteration)",
     )

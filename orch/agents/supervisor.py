@@ -31,10 +31,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orch.agents import boxcmd, boxrun, loop, outbox, taskgit
-from orch.agents import manifest as agents
+from orch.agents import boxcmd, boxrun, budget, loop, outbox, pane, taskgit
 from orch.agents.procgroup import end_group, terminate
-from orch.agents.taskfiles import TaskFiles, files, guard_run_folder, open_run_file, run_folder_problem, sweep_run_files
+from orch.agents.taskfiles import files, guard_run_folder, open_run_file, run_folder_problem, sweep_run_files
 from orch.core import eventlog, git, procs, refs, state
 from orch.core.errors import EnvError, OrchError
 from orch.core.repo import Project
@@ -51,12 +50,14 @@ class RunMemory:
     """What the supervisor knows of its run from before the agent started, kept in memory: the agent
     can rewrite every file of the run folder, so the completion takes these, not the files."""
 
-    def __init__(self, launch: dict[str, Any], status: state.Status, watch: taskgit.BranchWatch) -> None:
+    def __init__(self, launch: dict[str, Any], status: state.Status, watch: taskgit.BranchWatch, log: Path) -> None:
         self.launch = launch
         self.status = status
         self.watch = watch
         self.log_fd: int | None = None  # agent.log as the supervisor opened it
         self.notes: list[str] = []  # orch's files found replaced by links before the agent ran
+        self.meter = budget.Meter(launch, log, budget.Spent.load(status.get("usage")))
+        self.budget_stop: str | None = None  # why the running iteration was stopped for the budget
 
 
 def supervise(root: Path, task_id: str, *, in_tmux: bool = False) -> int:
@@ -71,9 +72,10 @@ def supervise(root: Path, task_id: str, *, in_tmux: bool = False) -> int:
         raise EnvError(f"refused to run task {task_id}: {problem}; orch never writes through a link")
     launch = json.loads(f.launch.read_text(encoding="utf-8"))
     start_status = state.read(project, store, task_id, refresh=False) or {}
-    run = RunMemory(launch, start_status, taskgit.BranchWatch(project, task_id, start_status.get("base_sha")))
+    watch = taskgit.BranchWatch(project, task_id, start_status.get("base_sha"))
+    run = RunMemory(launch, start_status, watch, f.log)
     if in_tmux:
-        _adopt_caller_env(f.launch_env)
+        pane.adopt_caller_env(f.launch_env)
     env = git.clean_env(launch["env"])
     env.pop("GIT_TERMINAL_PROMPT", None)
     flags = _Flags()
@@ -86,25 +88,31 @@ def supervise(root: Path, task_id: str, *, in_tmux: bool = False) -> int:
     # Ctrl-C in an attached tmux pane is for the agent; the supervisor must live on to complete the
     # run. A handler (not SIG_IGN, which the agent would inherit) is reset to the default at exec.
     signal.signal(signal.SIGINT, _ignore)
-    if in_tmux and os.environ.get("TMUX_PANE"):
-        with contextlib.suppress(OSError):
-            subprocess.run(
-                ["tmux", "pipe-pane", "-t", os.environ["TMUX_PANE"], "-o", _pane_to_log(f)],
-                check=False,
-                capture_output=True,
-            )
-    it = loop.Loop(project, store, task_id, launch, start_status.get("base_sha")) if launch.get("accept") else None
-    if it is not None:
+    if in_tmux:
+        pane.pipe_to_log(f)
+    resuming = bool(start_status.get("resumed_at"))
+    it = None
+    if launch.get("accept"):
+        it = loop.Loop(project, store, task_id, launch, start_status.get("base_sha"), run.meter)
+    if it is not None and resuming:
+        it.restore()
+    elif it is not None:
         refused = it.gate(lambda: flags.terminated or _stop_requested(project, store, task_id))
         if refused:
             loop.back_to_pending(project, store, task_id, refused)
             return 0
+    if not resuming:
+        run.meter.before = budget.Spent()
     while True:
         if it is not None and it.iteration and (flags.terminated or _stop_requested(project, store, task_id)):
             why = "the supervisor was told to stop (SIGTERM)" if flags.terminated else None
             finish(project, store, task_id, exit_code=None, reason=why, flags=flags, run=run)
             return 0  # stopped between iterations: none more
-        this = it.begin(env) if it is not None else launch
+        if it is not None:
+            this = it.begin(env)
+        else:
+            this = launch
+            run.meter.begin()
         if it is not None and it.iteration > 1:  # after a strategy shift the last tip seen is an attempt's
             run.watch = taskgit.BranchWatch(project, task_id, start_status.get("base_sha"))
         _iteration(project, store, task_id, this, env, run, flags, in_tmux, it)
@@ -125,7 +133,6 @@ def _iteration(
 ) -> None:
     """One agent process to its end, then ``finish`` (which asks the loop, if any, what comes next)."""
     f = files(project, task_id)
-    judge = it.judge if it is not None else None
     if it is not None:
         it.go_on = False
     argv = list(launch["argv"])
@@ -167,70 +174,67 @@ def _iteration(
         now = state.update(project, store, task_id, record)  # a status the agent already forged is not the run's
         run.status = now if now.get("state") == "RUNNING" else run.status
     run.watch.poll()
-    def tick() -> None:
+
+    def tick() -> str | None:
         if it is not None and _stop_requested(project, store, task_id):
             flags.terminated = True  # an orch stop that came between iterations signalled no agent
         outbox.drain(project, store, task_id)  # what the agent reported from the box
+        return _budget_tick(project, store, task_id, run)
 
-    reason = _watch(proc, launch, f, flags, run.watch, in_tmux=in_tmux, tick=tick)
+    reason = _watch(proc, flags, run.watch, in_tmux=in_tmux, timeout=launch.get("timeout"), tick=tick)
     code = proc.returncode
     if not in_tmux:
         end_group(proc.pid)
     procs.fault_point("supervisor.after_agent", task_id)
     if it is not None:
         it.take_reflection()
+        if run.budget_stop:
+            it.paused(run.budget_stop)
     try:
-        finish(project, store, task_id, exit_code=code, reason=reason, flags=flags, run=run, judge=judge)
+        finish(project, store, task_id, exit_code=code, reason=reason, flags=flags, run=run, it=it)
     finally:
         if run.log_fd is not None:
             os.close(run.log_fd)
             run.log_fd = None
 
 
+def _budget_tick(project: Project, store: Store, task_id: str, run: RunMemory) -> str | None:
+    """While the agent runs: its usage so far into the status (when it grew); why it must stop (100%)."""
+    now = run.meter.now()
+    if now.as_json() != (run.status.get("usage") or budget.Spent().as_json()):
+        run.status = {**run.status, "usage": now.as_json()}
+
+        def note(st: state.Status) -> None:
+            if st.get("state") == "RUNNING":
+                st["usage"] = now.as_json()
+
+        with contextlib.suppress(OrchError, OSError):
+            state.update(project, store, task_id, note)
+    over = budget.over(now, run.meter.budget) if run.meter.budget else None
+    if over:
+        run.budget_stop = over
+    return over
+
+
 def _stop_requested(project: Project, store: Store, task_id: str) -> bool:
     return bool((state.read(project, store, task_id, refresh=False) or {}).get("stop_requested_at"))
-
-
-def _pane_to_log(f: TaskFiles) -> str:
-    """The shell command tmux pipes the pane into: ``orch.agents.ptylog`` (plain line ends, no NUL
-    bytes), from the run folder (``-m`` imports from the working folder); ``cat`` if it cannot start."""
-    log = shell_quote(str(f.log))
-    python = shell_quote(sys.executable)
-    return f"cd {shell_quote(str(f.folder))} && {python} -m orch.agents.ptylog {log} || exec cat >> {log}"
 
 
 def _ignore(signum: int, frame: Any) -> None:
     return None
 
 
-def _adopt_caller_env(path: Path) -> None:
-    """Take the environment of the orch that started this tmux session (API keys and all)."""
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return
-    finally:
-        with contextlib.suppress(OSError):
-            path.unlink()
-    if isinstance(saved, dict):
-        keep = {k: os.environ[k] for k in ("TMUX", "TMUX_PANE", "TERM") if k in os.environ}
-        os.environ.clear()
-        os.environ.update({str(k): str(v) for k, v in saved.items()})
-        os.environ.update(keep)
-
-
 def _watch(
     proc: subprocess.Popen[bytes],
-    launch: dict[str, Any],
-    f: TaskFiles,
     flags: _Flags,
     branch: taskgit.BranchWatch,
     *,
     in_tmux: bool,
-    tick: Callable[[], None] = lambda: None,
+    timeout: float | None,
+    tick: Callable[[], str | None] = lambda: None,
 ) -> str | None:
-    """Wait for the agent within its bounds (noting its branch's tip); why it was ended early, or None."""
-    timeout = launch.get("timeout")
+    """Wait for the agent within its bounds (noting its branch's tip); why it was ended early, or None.
+    ``tick`` runs every ``BUDGET_POLL`` seconds; what it returns (the budget spent) ends the agent."""
     deadline = time.monotonic() + float(timeout) if timeout else None
     limit = float(timeout or 0)
     next_budget = time.monotonic() + BUDGET_POLL
@@ -250,48 +254,12 @@ def _watch(
         if now >= next_budget:
             next_budget = now + BUDGET_POLL
             branch.poll()
+            over = None
             with contextlib.suppress(OrchError, OSError):
-                tick()
-            over = _over_budget(launch, f)
+                over = tick()
             if over:
                 terminate(proc, group=not in_tmux)
                 return over
-
-
-def shell_quote(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)
-
-
-def _read_tail(path: Path, limit: int = 8 << 20) -> str:
-    try:
-        with open(path, "rb") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, size - limit))
-            return handle.read().decode("utf-8", "replace")
-    except FileNotFoundError:
-        return ""
-
-
-def usage_of(launch: dict[str, Any], f: TaskFiles) -> agents.Usage:
-    kind = launch.get("usage") or "none"
-    if kind == "none":
-        return agents.Usage()
-    usage_text = _read_tail(Path(launch["usage_file"])) if kind == "aider-analytics" else None
-    return agents.parse_usage(kind, _read_tail(f.log), usage_text)
-
-
-def _over_budget(launch: dict[str, Any], f: TaskFiles) -> str | None:
-    max_tokens, max_usd = launch.get("max_tokens"), launch.get("budget_usd")
-    if not max_tokens and not max_usd:
-        return None
-    usage = usage_of(launch, f)
-    if max_tokens and usage.found and usage.total > int(max_tokens):
-        return f"over budget: {usage.total:,} tokens used, the limit is {int(max_tokens):,}"
-    if max_usd and usage.cost_usd is not None and usage.cost_usd > float(max_usd):
-        return f"over budget: ${usage.cost_usd:.2f} spent, the limit is ${float(max_usd):g}"
-    return None
 
 
 # -- completion -------------------------------------------------------------------------------------
@@ -317,7 +285,7 @@ def finish(
     reason: str | None,
     flags: _Flags | None = None,
     run: RunMemory | None = None,
-    judge: Callable[[int | None, str | None, Callable[[], bool]], loop.Judged] | None = None,
+    it: loop.Loop | None = None,
 ) -> state.Status:
     """The completion steps of a run; idempotent (a task no longer RUNNING is left alone).
 
@@ -352,7 +320,13 @@ def finish(
         settled.notes += brought.notes
         refused += brought.problems
         head = git.rev_parse(f"refs/heads/{refs.branch_name(task_id)}", cwd=project.root)
-        usage = usage_of(launch, f)
+        if run is not None:
+            meter = run.meter
+        else:  # orch stop, the supervisor gone: what the status says was spent (its last look)
+            meter = budget.Meter(launch, f.log, budget.Spent.load(st.get("usage")))
+            meter.begin()
+        spent = meter.end()
+        budget_stop = run.budget_stop if run is not None else None
         log = project.log_path
         eventlog.append(log, state="RUNNING", task=task_id, action="EXIT", result=f"code={exit_code}")
         for note in refused:
@@ -363,21 +337,23 @@ def finish(
             eventlog.append(log, state="RUNNING", task=task_id, action="SNAPSHOT", result=settled.snapshot[:12])
         problems = [*refused, *settled.problems]
         accept_result: dict[str, Any] | None = None
-        over = _over_budget(launch, f)
 
         def stop_asked() -> bool:
             return bool(flags is not None and flags.terminated) or _stop_requested(project, store, task_id)
 
         judged = loop.Judged()
-        if judge is not None and not problems and not over and _reported_state(st) is None:
-            judged = judge(exit_code, reason, stop_asked)  # the loop: checks, accept, what comes next
+        reported = _reported_state(st)
+        if it is not None and reported is not None and reported[0] == "BLOCKED" and not problems:
+            judged = it.agent_blocked(reported[1])  # the question in a blocker report
+        elif it is not None and not problems and not budget_stop and reported is None:
+            judged = it.judge(exit_code, reason, stop_asked)  # the loop: checks, accept, what comes next
             if judged.go_on:
                 return st
             accept_result, problems = judged.accept, [*problems, *judged.problems]
             for note in judged.problems:
                 eventlog.append(log, state="RUNNING", task=task_id, action="REFUSE", result=note)
             head = git.rev_parse(f"refs/heads/{refs.branch_name(task_id)}", cwd=project.root)
-        elif launch.get("accept") and exit_code == 0 and reason is None and not over and not problems:
+        elif launch.get("accept") and exit_code == 0 and reason is None and not budget_stop and not problems:
             accept_result, link_note = boxcmd.run(project, launch, f, str(launch["accept"]), f.accept_log, stop_asked)
             if link_note:
                 problems.append(link_note)
@@ -398,14 +374,14 @@ def finish(
         final, why = "SUCCESS", None
         if judged.final:
             final, why = judged.final, judged.why
+        elif budget_stop and reason == budget_stop:
+            final, why = "PAUSED", f"{budget_stop}: the running iteration was stopped; {loop.resume_hint(task_id)}"
         elif reason is not None:
             final, why = "FAILED", reason
         elif reported is not None:
             final, why = reported[0], f"the agent reported {reported[0]}: {reported[1]}"
         elif exit_code != 0:
             final, why = "FAILED", f"the agent exited with code {exit_code}"
-        elif over:
-            final, why = "FAILED", over
         elif accept_result is not None and accept_result["exit_code"] != 0:
             final, why = "FAILED", f"the accept command failed (exit {accept_result['exit_code']})"
         if problems:  # what orch refused or could not keep comes first: it is why the run failed
@@ -434,10 +410,11 @@ def finish(
                 s["snapshot_sha"] = settled.snapshot
             if settled.kept:
                 s["kept_refs"] = list(dict.fromkeys([*(s.get("kept_refs") or []), *settled.kept]))
-            if usage.found:
-                s["tokens"] = usage.tokens()
-            if usage.cost_usd is not None:
-                s["cost_usd"] = round(usage.cost_usd, 6)
+            if spent.found:
+                s["tokens"] = spent.token_counts()
+            if spent.cost_usd is not None:
+                s["cost_usd"] = round(spent.cost_usd, 6)
+            s["usage"], s["budget"] = spent.as_json(), meter.budget.as_json()
             if accept_result is not None:
                 s["accept"] = accept_result
             s["iterations"] = int(s.get("iterations") or 0) + 1

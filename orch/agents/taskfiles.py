@@ -78,7 +78,7 @@ class TaskFiles:
 # What one run leaves in the task folder; a new spin moves them to run-<n>/ (``rotate_run_files``).
 RUN_FILES = (
     "agent.log", "usage.jsonl", "accept.log", "supervisor.log", "launch.json", "BLOCKER_REPORT.md",
-    "context.md", "manifest.yaml", "status.yaml", "progress.md", "check.log", "tdd-gate.log",
+    "context.md", "manifest.yaml", "status.yaml", "progress.md", "check.log", "tdd-gate.log", "loop.json",
 )  # fmt: skip
 
 

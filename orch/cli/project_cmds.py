@@ -147,6 +147,9 @@ def status(
         text = render.table(headers, cells)
         if text is not None:
             out(text)
+        waiting = status_mod.needs_a_person(rows)
+        if waiting:
+            out("\nneeds a person:\n" + "\n".join(f"  {line}" for line in waiting))
         notice = status_mod.base_notice(c)
         if notice:
             out(notice)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 from orch.cli.app import app, ctx, typer
 from orch.cli.output import err, out
-from orch.core.errors import UsageError
+from orch.core.errors import ExitCode, UsageError
 
 # -- worktree lifecycle: spin, start, retry, agents, wait, stop, report, attach, clean, doctor --------
 
@@ -272,18 +273,23 @@ def _check_id(task_id: str, c: Any) -> None:
 def run_cmd(
     ids: list[str] = typer.Argument(..., metavar="ID", help="Tasks to run."),
     max_iterations: str | None = typer.Option(None, "--max-iterations", metavar="N", help="At most N iterations."),
+    max_per_strategy: str | None = typer.Option(
+        None, "--max-per-strategy", metavar="N", help="At most N iterations per strategy."
+    ),
     max_strategies: str | None = typer.Option(None, "--max-strategies", metavar="N", help="At most N strategies."),
-    timeout: str | None = typer.Option(None, "--timeout", metavar="S", help="The whole task's wall clock, seconds."),
+    timeout: str | None = typer.Option(
+        None, "--timeout", metavar="S", help="The whole task's wall clock: seconds, or 90s, 15m, 2h."
+    ),
     no_tdd_gate: bool = typer.Option(False, "--no-tdd-gate", help="Skip the TDD gate (accept must fail first)."),
     detach: bool = typer.Option(False, "--detach", help="Start the tasks and return at once."),
 ) -> int:
-    """Run tasks through the loop (spinning them if needed) and follow them to their end; exit 0 only
-    when every one ended SUCCESS."""
-    from orch.core import state
+    """Run tasks through the loop (spinning them if needed) and follow them to their end (a live table
+    at a terminal, one line per event elsewhere); exit 0 only when every one ended SUCCESS."""
     from orch.tasks import runloop
 
     overrides = runloop.Overrides(
         max_iterations=_positive(max_iterations, "--max-iterations", int),
+        max_per_strategy=_positive(max_per_strategy, "--max-per-strategy", int),
         max_strategies=_positive(max_strategies, "--max-strategies", int),
         timeout=_positive(timeout, "--timeout", float),
         tdd_gate=not no_tdd_gate,
@@ -299,14 +305,57 @@ def run_cmd(
         for task_id in started.ids:
             out(f"{task_id}: running (orch wait {task_id})")
         return max([code for _i, _e, code in started.errors], default=0)
-    for line in runloop.follow(c, started.ids, offset):
-        out(line)
-    ok = not started.errors
-    for task_id in started.ids:
+    return _follow(c, started.ids, offset, ok=not started.errors)
+
+
+def _follow(c: Any, ids: list[str], offset: int, *, ok: bool = True) -> int:
+    """Follow ``ids`` until each has ended (a live table at a terminal, one line per loop event
+    elsewhere): 0 only when every one ended SUCCESS; Ctrl-C: 130, and the tasks run on."""
+    from orch.cli import render
+    from orch.core import state
+    from orch.tasks import runloop
+
+    try:
+        if render.fancy() and ids:
+            from orch.cli import live
+
+            live.follow(c, ids, offset)
+        else:
+            for line in runloop.follow(c, ids, offset):
+                out(line)
+    except KeyboardInterrupt:
+        # The supervisors run in sessions of their own: Ctrl-C reaches this command only, as before.
+        running = [i for i in ids if (state.read(c.project, c.store, i) or {}).get("state") == "RUNNING"]
+        names = " ".join(running)
+        hint = f": {names} run on, detached (follow: orch wait {names}; end one: orch stop ID)" if running else ""
+        err(f"orch: interrupted{hint}")
+        return int(ExitCode.INTERRUPTED)
+    for task_id in ids:
         st = state.read(c.project, c.store, task_id) or {}
         out(runloop.ended_line(task_id, st))
         ok = ok and st.get("state") == "SUCCESS"
     return 0 if ok else 1
+
+
+@app.command()
+def resume(
+    task_id: str = typer.Argument(..., metavar="ID"),
+    budget: str | None = typer.Option(
+        None, "--budget", metavar="TEXT", help="The task's budget from now on: '500k tokens', '$10', or both."
+    ),
+    detach: bool = typer.Option(False, "--detach", help="Start it and return at once."),
+) -> int:
+    """Go on with a PAUSED task from where its loop stopped (with more budget), and follow it."""
+    from orch.tasks import resume as resume_mod
+    from orch.tasks import runloop
+
+    c = ctx()
+    offset = runloop.log_offset(c)
+    resume_mod.resume(c, task_id, budget)
+    if detach:
+        out(f"{task_id}: running again (orch wait {task_id})")
+        return 0
+    return _follow(c, [task_id], offset)
 
 
 def _positive(value: str | None, flag: str, kind: Any) -> Any:
@@ -316,6 +365,11 @@ def _positive(value: str | None, flag: str, kind: Any) -> Any:
         number = kind(value)
     except ValueError:
         number = 0
+        if kind is float:  # seconds: 90, or 90s, 15m, 2h as in the plan's task_timeout
+            from orch.core.plan import parse_duration
+
+            with contextlib.suppress(ValueError):
+                number = parse_duration(value)
     if number <= 0:
         raise UsageError(f"{flag} needs a number above 0, not '{value}'")
     return number

@@ -31,6 +31,7 @@ from orch.tasks.spin import worktree_path
 REPORT_LIMIT = 40_000  # characters of the last run's blocker report put in the brief
 NOTE_LIMIT = 20_000
 TAIL_BYTES = 1 << 20
+RESULTS = ("verdict", "acks", "merge", "artifacts", "accept", "snapshot_sha")  # the last run's, cleared
 
 
 @dataclass
@@ -275,7 +276,8 @@ def _back_to_pending(ctx: Ctx, task_id: str, base: str, note: str | None, done: 
         if st.get("state") not in state.RETRYABLE:  # moved on meanwhile (a person's orch report)
             changed.append(str(st.get("state")))
             return
-        for key in ("verdict", "acks", "merge", "artifacts", "accept", "snapshot_sha", "tokens", "cost_usd"):
+        # The last run's results and spending go (its status is kept in run-<n>/): a fresh budget, as a spin's.
+        for key in (*RESULTS, "tokens", "cost_usd", "usage", "budget", "resumed_at"):
             st.pop(key, None)
         st.update(
             state="PENDING",

@@ -58,6 +58,8 @@ def rows(ctx: Ctx, task_id: str | None = None) -> list[dict[str, Any]]:
                 "strategy": st.get("strategy"),
                 "tokens": total,
                 "cost_usd": st.get("cost_usd"),
+                "usage": _usage(st),
+                "budget": st.get("budget"),
                 "outcome": (st.get("merge") or {}).get("outcome"),
                 "verdict": verdict.get("result"),
                 "verdict_sha": verdict.get("sha"),
@@ -65,6 +67,30 @@ def rows(ctx: Ctx, task_id: str | None = None) -> list[dict[str, Any]]:
                 "in_plan": task is not None,
             }
         )
+    return out
+
+
+def _usage(st: state.Status) -> dict[str, Any] | None:
+    """What the task spent (a status from before budgets: its tokens and cost)."""
+    usage = st.get("usage")
+    if isinstance(usage, dict):
+        return {"tokens": usage.get("tokens"), "cost_usd": usage.get("cost_usd")}
+    tokens = st.get("tokens") or {}
+    if not tokens and st.get("cost_usd") is None:
+        return None
+    return {"tokens": tokens.get("total") if tokens else None, "cost_usd": st.get("cost_usd")}
+
+
+def needs_a_person(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per task that waits for a person: PAUSED (resume it) or BLOCKED (read its report)."""
+    out = []
+    for r in rows:
+        reason = r["reason"] or ""
+        if r["state"] == "PAUSED":
+            hint = "" if "orch resume" in reason else f" (to go on: orch resume {r['id']})"
+            out.append(f"{r['id']} PAUSED: {reason or 'paused'}{hint}")
+        elif r["state"] == "BLOCKED":
+            out.append(f"{r['id']} BLOCKED: {reason or 'blocked'} (to start over: orch retry {r['id']} --note TEXT)")
     return out
 
 
@@ -118,6 +144,9 @@ def detail_text(ctx: Ctx, task_id: str) -> str:
     if row["tokens"] is not None or row["cost_usd"] is not None:
         cost = "" if row["cost_usd"] is None else f", ${row['cost_usd']:.2f}"
         lines.append(f"  usage:      {row['tokens'] or 0:,} tokens{cost}")
+    budget = row.get("budget") or {}
+    if budget.get("tokens") or budget.get("usd"):
+        lines.append(f"  budget:     {text.budget_text(row)}")
     verdict = st.get("verdict")
     if verdict:
         stale = " (stale: the branch moved since)" if row["verdict_stale"] else ""

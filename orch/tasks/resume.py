@@ -1,0 +1,96 @@
+"""``orch resume ID [--budget TEXT]``: a PAUSED task goes on from where it stopped.
+
+A task is PAUSED when its budget ran low (85% used after an iteration, or 100% during one: that
+iteration was stopped and its work snapshotted) or when its agent reported PAUSED. Resuming starts a
+new supervisor whose loop goes on from ``loop.json`` (the iteration and strategy counts, the history
+the briefs quote, the attempts kept) and from what the status says was spent; the next iteration's
+brief is the one already written. ``--budget`` is a person's word: it replaces the frozen budget's
+token and/or dollar part (it may raise it), and the change is in the event log.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orch.agents import budget, launch, loop
+from orch.agents.taskfiles import files
+from orch.core import state
+from orch.core.context import Ctx
+from orch.core.errors import InputError, UsageError
+from orch.core.refs import check_id
+
+
+def resume(ctx: Ctx, task_id: str, budget_text: str | None = None) -> state.Status:
+    """Start the PAUSED task ``task_id`` again where its loop stopped; returns the RUNNING status."""
+    from orch.core.plan import parse_budget
+
+    project, store = ctx.project, ctx.store
+    check_id(task_id, cwd=project.root)
+    new = None
+    if budget_text is not None:
+        try:
+            new = parse_budget(budget_text)
+        except ValueError as exc:
+            hint = "write e.g. '500k tokens', '$10', or both: '500k tokens, $10'"
+            raise UsageError(f"bad --budget '{budget_text}': {exc}", hint=hint) from None
+    st = state.read(project, store, task_id)
+    if st is None:
+        raise InputError(f"task {task_id} was never spun: nothing to resume", hint=f"orch run {task_id}")
+    now = st.get("state")
+    if now != "PAUSED":
+        hint = {
+            "RUNNING": f"it runs: follow it with orch run {task_id}",
+            "PENDING": f"start it: orch run {task_id}",
+            "BLOCKED": f"start it over with what it needs: orch retry {task_id} --note TEXT",
+            "FAILED": f"start it over: orch retry {task_id}",
+            "CRASHED": f"start it over: orch retry {task_id}",
+        }.get(str(now), f"see: orch status {task_id}")
+        raise InputError(f"task {task_id} is {now}, not PAUSED: nothing to resume", hint=hint)
+    f = files(project, task_id)
+    manifest = store.load(f.manifest, "task_manifest")
+    if manifest.get("accept") and (f.folder / loop.SAVED).exists():
+        try:
+            loop.load_saved(f.folder / loop.SAVED)
+        except (OSError, ValueError) as exc:
+            raise InputError(
+                f"cannot resume task {task_id}: {project.rel(f.folder / loop.SAVED)} is unreadable ({exc})",
+                hint=f"start it over instead: orch retry {task_id}",
+            ) from None
+    limits: dict[str, Any] = dict(manifest.get("limits") or {})
+    if new is not None:
+        if new.tokens is not None:
+            limits["max_tokens"] = new.tokens
+        if new.usd is not None:
+            limits["budget_usd"] = new.usd
+    spent, cap = budget.Spent.load(st.get("usage")), budget.Budget.of(limits)
+    nearly = budget.nearly(spent, cap)
+    if nearly:
+        raise InputError(
+            f"task {task_id} would pause again at once: {nearly}",
+            hint=f"give it more: orch resume {task_id} --budget AMOUNT (e.g. '{_more(spent, cap)}')",
+        )
+    if new is not None:
+
+        def raise_budget(data: dict[str, Any]) -> dict[str, Any]:
+            data.setdefault("limits", {}).update({k: limits[k] for k in ("max_tokens", "budget_usd") if k in limits})
+            return data
+
+        store.update(f.manifest, "task_manifest", raise_budget)
+        ctx.log("PAUSED", "BUDGET", f"set by a person: {_words(cap)}", task=task_id)
+    return launch.start(ctx, task_id, resume=True)
+
+
+def _words(cap: budget.Budget) -> str:
+    parts = []
+    if cap.tokens:
+        parts.append(f"{cap.tokens:,} tokens")
+    if cap.usd:
+        parts.append(f"${cap.usd:g}")
+    return " and ".join(parts) or "none"
+
+
+def _more(spent: budget.Spent, cap: budget.Budget) -> str:
+    """A budget twice what was spent, as the hint's example."""
+    if cap.tokens:
+        return f"{max(spent.tokens * 2, cap.tokens * 2) // 1000}k tokens"
+    return f"${max((spent.cost_usd or 0) * 2, (cap.usd or 1) * 2):g}"
