@@ -117,7 +117,8 @@ PLAN_FRAGMENTS = [
     "## integration: reserved", "- scope: (", "- scope: [", "- scope: " + "(" * 200, "- scope:", "- deps: T1",
     "- deps: T3", "- deps: T9", "- deps: ../..", "- deps: T1, T1", "- agent: ../x", "- agent: nosuch", "- agent:",
     "- level: nope", "- budget: lots", "- budget: $0", "- budget: 1e999 tokens", "- max_iterations: 0",
-    "- max_iterations: x", "- max_iterations: 99999999999999999999", "- unknown: 1", "- scope: ^src/",
+    "- max_iterations: x", "- max_iterations: 99999999999999999999", "- max_per_strategy: 0", "- max_strategies: x",
+    "- task_timeout: 0", "- task_timeout: 2d", "- task_timeout: 999999999999h", "- unknown: 1", "- scope: ^src/",
     "- accept: $(touch canary)", "```", "~~~", "    ```", "* scope: ^docs/", "+ deps: none", "- run: `touch canary`",
 ]  # fmt: skip
 KEYS = ["version", "base_branch", "test_command", "test_timeout", "worktree_root", "max_parallel", "defaults", "agent",

@@ -348,3 +348,32 @@ def test_orch_run_detach_and_a_task_without_accept(project: Path, orch: Orch, ag
     assert st.get("iteration") is None and st["iterations"] == 1
     wt = Path(st["worktree"])
     assert (wt / "src/seen-0.txt").is_file()  # one run, no ORCH_ITERATION: not the loop
+
+
+def test_the_plan_tasks_limits_and_the_strictest_wins(project: Path, orch: Orch, agent: Path) -> None:
+    import yaml
+
+    manifest = project / ".orch/agents/shell.yaml"
+    manifest.write_text(manifest.read_text() + "task_timeout: 600\nmax_strategies: 5\n")
+    fields = ("- max_per_strategy: 4", "- max_strategies: 3", "- task_timeout: 15m", "- accept: test -f src/done.txt")
+    plan(project, agent, "third", *fields, config="max_strategies: 2\nmax_per_strategy: 6\n")
+    orch.ok("spin", "T1", "--no-start")
+    path = project / ".orch/run/tasks/T1/manifest.yaml"
+    limits = yaml.safe_load(path.read_text())["limits"]
+    assert (limits["max_per_strategy"], limits["max_strategies"], limits["task_timeout"]) == (4, 2, 600)
+    r = orch("run", "T1", "--max-per-strategy", "9", "--max-strategies", "1", "--timeout", "5m")
+    assert r.returncode == 0, r.output  # a flag only tightens: 9 leaves 4
+    limits = yaml.safe_load(path.read_text())["limits"]
+    assert (limits["max_per_strategy"], limits["max_strategies"], limits["task_timeout"]) == (4, 1, 300)
+    assert orch("run", "T1", "--max-per-strategy", "0").returncode == 2
+    assert orch("run", "T1", "--timeout", "soon").returncode == 2
+
+
+def test_orch_run_max_per_strategy_shifts_sooner(project: Path, orch: Orch, agent: Path) -> None:
+    plan(project, agent, "vary", "- accept: test -f src/done.txt", "- max_strategies: 2")
+    r = orch("run", "T1", "--max-per-strategy", "2")
+    assert r.returncode == 1, r.output
+    assert "T1: BLOCKED after 4 iterations" in r.stdout
+    shifts = events(project, "STRATEGY_SHIFT")
+    assert len(shifts) == 1 and "T1.i2 " in shifts[0], shifts
+    assert status_of(project, "T1")["strategy"] == "2/2"

@@ -69,6 +69,37 @@ def test_typed_fields() -> None:
     assert (task.level, task.model, task.run) == ("feature", "opus", "make")
 
 
+def test_the_loops_limits_as_fields() -> None:
+    fields = "- max_per_strategy: 2\n- max_strategies: 4\n- task_timeout: 15m\n"
+    task = plan_mod.parse(f"## T1: x\n{fields}\n## T2: y\n- task_timeout: 90\n").tasks[0]
+    assert (task.max_per_strategy, task.max_strategies, task.task_timeout) == (2, 4, 900)
+    assert plan_mod.parse("## T2: y\n- task_timeout: 90\n").tasks[0].task_timeout == 90
+    assert plan_mod.parse("## T2: y\n").tasks[0].task_timeout is None
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("90s", 90), ("15m", 900), ("2h", 7200), (" 3 h ", 10800)])
+def test_durations(text: str, seconds: int) -> None:
+    assert plan_mod.parse_duration(text) == seconds
+
+
+def test_bad_limit_fields_are_reported_with_their_line() -> None:
+    text = (
+        "# Plan\n\n## T1: x\n- max_per_strategy: 0\n- max_strategies: two\n- task_timeout: 0m\n\n"
+        "## T2: y\n- task_timeout: 1.5h\n- max_strategies: " + "9" * 5000 + "\n- max_per_strategy: -1\n"
+    )
+    with pytest.raises(ManyErrors) as caught:
+        plan_mod.parse(text)
+    unit = "seconds above 0, or a whole number with s, m or h (90s, 15m, 2h)"
+    assert caught.value.problems == [
+        ".orch/plan.md:4: bad max_per_strategy '0': a whole number above 0",
+        ".orch/plan.md:5: bad max_strategies 'two': a whole number above 0",
+        f".orch/plan.md:6: bad task_timeout '0m': {unit}",
+        f".orch/plan.md:9: bad task_timeout '1.5h': {unit}",
+        f".orch/plan.md:10: bad max_strategies '{'9' * 5000}': too large",
+        ".orch/plan.md:11: bad max_per_strategy '-1': a whole number above 0",
+    ]
+
+
 @pytest.mark.parametrize(
     ("text", "tokens", "usd"),
     [("200k tokens", 200_000, None), ("1.5M tokens", 1_500_000, None), ("$5", None, 5.0), ("2.5 usd", None, 2.5),

@@ -94,6 +94,9 @@ def test_plan_json_fields(project: Path, orch: Orch) -> None:
         "model": None,
         "level": "code",
         "max_iterations": 2,
+        "max_per_strategy": None,
+        "max_strategies": None,
+        "task_timeout": None,
         "budget": {"tokens": 200000, "usd": 3.0},
         "state": "PENDING",
         "ready": False,
@@ -101,6 +104,12 @@ def test_plan_json_fields(project: Path, orch: Orch) -> None:
     assert view["warnings"] == [
         ".orch/plan.md:14: task my-task has no scope: it may change any file that is not locked (add '- scope: REGEX')"
     ]
+
+
+def test_plan_json_has_the_loops_limits(project: Path, orch: Orch) -> None:
+    write_plan(project, "# Plan\n\n## T1: x\n- max_per_strategy: 2\n- max_strategies: 3\n- task_timeout: 2h\n")
+    task = json.loads(orch.ok("plan", "--json").stdout)["tasks"][0]
+    assert (task["max_per_strategy"], task["max_strategies"], task["task_timeout"]) == (2, 3, 7200)
 
 
 def test_plan_graph_is_mermaid(project: Path, orch: Orch) -> None:

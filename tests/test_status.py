@@ -50,9 +50,9 @@ def test_tasks_without_runtime_state_are_pending(project: Path, orch: Orch) -> N
     write_plan(project, PLAN)
     r = orch.ok("status")
     assert r.stdout == (
-        "ID  STATE            AGENT  BRANCH  AGE  ITER  TOKENS  COST  VERDICT  TITLE\n"
-        "T1  PENDING (ready)  -      -       -    -     -       -     -        First\n"
-        "T2  PENDING          shell  -       -    -     -       -     -        Second\n"
+        "ID  STATE            AGENT  BRANCH  AGE  ITER  TOKENS  COST  BUDGET  VERDICT  TITLE\n"
+        "T1  PENDING (ready)  -      -       -    -     -       -     -       -        First\n"
+        "T2  PENDING          shell  -       -    -     -       -     -       -        Second\n"
     )
     assert "\x1b[" not in r.stdout
     tasks = status_json(orch)

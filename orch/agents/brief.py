@@ -101,3 +101,51 @@ def _deps_text(ctx: Ctx, deps: list[str]) -> str:
         "\n".join(lines) + "\n\nThese are references: read them where they are, do not copy them "
         "(`git show orch/ID:PATH` prints a file of a dependency's branch)."
     )
+
+
+def _fenced(text: str, info: str) -> str:
+    """``text`` in a code fence longer than any run of backticks inside it."""
+    import re
+
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{info}\n{text.rstrip()}\n{fence}"
+
+
+def _quoted(text: str) -> list[str]:
+    """A person's text as a Markdown block quote, every line of it (control characters as spaces)."""
+    clean = "".join(c if c.isprintable() or c in "\n\t" else " " for c in text.strip())
+    return [f"> {line}".rstrip() for line in clean.splitlines()]
+
+
+def retry_section(
+    *,
+    run: int,
+    previous: str,
+    reason: str | None,
+    kept: list[tuple[str, str]],
+    files: str,
+    source: str | None,
+    text: str | None,
+    note: str | None,
+) -> str:
+    """What ``orch retry`` adds to the brief: how the last run ended (its blocker report, else the tail
+    of its last log), where its work is kept, and the note of the person who retried it."""
+    said = f": {' '.join(reason.split())}" if reason else ""
+    lines = [
+        f"## Retry (run {run} of this task)",
+        "",
+        f"A person started this task over with `orch retry`. Its last run ended {previous}{said}.",
+        "Your worktree is back at the commit the task started from: nothing of that run is in it.",
+    ]
+    if kept:
+        where = ", ".join(f"`{ref}` (commit `{sha}`)" for ref, sha in kept)
+        lines.append(f"That run's work is kept at {where}: read it (`git show`, `git diff`), but do not trust it.")
+    lines += [f"That run's files (its logs, progress.md) are in `{files}`.", ""]
+    if text and source == "BLOCKER_REPORT.md":
+        lines += ["### The last run's blocker report", "", _fenced(text, "markdown"), ""]
+    elif text:
+        lines += [f"### The end of the last run's {source}", "", _fenced(text, "text"), ""]
+    if note and note.strip():
+        lines += ["### A note from the person who retried it", "", *_quoted(note), ""]
+    return "\n".join(lines)

@@ -425,25 +425,10 @@ class Loop:
         return r.stdout.strip() if r.ok else None
 
     def _keep_attempt(self) -> None:
-        tip = self._tip()
-        name = f"refs/orch/attempts/{self.task_id}/{self.strategy}"
-        if tip and tip != self.base_sha:
-            git.run(["update-ref", name, tip], cwd=self.project.root)
-            self.attempts.append(name)
-        else:
-            self.attempts.append("(no commit)")
+        self.attempts.append(keep_attempt(self.project, self.task_id, self.base_sha) or "(no commit)")
 
     def _reset(self) -> None:
-        """The task's branch and worktree back to the commit the task started from (the attempt ref
-        holds the work); the box's shadow goes too, or its refs would bring the attempt back."""
-        tg = taskgit.open_worktree(self.project, self.task_id, Path(self.launch["cwd"]))
-        if tg is None or tg.admin is None or tg.problem or not self.base_sha:
-            raise OrchError(f"cannot reset task {self.task_id}'s worktree: {tg.problem if tg else 'no worktree'}")
-        tg.git(["checkout", "-q", "-f", "-B", refs.branch_name(self.task_id), self.base_sha])
-        tg.git(["clean", "-q", "-f", "-d"])
-        shadow = boxgit.folder_of(self.project, self.task_id)
-        if shadow.exists() or shadow.is_symlink():
-            boxgit._remove(shadow)
+        reset_to_base(self.project, self.task_id, Path(self.launch["cwd"]), self.base_sha)
 
     # -- files -------------------------------------------------------------------------------------
 
@@ -462,3 +447,35 @@ class Loop:
             os.write(fd, text.encode("utf-8", "surrogateescape"))
         finally:
             os.close(fd)
+
+
+# -- setting a task aside and back to its start (the loop, orch retry) ------------------------------
+
+
+def keep_attempt(project: Project, task_id: str, base_sha: str | None) -> str | None:
+    """Keep the task branch's tip, when it holds work beyond the base, under the next free
+    ``refs/orch/attempts/<id>/<n>`` (numbered on across strategies, runs and retries; a ref is only
+    ever created, never moved); the ref, or None."""
+    root = project.root
+    tip = git.rev_parse(f"refs/heads/{refs.branch_name(task_id)}", cwd=root)
+    if not tip or tip == base_sha:
+        return None
+    prefix = f"{refs.ATTEMPTS_PREFIX}/{task_id}/"
+    taken = git.out(["for-each-ref", "--format=%(refname)", prefix], cwd=root).split()
+    n = max((int(name[len(prefix) :]) for name in taken if name[len(prefix) :].isdigit()), default=0) + 1
+    name = f"{prefix}{n}"
+    git.run(["update-ref", name, tip, "0" * len(tip)], cwd=root)
+    return name
+
+
+def reset_to_base(project: Project, task_id: str, worktree: Path, base_sha: str | None) -> None:
+    """The task's branch and worktree back to the commit the task started from (an attempt ref holds
+    the work); the box's shadow goes too, or its refs would bring the attempt back."""
+    tg = taskgit.open_worktree(project, task_id, worktree)
+    if tg is None or tg.admin is None or tg.problem or not base_sha:
+        raise OrchError(f"cannot reset task {task_id}'s worktree: {tg.problem if tg else 'no worktree'}")
+    tg.git(["checkout", "-q", "-f", "-B", refs.branch_name(task_id), base_sha])
+    tg.git(["clean", "-q", "-f", "-d"])
+    shadow = boxgit.folder_of(project, task_id)
+    if shadow.exists() or shadow.is_symlink():
+        boxgit._remove(shadow)

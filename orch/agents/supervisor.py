@@ -266,10 +266,10 @@ def _watch(
 
 
 def _reported_state(st: state.Status) -> tuple[str, str] | None:
-    """The last BLOCKED / FAILED / PAUSED the agent reported during this run."""
+    """The last BLOCKED / FAILED / PAUSED the agent reported during this run (since ``orch retry``'s note)."""
     started = st.get("started_at") or ""
     for note in reversed(st.get("notes") or []):
-        if note.get("at", "") < started:
+        if note.get("at", "") < started or note.get("state") == "RETRY":  # an earlier run's
             break
         if note.get("state") in ("BLOCKED", "FAILED", "PAUSED"):
             return note["state"], note["text"]

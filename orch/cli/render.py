@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from orch.core.text import age, plain_table, printable
+from orch.core.text import age, budget_text, plain_table, printable
 
 STATE_STYLE = {
     "PENDING": "dim", "RUNNING": "cyan", "SUCCESS": "green", "MERGED": "bold green", "CLEANED": "dim green",
@@ -71,7 +71,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, title: str |
 
 
 def status_rows(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    headers = ["ID", "STATE", "AGENT", "BRANCH", "AGE", "ITER", "TOKENS", "COST", "VERDICT", "TITLE"]
+    headers = ["ID", "STATE", "AGENT", "BRANCH", "AGE", "ITER", "TOKENS", "COST", "BUDGET", "VERDICT", "TITLE"]
     out = []
     for r in rows:
         state = r["state"] + (" (ready)" if r["ready"] else "")
@@ -87,9 +87,10 @@ def status_rows(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]
                 r["agent"] or "-",
                 r["branch"] or "-",
                 age(r["age_seconds"]),
-                _iteration(r),
+                iteration(r),
                 "-" if r["tokens"] is None else f"{r['tokens']:,}",
                 "-" if r["cost_usd"] is None else f"${r['cost_usd']:.2f}",
+                budget_text(r),
                 verdict,
                 r["title"],
             ]
@@ -97,7 +98,7 @@ def status_rows(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]
     return headers, out
 
 
-def _iteration(r: dict[str, Any]) -> str:
+def iteration(r: dict[str, Any]) -> str:
     """The ITER column: ``3/10`` for a task the loop runs, else how many runs it had."""
     if r.get("iteration") is not None:
         return f"{r['iteration']}/{r.get('max_iterations') or '-'}"

@@ -1,7 +1,8 @@
-"""The task lifecycle: spin, start, agents, wait, stop, report, attach, clean, doctor."""
+"""The task lifecycle: spin, start, retry, agents, wait, stop, report, attach, clean, doctor."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -9,9 +10,9 @@ from typing import Any
 
 from orch.cli.app import app, ctx, typer
 from orch.cli.output import err, out
-from orch.core.errors import UsageError
+from orch.core.errors import ExitCode, UsageError
 
-# -- worktree lifecycle: spin, start, agents, wait, stop, report, attach, clean, doctor --------------
+# -- worktree lifecycle: spin, start, retry, agents, wait, stop, report, attach, clean, doctor --------
 
 
 @app.command()
@@ -69,6 +70,32 @@ def start(
     _check_id(task_id, c)
     st = launch.start(c, task_id, tmux=use_tmux)
     out(f"{task_id}: started ({st.get('agent')}" + (f", tmux {st['tmux_session']})" if st.get("tmux_session") else ")"))
+    _box_notice(c, [task_id])
+
+
+@app.command()
+def retry(
+    task_id: str = typer.Argument(..., metavar="ID"),
+    note: str | None = typer.Option(None, "--note", help="A note for the agent, put in its brief as a quote."),
+    use_tmux: bool = typer.Option(False, "--tmux", help="Run the agent in tmux session orch-ID."),
+) -> None:
+    """Start a FAILED, BLOCKED, CRASHED or PAUSED task over from its start, the last run's blocker
+    report and your note in its brief (its work is kept under refs/orch/attempts/ID/N)."""
+    from orch.tasks import retry as retry_mod
+
+    c = ctx()
+    _check_id(task_id, c)
+    done = retry_mod.retry(c, task_id, note=note, tmux=use_tmux)
+    st = done.status
+    how = f"tmux {st['tmux_session']}" if st.get("tmux_session") else "running"
+    out(f"{task_id}: retried (was {done.previous}): {how} ({st.get('agent')})")
+    for ref in done.kept:
+        out(f"  kept the last run's work as {ref}")
+    if done.run_files:
+        out(f"  the last run's files: {done.run_files}")
+    for line in done.notes:
+        out(f"  note: {line}")
+    out(f"  follow it: orch run {task_id} (or orch wait {task_id})")
     _box_notice(c, [task_id])
 
 
@@ -246,17 +273,23 @@ def _check_id(task_id: str, c: Any) -> None:
 def run_cmd(
     ids: list[str] = typer.Argument(..., metavar="ID", help="Tasks to run."),
     max_iterations: str | None = typer.Option(None, "--max-iterations", metavar="N", help="At most N iterations."),
+    max_per_strategy: str | None = typer.Option(
+        None, "--max-per-strategy", metavar="N", help="At most N iterations per strategy."
+    ),
     max_strategies: str | None = typer.Option(None, "--max-strategies", metavar="N", help="At most N strategies."),
-    timeout: str | None = typer.Option(None, "--timeout", metavar="S", help="The whole task's wall clock, seconds."),
+    timeout: str | None = typer.Option(
+        None, "--timeout", metavar="S", help="The whole task's wall clock: seconds, or 90s, 15m, 2h."
+    ),
     no_tdd_gate: bool = typer.Option(False, "--no-tdd-gate", help="Skip the TDD gate (accept must fail first)."),
     detach: bool = typer.Option(False, "--detach", help="Start the tasks and return at once."),
 ) -> int:
-    """Run tasks through the loop (spinning them if needed) and follow them to their end; exit 0 only
-    when every one ended SUCCESS."""
+    """Run tasks through the loop (spinning them if needed) and follow them to their end (a live table
+    at a terminal, one line per event elsewhere); exit 0 only when every one ended SUCCESS."""
     from orch.tasks import runloop
 
     overrides = runloop.Overrides(
         max_iterations=_positive(max_iterations, "--max-iterations", int),
+        max_per_strategy=_positive(max_per_strategy, "--max-per-strategy", int),
         max_strategies=_positive(max_strategies, "--max-strategies", int),
         timeout=_positive(timeout, "--timeout", float),
         tdd_gate=not no_tdd_gate,
@@ -276,12 +309,27 @@ def run_cmd(
 
 
 def _follow(c: Any, ids: list[str], offset: int, *, ok: bool = True) -> int:
-    """Follow ``ids`` until each has ended: 0 only when every one ended SUCCESS."""
+    """Follow ``ids`` until each has ended (a live table at a terminal, one line per loop event
+    elsewhere): 0 only when every one ended SUCCESS; Ctrl-C: 130, and the tasks run on."""
+    from orch.cli import render
     from orch.core import state
     from orch.tasks import runloop
 
-    for line in runloop.follow(c, ids, offset):
-        out(line)
+    try:
+        if render.fancy() and ids:
+            from orch.cli import live
+
+            live.follow(c, ids, offset)
+        else:
+            for line in runloop.follow(c, ids, offset):
+                out(line)
+    except KeyboardInterrupt:
+        # The supervisors run in sessions of their own: Ctrl-C reaches this command only, as before.
+        running = [i for i in ids if (state.read(c.project, c.store, i) or {}).get("state") == "RUNNING"]
+        names = " ".join(running)
+        hint = f": {names} run on, detached (follow: orch wait {names}; end one: orch stop ID)" if running else ""
+        err(f"orch: interrupted{hint}")
+        return int(ExitCode.INTERRUPTED)
     for task_id in ids:
         st = state.read(c.project, c.store, task_id) or {}
         out(runloop.ended_line(task_id, st))
@@ -317,6 +365,11 @@ def _positive(value: str | None, flag: str, kind: Any) -> Any:
         number = kind(value)
     except ValueError:
         number = 0
+        if kind is float:  # seconds: 90, or 90s, 15m, 2h as in the plan's task_timeout
+            from orch.core.plan import parse_duration
+
+            with contextlib.suppress(ValueError):
+                number = parse_duration(value)
     if number <= 0:
         raise UsageError(f"{flag} needs a number above 0, not '{value}'")
     return number

@@ -12,10 +12,16 @@ import re
 from dataclasses import dataclass, field, replace
 
 from orch.core.errors import InputError, ManyErrors
+from orch.core.scoperegex import scope_problem
 
 ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,39}")
 AGENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-FIELDS = ("scope", "deps", "agent", "accept", "check", "tdd_gate", "model", "level", "max_iterations", "budget", "run")
+FIELDS = (
+    "scope", "deps", "agent", "accept", "check", "tdd_gate", "model", "level", "max_iterations", "max_per_strategy",
+    "max_strategies", "task_timeout", "budget", "run",
+)  # fmt: skip
+COUNTS = ("max_iterations", "max_per_strategy", "max_strategies")  # the loop's limits that are whole numbers
+_DURATION = re.compile(r"(?P<n>[0-9]{1,12})[ \t]*(?P<unit>[smh]?)")
 LEVELS = ("goal", "feature", "component", "code")
 # A field is a Markdown bullet ('-', '*' or '+', then a space or a tab), indented or not: whatever a
 # Markdown reader shows as a bullet under the heading counts, so no field is dropped without a word.
@@ -48,6 +54,14 @@ class Budget:
         if self.usd is not None:
             parts.append(f"${self.usd:g}")
         return ", ".join(parts) or "none"
+
+
+def parse_duration(text: str) -> int:
+    """Seconds: ``90``, ``90s``, ``15m`` or ``2h``."""
+    m = _DURATION.fullmatch(text.strip())
+    if not m or int(m["n"]) <= 0:
+        raise ValueError("seconds above 0, or a whole number with s, m or h (90s, 15m, 2h)")
+    return int(m["n"]) * {"": 1, "s": 1, "m": 60, "h": 3600}[m["unit"]]
 
 
 def parse_budget(text: str) -> Budget:
@@ -110,7 +124,24 @@ class Task:
 
     @property
     def max_iterations(self) -> int | None:
-        value = self.fields.get("max_iterations")
+        return self._count("max_iterations")
+
+    @property
+    def max_per_strategy(self) -> int | None:
+        return self._count("max_per_strategy")
+
+    @property
+    def max_strategies(self) -> int | None:
+        return self._count("max_strategies")
+
+    @property
+    def task_timeout(self) -> int | None:
+        """The whole loop's wall clock, seconds."""
+        value = self.fields.get("task_timeout")
+        return parse_duration(value) if value else None
+
+    def _count(self, key: str) -> int | None:
+        value = self.fields.get(key)
         return int(value) if value else None
 
     @property
@@ -366,9 +397,17 @@ def _validate(plan: Plan, where: str) -> list[tuple[int, str]]:
         level = task.fields.get("level")
         if level and level not in LEVELS:
             problems.append((fl["level"], f"bad level '{level}': one of {', '.join(LEVELS)}"))
-        iters = task.fields.get("max_iterations")
-        if iters and not (re.fullmatch(r"[0-9]+", iters) and int(iters) > 0):
-            problems.append((fl["max_iterations"], f"bad max_iterations '{iters}': a whole number above 0"))
+        for key in COUNTS:
+            count = task.fields.get(key)
+            if count and not (re.fullmatch(r"[0-9]{1,18}", count) and int(count) > 0):  # int() of 4,300 digits raises
+                huge = re.fullmatch(r"[0-9]+", count) and count.strip("0")
+                problems.append((fl[key], f"bad {key} '{count}': {'too large' if huge else 'a whole number above 0'}"))
+        timeout = task.fields.get("task_timeout")
+        if timeout:
+            try:
+                parse_duration(timeout)
+            except ValueError as exc:
+                problems.append((fl["task_timeout"], f"bad task_timeout '{timeout}': {exc}"))
         gate = task.fields.get("tdd_gate")
         if gate and gate.strip().lower() not in ("true", "false", "yes", "no", "on", "off"):  # spin.tdd_gate
             problems.append((fl["tdd_gate"], f"bad tdd_gate '{gate}': true or false"))
@@ -382,53 +421,6 @@ def _validate(plan: Plan, where: str) -> list[tuple[int, str]]:
                 )
     problems += _cycles(plan)
     return problems
-
-
-MAX_SCOPE_DEPTH = 100  # nested groups in a scope regex; Python's re recurses once per level
-
-
-def scope_problem(scope: str) -> str | None:
-    """What is wrong with a scope regex, or None if it compiles (and stays within MAX_SCOPE_DEPTH)."""
-    shown = scope if len(scope) <= 60 else scope[:40] + f"... ({len(scope)} characters)"
-    depth = _group_depth(scope)
-    if depth > MAX_SCOPE_DEPTH:
-        return (
-            f"scope '{shown}' is too deeply nested: {depth} levels of groups, at most {MAX_SCOPE_DEPTH} "
-            "(write the alternatives side by side: ^(a/|b/|c/))"
-        )
-    try:
-        re.compile(scope)
-    except re.error as exc:
-        return f"invalid scope regex '{shown}': {exc.msg} at position {exc.pos}"
-    except (OverflowError, RecursionError) as exc:
-        return f"invalid scope regex '{shown}': {exc}"
-    return None
-
-
-def _group_depth(pattern: str) -> int:
-    """How deeply the groups of a regex nest (escapes and character classes read past)."""
-    depth = deepest = 0
-    i, n = 0, len(pattern)
-    while i < n:
-        c = pattern[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c == "[":  # a class: a ']' first (after an optional '^') is literal
-            i += 1
-            if i < n and pattern[i] == "^":
-                i += 1
-            if i < n and pattern[i] == "]":
-                i += 1
-            while i < n and pattern[i] != "]":
-                i += 2 if pattern[i] == "\\" else 1
-        elif c == "(":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif c == ")":
-            depth = max(depth - 1, 0)
-        i += 1
-    return deepest
 
 
 def _cycles(plan: Plan) -> list[tuple[int, str]]:

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from orch.core import plan as plan_mod
+from orch.core import scoperegex
 from orch.core.errors import InputError, ManyErrors
 from orch.core.plan import FIELDS, ID_RE, ID_RULE, Plan, Task, parse
 
@@ -67,9 +68,10 @@ def check_text(text: str, where: str) -> None:
 def _cache_key(text: str) -> str:
     from _blake2 import blake2b
 
-    here = os.stat(plan_mod.__file__)  # the parser's source: a new orch parses again
     h = blake2b(digest_size=16)
-    h.update(f"{here.st_size}:{here.st_mtime_ns}\0".encode())
+    for source in (plan_mod.__file__, scoperegex.__file__):  # the parser's source: a new orch parses again
+        here = os.stat(source)
+        h.update(f"{here.st_size}:{here.st_mtime_ns}\0".encode())
     h.update(text.encode("utf-8", "surrogateescape"))
     return h.hexdigest()
 

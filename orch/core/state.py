@@ -24,6 +24,7 @@ STATES = (
 FINISHED = frozenset({"SUCCESS", "FAILED", "BLOCKED", "PAUSED", "CRASHED"})
 VIOLATIONS = frozenset({"SCOPE_VIOLATION", "LOCK_VIOLATION", "QUARANTINED"})
 AWAITING_MERGE = frozenset({"SUCCESS", "SKIPPED"})  # finished well; the next orch merge takes them
+RETRYABLE = FINISHED - {"SUCCESS"}  # a run that ended without its work done: orch retry starts it over
 
 Status = dict[str, Any]
 

@@ -7,7 +7,11 @@ Pure functions over strings; only ``orch.cli`` prints what they return.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+
+TYPE_CHECKING = False  # no `typing` at import: the git hook's path prints through this module
+if TYPE_CHECKING:
+    from typing import Any
 
 # What a terminal acts on rather than shows: control characters (newline and tab aside) and the
 # bidirectional overrides that reorder the text around them.
@@ -48,3 +52,36 @@ def plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, title:
     for row in [headers, *rows]:
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     return "\n".join(lines)
+
+
+def budget_text(row: Mapping[str, Any]) -> str:
+    """How much of a task's budget is used, from an ``orch status`` row: ``61% of 200k tokens``,
+    ``$1.20 of $5 (24%)``, both (the larger share first) when both are set; ``-`` without a budget.
+    Usage orch does not know (the agent reports none) shows as ``?``."""
+    budget = row.get("budget") or {}
+    usage = row.get("usage") or {}
+    tokens = usage.get("tokens") if usage.get("tokens") is not None else row.get("tokens")
+    cost = usage.get("cost_usd") if usage.get("cost_usd") is not None else row.get("cost_usd")
+    parts: list[tuple[float, str]] = []  # (share used, text)
+    if budget.get("tokens"):
+        share = tokens / budget["tokens"] if tokens is not None else -1.0
+        used = "?" if share < 0 else f"{share:.0%}"
+        parts.append((share, f"{used} of {_short(budget['tokens'])} tokens"))
+    if budget.get("usd"):
+        share = cost / budget["usd"] if cost is not None else -1.0
+        limit = f"${budget['usd']:.0f}" if float(budget["usd"]).is_integer() else f"${budget['usd']:.2f}"
+        used = "?" if share < 0 else f"${cost:.2f}"
+        parts.append((share, f"{used} of {limit}" + ("" if share < 0 else f" ({share:.0%})")))
+    parts.sort(key=lambda p: -p[0])  # stable: tokens first on a tie
+    return ", ".join(text for _share, text in parts) or "-"
+
+
+def _short(n: float) -> str:
+    """``200k``, ``1.5M``, ``950``: three significant digits at most."""
+    value = float(n)
+    for unit in ("", "k", "M"):
+        text = f"{value:.3g}"
+        if float(text) < 1000:
+            return text + unit
+        value /= 1000
+    return f"{value:,.3g}B" if value < 1000 else f"{value:,.0f}B"

@@ -21,6 +21,7 @@ FOLLOWED = ("TDD_GATE", "ITERATE", "STRATEGY_SHIFT", "ACCEPT")
 @dataclass
 class Overrides:
     max_iterations: int | None = None
+    max_per_strategy: int | None = None
     max_strategies: int | None = None
     timeout: float | None = None  # the whole task's wall clock (the loop's task_timeout)
     tdd_gate: bool = True
@@ -30,6 +31,7 @@ class Overrides:
         limits = manifest.setdefault("limits", {})
         for key, value in (
             ("max_iterations", self.max_iterations),
+            ("max_per_strategy", self.max_per_strategy),
             ("max_strategies", self.max_strategies),
             ("task_timeout", self.timeout),
         ):
@@ -72,6 +74,9 @@ def start(ctx: Ctx, ids: list[str], overrides: Overrides) -> Started:
             if not manifest.get("accept"):
                 out.notes.append(f"{task_id}: no accept command: it runs once (the loop needs one to iterate)")
             launch.start(ctx, task_id)
+        elif now in state.RETRYABLE:
+            on = f"orch resume {task_id} goes on, " if now == "PAUSED" else ""
+            out.notes.append(f"{task_id}: {now} already (not run again): {on}orch retry {task_id} starts it over")
         out.ids.append(task_id)
     return out
 
@@ -84,18 +89,28 @@ def log_offset(ctx: Ctx) -> int:
         return 0
 
 
-def follow(ctx: Ctx, ids: list[str], offset: int, *, poll: float = 0.2) -> Iterator[str]:
-    """Lines for a person while the tasks run (their loop's events), until none is RUNNING."""
+def watch(ctx: Ctx, ids: list[str], offset: int, *, poll: float = 0.2) -> Iterator[list[eventlog.Event]]:
+    """The tasks' loop events written since the last look, one list (maybe empty) every ``poll``
+    seconds, until none of the tasks is RUNNING (the last list holds what came before it ended)."""
     project, store = ctx.project, ctx.store
     while True:
         running = any((state.read(project, store, i) or {}).get("state") == "RUNNING" for i in ids)
         events, offset = eventlog.read_from(project.log_path, offset)
-        for event in events:
-            if event.task in ids and event.action in FOLLOWED:
-                yield f"{event.iteration} {event.action} {event.result}".rstrip()
+        yield [e for e in events if e.task in ids and e.action in FOLLOWED]
         if not running:
             return
         time.sleep(poll)
+
+
+def follow(ctx: Ctx, ids: list[str], offset: int, *, poll: float = 0.2) -> Iterator[str]:
+    """Lines for a person while the tasks run (their loop's events), until none is RUNNING."""
+    for events in watch(ctx, ids, offset, poll=poll):
+        yield from (event_line(e) for e in events)
+
+
+def event_line(event: eventlog.Event) -> str:
+    """``T1.i2 ITERATE FAIL sig=5d0c8e11a2b4``: one loop event, as ``orch run`` prints it."""
+    return f"{event.iteration} {event.action} {event.result}".rstrip()
 
 
 def ended_line(task_id: str, st: state.Status) -> str:

@@ -35,6 +35,7 @@ from orch.core.refs import (
     mark_checkout,
     worktree_gitdir,
 )
+from orch.tasks import limits
 
 Progress = Callable[[str, str], None]  # (task id, what happened)
 
@@ -372,7 +373,8 @@ def _already_spun(
         if now == "PENDING":
             hint += f"; start it: orch start {task_id}"
         elif now != "RUNNING":
-            hint += f"; to start over: orch clean {task_id}, then spin it again"
+            over = f"orch retry {task_id}" if now in state.RETRYABLE else f"orch clean {task_id}, then spin it again"
+            hint += f"; to start over: {over}"
     return InputError(f"task {task_id} already spun ({by})" + (f": {how}" if how else ""), hint=hint)
 
 
@@ -388,38 +390,6 @@ def _pause_for_tests(step: str) -> None:
     deadline = time.monotonic() + 60
     while not Path(folder, "go").exists() and time.monotonic() < deadline:
         time.sleep(0.02)
-
-
-def _limits(ctx: Ctx, task: Task, agent: agents.Agent) -> dict[str, Any]:
-    defaults = ctx.config.defaults
-    budget = task.budget
-    default_budget = None
-    if defaults.get("budget"):
-        from orch.core.plan import parse_budget
-
-        with contextlib.suppress(ValueError):
-            default_budget = parse_budget(str(defaults["budget"]))
-    # The strictest of the plan task's, the agent's and the config's budget (each part on its own).
-    tokens = _least(budget.tokens if budget else None, agent.budget_tokens)
-    usd = _least(budget.usd if budget else None, agent.budget_usd)
-    def strictest(key: str, *values: Any) -> int | None:
-        found = [int(v) for v in (*values, agent.data.get(key), defaults.get(key)) if v]
-        return min(found) if found else None
-
-    return {
-        "max_iterations": strictest("max_iterations", task.max_iterations),
-        "max_per_strategy": strictest("max_per_strategy"),
-        "max_strategies": strictest("max_strategies"),
-        "task_timeout": strictest("task_timeout"),
-        "max_tokens": _least(tokens, default_budget.tokens if default_budget else None),
-        "budget_usd": _least(usd, default_budget.usd if default_budget else None),
-        "timeout": agent.timeout or defaults.get("timeout"),
-    }
-
-
-def _least(*values: Any) -> Any:
-    found = [v for v in values if v]
-    return min(found) if found else None
 
 
 def _listed(value: Any) -> list[str]:
@@ -452,7 +422,7 @@ def _write_task_files(ctx: Ctx, p: _Prepared, base_sha: str) -> None:
         "tdd_gate": _tdd_gate(task.fields.get("tdd_gate"), ctx.config.defaults.get("tdd_gate", True)),
         "run": task.run,
         "level": task.level,
-        "limits": _limits(ctx, task, p.agent),
+        "limits": limits.task_limits(ctx, task, p.agent),
         "base_branch": ctx.config.base_branch,
         "base_sha": base_sha,
         "branch": branch_name(task.id),

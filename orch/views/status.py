@@ -144,6 +144,9 @@ def detail_text(ctx: Ctx, task_id: str) -> str:
     if row["tokens"] is not None or row["cost_usd"] is not None:
         cost = "" if row["cost_usd"] is None else f", ${row['cost_usd']:.2f}"
         lines.append(f"  usage:      {row['tokens'] or 0:,} tokens{cost}")
+    budget = row.get("budget") or {}
+    if budget.get("tokens") or budget.get("usd"):
+        lines.append(f"  budget:     {text.budget_text(row)}")
     verdict = st.get("verdict")
     if verdict:
         stale = " (stale: the branch moved since)" if row["verdict_stale"] else ""
