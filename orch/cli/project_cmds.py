@@ -155,9 +155,9 @@ def status(
             out(notice)
         from orch.inbox import decide
 
-        waiting = decide.count(c)
-        if waiting:
-            out(f"inbox: {waiting} item{' waits' if waiting == 1 else 's wait'} for a person (orch inbox)")
+        asked = decide.count(c)
+        if asked:
+            out(f"inbox: {asked} item{' waits' if asked == 1 else 's wait'} for a person (orch inbox)")
     _rules_notice(c)
 
 
