@@ -45,6 +45,16 @@ def handles(kind: str) -> Callable[[Callable[[Ctx, Item, Answer], str]], Callabl
     return register
 
 
+def _kinds() -> None:
+    """Import the modules that register the kinds' handlers and phrasings (one per line)."""
+    import importlib
+
+    for name in (
+        # the kind modules of orch.inbox, one per line:
+    ):
+        importlib.import_module(f"orch.inbox.{name}")
+
+
 def person(ctx: Ctx) -> str:
     """Who answers: ``git config user.email`` (else user.name, else the login name)."""
     import getpass
@@ -107,6 +117,7 @@ def _withdrawn(item: Item) -> None:
 
 def waiting(ctx: Ctx) -> list[Item]:
     """Everything open, oldest first, after ``sync``."""
+    _kinds()
     sync(ctx)
     return inbox.open_items(ctx.project, ctx.store)
 
@@ -169,6 +180,7 @@ def find(ctx: Ctx, ref: str) -> Item:
 def decide(ctx: Ctx, ref: str, answer: Answer) -> Item:
     """``orch approve`` / ``orch reject``: do what the kind says, then record the answer (an answer
     whose effect failed leaves the item open, with the error said)."""
+    _kinds()
     sync(ctx)
     item = find(ctx, ref)
     with ctx.store.lock(f"inbox-{item['id']}"):  # one answer at a time per item
