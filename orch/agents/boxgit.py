@@ -12,9 +12,10 @@ When the run ends, ``bring_in`` (outside the box, in the supervisor or ``orch st
 shadow's refs as plain files (never running git on the shadow: its config is the agent's), packs
 what they reach from the repository's side (the private objects as an alternate), lets
 ``git index-pack --strict`` check every object into the repository, moves ``orch/<id>`` to the
-agent's tip when it holds the task's base (otherwise keeps it under ``refs/orch/kept/<id>/``), keeps
-the agent's other new refs there too, and resets the worktree's index to the new tip. It is
-idempotent: ``orch stop`` or the next run calls it again after a crash.
+agent's tip when it holds the task's base (otherwise keeps it under ``refs/orch/kept/<id>/``), brings
+the safety snapshots the agent hook made (``refs/orch/safety/<id>/<n>``, ``orch.verify.safety``) across
+as such, numbered on, keeps the agent's other new refs under ``kept`` too, and resets the worktree's
+index to the new tip. It is idempotent: ``orch stop`` or the next run calls it again after a crash.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orch.agents import taskgit
-from orch.core import git, gitpipe, refs
+from orch.core import git, gitpipe, gitsafety, refs
 from orch.core.errors import EnvError, OrchError
 from orch.core.repo import Project
 
@@ -77,10 +78,11 @@ def prepare(project: Project, task_id: str, worktree: Path) -> Shadow:
     (common / "info").mkdir()
     real_objects = project.common_dir / "objects"
     _write(common / "objects" / "info" / "alternates", f"{real_objects.resolve()}\n")
-    listing = git.out(
-        ["for-each-ref", "--format=%(objectname) %(refname)", "refs/heads/", "refs/tags/", "refs/remotes/"],
+    listing = git.out(  # and the programs a person accepted in git's config: the box's git checks them too
+        ["for-each-ref", "--format=%(objectname) %(refname)", "refs/heads/", "refs/tags/", "refs/remotes/",
+         gitsafety.BASELINE_REF],
         cwd=project.root,
-    )
+    )  # fmt: skip
     seed = "".join(f"{line}\n" for line in listing.splitlines() if _ref_line(line))
     _write(common / "packed-refs", "# pack-refs with: peeled fully-peeled sorted \n" + seed)
     _write(folder / SEED, seed)
@@ -190,6 +192,10 @@ def bring_in(project: Project, task_id: str, worktree: Path | None) -> BroughtIn
             new[branch] = tip
             why = "no longer held the task's base" if not holds_base else "went another way than orch/<id>"
             out.notes.append(f"the agent's branch in the box {why}: kept aside")
+    for name, sha in _safety_refs(new, task_id):
+        ref = _bring_safety(root, task_id, sha)
+        if ref is not None:
+            out.events.append(("SAFETY", f"{name} {sha[:12]} from the box as {ref}"))
     now = git.rev_parse(branch, cwd=root)
     for n, (name, sha) in enumerate(sorted(new.items())):
         if n >= MAX_REFS:
@@ -212,6 +218,31 @@ def bring_in(project: Project, task_id: str, worktree: Path | None) -> BroughtIn
         out.kept.append(ref)
         out.events.append(("KEEP", f"{name} {sha[:12]} as {ref}"))
     return out
+
+
+def _safety_refs(new: dict[str, str], task_id: str) -> list[tuple[str, str]]:
+    """The task's safety snapshots the hook made in the box (taken out of ``new``), oldest first."""
+    head = f"{refs.SAFETY_PREFIX}/{task_id}/"
+    found = [(name, sha) for name, sha in new.items() if name.startswith(head) and name[len(head) :].isdigit()]
+    for name, _ in found:
+        del new[name]
+    return sorted(found, key=lambda pair: int(pair[0][len(head) :]))[:MAX_REFS]
+
+
+def _bring_safety(root: Path, task_id: str, sha: str) -> str | None:
+    """``sha`` as the repository's next ``refs/orch/safety/<id>/<n>`` (None: one names it already)."""
+    from orch.verify import safety
+
+    have = safety.numbered(root, task_id)
+    if git.rev_parse(sha, cwd=root) != sha or any(commit == sha for _, commit, _ in have):
+        return None
+    n = have[-1][0] if have else 0
+    for _ in range(safety.MAX_TRIES):
+        n += 1
+        ref = f"{safety.prefix(task_id)}/{n}"
+        if git.run(["update-ref", ref, sha, "0" * len(sha)], cwd=root, check=False).ok:
+            return ref
+    return None
 
 
 def _import(project: Project, objects: Path, tips: list[str]) -> None:

@@ -31,6 +31,7 @@ MAX_ENTRY = 64 << 10  # bytes of one entry
 MAX_ENTRIES = 200  # entries read per look
 MAX_NOTE = 8000  # characters of a note kept
 MAX_ARTIFACTS = 100
+GATES = "gate"  # the folder the agent hook asks for gates in (orch.agents.gatemail)
 
 
 def folder(project: Project, task_id: str) -> Path:
@@ -72,8 +73,8 @@ def take(project: Project, task_id: str) -> tuple[list[Report], list[str]]:
             refused.append(f"{len(names) - MAX_ENTRIES} more outbox entries wait for the next look")
             break
         path = box / name
-        if name.startswith(".") and name.endswith(".tmp"):
-            continue  # a write under way (atomic_write's temp file)
+        if name.startswith(".") and name.endswith(".tmp") or name == GATES:
+            continue  # a write under way (atomic_write's temp file), or the agent hook's gates folder
         try:
             report = _parse(path, name)
         except ValueError as exc:
@@ -163,6 +164,10 @@ def drain(project: Project, store: Store, task_id: str, *, looks: int = 1) -> No
     """Record every report waiting in the outbox, and name in the event log what was refused (a few
     reasons and a count: a flood of junk is one line, not thousands). ``looks``: how many batches to
     read (the end of a run reads until it is empty, within reason)."""
+    from orch.agents import gatemail  # what the agent hook asked from the box: gates, approvals used
+
+    for why in gatemail.drain(project, store, task_id)[:5]:
+        eventlog.append(project.log_path, state="RUNNING", task=task_id, action="REFUSE", result=why)
     for _ in range(looks):
         reports, refused = take(project, task_id)
         for report in reports:

@@ -41,6 +41,8 @@ hooks_app = typer.Typer(help="The git pre-commit hook shared by every worktree."
 app.add_typer(hooks_app, name="hooks")
 hook_app = typer.Typer(help="Run one hook (what the installed hooks call).", no_args_is_help=True)
 app.add_typer(hook_app, name="hook")
+policy_app = typer.Typer(help="The command policy: how risky a shell command an agent runs is.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
 
 
 from orch.cli.output import out  # noqa: E402

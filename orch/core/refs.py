@@ -16,6 +16,7 @@ from orch.core.text import quoted
 SNAPSHOT_PREFIX = "refs/orch/snapshots"
 KEPT_PREFIX = "refs/orch/kept"
 BASE_PREFIX = "refs/orch/base"
+SAFETY_PREFIX = "refs/orch/safety"  # the worktree before a RISKY command an agent ran (orch.verify.safety)
 ATTEMPTS_PREFIX = "refs/orch/attempts"  # the loop's strategies and the runs orch retry set aside
 
 

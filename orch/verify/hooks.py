@@ -29,9 +29,9 @@ MARKER = "# orch-hook: managed by git-orch"
 CLAUDE_SETTINGS = ".claude/settings.json"
 CODEX_HOOKS = ".codex/hooks.json"
 GEMINI_SETTINGS = ".gemini/settings.json"
-CLAUDE_MATCHER = "Edit|Write|MultiEdit|NotebookEdit"
-CODEX_MATCHER = "apply_patch|Edit|Write"
-GEMINI_MATCHER = "write_file|replace"
+CLAUDE_MATCHER = "Edit|Write|MultiEdit|NotebookEdit|Bash"  # Bash: the command policy (orch.inbox.gates)
+CODEX_MATCHER = "apply_patch|Edit|Write|Bash"
+GEMINI_MATCHER = "write_file|replace|run_shell_command"
 # What Aider writes for itself at the top of the folder it works in (its chat and input history, its
 # repository-map cache): never the task's work. Listed in info/exclude, so no snapshot commits them.
 AIDER_FILES = ("/.aider.chat.history.md", "/.aider.input.history", "/.aider.llm.history", "/.aider.tags.cache.v*/")
@@ -207,8 +207,10 @@ def _write_settings(
 def write_agent_hooks(ctx: Any, task_id: str, worktree: Path) -> None:
     """Write the agents' hooks into a task worktree, kept out of git's view.
 
-    Claude Code: ``.claude/settings.json`` (``PreToolUse``). Gemini CLI: ``.gemini/settings.json``
-    (``BeforeTool``, read in trusted folders: the gemini preset trusts the worktree). Codex:
+    They judge file edits by the task's rules and shell commands by the command policy (``Bash``,
+    ``run_shell_command``: ``orch.inbox.gates``). Claude Code: ``.claude/settings.json``
+    (``PreToolUse``). Gemini CLI: ``.gemini/settings.json`` (``BeforeTool``, read in trusted folders:
+    the gemini preset trusts the worktree). Codex:
     ``.codex/hooks.json``, which Codex ignores in a linked worktree (it reads the main checkout's,
     openai/codex#27133) and runs only when trusted: the codex preset passes the same hook on its
     command line (``{codex_hooks}``, ``codex_hooks_override``); the file stays for a Codex that reads
@@ -244,7 +246,7 @@ def codex_hooks_override() -> str:
     hold spaces or quotes: shell-quoted first, then TOML-escaped)."""
     command = toml_string(f"{python_command()} codex-pretool")
     hook = f'{{type="command",command={command},timeout=30}}'
-    return f'hooks.PreToolUse=[{{matcher="apply_patch",hooks=[{hook}]}}]'
+    return f'hooks.PreToolUse=[{{matcher="apply_patch|Bash",hooks=[{hook}]}}]'
 
 
 def keep_out_of_git(project: Project, worktree: Path, rels: list[str]) -> None:

@@ -299,6 +299,9 @@ def _outside_path(path: str, place: Place) -> bool:
             return rel == ".git" or rel.startswith(".git/")
     if any(t == path or t.startswith(path.rstrip("/") + "/") for t in tops):
         return True  # the worktree itself, or a folder that holds it
+    home = os.path.expanduser("~")
+    if home != "~" and (path == home or path.startswith(home.rstrip("/") + "/")):
+        return True  # the person's own files
     roots = {os.path.normpath(place.root), os.path.realpath(place.root)}
     if any(path == r or path.startswith(r + "/") or r.startswith(path.rstrip("/") + "/") for r in roots):
         return True  # the project: the main checkout, other tasks' worktrees

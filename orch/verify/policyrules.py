@@ -80,6 +80,15 @@ BUILTIN: list[Rule] = [
      r"^(?:sed|perl|ruby)(?: .*)? (?:-[a-zA-Z]*i\S*|--in-place\S*)(?: |$)|^sort(?: .*)? (?:-o|--output)",
      "edits files in place"),
     ("write-file", "RISKY", "command", None, r"(?:^| )> ", "writes a file"),
+    ("git-reads", "SAFE", "command", None,
+     rf"{GIT} (?:status|log|diff|show|rev-parse|rev-list|ls-files|ls-tree|cat-file|blame|grep|describe|shortlog"
+     r"|merge-base|name-rev|for-each-ref|show-ref|show-branch|count-objects|check-ignore|check-attr|var|help"
+     r"|version|cherry|range-diff|diff-tree|diff-index|diff-files|whatchanged)(?: |$)"
+     rf"|{GIT} (?:--version|--help)$|{GIT} branch(?: (?:-a|-r|-v|-vv|-l|--list|--all|--remotes|--show-current"
+     r"|--contains \S+|--no-contains \S+|--merged(?: \S+)?|--no-merged(?: \S+)?|--format=\S+|--sort=\S+))*$"
+     rf"|{GIT} (?:stash (?:list|show)|remote(?: -v| show(?: \S+)?| get-url \S+)?|tag(?: -l| --list)?(?: \S+)?"
+     r"|worktree list|reflog(?: show)?)(?: |$)",
+     "reads the repository"),
     ("git-changes", "RISKY", "command", None,
      rf"{GIT} (?:add|commit|rm|mv|reset|restore|checkout|switch|merge|rebase|cherry-pick|revert|am|apply|stash|clean"
      r"|pull|fetch|clone|init|tag|branch|worktree|submodule|notes|gc|lfs|sparse-checkout|bisect|format-patch)(?: |$)",
@@ -93,15 +102,6 @@ BUILTIN: list[Rule] = [
      r"|composer|mix|dotnet) (?:install|i|add|ci|sync|update|upgrade|remove|uninstall|rm|get|mod|restore)(?: |$)",
      "installs packages into the project"),
     # -- SAFE: reads only ----------------------------------------------------------------------------
-    ("git-reads", "SAFE", "command", None,
-     rf"{GIT} (?:status|log|diff|show|rev-parse|rev-list|ls-files|ls-tree|cat-file|blame|grep|describe|shortlog"
-     r"|merge-base|name-rev|for-each-ref|show-ref|show-branch|count-objects|check-ignore|check-attr|var|help"
-     r"|version|cherry|range-diff|diff-tree|diff-index|diff-files|whatchanged)(?: |$)"
-     rf"|{GIT} (?:--version|--help)$|{GIT} branch(?: (?:-a|-r|-v|-vv|-l|--list|--all|--remotes|--show-current"
-     r"|--contains \S+|--no-contains \S+|--merged(?: \S+)?|--no-merged(?: \S+)?|--format=\S+|--sort=\S+))*$"
-     rf"|{GIT} (?:stash (?:list|show)|remote(?: -v| show(?: \S+)?| get-url \S+)?|tag(?: -l| --list)?(?: \S+)?"
-     r"|worktree list|reflog(?: show)?)(?: |$)",
-     "reads the repository"),
     ("reads-only", "SAFE", "command", None,
      r"^(?:ls|ll|la|cat|bat|head|tail|less|more|wc|grep|egrep|fgrep|rg|ag|ack|find|fd|tree|pwd|echo|printf|which"
      r"|whereis|type|command|file|stat|du|df|diff|cmp|comm|sort|uniq|cut|tr|awk|gawk|mawk|sed|jq|yq|basename|dirname"
