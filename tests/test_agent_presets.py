@@ -112,7 +112,7 @@ def test_codex_preset_runs_orchs_hook_from_the_command_line(proj: Path, orch: Or
     assert argv[:4] == ["exec", "--json", "-s", inner], st["sandbox"]
     assert "--add-dir" not in argv and "--dangerously-bypass-hook-trust" in argv
     override = argv[argv.index("-c") + 1]  # one argv element
-    assert override.startswith('hooks.PreToolUse=[{matcher="apply_patch",hooks=[{type="command",command="')
+    assert override.startswith('hooks.PreToolUse=[{matcher="apply_patch|Bash",hooks=[{type="command",command="')
     [group] = seen["hooks"]
     assert group["hooks"][0]["timeout"] == 30
     assert shlex.split(group["hooks"][0]["command"]) == [str(python), "-m", "orch.hookmain", "codex-pretool"]
@@ -136,7 +136,7 @@ def test_codex_hooks_value_is_toml_whatever_the_command_holds() -> None:
     value = tomllib.loads("v = " + hooks.codex_hooks_override().partition("=")[2])["v"]
     assert value == [
         {
-            "matcher": "apply_patch",
+            "matcher": "apply_patch|Bash",
             "hooks": [{"type": "command", "command": hooks.python_command() + " codex-pretool", "timeout": 30}],
         }
     ]
@@ -319,7 +319,7 @@ def test_write_agent_hooks_writes_geminis_and_keeps_it_out_of_git(proj: Path) ->
     settings = json.loads((wt / ".gemini/settings.json").read_text())
     assert settings["model"] == {"name": "gemini-2.5-pro"}
     [entry] = settings["hooks"]["BeforeTool"]
-    assert entry["matcher"] == "write_file|replace"
+    assert entry["matcher"] == "write_file|replace|run_shell_command"
     [hook] = entry["hooks"]
     assert hook["type"] == "command" and hook["timeout"] == 30000  # Gemini's timeouts are in ms
     assert hook["command"].endswith("-m orch.hookmain gemini-pretool")

@@ -260,7 +260,7 @@ def test_write_agent_hooks_merges_settings_and_stays_out_of_git(proj: Path) -> N
     settings = json.loads((wt / ".claude/settings.json").read_text())
     assert settings["permissions"] == theirs["permissions"]
     entries = settings["hooks"]["PreToolUse"]
-    assert [e["matcher"] for e in entries] == ["Bash", "Edit|Write|MultiEdit|NotebookEdit"]
+    assert [e["matcher"] for e in entries] == ["Bash", "Edit|Write|MultiEdit|NotebookEdit|Bash"]
     command = entries[1]["hooks"][0]["command"]
     assert command.endswith("-m orch.hookmain claude-pretool")
     codex = json.loads((wt / ".codex/hooks.json").read_text())

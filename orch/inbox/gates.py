@@ -129,9 +129,12 @@ def _gate(ctx: Ctx, task: str, cwd: str, command: str, verdict: policy.Verdict, 
         and (i.get("data") or {}).get("command") == command and (i.get("data") or {}).get("cwd") == cwd
     ]  # fmt: skip
     boxed = _boxed(ctx)
-    expired = None
+    expired = used = None
     for item in reversed(mine):
-        if item.get("state") != "approved" or (item.get("data") or {}).get("used"):
+        if item.get("state") != "approved":
+            continue
+        if (item.get("data") or {}).get("used"):
+            used = used or item["id"]
             continue
         if not decide.answered_by_a_person(ctx, item):
             continue
@@ -156,6 +159,8 @@ def _gate(ctx: Ctx, task: str, cwd: str, command: str, verdict: policy.Verdict, 
     else:
         item_id = gatemail.post(project, store, task, command, cwd, agent, verdict)["id"]
     lapsed = f" (the approval {expired} expired: approvals hold for an hour)" if expired else ""
+    if used and not expired:
+        lapsed = f" (the approval {used} was used once already: each run needs its own)"
     return 2, _denied(verdict, item_id, f"a person must approve it first{lapsed}")
 
 
