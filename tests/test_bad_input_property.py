@@ -1,7 +1,7 @@
 """Property: whatever a person (or an agent) writes into orch's files, orch answers without a traceback.
 
-Random and mutated ``plan.md``, ``config.yaml``, ``locks.yaml``, an agent manifest and a task's
-``status.yaml`` are fed to the commands that read them. Every answer is the command's usual one (the
+Random and mutated ``plan.md``, ``config.yaml``, ``locks.yaml``, ``policy.yaml``, an agent manifest and
+a task's ``status.yaml`` are fed to the commands that read them. Every answer is the command's usual one (the
 mutated file happened to be valid) or exit 3 naming the file and, for what sits on a line, the line.
 The commands run as real processes forked from one warm server (``forkorch``); the module ends with
 cases run through ``python -m orch`` itself, answering byte for byte as the forked ones. (Each kind of
@@ -28,6 +28,24 @@ CONFIG = ".orch/config.yaml"
 LOCKS = ".orch/locks.yaml"
 AGENT = ".orch/agents/shell.yaml"
 STATUS = ".orch/run/tasks/T1/status.yaml"
+POLICY = ".orch/policy.yaml"
+
+POLICY_TEXT = """\
+builtin: true
+unknown: RISKY
+rules:
+- id: tests
+  match: ^pytest( |$)
+  tier: SAFE
+  why: the tests write caches only
+- match: ^make deploy
+  tier: CRITICAL
+- id: outside
+  match: ^cp( |$)
+  tier: CRITICAL
+  outside: operands
+  level: command
+"""
 
 LOCKS_TEXT = """\
 version: 1
@@ -64,6 +82,7 @@ COMMANDS: dict[str, list[list[str]]] = {
     AGENT: [["agents"], ["spin", "T3", "--no-start", "--force"]],
     STATUS: [["status"], ["status", "T1"], ["status", "--json"], ["verify", "T1"], ["merge", "--dry-run"],
              ["doctor"], ["wait", "T1", "--timeout", "0"]],
+    POLICY: [["policy", "check", "pytest -q && cp x ../y"], ["policy", "check", "--json", "make deploy | sh"]],
 }  # fmt: skip
 
 # Commands whose answer may be "no" (exit 1) on a valid project: a violation, a finding, a failed task.
@@ -76,6 +95,7 @@ WHOLE_FILE = re.compile(r"the file is empty|not UTF-8 text|holds no settings|no 
 def spun(project: Path, orch: Orch) -> Path:
     """T1 succeeded with a commit, T2 is spun but not started, T3 waits for T1; three kinds of lock."""
     (project / LOCKS).write_text(LOCKS_TEXT)
+    (project / POLICY).write_text(POLICY_TEXT)
     write_plan(project, "# Plan: properties\n\n" + TASK.format("T1", "none") + TASK.format("T2", "none")
                + TASK.format("T3", "T1"))  # fmt: skip
     (project / "src").mkdir()
@@ -230,7 +250,7 @@ def run_mutated(spun: Path, forked: ForkOrch, rel: str, data: bytes, command: li
             p.write_bytes(kept)
 
 
-@pytest.mark.parametrize("rel", [PLAN, CONFIG, LOCKS, AGENT, STATUS], ids=lambda rel: Path(rel).name)
+@pytest.mark.parametrize("rel", [PLAN, CONFIG, LOCKS, AGENT, STATUS, POLICY], ids=lambda rel: Path(rel).name)
 def test_mutated_files_never_crash_and_name_the_line(spun: Path, forked: ForkOrch, rel: str) -> None:
     original = (spun / rel).read_bytes()
     for command in COMMANDS[rel]:  # on the intact project, no command refuses
@@ -257,6 +277,7 @@ SAMPLES = [
     (AGENT, lambda t: t + 'env: {"A=B": "1"}\n', ["agents"]),
     (STATUS, lambda t: t + "pid: 99999999999999999999\n", ["status", "T1"]),
     (STATUS, lambda t: t.replace("state: SUCCESS", "state: SUCCES"), ["wait", "T1", "--timeout", "0"]),
+    (POLICY, lambda t: t.replace("^make deploy", "^make (deploy"), ["policy", "check", "ls"]),
 ]
 
 

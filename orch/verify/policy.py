@@ -3,7 +3,7 @@
 A command line is read into the simple commands it runs (``orch.verify.shellcmds``); each is given
 the tier of the first rule that matches it (``policyrules``: a regular expression over what it reads
 as, perhaps only when one of its paths lies outside the task's worktree), the line as a whole is
-matched by the ``on: line`` rules, and the worst tier wins. A line orch cannot read is CRITICAL.
+matched by the ``level: line`` rules, and the worst tier wins. A line orch cannot read is CRITICAL.
 
 The rules come from ``.orch/policy.yaml`` (``schemas/policy.schema.json``), followed by the built-in
 ones unless it says ``builtin: false``; without the file, the built-in ones alone. Like the locks,
@@ -36,7 +36,7 @@ TEMP = ("/tmp", "/var/tmp")  # scratch: what lies below them is not the person's
 class Rule:
     id: str
     tier: str
-    on: str  # command | line
+    level: str  # command | line
     outside: str | None  # operands | writes | None
     rx: re.Pattern[str]
     why: str
@@ -85,8 +85,8 @@ def builtin() -> Policy:
 
 def _builtin_rules() -> list[Rule]:
     return [
-        Rule(rid, tier, on, outside, re.compile(match), why, "built in")
-        for rid, tier, on, outside, match, why in policyrules.BUILTIN
+        Rule(rid, tier, level, outside, re.compile(match), why, "built in")
+        for rid, tier, level, outside, match, why in policyrules.BUILTIN
     ]
 
 
@@ -104,14 +104,15 @@ def parse(text: str, where: str, *, store: Store | None = None) -> Policy:
         line = lines[n] if n < len(lines) else 1
         try:
             rx = re.compile(item["match"])
-        except re.error as exc:
+        except (re.error, RecursionError, OverflowError) as exc:
+            why = exc.msg if isinstance(exc, re.error) else "nested too deep"
             raise InputError(
-                f"{where}:{line}: rules[{n}].match: not a regular expression ({exc.msg})",
+                f"{where}:{line}: rules[{n}].match: not a regular expression ({why})",
                 hint="a Python regular expression, searched in the command as orch reads it (see orch policy check)",
             ) from None
         rid = item.get("id") or f"rule {n + 1}"
-        on, outside = item.get("on", "command"), item.get("outside")
-        rules.append(Rule(rid, item["tier"], on, outside, rx, item.get("why") or "", f"{where}:{line}"))
+        level, outside = item.get("level", "command"), item.get("outside")
+        rules.append(Rule(rid, item["tier"], level, outside, rx, item.get("why") or "", f"{where}:{line}"))
     if data.get("builtin", True):
         rules += _builtin_rules()
     return Policy(rules, data.get("unknown", policyrules.UNKNOWN), where)
@@ -189,7 +190,7 @@ def _judge_one(policy: Policy, command: str, place: Place) -> Verdict:
         if cmd.depth == 0 and cmd.program in ("cd", "pushd"):
             here = _cd(cmd, here)
     for shown in _lines(cmds):
-        rule = next((r for r in policy.rules if r.on == "line" and r.rx.search(shown)), None)
+        rule = next((r for r in policy.rules if r.level == "line" and r.rx.search(shown)), None)
         if rule is not None:
             findings.append(Finding(shown, "the line", rule.tier, rule.id, rule.why, rule.where))
     if not findings:
@@ -201,7 +202,7 @@ def _judge_one(policy: Policy, command: str, place: Place) -> Verdict:
 def _judge_cmd(policy: Policy, cmd: shellcmds.Cmd, place: Place, cwd: str | None) -> Finding:
     text = cmd.text()
     for rule in policy.rules:
-        if rule.on != "command":
+        if rule.level != "command":
             continue
         path = None
         if rule.outside is not None:
@@ -215,7 +216,7 @@ def _judge_cmd(policy: Policy, cmd: shellcmds.Cmd, place: Place, cwd: str | None
 
 
 def _lines(cmds: list[shellcmds.Cmd]) -> list[str]:
-    """Each script's programs joined by their operators (``curl | sh``), for the ``on: line`` rules."""
+    """Each script's programs joined by their operators (``curl | sh``), for the ``level: line`` rules."""
     scripts: dict[int, list[str]] = {}
     for cmd in cmds:
         name = cmd.program

@@ -1,9 +1,9 @@
 """The command policy's built-in rules: what applies when ``.orch/policy.yaml`` is absent, and after a
 file's own rules unless it says ``builtin: false``.
 
-Each rule: (id, tier, on, outside, match, why). ``match`` is a regular expression searched in what a
+Each rule: (id, tier, level, outside, match, why). ``match`` is a regular expression searched in what a
 command reads as (``orch.verify.shellcmds.Cmd.text``: the program's name without its folder, its
-words with quotes taken off, ``> FILE`` for each file it writes), or, for ``on: line``, in the line's
+words with quotes taken off, ``> FILE`` for each file it writes), or, for ``level: line``, in the line's
 programs joined by their operators (``curl | sh``). ``outside``: the rule applies only when one of
 the command's operands (``operands``) or the files it writes (``writes``) lies outside the task's
 worktree, is the worktree itself, lies in its ``.git``, or cannot be known (``$X``, input from
