@@ -34,7 +34,7 @@ from orch.verify import hookrun, policy, safety
 
 SHELL_TOOLS = {"Bash", "run_shell_command"}  # Claude Code and Codex; Gemini CLI
 WAIT = 8.0  # seconds the hook in the box waits for the supervisor (hooks time out at 30)
-POLL = 0.1
+POLL = 0.2
 
 
 def is_shell_call(data: Any) -> bool:

@@ -30,6 +30,8 @@ TIERS = ("SAFE", "RISKY", "CRITICAL")
 RANK = {tier: n for n, tier in enumerate(TIERS)}
 POLICY = "policy.yaml"  # under .orch/
 TEMP = ("/tmp", "/var/tmp")  # scratch: what lies below them is not the person's work
+MAX_TEXT = 32 << 10  # a longer line is not judged (CRITICAL): the rules' time must stay well under the hooks'
+MAX_COMMANDS = 256
 
 
 @dataclass(frozen=True)
@@ -179,10 +181,15 @@ def judge(policies: list[Policy], command: str, place: Place) -> Verdict:
 
 def _judge_one(policy: Policy, command: str, place: Place) -> Verdict:
     try:
+        if len(command) > MAX_TEXT:
+            raise shellcmds.Unreadable(f"over {MAX_TEXT // 1024} KiB: write big files with the file tools")
         cmds = shellcmds.read(command)
-    except shellcmds.Unreadable as exc:
+        if len(cmds) > MAX_COMMANDS:
+            raise shellcmds.Unreadable(f"over {MAX_COMMANDS} commands")
+    except (shellcmds.Unreadable, RecursionError) as exc:
         why = f"orch cannot read this command line ({exc}), so it cannot tell what it runs"
-        return Verdict(command, "CRITICAL", [Finding(command, "", "CRITICAL", "unreadable", why, "built in")], [])
+        shown = command if len(command) <= 300 else command[:300] + "..."
+        return Verdict(command, "CRITICAL", [Finding(shown, "", "CRITICAL", "unreadable", why, "built in")], [])
     findings: list[Finding] = []
     here: str | None = place.cwd
     for cmd in cmds:
