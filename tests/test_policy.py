@@ -153,7 +153,7 @@ def test_an_uncommitted_loosening_does_not_count(proj: Path, orch: Orch) -> None
     (proj / ".orch/policy.yaml").write_text("rules:\n  - id: egress-ok\n    match: '^curl '\n    tier: SAFE\n")
     r = orch.ok("policy", "check", "curl https://example.com")
     assert r.stdout.splitlines()[0] == "CRITICAL: curl https://example.com"
-    assert "note: .orch/policy.yaml would make it SAFE; orch's built-in rules says CRITICAL" in r.stdout
+    assert "note: .orch/policy.yaml would make it SAFE, but it is judged CRITICAL by orch's built-in rules" in r.stdout
     assert r.stdout.splitlines()[-1] == "rules: orch's built-in rules + .orch/policy.yaml"
     git(proj, "add", "-A")
     git(proj, "commit", "-q", "-m", "a person allows curl")
@@ -163,6 +163,10 @@ def test_an_uncommitted_loosening_does_not_count(proj: Path, orch: Orch) -> None
     assert orch.ok("policy", "check", "curl x").stdout.startswith("CRITICAL: ")  # stricter counts at once
     (proj / ".orch/policy.yaml").write_text("builtin: false\nunknown: SAFE\n")
     assert orch.ok("policy", "check", "git push").stdout.startswith("CRITICAL: ")
+    # a line rule only the working copy has counts at once, as a stricter rule does
+    (proj / ".orch/policy.yaml").write_text("rules:\n  - match: 'ls \\| wc'\n    level: line\n    tier: CRITICAL\n")
+    lines = orch.ok("policy", "check", "ls | wc -l").stdout.splitlines()
+    assert lines[0] == "CRITICAL: ls | wc -l" and "  CRITICAL  the line: ls | wc" in lines
 
 
 @pytest.mark.parametrize(

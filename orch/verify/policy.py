@@ -161,25 +161,30 @@ class Place:
 
 
 def judge(policies: list[Policy], command: str, place: Place) -> Verdict:
-    """The tier of ``command`` run at ``place``: the worse of what each policy says, command by command."""
-    verdicts = [_judge_one(p, command, place) for p in policies]
-    floor = verdicts[0]
+    """The tier of ``command`` run at ``place``: the worse of what each policy says, command by command
+    (and every ``level: line`` rule of each that matches)."""
+    judged = [_judge_one(p, command, place) for p in policies]
+    floor, _ = judged[0]
     findings = []
-    for n, found in enumerate(floor.findings):
-        others = [v.findings[n] for v in verdicts[1:] if n < len(v.findings)]
+    for n, found in enumerate(floor):  # each policy read the same commands, in the same order
+        others = [each[n] for each, _ in judged[1:] if n < len(each)]
         findings.append(max([found, *others], key=lambda f: RANK[f.tier]))  # ties: the committed rule
+    for _, lines in judged:
+        findings += [f for f in lines if f not in findings]
     tier = max((f.tier for f in findings), key=RANK.__getitem__, default="SAFE")
     verdict = Verdict(command, tier, findings, [p.source for p in policies])
-    for other in verdicts[1:]:
-        if RANK[other.tier] < RANK[floor.tier]:
+    tiers = [max((f.tier for f in [*each, *lines]), key=RANK.__getitem__, default="SAFE") for each, lines in judged]
+    for policy, own in zip(policies[1:], tiers[1:], strict=True):
+        if RANK[own] < RANK[tiers[0]]:
             verdict.notes.append(
-                f"{policies[verdicts.index(other)].source} would make it {other.tier}; {floor.sources[0]} says "
-                f"{floor.tier}, and an uncommitted edit cannot loosen the policy"
+                f"{policy.source} would make it {own}, but it is judged {tiers[0]} by {policies[0].source}: "
+                "an uncommitted edit cannot loosen the policy"
             )
     return verdict
 
 
-def _judge_one(policy: Policy, command: str, place: Place) -> Verdict:
+def _judge_one(policy: Policy, command: str, place: Place) -> tuple[list[Finding], list[Finding]]:
+    """What ``policy`` says of each command of the line, and of the line (its ``level: line`` rules)."""
     try:
         if len(command) > MAX_TEXT:
             raise shellcmds.Unreadable(f"over {MAX_TEXT // 1024} KiB: write big files with the file tools")
@@ -189,21 +194,21 @@ def _judge_one(policy: Policy, command: str, place: Place) -> Verdict:
     except (shellcmds.Unreadable, RecursionError) as exc:
         why = f"orch cannot read this command line ({exc}), so it cannot tell what it runs"
         shown = command if len(command) <= 300 else command[:300] + "..."
-        return Verdict(command, "CRITICAL", [Finding(shown, "", "CRITICAL", "unreadable", why, "built in")], [])
+        return [Finding(shown, "", "CRITICAL", "unreadable", why, "built in")], []
     findings: list[Finding] = []
     here: str | None = place.cwd
     for cmd in cmds:
         findings.append(_judge_cmd(policy, cmd, place, here))
         if cmd.depth == 0 and cmd.program in ("cd", "pushd"):
             here = _cd(cmd, here)
+    if not findings:
+        findings.append(Finding("", "", "SAFE", "empty", "runs nothing", "built in"))
+    lines = []
     for shown in _lines(cmds):
         rule = next((r for r in policy.rules if r.level == "line" and r.rx.search(shown)), None)
         if rule is not None:
-            findings.append(Finding(shown, "the line", rule.tier, rule.id, rule.why, rule.where))
-    if not findings:
-        findings.append(Finding("", "", "SAFE", "empty", "runs nothing", "built in"))
-    tier = max((f.tier for f in findings), key=RANK.__getitem__)
-    return Verdict(command, tier, findings, [policy.source])
+            lines.append(Finding(shown, "the line", rule.tier, rule.id, rule.why, rule.where))
+    return findings, lines
 
 
 def _judge_cmd(policy: Policy, cmd: shellcmds.Cmd, place: Place, cwd: str | None) -> Finding:
