@@ -255,6 +255,11 @@ CLAUDE_LIKE = textwrap.dedent(
     open("src/work.txt", "w").write("before the risky command\\n")
     note("risky", bash("rm -rf src/old"))
     note("safe", bash("git status && ls"))
+    try:
+        open(".claude/settings.json", "w").write("{}")
+        note("settings", "changed")
+    except OSError as exc:
+        note("settings", exc.strerror)
     """
 )
 
@@ -303,6 +308,7 @@ def test_in_the_box_the_supervisor_posts_and_records_what_the_hook_asks(
     assert len(asked) == 2 and "G1" not in asked  # each asked anew, each named to the agent
     assert json.loads((record / "risky.json").read_text()) == [0, ""]
     assert json.loads((record / "safe.json").read_text()) == [0, ""]
+    assert json.loads((record / "settings.json").read_text()) == "Read-only file system"  # its hooks stay
     assert item(project, "G1")["data"]["used"]["nonce"]
     log = (project / ".orch/run/log").read_text()
     assert "| GATE | T1 | USE | G1 used once |" in log

@@ -12,6 +12,7 @@ from typing import Any
 from orch.agents import outbox
 from orch.agents.taskfiles import open_run_file
 from orch.core.repo import Project
+from orch.verify.hooks import AGENT_SETTINGS
 
 
 def boxed(
@@ -38,9 +39,15 @@ def boxed(
         network=bool(info.get("network", True)),
         terminal=terminal,
         # The worktree's .git file names the repository every later git (clean, doctor) works in:
-        # nothing in the box may point it elsewhere. And the agent CLI's settings, which can name
-        # programs a person's next session would run, stay read-only inside its writable state.
-        read_only=[worktree / ".git", *(Path(p) for p in info.get("read_only") or [])],
+        # nothing in the box may point it elsewhere. The hook settings orch wrote into the worktree
+        # (the gates on its shell commands) are not the agent's to change. And the agent CLI's
+        # settings, which can name programs a person's next session would run, stay read-only
+        # inside its writable state.
+        read_only=[
+            worktree / ".git",
+            *(worktree / rel for rel in AGENT_SETTINGS),
+            *map(Path, info.get("read_only") or []),
+        ],
     )
     if git_of_its_own:
         shadow = boxgit.prepare(project, task_id, worktree)

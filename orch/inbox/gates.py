@@ -228,7 +228,8 @@ def _phrase(item: inbox.Item) -> str:
     command = str(data.get("command") or "")
     shown = command if len(command) <= 120 else command[:120] + "..."
     why = "; ".join(str(w) for w in data.get("why") or [])[:200]
-    return f"run `{shown}` in {data.get('cwd')}? CRITICAL: {why}"
+    where = f" in {data['cwd']}" if data.get("cwd") else ""
+    return f"run `{shown}`{where}? CRITICAL: {why}"
 
 
 decide.PHRASES["gate"] = _phrase

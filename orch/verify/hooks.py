@@ -29,6 +29,7 @@ MARKER = "# orch-hook: managed by git-orch"
 CLAUDE_SETTINGS = ".claude/settings.json"
 CODEX_HOOKS = ".codex/hooks.json"
 GEMINI_SETTINGS = ".gemini/settings.json"
+AGENT_SETTINGS = (CLAUDE_SETTINGS, CODEX_HOOKS, GEMINI_SETTINGS)  # read-only in the box
 CLAUDE_MATCHER = "Edit|Write|MultiEdit|NotebookEdit|Bash"  # Bash: the command policy (orch.inbox.gates)
 CODEX_MATCHER = "apply_patch|Edit|Write|Bash"
 GEMINI_MATCHER = "write_file|replace|run_shell_command"
