@@ -154,17 +154,17 @@ def hook_pre_commit() -> int:
 
 @hook_app.command("claude-pretool")
 def hook_claude_pretool() -> int:
-    """Claude Code PreToolUse hook: JSON on stdin; exit 2 with the reason on stderr denies the edit."""
+    """Claude Code PreToolUse hook: JSON on stdin; exit 2 with the reason on stderr denies the edit or command."""
     return _run_hook("claude-pretool")
 
 
 @hook_app.command("codex-pretool")
 def hook_codex_pretool() -> int:
-    """Codex PreToolUse hook for apply_patch: exit 2 with the reason on stderr denies the patch."""
+    """Codex PreToolUse hook for apply_patch and Bash: exit 2 with the reason on stderr denies it."""
     return _run_hook("codex-pretool")
 
 
 @hook_app.command("gemini-pretool")
 def hook_gemini_pretool() -> int:
-    """Gemini CLI BeforeTool hook for write_file and replace: exit 2 with the reason on stderr denies the edit."""
+    """Gemini CLI BeforeTool hook for write_file, replace, run_shell_command: exit 2 with the reason denies it."""
     return _run_hook("gemini-pretool")
