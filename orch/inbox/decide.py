@@ -49,9 +49,10 @@ def _kinds() -> None:
     """Import the modules that register the kinds' handlers and phrasings (one per line)."""
     import importlib
 
-    for name in (
+    modules: list[str] = [
         # the kind modules of orch.inbox, one per line:
-    ):
+    ]
+    for name in modules:
         importlib.import_module(f"orch.inbox.{name}")
 
 
