@@ -10,7 +10,7 @@ from typing import Any
 
 from orch.agents import launch
 from orch.agents.taskfiles import files
-from orch.core import eventlog, state
+from orch.core import eventlog, procs, state
 from orch.core.context import Ctx
 from orch.core.errors import InputError
 from orch.core.refs import check_id
@@ -85,17 +85,22 @@ def log_offset(ctx: Ctx) -> int:
 
 
 def follow(ctx: Ctx, ids: list[str], offset: int, *, poll: float = 0.2) -> Iterator[str]:
-    """Lines for a person while the tasks run (their loop's events), until none is RUNNING."""
+    """Lines for a person while the tasks run (their loop's events), until none is RUNNING.
+
+    Between two looks it waits ``poll`` seconds, or less: until a running task's supervisor ends
+    (``procs.wait_exit``), so the command returns when the last run does, not up to ``poll`` later."""
     project, store = ctx.project, ctx.store
     while True:
-        running = any((state.read(project, store, i) or {}).get("state") == "RUNNING" for i in ids)
+        running = [st for st in (state.read(project, store, i) or {} for i in ids) if st.get("state") == "RUNNING"]
         events, offset = eventlog.read_from(project.log_path, offset)
         for event in events:
             if event.task in ids and event.action in FOLLOWED:
                 yield f"{event.iteration} {event.action} {event.result}".rstrip()
         if not running:
             return
-        time.sleep(poll)
+        pids = [s["supervisor_pid"] for s in running if procs.alive(s.get("supervisor_pid"), s.get("supervisor_start"))]
+        if not procs.wait_exit(pids, poll):
+            time.sleep(poll)
 
 
 def ended_line(task_id: str, st: state.Status) -> str:
