@@ -35,8 +35,8 @@ def terminate(proc: subprocess.Popen[bytes], *, group: bool, grace: float = GRAC
 def wait_for(proc: subprocess.Popen[bytes], timeout: float) -> int | None:
     """``proc``'s exit code once it has ended, waiting up to ``timeout`` seconds for that; None while it
     runs. On Linux the wait ends the moment the process does (``procs.wait_exit``): ``Popen.wait``
-    with a timeout polls with sleeps that double up to 50 ms, so a command of 30 ms was seen ended
-    after up to 63 ms, twice per loop iteration (the agent, then its accept command)."""
+    with a timeout looks after sleeps that double up to 50 ms (at 1, 3, 7, 15, 31, 63 ms), so a
+    command of 32 ms was seen ended after 63, twice per loop iteration (the agent, then its accept)."""
     if proc.returncode is None and procs.wait_exit([proc.pid], timeout):
         return proc.poll()
     try:
