@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from orch.agents import boxcmd, boxrun, budget, loop, outbox, pane, taskgit
-from orch.agents.procgroup import end_group, terminate
+from orch.agents.procgroup import end_group, terminate, wait_for
 from orch.agents.taskfiles import files, guard_run_folder, open_run_file, run_folder_problem, sweep_run_files
 from orch.core import eventlog, git, procs, refs, state
 from orch.core.errors import EnvError, OrchError
@@ -239,11 +239,8 @@ def _watch(
     limit = float(timeout or 0)
     next_budget = time.monotonic() + BUDGET_POLL
     while True:
-        try:
-            proc.wait(timeout=0.2)
+        if wait_for(proc, 0.2) is not None:
             return None
-        except subprocess.TimeoutExpired:
-            pass
         now = time.monotonic()
         if flags.terminated:
             terminate(proc, group=not in_tmux)
