@@ -51,6 +51,7 @@ def _kinds() -> None:
 
     for name in (
         # the kind modules of orch.inbox, one per line:
+        "learnings",
     ):
         importlib.import_module(f"orch.inbox.{name}")
 
