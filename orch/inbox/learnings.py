@@ -58,7 +58,7 @@ def _phrase(item: Item) -> str:
     return out
 
 
-def _cut(text: str, limit: int = 160) -> str:
+def _cut(text: str, limit: int = 100) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
