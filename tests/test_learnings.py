@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import Orch, git, status_of, wait_state, write_plan
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orch.agents import learnings
 from orch.core import procs
@@ -329,6 +331,48 @@ def test_agents_md_a_link_is_refused_and_a_missing_one_made(project: Path, orch:
 def test_insert_adds_one_bullet_and_keeps_every_other_byte(old: bytes, section: str, new: bytes) -> None:
     assert insert(old, section, "new") == new
     added_bytes(old, new)
+
+
+_PIECES = st.sampled_from(
+    ["## STYLE", "## GOTCHAS", "# Title", "### sub", "- a", "  wrapped", "", "```", "~~~", "    ## indented", "x\r"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.one_of(_PIECES, st.text(max_size=12)), max_size=12),
+    st.booleans(),
+    st.sampled_from(["STYLE", "GOTCHAS"]),
+)
+def test_insert_only_ever_adds_one_bullet(pieces: list[str], final_newline: bool, section: str) -> None:
+    old = ("\n".join(pieces) + ("\n" if final_newline and pieces else "")).encode("utf-8", "surrogatepass")
+    try:
+        new = insert(old, section, "new rule")
+    except InputError as exc:
+        assert "a code fence opens here and never closes" in exc.message
+        return
+    if new is None:
+        assert b"- new rule" in old
+        return
+    _at, added = added_bytes(old, new)
+    assert added.strip(b"\r\n") == b"- new rule" or added.strip(b"\r\n").endswith(b"\n- new rule")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.sampled_from(["## One line for AGENTS.md", "## What surprised me", "GOTCHAS: x"]), st.text()),
+        max_size=8,
+    )
+)
+def test_parse_gives_a_checked_line_or_says_why(pieces: list[str]) -> None:
+    try:
+        found = learnings.parse("\n".join(pieces))
+    except learnings.NoLearning as exc:
+        assert str(exc)
+        return
+    assert learnings.check_line(found.line) == (found.section, found.rule)
+    assert all(c.isprintable() for c in found.line + found.surprise + found.improvement)
 
 
 def test_insert_says_when_the_bullet_is_there_and_refuses_an_open_fence() -> None:
