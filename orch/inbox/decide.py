@@ -51,6 +51,7 @@ def _kinds() -> None:
 
     modules: list[str] = [
         # the kind modules of orch.inbox, one per line:
+        "learnings",
     ]
     for name in modules:
         importlib.import_module(f"orch.inbox.{name}")
