@@ -27,6 +27,7 @@ from orch.core.store import Store, atomic_write
 REPORT_STATES = ("PROGRESS", "SUCCESS", "BLOCKED", "PAUSED", "FAILED")
 ENDED = ("SUCCESS", "FAILED", "CRASHED", "BLOCKED", "PAUSED")
 NAME_RE = re.compile(r"\d{1,20}-\d{1,10}-[0-9a-f]{8}\.json")
+HANDOFF_RE = re.compile(r"handoff-\d{1,20}-\d{1,10}-[0-9a-f]{8}\.json")  # orch propose's: read at the run's end
 MAX_ENTRY = 64 << 10  # bytes of one entry
 MAX_ENTRIES = 200  # entries read per look
 MAX_NOTE = 8000  # characters of a note kept
@@ -72,8 +73,8 @@ def take(project: Project, task_id: str) -> tuple[list[Report], list[str]]:
             refused.append(f"{len(names) - MAX_ENTRIES} more outbox entries wait for the next look")
             break
         path = box / name
-        if name.startswith(".") and name.endswith(".tmp"):
-            continue  # a write under way (atomic_write's temp file)
+        if (name.startswith(".") and name.endswith(".tmp")) or HANDOFF_RE.fullmatch(name):
+            continue  # a write under way (atomic_write's temp file); a handoff (orch.agents.handoff)
         try:
             report = _parse(path, name)
         except ValueError as exc:
@@ -183,5 +184,5 @@ def sweep(project: Project, task_id: str) -> None:
         if stat.S_ISDIR(os.lstat(box).st_mode):
             for name in os.listdir(box):
                 path = box / name
-                if not (os.path.isdir(path) and not os.path.islink(path)):
+                if not (os.path.isdir(path) and not os.path.islink(path)) and not HANDOFF_RE.fullmatch(name):
                     path.unlink(missing_ok=True)

@@ -51,6 +51,7 @@ def _kinds() -> None:
 
     for name in (
         # the kind modules of orch.inbox, one per line:
+        "handoff",
     ):
         importlib.import_module(f"orch.inbox.{name}")
 
@@ -129,6 +130,8 @@ def answer_command(item: Item) -> str:
         return (
             f"orch approve {item['id']} --note ANSWER (retries {item.get('task')} with it) | orch reject {item['id']}"
         )
+    if item["kind"] == "handoff":
+        return f"orch approve {item['id']} [--id TASK] | orch reject {item['id']}"
     if item["kind"] == "learning":
         return f"orch approve {item['id']} [--edit TEXT] | orch reject {item['id']}"
     return f"orch approve {item['id']} | orch reject {item['id']}"
