@@ -306,15 +306,21 @@ class Taken:
         with contextlib.suppress(OSError, ValueError):
             box = outbox.folder(self.project, self.task_id)
             if stat.S_ISDIR(os.lstat(box).st_mode):
-                for entry in sorted(os.listdir(box), key=_order):
-                    if NAME_RE.fullmatch(entry):
-                        self._take(box / entry, f"outbox entry {entry}")
+                entries = sorted((e for e in os.listdir(box) if NAME_RE.fullmatch(e)), key=_order)
+                for entry in entries[:MAX_PER_RUN]:
+                    self._take(box / entry, f"outbox entry {entry}")
+                for entry in entries[MAX_PER_RUN:]:  # a flood: removed unread
+                    with contextlib.suppress(OSError):
+                        os.unlink(box / entry)
+                if len(entries) > MAX_PER_RUN:
+                    more = f"{len(entries) - MAX_PER_RUN} more proposals in the outbox"
+                    self.found.append((more, f"over {MAX_PER_RUN} in one run: removed unread"))
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         for n, (where, raw) in enumerate(self.found):
             try:
-                if n >= MAX_PER_RUN:
+                if n >= MAX_PER_RUN and not isinstance(raw, str):
                     raise InputError(f"{where}: more than {MAX_PER_RUN} proposals in one run")
                 if isinstance(raw, str):
                     raise InputError(f"{where}: {raw}")

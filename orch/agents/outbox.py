@@ -61,7 +61,7 @@ def take(project: Project, task_id: str) -> tuple[list[Report], list[str]]:
     try:
         if not stat.S_ISDIR(os.lstat(box).st_mode):
             return [], [f"the outbox {project.rel(box)} is not a folder: ignored"]
-        names = sorted(os.listdir(box), key=_order)
+        names = sorted((n for n in os.listdir(box) if not HANDOFF_RE.fullmatch(n)), key=_order)  # orch.agents.handoff
     except FileNotFoundError:
         return [], []
     except OSError as exc:
@@ -73,8 +73,8 @@ def take(project: Project, task_id: str) -> tuple[list[Report], list[str]]:
             refused.append(f"{len(names) - MAX_ENTRIES} more outbox entries wait for the next look")
             break
         path = box / name
-        if (name.startswith(".") and name.endswith(".tmp")) or HANDOFF_RE.fullmatch(name):
-            continue  # a write under way (atomic_write's temp file); a handoff (orch.agents.handoff)
+        if name.startswith(".") and name.endswith(".tmp"):
+            continue  # a write under way (atomic_write's temp file)
         try:
             report = _parse(path, name)
         except ValueError as exc:
