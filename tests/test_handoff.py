@@ -15,8 +15,11 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import Orch, git, run_orch, status_of, wait_state, write_plan
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orch.core import box
+from orch.core.errors import InputError
 from orch.core.plan import parse
 
 WHY = box.unavailable()
@@ -317,3 +320,55 @@ def test_an_edited_item_is_checked_again_and_an_approval_is_never_applied_twice(
     r = orch.ok("approve", "P1")
     assert r.stdout == "P1 (handoff, task T1): already in the plan as T2 (.orch/plan.md:13); nothing added\n"
     assert (project / ".orch/plan.md").read_bytes() == appended
+
+
+# -- whatever a proposal holds, the answer is a proposal or a clear refusal -------------------------
+
+VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.just(10**400),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=30),
+    st.sampled_from(["claude", "^docs/", "^(", "src/api.md", "../x", "/etc/passwd", ".git/config", "a\x00b", "\udcff"]),
+    st.lists(st.text(max_size=10), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=2),
+)
+KEYS = ["to", "title", "brief", "scope", "artifacts", "preconditions", "reason", "confidence", "agent"]
+
+
+def read_or_refused(text: bytes) -> None:
+    """``text`` as HANDOFF.yaml and as an outbox entry: a checked proposal, or a refusal naming it."""
+    from orch.agents import handoff
+
+    for as_yaml in (True, False):
+        where = handoff.FILE if as_yaml else "outbox entry x"
+        try:
+            read = handoff.read(handoff._parse(text, where, yaml_text=as_yaml), where=where)
+        except InputError as exc:
+            assert exc.message.startswith(where), exc.message
+            continue
+        assert 0.0 <= read.confidence <= 1.0 and read.title.isprintable()
+        assert all(".." not in a.split("/") and not a.startswith("/") for a in read.artifacts)
+
+
+@settings(max_examples=200, deadline=None)
+@given(proposal=st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=9), raw=st.binary(max_size=40))
+def test_any_proposal_is_read_or_refused_clearly(proposal: dict, raw: bytes) -> None:
+    from orch.agents import handoff
+
+    with_number = yaml.safe_dump({**proposal, "confidence": 0.5}, allow_unicode=True)
+    read_or_refused(with_number.encode("utf-8", "surrogateescape"))
+    read_or_refused(json.dumps(proposal, default=str).encode("utf-8", "surrogateescape"))
+    read_or_refused(raw)
+    for value in proposal.values():  # an item file anyone wrote still reads in the inbox
+        assert isinstance(handoff.phrase({"title": value, "reason": value, "confidence": value}), str)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [b"[" * 30000, b"confidence: " + b"9" * 5000, b"\xff\xfe", b"- a\n- b\n", b"to: [unclosed\n", b"{}"],
+)
+def test_odd_texts_are_refused_clearly(text: bytes) -> None:
+    read_or_refused(text)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import re
 import stat
@@ -154,8 +153,9 @@ def _confidence(value: object, what: str) -> float:
             raise InputError(f"{what} {quoted(str(value))} is not a number", hint="how sure: 0.0 to 1.0") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InputError(f"{what} must be a number from 0.0 to 1.0, not {type(value).__name__}")
-    if math.isnan(value) or not 0.0 <= value <= 1.0:
-        raise InputError(f"{what} {value:g} is outside 0.0-1.0", hint="how sure you are: 0.0 to 1.0")
+    if not 0.0 <= value <= 1.0:  # NaN too: it compares false
+        shown = f"{value:g}" if isinstance(value, float) else str(value) if abs(value) < 10**20 else "(a huge number)"
+        raise InputError(f"{what} {shown} is outside 0.0-1.0", hint="how sure you are: 0.0 to 1.0")
     return float(value)
 
 
@@ -266,7 +266,10 @@ def post(project: Project, store: Store, task_id: str, proposal: Proposal, *, vi
 def phrase(data: dict[str, Any]) -> str:
     """How a handoff reads in the inbox: "worth handing off" from 0.8, "you might want to" below 0.5."""
     conf = data.get("confidence")
-    c = float(conf) if isinstance(conf, (int, float)) and not isinstance(conf, bool) else 0.0
+    try:
+        c = float(conf) if isinstance(conf, (int, float)) and not isinstance(conf, bool) else 0.0
+    except OverflowError:  # an item file anyone wrote
+        c = 0.0
     title, to, task = data.get("title"), data.get("to"), data.get("task")
     scope = f"scope {data['scope']}" if data.get("scope") else "no scope: any file"
     reason = " ".join(str(data.get("reason") or "").split())
@@ -381,10 +384,16 @@ def _parse(raw: bytes, where: str, *, yaml_text: bool) -> object:
             return json.loads(text)
         except ValueError as exc:
             raise InputError(f"{where}: not JSON ({exc})") from None
+        except RecursionError:
+            raise InputError(f"{where}: nested too deeply") from None
     import yaml
 
     try:
         return yaml.safe_load(text)
+    except ValueError:  # PyYAML's int() of a number of over 4,300 digits
+        raise InputError(f"{where}: holds a number too long to read") from None
+    except RecursionError:
+        raise InputError(f"{where}: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f":{mark.line + 1}" if mark is not None else ""
