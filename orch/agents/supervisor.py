@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orch.agents import boxcmd, boxrun, budget, learnings, loop, outbox, pane, taskgit
+from orch.agents import boxcmd, boxrun, budget, handoff, learnings, loop, outbox, pane, taskgit
 from orch.agents.procgroup import end_group, terminate, wait_for
 from orch.agents.taskfiles import files, guard_run_folder, open_run_file, run_folder_problem, sweep_run_files
 from orch.core import eventlog, git, procs, refs, state
@@ -312,7 +312,8 @@ def finish(
             outbox.sweep(project, task_id)
             st = state.read(project, store, task_id, refresh=False) or st
         reflection = learnings.take(launch.get("cwd")) or (it.last_reflection if it else None)  # not snapshotted
-        settled = _settle(project, task_id, launch, st, run)
+        with handoff.Taken(project, store, task_id, launch):  # proposals out of the snapshot, posted after
+            settled = _settle(project, task_id, launch, st, run)
         settled.events[:0] = brought.events
         settled.kept[:0] = brought.kept
         settled.notes += brought.notes

@@ -51,6 +51,7 @@ def _kinds() -> None:
 
     modules: list[str] = [
         # the kind modules of orch.inbox, one per line:
+        "handoff",
         "learnings",
     ]
     for name in modules:
@@ -131,6 +132,8 @@ def answer_command(item: Item) -> str:
         return (
             f"orch approve {item['id']} --note ANSWER (retries {item.get('task')} with it) | orch reject {item['id']}"
         )
+    if item["kind"] == "handoff":
+        return f"orch approve {item['id']} [--id TASK] | orch reject {item['id']}"
     if item["kind"] == "learning":
         return f"orch approve {item['id']} [--edit TEXT] | orch reject {item['id']}"
     return f"orch approve {item['id']} | orch reject {item['id']}"
