@@ -242,6 +242,8 @@ def notice(ctx: Ctx, statuses: dict[str, state.Status]) -> str | None:
         st = statuses.get(task_id)
         if st is None or state.merged(st) or st.get("state") == "PENDING":
             continue
+        if sha == st.get("base_sha"):  # no commit of its own (a loop or a retry put it back at its start)
+            continue
         came.append(f"{task_id} ({sha[:12]})")
     if not came:
         return None
