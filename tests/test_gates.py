@@ -207,6 +207,19 @@ def test_the_installed_hooks_send_shell_commands_to_the_policy(proj: Path) -> No
     assert r.returncode == 2 and "privileged: runs as another user" in r.stderr
 
 
+def test_the_hook_judges_by_the_committed_policy_made_only_stricter(proj: Path) -> None:
+    wt = make_task(proj, "T1")
+    (proj / ".orch/policy.yaml").write_text(
+        "rules:\n  - match: '^curl '\n    tier: SAFE\n  - match: '^ls'\n    tier: CRITICAL\n"
+    )
+    assert hook(wt, "curl https://example.com").returncode == 2  # the loosening is not committed: no effect
+    stricter = hook(wt, "ls -la")
+    assert stricter.returncode == 2 and "rule 2: " in stricter.stderr  # the tightening counts at once
+    git(proj, "add", ".orch/policy.yaml")
+    git(proj, "commit", "-q", "-m", "a person allows curl")
+    assert hook(wt, "curl https://example.com").returncode == 0
+
+
 def test_a_broken_policy_refuses_every_command(proj: Path) -> None:
     wt = make_task(proj, "T1")
     (proj / ".orch/policy.yaml").write_text("rules:\n  - match: '['\n    tier: SAFE\n")
