@@ -1,7 +1,9 @@
 """scripts/bench/run: one table from the benchmarks in scripts/bench/.
 
 Smoke tests on the cheapest benchmark (startup) with one run: the table's shape and that its columns
-agree with each other. Never a wall time: the figures depend on the machine and its load.
+agree with each other; and the loop benchmark at its smallest, whose cases check that orch and the
+shell loop each end after exactly the iterations planned. Never a wall time: the figures depend on
+the machine and its load.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from orch.core import box
 
 BENCH = Path(__file__).resolve().parent.parent / "scripts" / "bench"
 STARTUP = {
@@ -78,9 +82,33 @@ def test_a_benchmark_still_runs_alone_and_gives_json() -> None:
         assert (row["target"] is None) == (row["met"] is None)
 
 
+def test_the_loop_benchmark_runs_orch_and_its_baseline_to_the_same_end() -> None:
+    # The smallest run: each case checks that its loop ended SUCCESS after exactly the iterations
+    # planned (else the benchmark fails), so this proves the two sides do the same work.
+    argv = ["--runs", "1", "--iterations", "2", "--files", "20", "--json"]
+    proc = bench(sys.executable, str(BENCH / "loop.py"), *argv)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["runs"] == {"loop": 1}
+    rows = {row["name"]: row for row in data["rows"]}
+    kinds = ["in the box", "`sandbox: off`"] if box.unavailable() is None else ["`sandbox: off`"]
+    assert list(rows) == [
+        *(f"one iteration of `orch run`, {kind}" for kind in kinds),
+        *(f"`orch run` of a spun task, 2 iterations, {kind}" for kind in kinds),
+    ]
+    for name, row in rows.items():
+        assert row["unit"] == "ms" and row["bench"] == "loop"
+        assert row["baseline_name"].startswith("`sh` loop")
+        assert ("agent and accept in `bwrap`" in row["baseline_name"]) == name.endswith("in the box")
+        assert row["target"] == ("<= 1.3x" if name.startswith("one iteration") else None)
+        assert row["figure"] > 0 and row["baseline"] > 0  # an iteration: from one agent's start to the next's
+    proc = bench(sys.executable, str(BENCH / "loop.py"), "--iterations", "6")
+    assert proc.returncode == 4 and "--iterations must be from 2 to 5" in proc.stderr
+
+
 def test_run_refuses_what_it_cannot_do() -> None:
     proc = bench(str(BENCH / "run"), "--only", "nosuch")
     assert proc.returncode == 2
-    assert "no benchmark nosuch (there are: merge, spin, startup, verify)" in proc.stderr
+    assert "no benchmark nosuch (there are: loop, merge, spin, startup, verify)" in proc.stderr
     proc = bench(str(BENCH / "run"), "--runs", "0")
     assert proc.returncode == 2 and "--runs must be at least 1" in proc.stderr

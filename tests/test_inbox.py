@@ -167,7 +167,8 @@ def test_an_agents_question_answered_retries_it_with_the_answer(repo: Path, orch
     agent = tmp_path / "asks.py"
     agent.write_text(AGENT_ASKS)
     run = f"{sys.executable} {agent}"
-    write_plan(repo, f"# Plan\n\n## T1: Ask\n- scope: ^src/\n- agent: shell\n- run: {run}\n- accept: test -f src/done.txt\n\nDo it.\n")
+    fields = f"- scope: ^src/\n- agent: shell\n- run: {run}\n- accept: test -f src/done.txt\n"
+    write_plan(repo, f"# Plan\n\n## T1: Ask\n{fields}\nDo it.\n")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "plan")
     orch.ok("spin", "T1")

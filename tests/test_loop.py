@@ -137,6 +137,8 @@ def test_never_succeeds_blocks_with_a_report(project: Path, orch: Orch, agent: P
     assert not (wt / "src").exists()
     # the attempts hold the work
     assert "src/seen-3.txt" in git(project, "ls-tree", "-r", "--name-only", "refs/orch/attempts/T1/1")
+    # a branch back at its start holds no work of its own: main does not "hold work of T1"
+    assert "notice" not in orch.ok("status").output
 
 
 def test_same_failure_three_times_ends_the_strategy(project: Path, orch: Orch, agent: Path) -> None:

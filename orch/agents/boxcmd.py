@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from orch.agents import boxrun
-from orch.agents.procgroup import end_group, terminate
+from orch.agents.procgroup import end_group, terminate, wait_for
 from orch.agents.taskfiles import TaskFiles, open_run_file
 from orch.core import git
 from orch.core.repo import Project
@@ -56,11 +56,9 @@ def run(
         next_check = 0.0
         ended_why = None
         while True:
-            try:
-                code = proc.wait(timeout=0.05)
+            code = wait_for(proc, 0.05)
+            if code is not None:
                 break
-            except subprocess.TimeoutExpired:
-                pass
             now = time.monotonic()
             if now >= deadline:
                 ended_why = "timed out"

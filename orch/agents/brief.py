@@ -55,6 +55,7 @@ def render_context(ctx: Ctx, manifest: dict[str, Any]) -> str:
         "accept": accept_text,
         "agents_md": str(Path(manifest["worktree"]) / "AGENTS.md"),
         "deps": _deps_text(ctx, manifest.get("deps") or []),
+        "reflection": _fenced(template("REFLECTION.md"), "markdown"),
     }
     return string.Template(template("context.md")).safe_substitute(values)
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orch.agents import boxcmd, boxgit, budget, loopnotes, taskgit
+from orch.agents import boxcmd, boxgit, budget, learnings, loopnotes, taskgit
 from orch.agents import manifest as agents
 from orch.agents.taskfiles import files, open_run_file
 from orch.core import eventlog, git, refs, state
@@ -44,7 +44,6 @@ from orch.core.store import Store, template
 
 PER_STRATEGY, STRATEGIES, TOTAL = 5, 3, 10  # the field's defaults
 STUCK = 3  # the same signature this many iterations in a row ends a strategy
-REFLECTION = "REFLECTION.md"
 SAVED = "loop.json"  # the loop's state between iterations, for orch resume
 
 
@@ -247,11 +246,13 @@ class Loop:
 
     def take_reflection(self) -> None:
         """REFLECTION.md out of the worktree before the snapshot: into progress.md, never committed."""
-        path = Path(self.launch["cwd"]) / REFLECTION
-        with contextlib.suppress(OSError):
-            if path.is_file() and not path.is_symlink():
-                self.reflection = path.read_text(encoding="utf-8", errors="replace")[:20000]
-            path.unlink()
+        text = learnings.take(self.launch["cwd"])
+        self.reflection = self.reflection if text is None else text
+
+    @property
+    def last_reflection(self) -> str | None:
+        """The run's last reflection: this iteration's, else the latest an earlier one left."""
+        return self.reflection or next((e.reflection for e in reversed(self.history) if e.reflection), None)
 
     # -- after an iteration ------------------------------------------------------------------------
 

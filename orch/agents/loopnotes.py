@@ -194,14 +194,25 @@ def blocker_report(
             f"The failure signature {common} recurred in {sigs.count(common)} of {len(sigs)} iterations; "
             f"it matched: {match.failure if match else '-'} (see its excerpt below)."
         )
+    if question is None:
+        work = (
+            "The worktree was rolled back to the commit the task started from; every strategy's last commit "
+            f"is kept under `refs/orch/attempts/{task_id}/<n>` (`git log refs/orch/attempts/{task_id}/1`)."
+        )
+    else:
+        work = (
+            f"The agent's work stays in its worktree and on `orch/{task_id}`; the last commit of each "
+            f"strategy before this one is kept under `refs/orch/attempts/{task_id}/<n>`."
+        )
     return Template(template).safe_substitute(
+        work=work,
         task_id=task_id,
         title=title,
         why=why,
-        strategies=str(len(by_strategy)),
+        strategies=str(max(len(by_strategy), 1 if question else 0)),
         max_strategies=str(strategies),
         iterations=str(len(history)),
-        tried="\n".join(tried),
+        tried="\n".join(tried) or "- none: the agent asked in its first iteration",
         hypothesis=hypothesis,
         excerpts="\n".join(excerpts).rstrip("\n") or "(no failed iteration)",
     )

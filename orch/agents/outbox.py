@@ -27,6 +27,7 @@ from orch.core.store import Store, atomic_write
 REPORT_STATES = ("PROGRESS", "SUCCESS", "BLOCKED", "PAUSED", "FAILED")
 ENDED = ("SUCCESS", "FAILED", "CRASHED", "BLOCKED", "PAUSED", "AWAITING_APPROVAL")
 NAME_RE = re.compile(r"\d{1,20}-\d{1,10}-[0-9a-f]{8}\.json")
+HANDOFF_RE = re.compile(r"handoff-\d{1,20}-\d{1,10}-[0-9a-f]{8}\.json")  # orch propose's: read at the run's end
 MAX_ENTRY = 64 << 10  # bytes of one entry
 MAX_ENTRIES = 200  # entries read per look
 MAX_NOTE = 8000  # characters of a note kept
@@ -60,7 +61,7 @@ def take(project: Project, task_id: str) -> tuple[list[Report], list[str]]:
     try:
         if not stat.S_ISDIR(os.lstat(box).st_mode):
             return [], [f"the outbox {project.rel(box)} is not a folder: ignored"]
-        names = sorted(os.listdir(box), key=_order)
+        names = sorted((n for n in os.listdir(box) if not HANDOFF_RE.fullmatch(n)), key=_order)  # orch.agents.handoff
     except FileNotFoundError:
         return [], []
     except OSError as exc:
@@ -183,5 +184,5 @@ def sweep(project: Project, task_id: str) -> None:
         if stat.S_ISDIR(os.lstat(box).st_mode):
             for name in os.listdir(box):
                 path = box / name
-                if not (os.path.isdir(path) and not os.path.islink(path)):
+                if not (os.path.isdir(path) and not os.path.islink(path)) and not HANDOFF_RE.fullmatch(name):
                     path.unlink(missing_ok=True)

@@ -36,6 +36,7 @@ from typing import Any
 from orch.agents import budget, loop
 from orch.agents import manifest as agents
 from orch.agents.brief import _fenced, _quoted
+from orch.agents.taskfiles import files, open_run_file
 from orch.core import eventlog, git, inbox, state
 from orch.core.context import Ctx
 from orch.core.errors import InputError, OrchError
@@ -224,6 +225,22 @@ class PlanPhase(loop.Loop):
 # -- files and texts --------------------------------------------------------------------------------
 
 
+def left_behind(project: Project, task_id: str, launch: dict[str, Any], st: state.Status, it: Any) -> None:
+    """A planning run completed without its driver (``orch stop`` after its supervisor died): PLAN.md
+    goes to the run folder all the same (as ``plan-<n>.md``, asked of nobody), never onto the branch."""
+    if it is not None or launch.get("plan_phase") != "plan" or not launch.get("cwd"):
+        return
+    with contextlib.suppress(OSError):
+        text = take_plan(project, Path(launch["cwd"]), st.get("base_sha"))
+        if text is not None:
+            folder = project.task_dir(task_id)
+            fd, _note = open_run_file(folder / f"plan-{next_number(folder)}.md", append=False)
+            try:
+                os.write(fd, text.encode("utf-8", "surrogateescape"))
+            finally:
+                os.close(fd)
+
+
 def next_number(folder: Path) -> int:
     """The next plan's number: plans are numbered on across rounds, runs and retries."""
     try:
@@ -359,8 +376,6 @@ def approved_section(text: str, file: str, item_id: str, note: str | None) -> st
 def answered(project: Project, store: Store, task_id: str, item: inbox.Item, approve: bool, note: str | None) -> None:
     """The task, AWAITING_APPROVAL with this item's plan, PENDING again: approved (the plan appended to
     its brief) or rejected (the note kept for the next planning run's brief)."""
-    from orch.agents.taskfiles import files
-
     f = files(project, task_id)
     st = state.read(project, store, task_id) or {}
     record = dict(st.get("plan") or {})

@@ -31,8 +31,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orch.agents import boxcmd, boxrun, budget, loop, outbox, pane, planphase, taskgit
-from orch.agents.procgroup import end_group, terminate
+from orch.agents import boxcmd, boxrun, budget, handoff, learnings, loop, outbox, pane, planphase, taskgit
+from orch.agents.procgroup import end_group, terminate, wait_for
 from orch.agents.taskfiles import files, guard_run_folder, open_run_file, run_folder_problem, sweep_run_files
 from orch.core import eventlog, git, procs, refs, state
 from orch.core.errors import EnvError, OrchError
@@ -239,11 +239,8 @@ def _watch(
     limit = float(timeout or 0)
     next_budget = time.monotonic() + BUDGET_POLL
     while True:
-        try:
-            proc.wait(timeout=0.2)
+        if wait_for(proc, 0.2) is not None:
             return None
-        except subprocess.TimeoutExpired:
-            pass
         now = time.monotonic()
         if flags.terminated:
             terminate(proc, group=not in_tmux)
@@ -314,7 +311,10 @@ def finish(
             outbox.drain(project, store, task_id, looks=100)
             outbox.sweep(project, task_id)
             st = state.read(project, store, task_id, refresh=False) or st
-        settled = _settle(project, task_id, launch, st, run)
+        reflection = learnings.take(launch.get("cwd")) or (it.last_reflection if it else None)  # not snapshotted
+        planphase.left_behind(project, task_id, launch, st, it)  # PLAN.md of a planning run stopped without it
+        with handoff.Taken(project, store, task_id, launch):  # proposals out of the snapshot, posted after
+            settled = _settle(project, task_id, launch, st, run)
         settled.events[:0] = brought.events
         settled.kept[:0] = brought.kept
         settled.notes += brought.notes
@@ -390,6 +390,7 @@ def finish(
             why = (why + "; " if why else "") + f"uncommitted work could not be snapshotted: {settled.error}"
         for note in settled.notes:
             why = (why + "; " if why else "") + note
+        learnings.propose(project, store, task_id, reflection, final)  # its line asked of a person
 
         def complete(s: state.Status) -> None:
             if s.get("state") != "RUNNING" and not forged:

@@ -55,7 +55,7 @@ def _answer(ref: str, approve: bool, note: str | None, **options: str | None) ->
 def approve(
     ref: str = typer.Argument(..., metavar="ID", help="An inbox item (G3, P2, ...), or a task id for its plan."),
     note: str | None = typer.Option(None, "--note", help="Your note, kept with the answer."),
-    edit: str | None = typer.Option(None, "--edit", help="A learning: the line as you want it in AGENTS.md."),
+    edit: str | None = typer.Option(None, "--edit", help="A learning: your line for AGENTS.md (SECTION: rule)."),
     task_id: str | None = typer.Option(None, "--id", help="A handoff: the id of the task it becomes."),
 ) -> None:
     """Say yes to an inbox item; what that does depends on its kind (see orch inbox)."""

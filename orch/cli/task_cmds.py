@@ -191,6 +191,44 @@ def report(
 
 
 @app.command()
+def propose(
+    to: str = typer.Option(..., "--to", metavar="AGENT", help="The agent that should do it (.orch/agents/AGENT.yaml)."),
+    title: str = typer.Option(..., "--title", help="The task's one-line title."),
+    brief: str = typer.Option(..., "--brief", help="What the task is, for the agent that gets it."),
+    scope: str | None = typer.Option(None, "--scope", metavar="REGEX", help="Regex of the paths it may change."),
+    artifact: list[str] = typer.Option(
+        None,
+        "--artifact",
+        metavar="PATH",
+        help="A committed file or folder it builds on (repeatable).",
+    ),
+    precondition: list[str] = typer.Option(
+        None, "--precondition", metavar="TEXT", help="What must hold before it starts (repeatable)."
+    ),
+    reason: str = typer.Option(..., "--reason", help="Why you propose it."),
+    confidence: str = typer.Option(..., "--confidence", metavar="0.0-1.0", help="How sure you are it is worth doing."),
+) -> None:
+    """For agents: propose a task for another agent; a person decides (orch inbox). Nothing runs."""
+    from orch.inbox import handoff
+
+    fields = {
+        "to": to,
+        "title": title,
+        "brief": brief,
+        "scope": scope,
+        "artifacts": list(artifact or []),
+        "preconditions": list(precondition or []),
+        "reason": reason,
+        "confidence": confidence,
+    }
+    task_id, item = handoff.propose(ctx(), Path(os.getcwd()), fields)
+    if item is None:
+        out(f"{task_id}: proposed {title.strip()!r} for agent {to}; it reaches the inbox when this run ends")
+    else:
+        out(f"{item['id']}: {task_id} proposed {title.strip()!r} for agent {to}; a person decides (orch inbox)")
+
+
+@app.command()
 def attach(task_id: str = typer.Argument(..., metavar="ID")) -> None:
     """Attach to the tmux session of a task spun with --tmux (watch it or take over)."""
     from orch.agents import launch

@@ -53,6 +53,32 @@ def alive(pid: int | None, started: str | None) -> bool:
     return started is None or now == started
 
 
+def wait_exit(pids: list[int], timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for one of ``pids`` to end, waking the moment one does (a pidfd
+    each: Linux 5.3 and later). False at once when no pidfd could be had (another system, an older
+    kernel, a seccomp filter, no such process): the caller then waits its own way."""
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None or not pids:
+        return False
+    import select
+
+    fds: list[int] = []
+    try:
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                fds.append(opener(pid))
+        if not fds:
+            return False
+        poller = select.poll()
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
+        poller.poll(max(0, int(timeout * 1000)))
+        return True
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 def tmux_alive(session: str) -> bool:
     """True if tmux has a session of exactly this name."""
     try:

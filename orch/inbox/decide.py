@@ -52,10 +52,13 @@ def _kinds() -> None:
     """Import the modules that register the kinds' handlers and phrasings (one per line)."""
     import importlib
 
-    for name in (
+    modules: list[str] = [
         # the kind modules of orch.inbox, one per line:
+        "handoff",
+        "learnings",
         "plans",
-    ):
+    ]
+    for name in modules:
         importlib.import_module(f"orch.inbox.{name}")
 
 
@@ -136,6 +139,8 @@ def answer_command(item: Item) -> str:
         return (
             f"orch approve {item['id']} --note ANSWER (retries {item.get('task')} with it) | orch reject {item['id']}"
         )
+    if item["kind"] == "handoff":
+        return f"orch approve {item['id']} [--id TASK] | orch reject {item['id']}"
     if item["kind"] == "learning":
         return f"orch approve {item['id']} [--edit TEXT] | orch reject {item['id']}"
     return f"orch approve {item['id']} | orch reject {item['id']}"

@@ -53,7 +53,11 @@ def require_person(args: list[str]) -> None:
     elif os.environ.get("ORCH_BOXED"):
         why = "it runs in an agent's box (ORCH_BOXED is set)"
     else:
-        task = _task_worktree(Path.cwd())
+        try:
+            here = Path.cwd()
+        except OSError:  # a folder that no longer exists: the command itself says so
+            here = None
+        task = _task_worktree(here) if here is not None else None
         if task is not None:
             why = f"it runs inside task {task}'s worktree"
     if why is not None:

@@ -240,8 +240,10 @@ def notice(ctx: Ctx, statuses: dict[str, state.Status]) -> str | None:
     for line in lines:
         task_id, _, sha = line.partition(" ")
         st = statuses.get(task_id)
-        if st is None or state.merged(st) or st.get("state") == "PENDING" or sha == st.get("base_sha"):
-            continue  # (a branch still at the commit it started from holds no work: a plan waiting, say)
+        if st is None or state.merged(st) or st.get("state") == "PENDING":
+            continue
+        if sha == st.get("base_sha"):  # no commit of its own (a loop or a retry put it back at its start)
+            continue
         came.append(f"{task_id} ({sha[:12]})")
     if not came:
         return None

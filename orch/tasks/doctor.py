@@ -42,7 +42,7 @@ STALE_LOCK_AGE = 5.0  # seconds: younger index.lock files may belong to a git th
 def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
     project = ctx.project
     root = project.root
-    from orch.agents import taskgit
+    from orch.agents import learnings, taskgit
     from orch.core.refs import BASE_PREFIX, branch_name, git_worktrees
 
     findings: list[Finding] = [
@@ -266,6 +266,7 @@ def run(ctx: Ctx, *, fix: bool = False) -> list[Finding]:
             path=str(wt) if st.get("worktree") else None,
         )
         if fix and dirty:
+            learnings.propose(project, ctx.store, task_id, learnings.take(wt), "CRASHED")  # never snapshotted
             # Through orch's own knowledge of the worktree's git, never its .git file (taskgit).
             settled = taskgit.settle(
                 project, task_id, wt, "found uncommitted by orch doctor after a crash", base_hint=st.get("base_sha")

@@ -10,7 +10,7 @@ from typing import Any
 
 from orch.agents import launch
 from orch.agents.taskfiles import files
-from orch.core import eventlog, state
+from orch.core import eventlog, procs, state
 from orch.core.context import Ctx
 from orch.core.errors import InputError
 from orch.core.refs import check_id
@@ -93,15 +93,20 @@ def log_offset(ctx: Ctx) -> int:
 
 def watch(ctx: Ctx, ids: list[str], offset: int, *, poll: float = 0.2) -> Iterator[list[eventlog.Event]]:
     """The tasks' loop events written since the last look, one list (maybe empty) every ``poll``
-    seconds, until none of the tasks is RUNNING (the last list holds what came before it ended)."""
+    seconds, until none of the tasks is RUNNING (the last list holds what came before it ended).
+
+    Between two looks it waits ``poll`` seconds, or less: until a running task's supervisor ends
+    (``procs.wait_exit``), so the command returns when the last run does, not up to ``poll`` later."""
     project, store = ctx.project, ctx.store
     while True:
-        running = any((state.read(project, store, i) or {}).get("state") == "RUNNING" for i in ids)
+        running = [st for st in (state.read(project, store, i) or {} for i in ids) if st.get("state") == "RUNNING"]
         events, offset = eventlog.read_from(project.log_path, offset)
         yield [e for e in events if e.task in ids and e.action in FOLLOWED]
         if not running:
             return
-        time.sleep(poll)
+        pids = [s["supervisor_pid"] for s in running if procs.alive(s.get("supervisor_pid"), s.get("supervisor_start"))]
+        if not procs.wait_exit(pids, poll):
+            time.sleep(poll)
 
 
 def follow(ctx: Ctx, ids: list[str], offset: int, *, poll: float = 0.2) -> Iterator[str]:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 _PLAN_CACHE_VERSION = "1"
 TASK_BRANCH_PREFIX = "refs/heads/orch/"
+REFLECTION = "REFLECTION.md"  # the agent's reflection (orch.agents.learnings): taken out, never committed
 
 
 class Place:
@@ -425,6 +426,8 @@ def agent_hook(kind: str, stdin_text: str) -> tuple[int, str]:
     if os.environ.get("ORCH_PHASE") == "plan" and data.get("tool_name") in WRITE_TOOLS:
         return planning(edits, denied)
     found = judge_edits(place, edits) if edits else []
+    if place.task is not None and not os.path.islink(os.path.join(place.top, REFLECTION)):
+        found = [v for v in found if not (v.path == REFLECTION and v.rule == "scope")]  # never committed
     if place.task is None:  # a session in the main checkout: only the project's locks apply
         found = [v for v in found if v.lock and v.lock != locks_mod.AGENTS_MD_LOCK]
     if not found and not denied:

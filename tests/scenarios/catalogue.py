@@ -134,7 +134,7 @@ ENTRIES: list[Entry] = [
           t("hang.sh", agent="quick"), not_ready("FAILED", "timed out after 3s")),
     Entry("overspend", "writes a usage file saying $250 against a $1 budget, and keeps going", "the budget",
           t("overspend.sh", '"$1"', agent="metered", fields=("- budget: $1",)),
-          not_ready("FAILED", "over budget: $250.00 spent, the limit is $1")),
+          not_ready("PAUSED", "the budget is spent: $250.00 of $1 used")),
 
     # -- out of the worktree: with the box on, they fail at the attempt ----------------------------------
     Entry("crash", "kills its supervisor mid-run (work committed, more left uncommitted)", "CRASHED: process gone",
