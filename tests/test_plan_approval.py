@@ -350,3 +350,20 @@ def test_claude_plans_in_plan_mode_and_its_answer_is_the_plan(repo: Path, orch: 
     assert work == {"mode": "acceptEdits", "refused": None, "approved": True, "phase": "work"}
     assert git(proj, "diff", "--name-only", "main", "orch/T1").split() == ["src/auth/new.py"]
     assert status_of(proj, "T1")["usage"]["cost_usd"] == pytest.approx(0.5)  # both runs count
+
+
+def test_a_planning_run_completed_without_its_driver_keeps_plan_md_off_the_branch(repo: Path, orch: Orch) -> None:
+    from orch.agents import planphase
+    from orch.core.repo import find_project
+
+    proj = setup_project(repo, orch)
+    wt = make_task(proj, "T1")
+    (wt / "PLAN.md").write_text("# Plan\n\n1. the work\n")
+    project = find_project(proj)
+    base = git(proj, "rev-parse", "orch/T1").strip()
+    launch = {"plan_phase": "plan", "cwd": str(wt)}
+    planphase.left_behind(project, "T1", {**launch, "plan_phase": "work"}, {"base_sha": base}, None)
+    assert (wt / "PLAN.md").exists()  # the work's run: none of its business
+    planphase.left_behind(project, "T1", launch, {"base_sha": base}, None)
+    assert not (wt / "PLAN.md").exists()
+    assert (proj / ".orch/run/tasks/T1/plan-1.md").read_text() == "# Plan\n\n1. the work\n"

@@ -30,6 +30,7 @@ import json
 import os
 import re
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -230,15 +231,18 @@ def left_behind(project: Project, task_id: str, launch: dict[str, Any], st: stat
     goes to the run folder all the same (as ``plan-<n>.md``, asked of nobody), never onto the branch."""
     if it is not None or launch.get("plan_phase") != "plan" or not launch.get("cwd"):
         return
-    with contextlib.suppress(OSError):
-        text = take_plan(project, Path(launch["cwd"]), st.get("base_sha"))
-        if text is not None:
-            folder = project.task_dir(task_id)
-            fd, _note = open_run_file(folder / f"plan-{next_number(folder)}.md", append=False)
-            try:
-                os.write(fd, text.encode("utf-8", "surrogateescape"))
-            finally:
-                os.close(fd)
+    folder = project.task_dir(task_id)
+
+    def keep(text: str) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, _note = open_run_file(folder / f"plan-{next_number(folder)}.md", append=False)
+        try:
+            os.write(fd, text.encode("utf-8", "surrogateescape"))
+        finally:
+            os.close(fd)
+
+    with contextlib.suppress(OSError):  # not kept: PLAN.md stays where it is (the snapshot has it)
+        take_plan(project, Path(launch["cwd"]), st.get("base_sha"), keep)
 
 
 def next_number(folder: Path) -> int:
@@ -250,9 +254,12 @@ def next_number(folder: Path) -> int:
     return max((int(m[1]) for name in names if (m := PLAN_FILE.fullmatch(name))), default=0) + 1
 
 
-def take_plan(project: Project, worktree: Path, base_sha: str | None) -> str | None:
+def take_plan(
+    project: Project, worktree: Path, base_sha: str | None, keep: Callable[[str], None] | None = None
+) -> str | None:
     """PLAN.md's text, taken out of the worktree (as it is at the task's start, when the base has one),
-    or None when the agent wrote none. Only a plain file is read: a link is left to the snapshot."""
+    or None when the agent wrote none; ``keep`` stores the text first (if it raises, PLAN.md stays).
+    Only a plain file is read: a link is left to the snapshot."""
     path = worktree / PLAN
     before = _at_base(project, base_sha)
     try:
@@ -262,14 +269,15 @@ def take_plan(project: Project, worktree: Path, base_sha: str | None) -> str | N
         raw = path.read_bytes()[: LIMIT * 4]
     except OSError:
         return None
+    text = None if raw == before else raw.decode("utf-8", "replace")
+    if keep is not None and text is not None:
+        keep(text)
     with contextlib.suppress(OSError):
         if before is not None:
             path.write_bytes(before)
         else:
             path.unlink()
-    if raw == before:
-        return None
-    return raw.decode("utf-8", "replace")
+    return text
 
 
 def _at_base(project: Project, base_sha: str | None) -> bytes | None:
