@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from orch.agents import boxrun, outbox
+from orch.agents import boxrun, outbox, planphase
 from orch.agents import manifest as agents
 from orch.agents.pane import shell_quote
 from orch.agents.procgroup import GRACE
@@ -85,9 +85,10 @@ def write_launcher(path: Path) -> Path:
     return path
 
 
-def build_launch(ctx: Ctx, task_id: str, manifest: dict[str, Any]) -> dict[str, Any]:
+def build_launch(ctx: Ctx, task_id: str, manifest: dict[str, Any], phase: str | None = None) -> dict[str, Any]:
     """The argv, environment and bounds of one run, from the frozen task manifest and the agent."""
     project = ctx.project
+    phase = planphase.phase_of(project, ctx.store, task_id, manifest, phase)
     f = files(project, task_id)
     name = manifest.get("agent")
     try:
@@ -119,6 +120,7 @@ def build_launch(ctx: Ctx, task_id: str, manifest: dict[str, Any]) -> dict[str, 
         # Codex's own sandbox inside orch's box: orch's box already bounds what it writes, and Codex's
         # workspace-write would keep it from committing (a worktree's git folder is outside it).
         "codex_sandbox": "danger-full-access" if boxed["on"] else "workspace-write",
+        "permission_mode": planphase.permission_mode(agent.data, phase),
     }
     argv = agents.render_command(agent.command, values)
     if not argv or not argv[0]:
@@ -141,6 +143,7 @@ def build_launch(ctx: Ctx, task_id: str, manifest: dict[str, Any]) -> dict[str, 
             "ORCH_HOME": str(project.orch_dir),
             "ORCH": str(launcher),
             "PATH": os.pathsep.join([str(launcher.parent), *([path] if path else [])]),
+            **({"ORCH_PHASE": phase} if phase else {}),  # plan or work: the hooks deny writes while it plans
         }
     )
     return {
@@ -159,6 +162,7 @@ def build_launch(ctx: Ctx, task_id: str, manifest: dict[str, Any]) -> dict[str, 
         "accept": manifest.get("accept"),
         **{key: manifest.get(key) for key in ("check", "tdd_gate", "title")},
         "loop": limits,  # orch.agents.loop
+        "plan_phase": phase,  # orch.agents.planphase
         "accept_timeout": ctx.config.test_timeout,
         "branch": manifest["branch"],
     }
@@ -192,9 +196,9 @@ def _box_of(ctx: Ctx, agent: agents.Agent, env: dict[str, str]) -> dict[str, Any
     }
 
 
-def start(ctx: Ctx, task_id: str, *, tmux: bool = False, resume: bool = False) -> state.Status:
+def start(ctx: Ctx, task_id: str, *, tmux: bool = False, resume: bool = False, phase: str = "") -> state.Status:
     """Start the agent of a spun task under a supervisor; returns the RUNNING status. ``resume``: a
-    PAUSED task, whose loop goes on from where it stopped (``orch resume``)."""
+    PAUSED task, whose loop goes on (``orch resume``); ``phase="work"``: its plan approved (``orch approve``)."""
     project, store = ctx.project, ctx.store
     f = files(project, task_id)
     try:
@@ -208,7 +212,7 @@ def start(ctx: Ctx, task_id: str, *, tmux: bool = False, resume: bool = False) -
         raise EnvError(
             f"task {task_id} not started: {linked}; orch never writes through a link", hint="remove the link"
         )
-    launch = build_launch(ctx, task_id, manifest)
+    launch = build_launch(ctx, task_id, manifest, phase or None)
     if tmux and not _which("tmux"):
         raise EnvError("tmux is not installed or not on PATH", hint="install tmux, or spin without --tmux")
     atomic_write(f.launch, json.dumps(launch, indent=2) + "\n")

@@ -26,7 +26,7 @@ from orch.core.text import quoted
 
 PLACEHOLDERS = (
     "prompt_file", "prompt", "task", "worktree", "model", "max_turns", "run", "tools", "usage_file", "budget_usd",
-    "codex_hooks", "codex_sandbox",
+    "codex_hooks", "codex_sandbox", "permission_mode",
 )  # fmt: skip
 _PLACEHOLDER = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
 

@@ -25,7 +25,7 @@ from orch.core.repo import Project
 from orch.core.store import Store, atomic_write
 
 REPORT_STATES = ("PROGRESS", "SUCCESS", "BLOCKED", "PAUSED", "FAILED")
-ENDED = ("SUCCESS", "FAILED", "CRASHED", "BLOCKED", "PAUSED")
+ENDED = ("SUCCESS", "FAILED", "CRASHED", "BLOCKED", "PAUSED", "AWAITING_APPROVAL")
 NAME_RE = re.compile(r"\d{1,20}-\d{1,10}-[0-9a-f]{8}\.json")
 HANDOFF_RE = re.compile(r"handoff-\d{1,20}-\d{1,10}-[0-9a-f]{8}\.json")  # orch propose's: read at the run's end
 MAX_ENTRY = 64 << 10  # bytes of one entry

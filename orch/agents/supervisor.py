@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orch.agents import boxcmd, boxrun, budget, handoff, learnings, loop, outbox, pane, taskgit
+from orch.agents import boxcmd, boxrun, budget, handoff, learnings, loop, outbox, pane, planphase, taskgit
 from orch.agents.procgroup import end_group, terminate, wait_for
 from orch.agents.taskfiles import files, guard_run_folder, open_run_file, run_folder_problem, sweep_run_files
 from orch.core import eventlog, git, procs, refs, state
@@ -91,8 +91,8 @@ def supervise(root: Path, task_id: str, *, in_tmux: bool = False) -> int:
     if in_tmux:
         pane.pipe_to_log(f)
     resuming = bool(start_status.get("resumed_at"))
-    it = None
-    if launch.get("accept"):
+    it: loop.Loop | None = planphase.planning(project, store, task_id, launch, start_status.get("base_sha"), run.meter)
+    if it is None and launch.get("accept"):
         it = loop.Loop(project, store, task_id, launch, start_status.get("base_sha"), run.meter)
     if it is not None and resuming:
         it.restore()
@@ -101,7 +101,7 @@ def supervise(root: Path, task_id: str, *, in_tmux: bool = False) -> int:
         if refused:
             loop.back_to_pending(project, store, task_id, refused)
             return 0
-    if not resuming:
+    if not resuming and not launch.get("plan_phase"):  # a plan approved first: its runs share the budget
         run.meter.before = budget.Spent()
     while True:
         if it is not None and it.iteration and (flags.terminated or _stop_requested(project, store, task_id)):
@@ -312,6 +312,7 @@ def finish(
             outbox.sweep(project, task_id)
             st = state.read(project, store, task_id, refresh=False) or st
         reflection = learnings.take(launch.get("cwd")) or (it.last_reflection if it else None)  # not snapshotted
+        planphase.left_behind(project, task_id, launch, st, it)  # PLAN.md of a planning run stopped without it
         with handoff.Taken(project, store, task_id, launch):  # proposals out of the snapshot, posted after
             settled = _settle(project, task_id, launch, st, run)
         settled.events[:0] = brought.events

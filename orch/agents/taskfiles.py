@@ -80,6 +80,7 @@ RUN_FILES = (
     "agent.log", "usage.jsonl", "accept.log", "supervisor.log", "launch.json", "BLOCKER_REPORT.md",
     "context.md", "manifest.yaml", "status.yaml", "progress.md", "check.log", "tdd-gate.log", "loop.json",
     "reflection.md",
+    "plan-brief.md",
 )  # fmt: skip
 
 

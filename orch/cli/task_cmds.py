@@ -156,7 +156,8 @@ def wait(
             out(f"{task_id}: RUNNING (still running: timed out waiting)")
         else:
             merged = now not in ("SUCCESS", "MERGED") and launch.succeeded(st)  # CLEANED after its merge
-            out(f"{task_id}: {now}" + (" (merged)" if merged else ""))
+            plan = " (its plan waits for a person: orch inbox)" if now == "AWAITING_APPROVAL" else ""
+            out(f"{task_id}: {now}" + (" (merged)" if merged else "") + plan)
     return 0 if all(launch.succeeded(st) for st in statuses.values()) else 1
 
 

@@ -18,11 +18,12 @@ ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,39}")
 AGENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 FIELDS = (
     "scope", "deps", "agent", "accept", "check", "tdd_gate", "model", "level", "max_iterations", "max_per_strategy",
-    "max_strategies", "task_timeout", "budget", "run",
+    "max_strategies", "task_timeout", "budget", "run", "approve",
 )  # fmt: skip
 COUNTS = ("max_iterations", "max_per_strategy", "max_strategies")  # the loop's limits that are whole numbers
 _DURATION = re.compile(r"(?P<n>[0-9]{1,12})[ \t]*(?P<unit>[smh]?)")
 LEVELS = ("goal", "feature", "component", "code")
+APPROVALS = ("plan", "none")  # `- approve:` plan first (orch.agents.planphase), or none (the config's default off)
 # A field is a Markdown bullet ('-', '*' or '+', then a space or a tab), indented or not: whatever a
 # Markdown reader shows as a bullet under the heading counts, so no field is dropped without a word.
 _BULLET = re.compile(r"[ \t]*[-*+][ \t]")
@@ -411,6 +412,9 @@ def _validate(plan: Plan, where: str) -> list[tuple[int, str]]:
         gate = task.fields.get("tdd_gate")
         if gate and gate.strip().lower() not in ("true", "false", "yes", "no", "on", "off"):  # spin.tdd_gate
             problems.append((fl["tdd_gate"], f"bad tdd_gate '{gate}': true or false"))
+        approve = task.fields.get("approve")
+        if approve and approve not in APPROVALS:
+            problems.append((fl["approve"], f"bad approve '{approve}': plan (a person approves a plan first) or none"))
         budget = task.fields.get("budget")
         if budget:
             try:

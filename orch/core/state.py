@@ -1,8 +1,9 @@
 """Runtime state of tasks: ``.orch/run/tasks/<id>/status.yaml``.
 
 The state machine (see the README): PENDING -> RUNNING -> SUCCESS | FAILED | BLOCKED | PAUSED |
-CRASHED, then a verdict (SCOPE_VIOLATION | LOCK_VIOLATION), then the ceremony (MERGED | REVERTED |
-CONFLICT | QUARANTINED | SKIPPED), then CLEANED. A RUNNING task whose process is gone becomes CRASHED
+CRASHED (a planning run: AWAITING_APPROVAL, then RUNNING again once a person answers), then a verdict
+(SCOPE_VIOLATION | LOCK_VIOLATION), then the ceremony (MERGED | REVERTED | CONFLICT | QUARANTINED |
+SKIPPED), then CLEANED. A RUNNING task whose process is gone becomes CRASHED
 the next time any command looks.
 """
 
@@ -19,9 +20,10 @@ from orch.core.store import Store
 STATES = (
     "PENDING", "RUNNING", "SUCCESS", "FAILED", "BLOCKED", "PAUSED", "CRASHED",
     "SCOPE_VIOLATION", "LOCK_VIOLATION", "MERGED", "REVERTED", "CONFLICT", "QUARANTINED", "SKIPPED",
-    "CLEANED",
+    "CLEANED", "AWAITING_APPROVAL",
 )  # fmt: skip
-FINISHED = frozenset({"SUCCESS", "FAILED", "BLOCKED", "PAUSED", "CRASHED"})
+# AWAITING_APPROVAL: a planning run ended with a plan a person approves (orch.agents.planphase)
+FINISHED = frozenset({"SUCCESS", "FAILED", "BLOCKED", "PAUSED", "CRASHED", "AWAITING_APPROVAL"})
 VIOLATIONS = frozenset({"SCOPE_VIOLATION", "LOCK_VIOLATION", "QUARANTINED"})
 AWAITING_MERGE = frozenset({"SUCCESS", "SKIPPED"})  # finished well; the next orch merge takes them
 RETRYABLE = FINISHED - {"SUCCESS"}  # a run that ended without its work done: orch retry starts it over

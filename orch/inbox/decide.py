@@ -22,6 +22,7 @@ from typing import Any
 from orch.core import eventlog, git, inbox, state
 from orch.core.context import Ctx
 from orch.core.errors import InputError
+from orch.core.plan import ID_RE
 
 Item = inbox.Item
 
@@ -35,6 +36,8 @@ class Answer:
 
 # What an answer does, per kind: returns one line saying what it did (kept as the item's ``outcome``).
 HANDLERS: dict[str, Callable[[Ctx, Item, Answer], str]] = {}
+# Whether an open item of a kind still waits, given its task's status (``sync`` withdraws it if not).
+STILL_WAITS: dict[str, Callable[[Item, state.Status | None], bool]] = {}
 
 
 def handles(kind: str) -> Callable[[Callable[[Ctx, Item, Answer], str]], Callable[[Ctx, Item, Answer], str]]:
@@ -54,6 +57,7 @@ def _kinds() -> None:
         "gates",
         "handoff",
         "learnings",
+        "plans",
     ]
     for name in modules:
         importlib.import_module(f"orch.inbox.{name}")
@@ -98,6 +102,9 @@ def sync(ctx: Ctx) -> None:
             inbox.post(project, store, kind, task=task, asked=asked, data=data, key=key)
     for item in items:
         if item.get("state") == "open" and item.get("kind") in ("ack", "question") and item.get("key") not in wanted:
+            inbox.change(project, store, item["id"], _withdrawn)
+        waits = STILL_WAITS.get(str(item.get("kind")))
+        if item.get("state") == "open" and waits is not None and not waits(item, statuses.get(str(item.get("task")))):
             inbox.change(project, store, item["id"], _withdrawn)
 
 
@@ -176,11 +183,17 @@ def find(ctx: Ctx, ref: str) -> Item:
         plans = [i for i in inbox.open_items(project, store) if i.get("kind") == "plan" and i.get("task") == ref]
         if plans:
             return plans[-1]
+        st = state.read(project, store, ref, refresh=False) if ID_RE.fullmatch(ref) else None
+        if st is not None:  # a task id: its plan is what a person answers by naming the task
+            raise InputError(f"task {ref} has no plan waiting for approval (it is {st.get('state')})", hint=_NO_PLAN)
         raise InputError(f"no inbox item {ref!r}", hint="see what waits: orch inbox")
     if item.get("state") != "open":
         by = f" by {item.get('answered_by')}" if item.get("answered_by") else ""
         raise InputError(f"inbox item {ref} is {item.get('state')}{by} already: it waits for nobody")
     return item
+
+
+_NO_PLAN = "see what waits: orch inbox (a task with '- approve: plan' asks once its planning run ends)"
 
 
 def decide(ctx: Ctx, ref: str, answer: Answer) -> Item:

@@ -31,7 +31,7 @@ from orch.tasks.spin import worktree_path
 REPORT_LIMIT = 40_000  # characters of the last run's blocker report put in the brief
 NOTE_LIMIT = 20_000
 TAIL_BYTES = 1 << 20
-RESULTS = ("verdict", "acks", "merge", "artifacts", "accept", "snapshot_sha")  # the last run's, cleared
+RESULTS = ("verdict", "acks", "merge", "artifacts", "accept", "snapshot_sha", "plan")  # the last run's, cleared
 
 
 @dataclass

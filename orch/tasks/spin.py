@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from orch.agents import manifest as agents
+from orch.agents import planphase
 from orch.agents.brief import render_context
 from orch.core import eventlog, git, procs, state
 from orch.core.config import key_where
@@ -420,6 +421,7 @@ def _write_task_files(ctx: Ctx, p: _Prepared, base_sha: str) -> None:
         "accept": accept_command(task.accepts),
         "check": [c for c in (task.fields.get("check"), *_listed(ctx.config.defaults.get("check"))) if c],
         "tdd_gate": _tdd_gate(task.fields.get("tdd_gate"), ctx.config.defaults.get("tdd_gate", True)),
+        "approve_plan": planphase.wanted(ctx, task),
         "run": task.run,
         "level": task.level,
         "limits": limits.task_limits(ctx, task, p.agent),

@@ -423,6 +423,8 @@ def agent_hook(kind: str, stdin_text: str) -> tuple[int, str]:
         edits, denied = gemini_edits(place, data, cwd)
     else:
         edits, denied = claude_edits(place, data, cwd)
+    if os.environ.get("ORCH_PHASE") == "plan" and data.get("tool_name") in WRITE_TOOLS:
+        return planning(edits, denied)
     found = judge_edits(place, edits) if edits else []
     if place.task is not None and not os.path.islink(os.path.join(place.top, REFLECTION)):
         found = [v for v in found if not (v.path == REFLECTION and v.rule == "scope")]  # never committed
@@ -439,3 +441,20 @@ def agent_hook(kind: str, stdin_text: str) -> tuple[int, str]:
         "  Leave these paths alone and keep to your scope; if the task cannot be done without them, stop and say why."
     )
     return 2, "\n".join(lines)
+
+
+# The write tools the agents' hooks see (Claude Code, Codex, Gemini CLI).
+WRITE_TOOLS = frozenset({"Edit", "Write", "MultiEdit", "NotebookEdit", "apply_patch", "write_file", "replace"})
+
+
+def planning(edits: list[Edit], denied: list[str]) -> tuple[int, str]:
+    """A planning run (``ORCH_PHASE=plan``, ``orch.agents.planphase``): the plan, ``PLAN.md`` at the top
+    of the worktree, is the one write allowed (never committed, so no scope or lock applies to it)."""
+    if edits and not denied and all(e.path == "PLAN.md" and e.status != "D" for e in edits):
+        return 0, ""
+    paths = ", ".join(_show(e.path) for e in edits) or "a file orch cannot name"
+    return 2, (
+        f"orch: this edit is refused: this run is for a plan only, and it writes {paths}.\n"
+        "  Write your plan to PLAN.md at the top of your worktree and change nothing else: a person approves\n"
+        "  the plan before any code is written, and a new run carries it out."
+    )

@@ -82,7 +82,8 @@ def _usage(st: state.Status) -> dict[str, Any] | None:
 
 
 def needs_a_person(rows: list[dict[str, Any]]) -> list[str]:
-    """One line per task that waits for a person: PAUSED (resume it) or BLOCKED (read its report)."""
+    """One line per task that waits for a person: PAUSED (resume it), BLOCKED (read its report) or
+    AWAITING_APPROVAL (read its plan)."""
     out = []
     for r in rows:
         reason = r["reason"] or ""
@@ -91,6 +92,8 @@ def needs_a_person(rows: list[dict[str, Any]]) -> list[str]:
             out.append(f"{r['id']} PAUSED: {reason or 'paused'}{hint}")
         elif r["state"] == "BLOCKED":
             out.append(f"{r['id']} BLOCKED: {reason or 'blocked'} (to start over: orch retry {r['id']} --note TEXT)")
+        elif r["state"] == "AWAITING_APPROVAL":
+            out.append(f"{r['id']} AWAITING_APPROVAL: {reason or 'its plan waits (orch inbox)'}")
     return out
 
 
@@ -153,6 +156,10 @@ def detail_text(ctx: Ctx, task_id: str) -> str:
         lines.append(f"  verdict:    {verdict['result']} at {verdict['sha'][:12]}{stale}")
         for v in verdict.get("violations") or []:
             lines.append(f"    - {v['path']}: {v['rule']}")
+    plan = st.get("plan") or {}
+    if plan.get("file"):  # a task whose plan a person approves first (orch.agents.planphase)
+        where = ctx.project.rel(ctx.project.task_dir(task_id) / str(plan["file"]))
+        lines.append(f"  plan:       {where} ({plan.get('item')}, {plan.get('state')})")
     merge = st.get("merge")
     if merge:
         lines.append(f"  merge:      {merge.get('outcome')} {merge.get('detail') or ''}".rstrip())
