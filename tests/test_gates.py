@@ -220,6 +220,15 @@ def test_the_hook_judges_by_the_committed_policy_made_only_stricter(proj: Path) 
     assert hook(wt, "curl https://example.com").returncode == 0
 
 
+def test_a_planning_run_only_reads(proj: Path) -> None:
+    wt = make_task(proj, "T1")
+    assert hook(wt, "git log --oneline && cat README.md", ORCH_PHASE="plan").returncode == 0
+    r = hook(wt, "echo plan > notes.txt", ORCH_PHASE="plan")
+    assert r.returncode == 2 and "this run is for a plan only" in r.stderr and "RISKY (write-file)" in r.stderr
+    assert hook(wt, "git push", ORCH_PHASE="plan").returncode == 2
+    assert safety_refs(proj) == [] and not (proj / ".orch/run/inbox").exists()  # nothing kept, nobody asked
+
+
 def test_a_broken_policy_refuses_every_command(proj: Path) -> None:
     wt = make_task(proj, "T1")
     (proj / ".orch/policy.yaml").write_text("rules:\n  - match: '['\n    tier: SAFE\n")

@@ -5,7 +5,8 @@ orch's agent hooks see each shell command an agent's CLI is about to run (Claude
 (``orch.verify.policy``) says how risky it is:
 
 - SAFE runs.
-- RISKY runs once the worktree is kept as a safety snapshot (``orch.verify.safety``).
+- RISKY runs once the worktree is kept as a safety snapshot (``orch.verify.safety``); in a planning
+  run (``ORCH_PHASE=plan``, ``orch.agents.planphase``) only SAFE commands run.
 - CRITICAL is denied (exit 2, with ``confirmation_required`` on stderr: the command, why, the inbox
   item) and waits for a person as a ``gate`` item holding the exact command, the task and the folder.
   ``orch approve G3`` lets that exact command (same text, same task, same folder) through once,
@@ -76,6 +77,13 @@ def _shell_hook(agent: str, data: dict[str, Any]) -> tuple[int, str]:
     verdict = policy.judge(policy.in_force(ctx), command, policy.Place(cwd, place.top, place.root))
     if verdict.tier == "SAFE":
         return 0, ""
+    if os.environ.get("ORCH_PHASE") == "plan":  # a planning run reads; it changes nothing
+        return 2, (
+            f"orch: this command is refused: this run is for a plan only, and the command policy says it is "
+            f"{verdict.tier} ({'; '.join(f.rule for f in verdict.worst())}), not a read.\n"
+            "  Read what you need with read-only commands and write your plan to PLAN.md: a person approves the\n"
+            "  plan before any code is written, and a new run carries it out."
+        )
     if verdict.tier == "RISKY":
         return _risky(ctx, task, place.top, command)
     return _gate(ctx, task, cwd, command, verdict, agent)
