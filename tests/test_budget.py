@@ -163,3 +163,41 @@ def test_the_strictest_budget_is_frozen_at_spin(project: Path, orch: Orch, agent
     orch.ok("spin", "T1", "--no-start")
     limits = yaml.safe_load((project / ".orch/run/tasks/T1/manifest.yaml").read_text())["limits"]
     assert (limits["max_tokens"], limits["budget_usd"]) == (2000, 1.0)
+
+
+def test_resume_never_runs_past_the_limits(project: Path, orch: Orch, agent: Path) -> None:
+    # PAUSED at 100% in iteration 2 of at most 2: nothing left to resume (retry starts it over)
+    plan(project, agent, "burn", "- accept: test -f src/done.txt", "- budget: 2000 tokens", "- max_iterations: 2")
+    orch.ok("spin", "T1")
+    assert wait_state(orch, "T1", timeout=90) == "PAUSED"
+    r = orch("resume", "T1", "--budget", "1M tokens")
+    assert r.returncode == 3 and "no iteration left to resume" in r.stderr and "orch retry T1" in r.stderr
+    assert status_of(project, "T1")["state"] == "PAUSED"
+    assert "1000000" not in (project / ".orch/run/tasks/T1/manifest.yaml").read_text()  # nothing changed
+
+
+def test_resume_after_the_strategys_last_iteration_shifts_first(project: Path, orch: Orch, agent: Path) -> None:
+    plan(project, agent, "burn", "- accept: test -f src/done.txt", "- budget: 2000 tokens", "- max_per_strategy: 2")
+    orch.ok("spin", "T1")
+    assert wait_state(orch, "T1", timeout=90) == "PAUSED"
+    wip = git(project, "rev-parse", "orch/T1")
+    orch.ok("resume", "T1", "--budget", "1M tokens")
+    st = status_of(project, "T1")
+    assert st["state"] == "SUCCESS" and st["iteration"] == 3 and st["strategy"] == "2/3"
+    shift = events(project, "STRATEGY_SHIFT")
+    assert len(shift) == 1 and "2 iterations without a pass" in shift[0]
+    assert git(project, "rev-parse", "refs/orch/attempts/T1/1") == wip  # the paused work, kept
+
+
+def test_odd_usage_and_budgets_are_bounded(project: Path, orch: Orch, agent: Path) -> None:
+    from orch.agents.manifest import parse_usage
+
+    line = '{"type":"turn.completed","usage":{"input_tokens":Infinity,"output_tokens":-290}}\n'
+    assert parse_usage("codex-jsonl", line).total == 0
+    claude = '{"type":"result","usage":{"input_tokens":5},"total_cost_usd":NaN}\n'
+    assert parse_usage("claude-json", claude).cost_usd is None
+    plan(project, agent, "fourth", "- accept: test -f src/done.txt", "- budget: " + "9" * 400 + " tokens")
+    r = orch("plan")
+    assert r.returncode == 3 and "too large" in r.stderr and "Traceback" not in r.output
+    r = orch("run", "T1", "--timeout", "nan")
+    assert r.returncode == 2 and "--timeout needs a number above 0" in r.stderr

@@ -191,8 +191,9 @@ class Meter:
         self.usage_file = Path(launch["usage_file"]) if launch.get("usage_file") else None
         self.budget = Budget.of(launch)
         self.before = before or Spent()
-        self.log_from = 0
-        self.usage_from = 0
+        # What the files hold already is an earlier run's (or an earlier supervisor's): not this one's.
+        self.log_from = _size(self.log)
+        self.usage_from = _size(self.usage_file) if self.usage_file else 0
 
     def begin(self) -> None:
         """A new iteration starts: its usage is what the files get from here on."""
@@ -205,7 +206,10 @@ class Meter:
         usage_text = None
         if self.kind == "aider-analytics" and self.usage_file is not None:
             usage_text = _read(self.usage_file, self.usage_from)
-        return parse_usage(self.kind, _read(self.log, self.log_from), usage_text)
+        try:
+            return parse_usage(self.kind, _read(self.log, self.log_from), usage_text)
+        except (ValueError, OverflowError, RecursionError):  # what an agent printed is no usage
+            return Usage()
 
     def now(self) -> Spent:
         return self.before.plus(self.this_iteration())

@@ -26,7 +26,6 @@ iteration, and ``orch resume`` starts a supervisor that goes on from it (``resto
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -34,17 +33,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orch.agents import boxcmd, boxgit, budget, learnings, loopnotes, taskgit
+from orch.agents import boxcmd, boxgit, budget, learnings, loopnotes, loopstate, taskgit
 from orch.agents import manifest as agents
+from orch.agents.loopstate import limits
 from orch.agents.taskfiles import files, open_run_file
 from orch.core import eventlog, git, refs, state
 from orch.core.errors import OrchError
 from orch.core.repo import Project
 from orch.core.store import Store, template
 
-PER_STRATEGY, STRATEGIES, TOTAL = 5, 3, 10  # the field's defaults
 STUCK = 3  # the same signature this many iterations in a row ends a strategy
-SAVED = "loop.json"  # the loop's state between iterations, for orch resume
+SAVED = loopstate.SAVED  # the loop's state between iterations, for orch resume
 
 
 @dataclass
@@ -56,36 +55,21 @@ class Judged:
     problems: list[str] = field(default_factory=list)  # links found where orch writes its logs
 
 
-def _strictest(*values: Any) -> int | None:
-    found = [int(v) for v in values if v]
-    return min(found) if found else None
-
-
-def limits(launch: dict[str, Any]) -> dict[str, Any]:
-    lim = launch.get("loop") or {}
-    return {
-        "max_iterations": _strictest(lim.get("max_iterations"), TOTAL) or TOTAL,
-        "max_per_strategy": _strictest(lim.get("max_per_strategy"), PER_STRATEGY) or PER_STRATEGY,
-        "max_strategies": _strictest(lim.get("max_strategies"), STRATEGIES) or STRATEGIES,
-        "task_timeout": float(lim["task_timeout"]) if lim.get("task_timeout") else None,
-    }
+def argv_now(launch: dict[str, Any], brief: Path, meter: budget.Meter) -> list[str]:
+    """The agent's argv rendered anew from its command: the brief as it is now (``{prompt}``) and the
+    dollars left (``{budget_usd}``); the launch's own argv when it has no command to render."""
+    if not launch.get("command") or not isinstance(launch.get("values"), dict):
+        return list(launch["argv"])
+    values = dict(launch["values"])
+    if values.get("prompt") is not None:
+        values["prompt"] = brief.read_text(encoding="utf-8", errors="replace")
+    if meter.budget.usd:
+        values["budget_usd"] = budget.usd_left(meter.before, meter.budget)
+    return agents.render_command(list(launch["command"]), values)
 
 
 def resume_hint(task_id: str) -> str:
     return f"to go on: orch resume {task_id} --budget AMOUNT (e.g. '500k tokens' or '$10')"
-
-
-def load_saved(path: Path) -> dict[str, Any]:
-    """``loop.json`` read and checked (any process that can write the run folder could have)."""
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict):
-        raise ValueError("not a JSON object")
-    for key in ("iteration", "strategy", "in_strategy"):
-        if not isinstance(data.get(key), int) or isinstance(data.get(key), bool) or data[key] < 0:
-            raise ValueError(f"'{key}' is not a count")
-    if not isinstance(data.get("history") or [], list) or not isinstance(data.get("attempts") or [], list):
-        raise ValueError("'history' and 'attempts' must be lists")
-    return data
 
 
 def back_to_pending(project: Project, store: Store, task_id: str, why: str) -> None:
@@ -116,8 +100,11 @@ class Loop:
         self.max_iterations: int = lim["max_iterations"]
         self.per_strategy: int = lim["max_per_strategy"]
         self.strategies: int = lim["max_strategies"]
-        self.deadline = time.monotonic() + lim["task_timeout"] if lim["task_timeout"] else None
+        self.timeout: float | None = lim["task_timeout"]
+        self.started = time.monotonic()
+        self.elapsed_before = 0.0  # the task's wall clock spent by earlier runs (a resumed loop)
         self.iteration = 0
+        self.begun = 0  # iterations this supervisor started
         self.go_on = False  # the last judge said the loop goes on
         self.strategy = 1
         self.in_strategy = 0
@@ -132,31 +119,11 @@ class Loop:
 
     def save(self) -> None:
         """The loop's state, for a supervisor that goes on from here (``orch resume``)."""
-        data = {
-            "iteration": self.iteration,
-            "strategy": self.strategy,
-            "in_strategy": self.in_strategy,
-            "attempts": self.attempts,
-            "prev_tree": self.prev_tree,
-            "base_brief": self.base_brief,
-            "spent": self.meter.before.as_json(),
-            "history": [e.saved() for e in self.history],
-        }
-        self._write(self.f.folder / SAVED, json.dumps(data, indent=1) + "\n", append=False)
+        loopstate.save(self)
 
     def restore(self) -> None:
-        """Go on from the saved state (a resumed task: no TDD gate, the counts and the spending kept)."""
-        path = self.f.folder / SAVED
-        try:
-            data = load_saved(path)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            where = self.project.rel(path)
-            raise OrchError(f"cannot resume task {self.task_id}: {where} is unreadable ({exc})") from None
-        self.iteration, self.strategy, self.in_strategy = data["iteration"], data["strategy"], data["in_strategy"]
-        self.attempts = [str(a) for a in data.get("attempts") or []]
-        self.prev_tree = data.get("prev_tree") or self.prev_tree
-        self.base_brief = str(data.get("base_brief") or self.base_brief)
-        self.history = [loopnotes.Entry.load(e) for e in data.get("history") or []]
+        """Go on from the saved state (a resumed task: no TDD gate, the counts kept)."""
+        loopstate.restore(self)
 
     def paused(self, why: str) -> None:
         """The running iteration was stopped for the budget: noted in progress.md, the state saved."""
@@ -188,12 +155,16 @@ class Loop:
         return why
 
     def time_left(self) -> float | None:
-        return None if self.deadline is None else self.deadline - time.monotonic()
+        return None if self.timeout is None else self.timeout - self.elapsed()
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.monotonic() - self.started
 
     def begin(self, env: dict[str, str]) -> dict[str, Any]:
         """Start the next iteration: its number in the agent's environment and the status; the launch
         with the iteration's timeout (the agent's, cut to what the task's timeout leaves)."""
         self.iteration += 1
+        self.begun += 1
         self.in_strategy += 1
         env["ORCH_ITERATION"] = str(self.iteration)
         env["ORCH_STRATEGY"] = str(self.strategy)
@@ -207,7 +178,7 @@ class Loop:
 
         def mark(st: state.Status) -> None:
             if st.get("state") == "RUNNING":
-                if self.iteration > 1:  # the one before ended without finish's count: it goes on
+                if self.begun > 1:  # the one before ended without finish's count: it goes on
                     st["iterations"] = int(st.get("iterations") or 0) + 1
                 st.update(
                     iteration=self.iteration,
@@ -220,13 +191,7 @@ class Loop:
         with contextlib.suppress(OrchError, OSError):
             state.update(self.project, self.store, self.task_id, mark)
         launch = dict(self.launch)
-        if launch.get("command") and isinstance(launch.get("values"), dict):  # the argv anew: this brief
-            values = dict(launch["values"])  # ({prompt}) and the dollars left ({budget_usd})
-            if values.get("prompt") is not None:
-                values["prompt"] = self.f.context.read_text(encoding="utf-8", errors="replace")
-            if self.meter.budget.usd:
-                values["budget_usd"] = budget.usd_left(spent, self.meter.budget)
-            launch["argv"] = agents.render_command(list(launch["command"]), values)
+        launch["argv"] = argv_now(launch, self.f.context, self.meter)
         left = self.time_left()
         if left is not None:
             launch["timeout"] = round(max(0.1, min(float(launch.get("timeout") or left), left)), 1)
@@ -346,19 +311,11 @@ class Loop:
             if spent:
                 return self._exhausted(spent)
             if ended:
-                self._keep_attempt()
-                self._reset()
+                self.shift(ended)
         except (OrchError, OSError) as exc:  # the work stays where it is; a person takes it from there
             why = exc.message if isinstance(exc, OrchError) else str(exc)
             return Judged(final="FAILED", why=f"the loop could not set the worktree back to its start: {why}")
-        shift_why = None
-        if ended:
-            shift = f"strategy {self.strategy + 1}/{self.strategies}: {ended}"
-            self._log("STRATEGY_SHIFT", shift, iteration=entry.iteration)
-            self.strategy += 1
-            self.in_strategy = 0
-            self.prev_tree = self._tree(self.base_sha)
-            shift_why = ended
+        shift_why = ended
         brief = loopnotes.next_brief(
             self.base_brief,
             self.history,
@@ -376,6 +333,15 @@ class Loop:
             return Judged(final="PAUSED", why=f"{nearly}; {resume_hint(self.task_id)}")
         self.go_on = True
         return Judged(go_on=True)
+
+    def shift(self, why: str) -> None:
+        """End this strategy: its work kept as an attempt, the worktree back at the start, the next one."""
+        self._keep_attempt()
+        self._reset()
+        self._log("STRATEGY_SHIFT", f"strategy {self.strategy + 1}/{self.strategies}: {why}", iteration=self.iteration)
+        self.strategy += 1
+        self.in_strategy = 0
+        self.prev_tree = self._tree(self.base_sha)
 
     def agent_blocked(self, question: str) -> Judged:
         """The agent ended its run with ``orch report BLOCKED``: its question goes in a blocker report

@@ -271,10 +271,24 @@ def _json_objects(text: str) -> list[dict[str, Any]]:
 
 
 def _int(value: Any) -> int:
+    """A count an agent printed: a whole number from 0 up (anything else, infinity included, is 0)."""
     try:
-        return int(value or 0)
-    except (TypeError, ValueError):
+        return max(0, min(int(value or 0), 10**15))
+    except (TypeError, ValueError, OverflowError):
         return 0
+
+
+def _cost(value: Any) -> float | None:
+    """Dollars an agent printed: a finite number from 0 up, else None."""
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        cost = float(value)
+    except OverflowError:
+        return None
+    return cost if math.isfinite(cost) and cost >= 0 else None
 
 
 def parse_usage(kind: str, log_text: str, usage_file_text: str | None = None) -> Usage:
@@ -289,7 +303,7 @@ def parse_usage(kind: str, log_text: str, usage_file_text: str | None = None) ->
             usage.cached = _int(u.get("cache_read_input_tokens"))
             usage.output = _int(u.get("output_tokens"))
             cost = last.get("total_cost_usd")
-            usage.cost_usd = float(cost) if isinstance(cost, (int, float)) else None
+            usage.cost_usd = _cost(cost)
             usage.found = True
     elif kind == "codex-jsonl":
         for obj in _json_objects(log_text):
@@ -307,10 +321,11 @@ def parse_usage(kind: str, log_text: str, usage_file_text: str | None = None) ->
             p = obj.get("properties") or {}
             usage.input += _int(p.get("prompt_tokens"))
             usage.output += _int(p.get("completion_tokens"))
-            if isinstance(p.get("total_cost"), (int, float)):
-                total_cost = max(total_cost or 0.0, float(p["total_cost"]))
-            elif isinstance(p.get("cost"), (int, float)):
-                total_cost = (total_cost or 0.0) + float(p["cost"])
+            total, cost = _cost(p.get("total_cost")), _cost(p.get("cost"))
+            if total is not None:
+                total_cost = max(total_cost or 0.0, total)
+            elif cost is not None:
+                total_cost = (total_cost or 0.0) + cost
             usage.found = True
         usage.cost_usd = total_cost
     elif kind == "gemini-json":

@@ -111,8 +111,8 @@ def supervise(root: Path, task_id: str, *, in_tmux: bool = False) -> int:
         if it is not None:
             this = it.begin(env)
         else:
-            this = launch
             run.meter.begin()
+            this = {**launch, "argv": loop.argv_now(launch, f.context, run.meter)}  # the dollars left
         if it is not None and it.iteration > 1:  # after a strategy shift the last tip seen is an attempt's
             run.watch = taskgit.BranchWatch(project, task_id, start_status.get("base_sha"))
         _iteration(project, store, task_id, this, env, run, flags, in_tmux, it)
@@ -266,7 +266,7 @@ def _reported_state(st: state.Status) -> tuple[str, str] | None:
     """The last BLOCKED / FAILED / PAUSED the agent reported during this run (since ``orch retry``'s note)."""
     started = st.get("started_at") or ""
     for note in reversed(st.get("notes") or []):
-        if note.get("at", "") < started or note.get("state") == "RETRY":  # an earlier run's
+        if note.get("at", "") < started or note.get("state") in ("RETRY", "RESUME"):  # an earlier run's
             break
         if note.get("state") in ("BLOCKED", "FAILED", "PAUSED"):
             return note["state"], note["text"]
@@ -353,7 +353,7 @@ def finish(
             for note in judged.problems:
                 eventlog.append(log, state="RUNNING", task=task_id, action="REFUSE", result=note)
             head = git.rev_parse(f"refs/heads/{refs.branch_name(task_id)}", cwd=project.root)
-        elif launch.get("accept") and exit_code == 0 and reason is None and not budget_stop and not problems:
+        elif it is None and launch.get("accept") and exit_code == 0 and not (reason or budget_stop or problems):
             accept_result, link_note = boxcmd.run(project, launch, f, str(launch["accept"]), f.accept_log, stop_asked)
             if link_note:
                 problems.append(link_note)

@@ -383,14 +383,17 @@ def resume(
         None, "--budget", metavar="TEXT", help="The task's budget from now on: '500k tokens', '$10', or both."
     ),
     detach: bool = typer.Option(False, "--detach", help="Start it and return at once."),
+    tmux: bool = typer.Option(False, "--tmux", help="Run it in tmux session orch-ID (orch attach ID)."),
 ) -> int:
-    """Go on with a PAUSED task from where its loop stopped (with more budget), and follow it."""
+    """Go on with a PAUSED task from where its loop stopped, and follow it. Refused when the budget
+    would pause it again at once, or when its limits (iterations, strategies, its timeout) are spent:
+    then orch retry starts it over."""
     from orch.tasks import resume as resume_mod
     from orch.tasks import runloop
 
     c = ctx()
     offset = runloop.log_offset(c)
-    resume_mod.resume(c, task_id, budget)
+    resume_mod.resume(c, task_id, budget, tmux=tmux)
     if detach:
         out(f"{task_id}: running again (orch wait {task_id})")
         return 0
@@ -409,6 +412,8 @@ def _positive(value: str | None, flag: str, kind: Any) -> Any:
 
             with contextlib.suppress(ValueError):
                 number = parse_duration(value)
-    if number <= 0:
+    import math
+
+    if not math.isfinite(number) or number <= 0:
         raise UsageError(f"{flag} needs a number above 0, not '{value}'")
     return number

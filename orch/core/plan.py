@@ -65,6 +65,9 @@ def parse_duration(text: str) -> int:
     return int(m["n"]) * {"": 1, "s": 1, "m": 60, "h": 3600}[m["unit"]]
 
 
+MAX_TOKENS, MAX_USD = 10**13, 10**9  # far beyond any real budget: a bound, so no count overflows
+
+
 def parse_budget(text: str) -> Budget:
     """``200k tokens``, ``1.5M tokens``, ``$5``, ``5 usd``, or both separated by a comma."""
     tokens: int | None = None
@@ -75,9 +78,14 @@ def parse_budget(text: str) -> Budget:
             raise ValueError(f"cannot read budget part '{part}'")
         if m["usd"] or m["usd2"]:
             usd = float(m["usd"] or m["usd2"])
+            if not usd < MAX_USD:  # NaN and infinity too
+                raise ValueError(f"'{part}' is too large (at most ${MAX_USD:,.0f})")
         else:
             factor = {"": 1, "k": 1_000, "m": 1_000_000}[m["mult"].lower()]
-            tokens = int(float(m["tok"]) * factor)
+            count = float(m["tok"]) * factor
+            if not count < MAX_TOKENS:
+                raise ValueError(f"'{part}' is too large (at most {MAX_TOKENS:,} tokens)")
+            tokens = int(count)
     if (tokens is not None and tokens <= 0) or (usd is not None and usd <= 0):
         raise ValueError("a budget must be positive")
     return Budget(tokens, usd)
