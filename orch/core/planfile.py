@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from orch.core import plan as plan_mod
-from orch.core import scoperegex
+from orch.core import planvalues, scoperegex
 from orch.core.errors import InputError, ManyErrors
 from orch.core.plan import FIELDS, ID_RE, ID_RULE, Plan, Task, parse
 
@@ -69,7 +69,8 @@ def _cache_key(text: str) -> str:
     from _blake2 import blake2b
 
     h = blake2b(digest_size=16)
-    for source in (plan_mod.__file__, scoperegex.__file__):  # the parser's source: a new orch parses again
+    # the parser's source: a new orch parses again
+    for source in (plan_mod.__file__, scoperegex.__file__, planvalues.__file__):
         here = os.stat(source)
         h.update(f"{here.st_size}:{here.st_mtime_ns}\0".encode())
     h.update(text.encode("utf-8", "surrogateescape"))
