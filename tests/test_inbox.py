@@ -181,3 +181,13 @@ def test_an_agents_question_answered_retries_it_with_the_answer(repo: Path, orch
     orch.ok("approve", item["id"], "--note", "v2, the new one")
     assert wait_state(orch, "T1") == "SUCCESS"
     assert items(orch) == []
+
+
+def test_a_rejected_item_is_not_asked_again(proj: Path, orch: Orch) -> None:
+    wt = make_task(proj, "T3")
+    commit_in(wt, "docs/guide.md", "better guide\n")
+    orch("verify", "T3")
+    assert [i["id"] for i in items(orch)] == ["K1"]
+    orch.ok("reject", "K1", "--note", "not this change")
+    assert items(orch) == []  # the same cause, answered: not asked again
+    assert "inbox:" not in orch.ok("status").stdout

@@ -96,7 +96,8 @@ def sync(ctx: Ctx) -> None:
             key = f"question:{task_id}:{st.get('finished_at')}"
             wanted[key] = ("question", task_id, question, {"finished_at": st.get("finished_at")})
     items = inbox.read_all(project, store)
-    have = {i.get("key") for i in items if i.get("state") == "open"}
+    # Asked once: an item answered (or open) is not asked again; one withdrawn is, if its cause is back.
+    have = {i.get("key") for i in items if i.get("state") != "withdrawn"}
     for key, (kind, task, asked, data) in wanted.items():
         if key not in have:
             inbox.post(project, store, kind, task=task, asked=asked, data=data, key=key)
