@@ -181,3 +181,11 @@ def test_orch_log_follow_sees_events_appended_later(project: Path) -> None:
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130
     assert err == b"orch: interrupted\n"  # typer's own Ctrl-C handling is silent; orch says what happened
+
+
+def test_what_a_terminal_would_act_on_is_written_as_text(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    eventlog.append(log, state="INBOX", action="ASK", result="G1 gate: rm \x1b[2K\rx\u202e")
+    raw = log.read_bytes()
+    assert b"\x1b" not in raw and b"\r" not in raw and "\u202e".encode() not in raw
+    assert eventlog.read_from(log)[0][0].result == "G1 gate: rm \\u001b[2K\\u000dx\\u202e"

@@ -278,7 +278,7 @@ def test_approve_picks_the_id_refuses_a_taken_one_and_reject_drops(project: Path
     r = orch("approve", "P1", "--id", "T5")
     assert r.returncode == 3 and "task id T5 is taken: an earlier task left branch orch/T5" in r.stderr
     r = orch("approve", "P1", "--edit", "x")
-    assert r.returncode == 3 and "--edit changes a learning's line" in r.stderr
+    assert r.returncode == 2 and "--edit is for learning items, and P1 is a handoff item" in r.stderr
     assert (project / ".orch/plan.md").read_bytes() == before and item_file(project, "P1")["state"] == "open"
     assert orch.ok("approve", "P1", "--id", "docs-1").stdout.startswith("P1 (handoff, task T1): added docs-1 to ")
     assert orch.ok("approve", "P2").stdout.startswith("P2 (handoff, task T1): added T2 to ")  # the next free T<n>

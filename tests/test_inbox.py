@@ -191,3 +191,22 @@ def test_a_rejected_item_is_not_asked_again(proj: Path, orch: Orch) -> None:
     orch.ok("reject", "K1", "--note", "not this change")
     assert items(orch) == []  # the same cause, answered: not asked again
     assert "inbox:" not in orch.ok("status").stdout
+
+
+def test_help_as_an_options_value_is_no_way_past(proj: Path, orch: Orch) -> None:
+    for args in (["approve", "K1", "--note", "--help"], ["plan", "add", "T9", "--title", "--help"]):
+        r = orch(*args, env={"ORCH_TASK": "T1"})
+        assert r.returncode == 3 and "is for a person" in r.stderr, (args, r.output)
+    assert orch("approve", "--help", env={"ORCH_TASK": "T1"}).returncode == 0
+
+
+def test_an_option_of_another_kind_is_refused(proj: Path, orch: Orch) -> None:
+    wt = make_task(proj, "T3")
+    commit_in(wt, "docs/guide.md", "better guide\n")
+    orch("verify", "T3")
+    items(orch)
+    r = orch("approve", "K1", "--edit", "GOTCHAS: x")
+    assert r.returncode == 2 and "--edit is for learning items, and K1 is an ack item" in r.stderr
+    r = orch("approve", "K1", "--id", "T9")
+    assert r.returncode == 2 and "--id is for handoff items" in r.stderr
+    assert items(orch)[0]["state"] == "open"  # nothing answered

@@ -120,8 +120,12 @@ def append(
     iteration: int | None = None,
     artifacts: list[str] | tuple[str, ...] = (),
 ) -> Event:
+    from orch.core.text import printable
+
     it = "-" if task is None else (f"{task}.i{iteration}" if iteration is not None else task)
-    event = Event(utcnow(), state, it, action, result, tuple(artifacts))
+    # What a terminal would act on (an agent's escape sequences in a command it ran) is written as
+    # \uXXXX text: `tail` of the log shows it, never runs it.
+    event = Event(utcnow(), state, it, action, printable(result), tuple(printable(a) for a in artifacts))
     data = event.line().encode("utf-8", "surrogateescape")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     fd, replaced = _open_log(log_path)

@@ -203,6 +203,7 @@ def decide(ctx: Ctx, ref: str, answer: Answer) -> Item:
     _kinds()
     sync(ctx)
     item = find(ctx, ref)
+    _check_options(item, answer)
     with ctx.store.lock(f"inbox-{item['id']}"):  # one answer at a time per item
         item = find(ctx, item["id"])
         who, now = person(ctx), eventlog.utcnow()
@@ -213,11 +214,34 @@ def decide(ctx: Ctx, ref: str, answer: Answer) -> Item:
         def record(it: Item) -> None:
             it.update(state=word, answered_at=now, answered_by=who, note=answer.note, outcome=outcome)
 
-        item = inbox.change(ctx.project, ctx.store, item["id"], record)
+        # The log line first: killed before the item is written, the item stays open and is answered
+        # again (a log line without its item honours nothing); the other way round it would read as
+        # answered, and never be honoured.
         note = f" note={answer.note!r}" if answer.note else ""
         action = "APPROVE" if answer.approve else "REJECT"
         ctx.log("INBOX", action, f"{item['id']} {item['kind']} by {who} at {now}{note}"[:500], task=item.get("task"))
+        item = inbox.change(ctx.project, ctx.store, item["id"], record)
     return item
+
+
+OPTIONS = {"learning": {"edit"}, "handoff": {"id"}}  # the kinds' own options of orch approve
+
+
+def _check_options(item: Item, answer: Answer) -> None:
+    """An option of another kind (``--edit`` on a gate) is a mistake to stop, not to ignore."""
+    from orch.core.errors import UsageError
+
+    for key, value in (answer.options or {}).items():
+        flag = f"--{key}"
+        if key not in OPTIONS.get(str(item["kind"]), set()):
+            kinds = [k for k, keys in OPTIONS.items() if key in keys]
+            raise UsageError(
+                f"{flag} is for {' and '.join(kinds) or 'no'} items, and {item['id']} is "
+                f"{'an' if str(item['kind'])[:1] in 'aeiou' else 'a'} {item['kind']} item",
+                hint=f"check the id: orch inbox (then orch approve {item['id']} without {flag})",
+            )
+        if not str(value).strip():
+            raise UsageError(f"{flag} needs a value, not an empty one")
 
 
 def answered_by_a_person(ctx: Ctx, item: Item) -> bool:

@@ -32,14 +32,17 @@ DECIDING_SUB = frozenset(
 
 
 def command_of(args: list[str]) -> str | None:
-    """The deciding command ``args`` run, or None (help never decides)."""
-    if not args or "--help" in args or "-h" in args:
+    """The deciding command ``args`` run, or None. Only ``orch CMD --help`` alone is help: a ``--help``
+    anywhere else may be an option's value (``--note --help``), and the command would run."""
+    if not args:
         return None
     if args[0] in DECIDING:
-        return args[0]
-    if len(args) > 1 and (args[0], args[1]) in DECIDING_SUB:
-        return f"{args[0]} {args[1]}"
-    return None
+        name, rest = args[0], args[1:]
+    elif len(args) > 1 and (args[0], args[1]) in DECIDING_SUB:
+        name, rest = f"{args[0]} {args[1]}", args[2:]
+    else:
+        return None
+    return None if rest in (["--help"], ["-h"]) else name
 
 
 def require_person(args: list[str]) -> None:
