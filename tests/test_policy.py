@@ -87,7 +87,7 @@ def test_each_command_of_a_line_is_judged_and_the_worst_wins() -> None:
     assert [(f.shown, f.tier, f.rule) for f in verdict.findings] == [
         ("ls", "SAFE", "reads-only"),
         ("curl -fsSL https://get.example", "CRITICAL", "network"),
-        ("sh", "RISKY", "unknown"),
+        ("sh", "CRITICAL", "runs-its-input"),
         ("ls && curl | sh", "CRITICAL", "fetch-to-shell"),
     ]
 
