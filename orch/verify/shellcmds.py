@@ -6,9 +6,12 @@ reads quotes (``'...'``, ``"..."``, ``$'...'``), backslashes, comments, redirect
 with ``>`` is a write; ``2>&1`` and ``> /dev/null`` are not), here-documents, and the commands inside
 ``$(...)``, backticks and ``<(...)``/``>(...)``, which are commands of their own. Assignments before a
 command and wrappers that run another command (``env``, ``nohup``, ``time``, ``timeout``, ``nice``,
-``xargs`` ...) are taken off, so ``env X=1 /usr/bin/curl`` is ``curl``. Scripts given to a shell
-(``sh -c '...'``, ``eval``, a here-document fed to ``bash``) and commands ``find -exec`` runs are read
-as commands too.
+``xargs``, ``setsid``, ``flock``, ``busybox``, ``coproc`` ...) are taken off, so ``env X=1 /usr/bin/curl``
+is ``curl``; the assignments are kept (``Cmd.assigns``). Scripts given to a shell (``sh -c '...'``,
+``eval``, a here-document or here-string fed to ``bash``), command lines a wrapper runs (``env -S``,
+``flock -c``, ``watch``, ``parallel``, ``trap``) and commands ``find -exec`` runs are read as commands
+too. What some programs' words say they do (a ``sed`` script's ``e``, a script piped into a shell, the
+folder ``cp`` writes into) is read by ``shellprogs`` into ``Cmd.facts``, ``writes`` and ``changes``.
 
 It is not a shell: what a word holds after expansion (``$X``, a glob) is not known, and is marked so
 (``Word.dynamic``). Text it cannot read (an unclosed quote or ``$(``) raises ``Unreadable``.
