@@ -38,7 +38,7 @@ MAX_COMMANDS = 256
 class Rule:
     id: str
     tier: str
-    level: str  # command | line
+    level: str  # command | line; built in only: fact (a ``Cmd.facts`` entry), assign (a ``NAME=VALUE`` it sets)
     outside: str | None  # operands | writes | None
     rx: re.Pattern[str]
     why: str
@@ -212,6 +212,21 @@ def _judge_one(policy: Policy, command: str, place: Place) -> tuple[list[Finding
 
 
 def _judge_cmd(policy: Policy, cmd: shellcmds.Cmd, place: Place, cwd: str | None) -> Finding:
+    found = _by_rules(policy, cmd, place, cwd)
+    if not cmd.facts and not cmd.assigns:
+        return found
+    # what its words say it does (`sed -n 1e ...`, `PATH=. ls`) counts whatever the first rule said
+    for rule in policy.rules:
+        if RANK[rule.tier] <= RANK[found.tier] or rule.level not in ("fact", "assign"):
+            continue
+        said = cmd.facts if rule.level == "fact" else [w.text for w in cmd.assigns]
+        hit = next((each for each in said if rule.rx.search(each)), None)
+        if hit is not None:
+            found = Finding(cmd.shown, cmd.origin, rule.tier, rule.id, rule.why, rule.where, hit)
+    return found
+
+
+def _by_rules(policy: Policy, cmd: shellcmds.Cmd, place: Place, cwd: str | None) -> Finding:
     text = cmd.text()
     for rule in policy.rules:
         if rule.level != "command":
@@ -262,8 +277,12 @@ _TAKES_FIRST = {"chmod", "chown", "chgrp"}  # their first operand is a mode or a
 def outside(cmd: shellcmds.Cmd, which: str, place: Place, cwd: str | None) -> str | None:
     """The first of ``cmd``'s operands (or the files it writes), read from ``cwd`` (None: not known),
     that lies outside the task's worktree, is the worktree itself, lies in its ``.git``, or cannot be
-    known; None when all lie inside (or in a scratch folder such as /tmp, outside the project)."""
+    known; None when all lie inside (or in a scratch folder such as /tmp, outside the project). The files
+    it writes include those below the folders it writes into (``cp x DIR``, ``find DIR -delete``)."""
     if which == "writes":
+        for word in cmd.changes:
+            if _outside(word, place, cwd, below=True):
+                return word.shown()
         words = cmd.writes
     else:
         if cmd.fed_by_xargs:
@@ -284,10 +303,22 @@ def outside(cmd: shellcmds.Cmd, which: str, place: Place, cwd: str | None) -> st
     return None
 
 
-def _outside(word: shellcmds.Word, place: Place, cwd: str | None) -> bool:
+def _outside(word: shellcmds.Word, place: Place, cwd: str | None, *, below: bool = False) -> bool:
     if word.dynamic:
         return True
+    if word.brace:  # bash makes it several words: each is judged
+        texts = _braces(word.text)
+        if texts is None:
+            return True
+        for text in texts:
+            each = shellcmds.Word(text, text, word.start, word.end)
+            each.glob = word.glob
+            if _outside(each, place, cwd, below=below):
+                return True
+        return False
     text = os.path.expanduser(word.text)
+    if below:  # a file it may write in that folder
+        text = os.path.join(text, "x")
     if shellcmds.is_glob(word):
         head, _, tail = text.partition(next(c for c in text if c in "*?["))
         folder = head.rpartition("/")[0] if "/" in head else ""
@@ -302,6 +333,26 @@ def _outside(word: shellcmds.Word, place: Place, cwd: str | None) -> bool:
     if os.path.isdir(parent):
         candidates.add(os.path.join(os.path.realpath(parent), os.path.basename(full)))
     return any(_outside_path(path, place) for path in candidates)
+
+
+_BRACE = re.compile(r"\{([^{}]*)\}")
+
+
+def _braces(text: str, limit: int = 64) -> list[str] | None:
+    """The words bash's brace expansion makes of ``text`` (``a{b,c}`` -> ``ab``, ``ac``; a sequence
+    ``{1..9}`` stands for its first item, which lies in the same folder as the others); None past ``limit``."""
+    out, todo = [], [text]
+    while todo:
+        each = todo.pop()
+        m = next((m for m in _BRACE.finditer(each) if "," in m.group(1) or ".." in m.group(1)), None)
+        if m is None:
+            out.append(each)
+        else:
+            items = m.group(1).split(",") if "," in m.group(1) else [m.group(1).partition("..")[0]]
+            todo += [each[: m.start()] + item + each[m.end() :] for item in items]
+        if len(out) + len(todo) > limit:
+            return None
+    return out
 
 
 def _outside_path(path: str, place: Place) -> bool:

@@ -9,6 +9,10 @@ the command's operands (``operands``) or the files it writes (``writes``) lies o
 worktree, is the worktree itself, lies in its ``.git``, or cannot be known (``$X``, input from
 ``xargs``). The first rule that matches a command decides its tier; a command no rule matches is
 ``RISKY`` (``unknown``).
+
+Two levels only built-in rules have, which raise a command's tier whatever the first rule said:
+``fact`` matches what its words say it does beyond its name (``Cmd.facts``: "sed runs commands",
+"runs its input" ...), ``assign`` each ``NAME=VALUE`` it sets (``PATH=. ls``, ``env``, ``export``).
 """
 
 from __future__ import annotations
@@ -26,7 +30,28 @@ FILE_TOOLS = r"(?:rm|rmdir|unlink|shred|mv|chmod|chown|chgrp|truncate|tee)"
 
 Rule = tuple[str, str, str, "str | None", str, str]
 
+# variables that choose which program runs, or git's configuration; GIT_* unless known harmless
+RUNNERS = (
+    r"^(?:PATH|CDPATH|HOME|XDG_CONFIG_HOME|XDG_CONFIG_DIRS|LD_\w+|DYLD_\w+|BASH_ENV|ENV|PS4|PROMPT_COMMAND"
+    r"|BASH_LOADABLES_PATH|EDITOR|VISUAL|BROWSER|SHELL|\w*PAGER|LESSOPEN|LESSCLOSE|\w*ASKPASS|TAR_OPTIONS"
+    r"|(?!GIT_(?:AUTHOR|COMMITTER)_(?:NAME|EMAIL|DATE)=|GIT_(?:TERMINAL_PROMPT|OPTIONAL_LOCKS|FLUSH"
+    r"|LITERAL_PATHSPECS|GLOB_PATHSPECS|NOGLOB_PATHSPECS|ICASE_PATHSPECS|MERGE_VERBOSITY|ADVICE|PROGRESS_DELAY)="
+    r"|GIT_TRACE\w*=(?:[0-9]|true|false)?$)GIT_\w+)(?:\[[^]]*\])?\+?="
+)
+
 BUILTIN: list[Rule] = [
+    # -- what a command's words say it does, whatever the rule for its name says ------------------------
+    ("sets-runner", "CRITICAL", "assign", None, RUNNERS,
+     "sets a variable that decides which programs run (PATH, LD_*, a pager, an editor) or git's configuration"),
+    ("code-in-text", "CRITICAL", "fact", None, r"^(?:sed|awk) runs commands$",
+     "runs shell commands from inside its script (sed's e, awk's system() or a pipe)"),
+    ("runs-its-input", "CRITICAL", "fact", None, r"^runs its input$",
+     "runs a script that is not written on the line (piped in, from <(...) or /dev/stdin)"),
+    ("brace-program", "CRITICAL", "fact", None, r"^brace-expanded program$",
+     "which program runs is only known when bash expands the braces"),
+    ("program-file", "RISKY", "fact", None, r"^(?:sed runs a script|awk runs a program) file$",
+     "runs a script from a file (what it does is not on the line)"),
+    ("awk-writes", "RISKY", "fact", None, r"^awk writes files$", "writes files (print > FILE)"),
     # -- CRITICAL: what a snapshot of the worktree cannot undo -------------------------------------
     ("fetch-to-shell", "CRITICAL", "line", None,
      rf"(?:^|[;&|] ){FETCH}(?: \|&? (?:sudo )?\S+)* \|&? (?:sudo )?{INTERPRETERS}(?: |$)",
@@ -40,9 +65,20 @@ BUILTIN: list[Rule] = [
     ("write-outside", "CRITICAL", "command", "writes", r"",
      "writes a file outside the task's worktree (or in its .git)"),
     ("network", "CRITICAL", "command", None,
-     r"^(?:curl|wget|aria2c|ssh|scp|sftp|nc|ncat|netcat|socat|telnet|ftp|tftp|http|https|xh|gh|hub)(?: |$)"
-     r"|^rsync(?: .*)? [^ -][^ ]*:",
+     r"^(?:curl|wget|aria2c|ssh|scp|sftp|nc|ncat|netcat|socat|telnet|ftp|tftp|http|https|xh|gh|hub|lynx|links"
+     r"|elinks|w3m)(?: |$)|^openssl (?:s_client|s_server|s_time|ocsp)(?: |$)|^rsync(?: .*)? [^ -][^ ]*:"
+     rf"|{GIT} (?:fetch|pull|ls-remote|fetch-pack|send-pack|remote (?:update|prune|show(?! -n)(?= \S))"
+     r"|submodule (?:.* )?(?:update|add|sync|init))(?: |$)"
+     rf"|{GIT} clone(?: .*)? [^ -]\S*[:@]|{GIT} archive (?:.* )?--remote"
+     r"|^(?:pip[0-9.]*|python[0-9.]* -m pip|uv pip) (?:download|install (?:.* )?(?:\S*://|git\+|\S+@))"
+     r"|^parallel (?:.* )?(?:-S|--sshlogin)",
      "sends or fetches data over the network"),
+    ("runs-programs", "CRITICAL", "command", None,
+     rf"{GIT} (?:.* )?--(?:upload-pack|receive-pack|exec)(?:=| |$)|{GIT} rebase (?:.* )?(?:-x|--exec)"
+     rf"|{GIT} bisect run(?: |$)|{GIT} submodule (?:.* )?foreach(?: |$)|{GIT} difftool (?:.* )?(?:-x|--extcmd)"
+     rf"|{GIT} grep (?:.* )?(?:-O|--open-files-in-pager)|^man (?:.* )?(?:-P|--pager|-H|--html)"
+     r"|^hash (?:.* )?-[a-z]*p|^enable (?:.* )?-[a-z]*f",
+     "runs a program its options name (a pager, an --exec, a shared object)"),
     ("git-push", "CRITICAL", "command", None, rf"{GIT} (?:push|send-email|request-pull|svn dcommit)(?: |$)",
      "sends commits out of the machine"),
     ("publish", "CRITICAL", "command", None,
@@ -86,8 +122,8 @@ BUILTIN: list[Rule] = [
      r"|version|cherry|range-diff|diff-tree|diff-index|diff-files|whatchanged)(?: |$)"
      rf"|{GIT} (?:--version|--help)$|{GIT} branch(?: (?:-a|-r|-v|-vv|-l|--list|--all|--remotes|--show-current"
      r"|--contains \S+|--no-contains \S+|--merged(?: \S+)?|--no-merged(?: \S+)?|--format=\S+|--sort=\S+))*$"
-     rf"|{GIT} (?:stash (?:list|show)|remote(?: -v| show(?: \S+)?| get-url \S+)?|tag(?: -l| --list)?(?: \S+)?"
-     r"|worktree list|reflog(?: show)?)(?: |$)",
+     rf"|{GIT} (?:stash (?:list|show)|tag(?: -l| --list)?(?: \S+)?|worktree list|reflog(?: show)?)(?: |$)"
+     rf"|{GIT} remote(?: -v| show(?: -n \S+)?| get-url \S+)?$",
      "reads the repository"),
     ("git-changes", "RISKY", "command", None,
      rf"{GIT} (?:add|commit|rm|mv|reset|restore|checkout|switch|merge|rebase|cherry-pick|revert|am|apply|stash|clean"
@@ -105,10 +141,10 @@ BUILTIN: list[Rule] = [
     ("reads-only", "SAFE", "command", None,
      r"^(?:ls|ll|la|cat|bat|head|tail|less|more|wc|grep|egrep|fgrep|rg|ag|ack|find|fd|tree|pwd|echo|printf|which"
      r"|whereis|type|command|file|stat|du|df|diff|cmp|comm|sort|uniq|cut|tr|awk|gawk|mawk|sed|jq|yq|basename|dirname"
-     r"|realpath|readlink|date|cal|env|printenv|whoami|id|groups|uname|hostname|true|false|test|\[|\[\[|sleep|nl"
+     r"|realpath|readlink|date|cal|printenv|whoami|id|groups|uname|hostname|true|false|test|\[|\[\[|sleep|nl"
      r"|column|od|xxd|hexdump|strings|md5sum|sha1sum|sha256sum|sha512sum|cksum|b2sum|cd|pushd|popd|ps|free"
-     r"|uptime|nproc|seq|expr|tac|rev|fold|fmt|paste|join|man|help|alias|export|set|unset|shopt|wait|jobs"
-     r"|exit|return|shift|local|declare|typeset|hash|:)(?: |$)",
+     r"|uptime|nproc|seq|expr|tac|rev|fold|fmt|paste|join|help|export|set|unset|shopt|wait|jobs"
+     r"|exit|return|shift|local|declare|typeset|:)(?: |$)|^env$",
      "reads or prints only"),
     ("orch-reads", "SAFE", "command", None,
      r"^orch (?:report|status|inbox|plan|verify|policy check|lock list|hooks status|help|--help|-h|--version)(?: |$)",

@@ -6,9 +6,12 @@ reads quotes (``'...'``, ``"..."``, ``$'...'``), backslashes, comments, redirect
 with ``>`` is a write; ``2>&1`` and ``> /dev/null`` are not), here-documents, and the commands inside
 ``$(...)``, backticks and ``<(...)``/``>(...)``, which are commands of their own. Assignments before a
 command and wrappers that run another command (``env``, ``nohup``, ``time``, ``timeout``, ``nice``,
-``xargs`` ...) are taken off, so ``env X=1 /usr/bin/curl`` is ``curl``. Scripts given to a shell
-(``sh -c '...'``, ``eval``, a here-document fed to ``bash``) and commands ``find -exec`` runs are read
-as commands too.
+``xargs``, ``setsid``, ``flock``, ``busybox``, ``coproc`` ...) are taken off, so ``env X=1 /usr/bin/curl``
+is ``curl``; the assignments are kept (``Cmd.assigns``). Scripts given to a shell (``sh -c '...'``,
+``eval``, a here-document or here-string fed to ``bash``), command lines a wrapper runs (``env -S``,
+``flock -c``, ``watch``, ``parallel``, ``trap``) and commands ``find -exec`` runs are read as commands
+too. What some programs' words say they do (a ``sed`` script's ``e``, a script piped into a shell, the
+folder ``cp`` writes into) is read by ``shellprogs`` into ``Cmd.facts``, ``writes`` and ``changes``.
 
 It is not a shell: what a word holds after expansion (``$X``, a glob) is not known, and is marked so
 (``Word.dynamic``). Text it cannot read (an unclosed quote or ``$(``) raises ``Unreadable``.
@@ -20,6 +23,7 @@ import itertools
 import os
 import re
 
+from orch.verify import shellprogs
 from orch.verify.shellwords import CONTROL, Op, Unreadable, Word, lex
 
 TYPE_CHECKING = False
@@ -50,6 +54,10 @@ class Cmd:
         self.argv: list[Word] = []
         self.writes: list[Word] = []
         self.reads: list[str] = []
+        self.changes: list[Word] = []  # folders it writes into (``cp x DIR``, ``find DIR -delete``)
+        self.assigns: list[Word] = []  # NAME=VALUE it sets for itself or the commands after it
+        self.facts: list[str] = []  # what its words say it does beyond its name ("sed runs commands")
+        self.split: list[Word] | None = None  # ``env -S``'s command line
         self.sep = ""
         self.fed_by_xargs = False  # its operands come from its input: not known here
         self.script = -1  # which text it was read from (``read`` numbers them)
@@ -76,8 +84,10 @@ def read(text: str, *, origin: str = "", depth: int = 0) -> list[Cmd]:
     if depth > MAX_DEPTH:
         raise Unreadable(f"commands nested more than {MAX_DEPTH} deep")
     out: list[Cmd] = []
+    before = ""
     for part, sep in _parts(lex(text)):
-        out += list(_commands(text, part, sep, origin, depth))
+        out += list(_commands(text, part, sep, origin, depth, piped=before in ("|", "|&")))
+        before = sep
     script = next(_scripts)
     for cmd in out:
         if cmd.script < 0:  # not read from a script inside this one
@@ -96,7 +106,7 @@ def _parts(tokens: list[Word | Op]) -> Iterator[tuple[list[Word | Op], str]]:
     yield part, ""
 
 
-def _commands(text: str, part: list[Word | Op], sep: str, origin: str, depth: int) -> Iterator[Cmd]:
+def _commands(text: str, part: list[Word | Op], sep: str, origin: str, depth: int, *, piped: bool) -> Iterator[Cmd]:
     while part and isinstance(part[0], Word) and part[0].text in RESERVED and part[0].raw == part[0].text:
         part = part[1:]
     if not part:
@@ -105,7 +115,7 @@ def _commands(text: str, part: list[Word | Op], sep: str, origin: str, depth: in
     cmd.sep = "; " if sep == "\n" else sep
     inner: list[Cmd] = []
     words: list[Word] = []
-    heredoc: str | None = None
+    heredoc: str | Word | None = None  # the text a here-document or here-string feeds it
     pending: Op | None = None
     for token in part:
         if isinstance(token, Op):
@@ -123,6 +133,8 @@ def _commands(text: str, part: list[Word | Op], sep: str, origin: str, depth: in
                     cmd.writes.append(token)
             elif pending.text in (">&", "<&") and not re.fullmatch(r"\d+-?|-", token.text):
                 cmd.writes.append(token)  # >&file writes the file (bash)
+            elif pending.text == "<<<" and not pending.io:
+                heredoc = token
             pending = None
             continue
         words.append(token)
@@ -131,8 +143,10 @@ def _commands(text: str, part: list[Word | Op], sep: str, origin: str, depth: in
         yield from inner  # `for x in $(ls)`: only what it runs
         return
     while words and _NAME.match(words[0].raw) and not words[0].raw.startswith("="):
+        cmd.assigns.append(words[0])
         words = words[1:]
     cmd.argv = _unwrap(words, cmd)
+    _effects(cmd, piped=piped and heredoc is None)
     yield cmd
     yield from inner
     yield from _runs(cmd, heredoc, depth)
@@ -158,6 +172,40 @@ WRAPPERS = {
     "builtin": set(),
     "exec": {"-a"},
     "chronic": set(),
+    "setsid": set(),
+    "busybox": set(),
+    "coproc": set(),
+    "flock": {"-w", "--wait", "--timeout", "-E", "--conflict-exit-code"},
+    "watch": {"-n", "--interval", "-q", "--equexit"},
+    "parallel": {
+        "-j",
+        "--jobs",
+        "-P",
+        "--max-procs",
+        "-S",
+        "--sshlogin",
+        "-a",
+        "--arg-file",
+        "--delay",
+        "--timeout",
+        "-n",
+        "-N",
+        "-L",
+        "--colsep",
+        "-C",
+        "-d",
+        "--delimiter",
+        "-I",
+        "--joblog",
+        "--results",
+        "--tmpdir",
+        "--workdir",
+        "--wd",
+        "-E",
+        "--halt",
+        "--retries",
+        "--memfree",
+    },
     "xargs": {
         "-a",
         "-E",
@@ -183,7 +231,9 @@ WRAPPERS = {
 
 
 def _unwrap(words: list[Word], cmd: Cmd) -> list[Word]:
-    """``words`` without the wrappers in front (``env X=1 timeout 5 curl`` -> ``curl``)."""
+    """``words`` without the wrappers in front (``env X=1 timeout 5 curl`` -> ``curl``). A wrapper that
+    runs a command line rather than words (``env -S``, ``flock -c``, ``watch``, ``parallel``) is kept,
+    with that line as ``cmd.split``."""
     while words and not words[0].dynamic:
         name = os.path.basename(words[0].text)
         takes = WRAPPERS.get(name)
@@ -194,37 +244,150 @@ def _unwrap(words: list[Word], cmd: Cmd) -> list[Word]:
             return words  # `command -v x` only asks where x is
         if name == "xargs":
             cmd.fed_by_xargs = True
-        i, duration = 0, name == "timeout"
+        if name == "coproc" and len(rest) > 1 and rest[1].raw == "{":
+            rest = rest[1:]  # coproc NAME { ...; }
+        if name == "coproc" and rest and rest[0].raw == "{":
+            rest = rest[1:]
+        i, operand = 0, name in ("timeout", "flock")  # timeout's duration, flock's file
         while i < len(rest):
             w = rest[i].text
             if w == "--":
                 i += 1
                 break
             if name == "env" and _NAME.match(rest[i].raw):
+                cmd.assigns.append(rest[i])
                 i += 1
+            elif name == "env" and (w.startswith("--split-string") or re.match(r"-[^-]*S", w)):
+                value = w.partition("=")[2] if w.startswith("--") else w.partition("S")[2]
+                tail = rest[i + 1 :] if value else rest[i + 2 :]
+                head = [Word(value, value, rest[i].start, rest[i].end)] if value else rest[i + 1 : i + 2]
+                if value:
+                    head[0].dynamic = rest[i].dynamic
+                cmd.split = head + [_requoted(t) for t in tail]
+                return words
+            elif name == "flock" and w in ("-c", "--command"):
+                cmd.split = rest[i + 1 : i + 2]
+                return words
             elif w.startswith("-") and len(w) > 1:
                 i += 2 if w in takes else 1
-            elif duration:  # timeout's duration, after its options
-                i, duration = i + 1, False
+            elif operand:
+                i, operand = i + 1, False
             else:
                 break
         if i >= len(rest):
             return words  # the wrapper alone (`env` prints the environment)
+        if name in ("watch", "parallel"):
+            line = rest[i:]
+            end = next((j for j, t in enumerate(line) if t.text.startswith(":::")), len(line))
+            if end:
+                cmd.split = [_requoted(t) for t in line[:end]]
+            else:  # parallel ::: 'cmd1' 'cmd2': its arguments (or input) are the commands
+                cmd.facts.append("runs its input")
+            return words
         words = rest[i:]
     return words
 
 
-def _runs(cmd: Cmd, heredoc: str | None, depth: int) -> list[Cmd]:
+def _requoted(word: Word) -> Word:
+    """``word`` as a word of a command line to read again (``_run_text`` joins the texts)."""
+    out = Word(word.text if word.dynamic else _quote(word.text), word.raw, word.start, word.end)
+    out.dynamic = word.dynamic
+    return out
+
+
+ASSIGNERS = {"export", "declare", "typeset", "local", "readonly"}
+AWKS = {"awk", "gawk", "mawk", "nawk"}
+STDIN = {"-", "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"}
+
+
+def _effects(cmd: Cmd, *, piped: bool) -> None:
+    """What ``cmd``'s words say it does beyond its name: ``cmd.facts``, and the files and folders it
+    writes (``cmd.writes``, ``cmd.changes``)."""
+    argv, program = cmd.argv, cmd.program
+    if not argv:
+        return
+    if argv[0].brace:
+        cmd.facts.append("brace-expanded program")
+    if program in ASSIGNERS:
+        cmd.assigns += [w for w in argv[1:] if _NAME.match(w.raw)]
+    files, under = shellprogs.writes_of(program, argv)
+    cmd.writes += [w for w in files if not _not_a_file(w.text)]
+    cmd.changes += under
+    if program == "sed":
+        scripts = shellprogs.sed_scripts(argv[1:])
+        if scripts is None:
+            cmd.facts.append("sed runs a script file")
+        for script in scripts or []:
+            runs, writes = shellprogs.sed_effects(script.text)
+            if runs or script.dynamic:
+                cmd.facts.append("sed runs commands")
+            cmd.writes += [Word(w, w, script.start, script.end) for w in writes if w and not _not_a_file(w)]
+    elif program in AWKS:
+        code = shellprogs.awk_program(argv[1:])
+        if code is None:
+            if len(argv) > 1:
+                cmd.facts.append("awk runs a program file")
+        else:
+            runs, prints_to = shellprogs.awk_effects(code.text)
+            if runs or code.dynamic:
+                cmd.facts.append("awk runs commands")
+            elif prints_to:
+                cmd.facts.append("awk writes files")
+    elif program in SHELLS or program in ("source", "."):
+        operands = _shell_operands(argv) if program in SHELLS else argv[1:2]
+        if operands is None:
+            return  # sh -c '...': read in _runs
+        if operands and (operands[0].dynamic or operands[0].text in STDIN):
+            cmd.facts.append("runs its input")  # bash <(curl ...), . /dev/stdin
+        elif not operands and piped and program in SHELLS:
+            cmd.facts.append("runs its input")  # ... | sh
+
+
+def _shell_operands(argv: list[Word]) -> list[Word] | None:
+    """A shell's operands after its options (the first is its script file); None with ``-c``. ``-s``
+    (the script is its input) gives none."""
+    i, stdin = 1, False
+    while i < len(argv):
+        w = argv[i].text
+        if w == "--":
+            i += 1
+            break
+        if not w.startswith(("-", "+")) or w in ("-", "+"):
+            break
+        if w in ("-o", "+o", "-O", "+O", "--rcfile", "--init-file"):
+            i += 1
+        elif not w.startswith("--") and "c" in w[1:]:
+            return None
+        elif not w.startswith("--") and "s" in w[1:]:
+            stdin = True
+        i += 1
+    return [] if stdin else argv[i:]
+
+
+def _runs(cmd: Cmd, heredoc: str | Word | None, depth: int) -> list[Cmd]:
     """The commands ``cmd`` itself runs: a shell's script, ``eval``'s words, ``find -exec``'s command,
-    a here-document fed to a shell."""
+    a here-document or here-string fed to a shell, ``trap``'s command, a wrapper's command line."""
     argv, program = cmd.argv, cmd.program
     found: list[Cmd] = []
+    if cmd.split is not None:
+        inner = _run_text(cmd.split, program, depth)
+        if program == "parallel":
+            for c in inner:
+                c.fed_by_xargs = True  # {} is what its arguments name
+        found += inner
     if program in SHELLS:
         script = _script_of(argv)
         if script is not None:
             found += _run_text([script], f"{program} -c", depth)
-        elif heredoc is not None and all(w.text.startswith(("-", "+")) for w in argv[1:]):
-            found += read(heredoc, origin=f"{program} <<", depth=depth + 1)
+        elif heredoc is not None and _shell_operands(argv) == []:
+            if isinstance(heredoc, Word):
+                found += _run_text([heredoc], f"{program} <<<", depth)
+            else:
+                found += read(heredoc, origin=f"{program} <<", depth=depth + 1)
+    elif program == "trap":
+        action = [w for w in argv[1:] if w.text != "--"]
+        if len(action) > 1 and not action[0].text.startswith("-"):
+            found += _run_text(action[:1], "trap", depth)
     elif program == "eval":
         found += _run_text(argv[1:], "eval", depth)
     elif program == "find":

@@ -23,9 +23,10 @@ class Unreadable(ValueError):
 
 class Word:
     """One word: ``text`` as the shell would pass it when nothing is expanded (quotes removed),
-    ``raw`` as written, ``dynamic`` when it holds an expansion, ``glob`` for an unquoted ``*?[``."""
+    ``raw`` as written, ``dynamic`` when it holds an expansion, ``glob`` for an unquoted ``*?[``,
+    ``brace`` for an unquoted ``{a,b}`` or ``{1..3}`` (bash expands it into several words)."""
 
-    __slots__ = ("text", "raw", "dynamic", "glob", "subs", "start", "end")
+    __slots__ = ("text", "raw", "dynamic", "glob", "brace", "subs", "start", "end")
 
     def __init__(self, text: str, raw: str, start: int, end: int) -> None:
         self.text = text
@@ -34,6 +35,7 @@ class Word:
         self.end = end
         self.dynamic = False
         self.glob = False
+        self.brace = False
         self.subs: list[str] = []  # the command texts of $(...), `...`, <(...) inside it
 
     def shown(self) -> str:
@@ -131,6 +133,7 @@ class _Lexer:
         s, start = self.s, self.i
         text: list[str] = []
         word = Word("", "", start, start)
+        braces = 0  # unquoted `{` open, and whether a `,` or `..` followed one (-1)
         while self.i < len(s):
             c = s[self.i]
             if c in " \t\r\n;&|()<>":
@@ -159,6 +162,12 @@ class _Lexer:
             else:
                 if c in "*?[":
                     word.glob = True
+                elif c == "{":
+                    braces = max(braces, 0) + 1 if braces >= 0 else braces
+                elif braces and (c == "," or s.startswith("..", self.i)):
+                    braces = -1
+                elif c == "}" and braces < 0:
+                    word.brace = True
                 text.append(c)
                 self.i += 1
         word.text, word.raw, word.end = "".join(text), s[start : self.i], self.i
