@@ -58,8 +58,8 @@ def test_errors_name_file_line_and_field_with_hints(store: Store) -> None:
         ".orch/config.yaml:3: unknown field 'test_comand' (did you mean 'test_command'?)\n"
         ".orch/config.yaml:4: max_parallel: 'many' is not of type 'integer'\n"
         ".orch/config.yaml:6: unknown field 'agnt' in defaults (did you mean 'agent'?)\n"
-        ".orch/config.yaml:7: unknown field 'zzz' in defaults (known fields: agent, approve_plan, budget, check, max_iterations, "
-        "max_per_strategy, max_strategies, model, task_timeout, tdd_gate, timeout)\n"
+        ".orch/config.yaml:7: unknown field 'zzz' in defaults (known fields: agent, approve_plan, budget, check, "
+        "max_iterations, max_per_strategy, max_strategies, model, task_timeout, tdd_gate, timeout)\n"
         "  hint: fix the file by hand; orch leaves it as it is"
     )
 
