@@ -19,7 +19,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from orch.agents import outbox
+from orch.agents import outbox, queue
 from orch.agents.procgroup import GRACE
 from orch.agents.spawn import start, tmux_session_name, write_launcher  # noqa: F401 (callers use launch.start)
 from orch.agents.supervisor import finish
@@ -65,7 +65,9 @@ def stop(ctx: Ctx, task_id: str, *, kill: bool = False, grace: float = GRACE) ->
             _signal_agent(pid, st, signal.SIGKILL)
     if st.get("tmux_session"):
         subprocess.run(["tmux", "kill-session", "-t", f"={st['tmux_session']}"], capture_output=True, check=False)
-    return finish(project, store, task_id, exit_code=None, reason="stopped by orch stop")
+    ended = finish(project, store, task_id, exit_code=None, reason="stopped by orch stop")
+    queue.drain(ctx)  # nobody else is left to start the next queued task
+    return ended
 
 
 def _signal_agent(pid: int | None, st: state.Status, sig: int) -> None:
@@ -85,22 +87,27 @@ def _signal_agent(pid: int | None, st: state.Status, sig: int) -> None:
 def wait(
     ctx: Ctx, ids: list[str] | None = None, timeout: float | None = None, *, poll: float = 0.25
 ) -> dict[str, state.Status]:
-    """Wait until the tasks leave RUNNING; id -> status at return (``succeeded`` judges each).
+    """Wait until the tasks leave RUNNING and QUEUED (a queued task has run and ended); id -> status
+    at return (``succeeded`` judges each).
 
-    Without ids: every task that runs or has ended but is not yet verified, merged or cleaned, so
-    a run that ended badly before the wait began is still judged.
+    Without ids: every task that runs, waits in the queue, or has ended but is not yet verified,
+    merged or cleaned, so a run that ended badly before the wait began is still judged.
     """
     project, store = ctx.project, ctx.store
     if ids is None:
-        ids = [i for i, s in state.read_all(project, store).items() if s.get("state") in ("RUNNING", *ENDED)]
+        ids = [i for i, s in state.read_all(project, store).items() if s.get("state") in ("RUNNING", "QUEUED", *ENDED)]
     for task_id in ids:
         if state.read(project, store, task_id, refresh=False) is None:
             raise InputError(f"task {task_id} was never spun", hint=f"orch spin {task_id}")
     deadline = time.monotonic() + timeout if timeout is not None else None
     while True:
         statuses = {i: state.read(project, store, i) or {"id": i, "state": "PENDING"} for i in ids}
-        if all(s.get("state") != "RUNNING" and not _supervised(s) for s in statuses.values()):
+        if all(s.get("state") not in ("RUNNING", "QUEUED") and not _supervised(s) for s in statuses.values()):
             return statuses
+        if any(s.get("state") == "QUEUED" for s in statuses.values()) and not any(
+            s.get("state") == "RUNNING" or _supervised(s) for s in statuses.values()
+        ):
+            queue.drain(ctx)  # a supervisor killed before it started the next must not stall the queue
         if deadline is not None and time.monotonic() >= deadline:
             return statuses
         time.sleep(poll)

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from orch.agents import boxrun, planphase
+from orch.agents import boxrun, planphase, slots
 from orch.agents import manifest as agents
 from orch.agents.pane import shell_quote
 from orch.agents.taskfiles import files, open_run_file, run_folder_problem
@@ -208,12 +208,11 @@ def start(ctx: Ctx, task_id: str, *, tmux: bool = False, resume: bool = False, p
     launch = build_launch(ctx, task_id, manifest, phase or None)
     if tmux and not _which("tmux"):
         raise EnvError("tmux is not installed or not on PATH", hint="install tmux, or spin without --tmux")
-    atomic_write(f.launch, json.dumps(launch, indent=2) + "\n")
     me = os.getpid()
     problem: list[str] = []
 
     def claim(st: state.Status) -> None:
-        if st.get("state") != ("PAUSED" if resume else "PENDING"):
+        if st.get("state") not in (("PAUSED",) if resume else ("PENDING", "QUEUED")):
             problem.append(str(st.get("state")))
             return
         # Until the supervisor exists, this process answers for the task: a task is never RUNNING
@@ -233,19 +232,21 @@ def start(ctx: Ctx, task_id: str, *, tmux: bool = False, resume: bool = False, p
             stop_requested_at=None,
             sandbox=boxrun.box_word(launch["box"]),
             resumed_at=eventlog.utcnow() if resume else None,
+            queued_at=None,
         )
 
     # Counting the running agents and claiming this one is one step under one lock: two spins or
-    # starts at once cannot both take the last slot.
-    with store.lock("agent-slots"):
-        limit = ctx.config.max_parallel
-        running = sorted(t for t, st in state.read_all(project, store).items() if st.get("state") == "RUNNING")
-        if len(running) >= limit and task_id not in running:
+    # starts (or supervisors taking the next queued task) at once cannot both take the last slot.
+    with store.lock(slots.LOCK):
+        why = slots.Slots(ctx, state.read_all(project, store)).why_wait(task_id, launch["agent"])
+        if why and resume:
             raise InputError(
-                f"task {task_id} not started: {limit} agents run already (max_parallel): {', '.join(running)}",
+                f"task {task_id} not resumed: it {why}",
                 where=".orch/config.yaml",
-                hint=f"wait for one to finish (orch wait), then orch start {task_id}; or raise max_parallel",
+                hint=f"wait for one to finish (orch wait), then orch resume {task_id}; or raise max_parallel",
             )
+        if why:
+            return queue_it(ctx, task_id, why)
         state.update(project, store, task_id, claim)
     if problem and resume:
         raise InputError(f"task {task_id} is {problem[0]}, not PAUSED", hint=f"see: orch status {task_id}")
@@ -258,6 +259,7 @@ def start(ctx: Ctx, task_id: str, *, tmux: bool = False, resume: bool = False, p
     # working folder first on sys.path, and the worktree's files (an orch/ or json.py) must not be
     # imported by orch. Only the agent runs in the worktree.
     try:
+        atomic_write(f.launch, json.dumps(launch, indent=2) + "\n")
         if tmux:
             # A tmux session gets the tmux server's environment, not ours: hand ours over in a
             # private file the supervisor reads and deletes.
@@ -302,6 +304,25 @@ def start(ctx: Ctx, task_id: str, *, tmux: bool = False, resume: bool = False, p
     word = "RESUME" if resume else "START"
     ctx.log("RUNNING", word, f"agent={launch['agent']} {boxed}" + (f" tmux={session}" if tmux else ""), task=task_id)
     return status
+
+
+def queue_it(ctx: Ctx, task_id: str, why: str) -> state.Status:
+    """Make a PENDING task QUEUED (or say anew why a QUEUED one waits); the caller holds the slots lock.
+    A task in any other state is left as it is (``start`` says why it cannot start)."""
+    was: list[str] = []
+
+    def change(st: state.Status) -> None:
+        was.append(str(st.get("state")))
+        if st.get("state") not in ("PENDING", "QUEUED") or (st.get("state") == "QUEUED" and st.get("reason") == why):
+            return
+        st.update(state="QUEUED", reason=why, queued_at=st.get("queued_at") or eventlog.utcnow())
+
+    st = state.update(ctx.project, ctx.store, task_id, change)
+    if was and was[0] == "PENDING":
+        ctx.log("QUEUED", "QUEUE", why, task=task_id)
+    if st.get("state") != "QUEUED":
+        raise InputError(f"task {task_id} is {st.get('state')}, not ready to start", hint=f"see: orch status {task_id}")
+    return st
 
 
 def _fail_start(st: state.Status, me: int, reason: str) -> None:

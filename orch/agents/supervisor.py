@@ -471,6 +471,22 @@ def main(argv: list[str]) -> int:
     except OrchError as exc:  # one line in supervisor.log; the task shows as CRASHED, its work stays
         sys.stderr.write(f"orch: {exc.message}\n")
         return int(exc.exit_code)
+    finally:
+        _start_next(root)
+
+
+def _start_next(root: Path) -> None:
+    """The run is over, its slot free: start the next queued tasks (``orch.agents.queue``; no daemon)."""
+    from orch.agents import queue
+    from orch.core.context import open_ctx
+
+    try:
+        started = queue.drain(open_ctx(root))
+    except OrchError as exc:
+        sys.stderr.write(f"orch: the queue: {exc.message}\n")
+        return
+    if started:
+        sys.stderr.write(f"orch: started from the queue: {', '.join(started)}\n")
 
 
 if __name__ == "__main__":

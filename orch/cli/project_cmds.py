@@ -150,6 +150,9 @@ def status(
         waiting = status_mod.needs_a_person(rows)
         if waiting:
             out("\nneeds a person:\n" + "\n".join(f"  {line}" for line in waiting))
+        queued = status_mod.queued_lines(rows)
+        if queued:
+            out("\nqueued (each starts when a run ends and it may):\n" + "\n".join(f"  {line}" for line in queued))
         notice = status_mod.base_notice(c)
         if notice:
             out(notice)

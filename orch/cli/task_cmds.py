@@ -50,6 +50,7 @@ def spin(
         for r in results:
             if r.ok:
                 how = "not started" if no_start else (f"tmux {r.tmux_session}" if r.tmux_session else "running")
+                how = f"queued: {r.queued}" if r.queued else how
                 out(f"{r.id}: {r.branch} at {r.worktree} ({r.agent}, {how})")
             else:
                 err(f"orch: {r.id}: {r.error}")
@@ -60,17 +61,39 @@ def spin(
 
 @app.command()
 def start(
-    task_id: str = typer.Argument(..., metavar="ID"),
+    ids: list[str] = typer.Argument(..., metavar="ID...", help="Tasks to start (past the free slots they queue)."),
     use_tmux: bool = typer.Option(False, "--tmux", help="Run the agent in tmux session orch-ID."),
-) -> None:
-    """Start the agent of a task spun with --no-start."""
-    from orch.agents import launch
+) -> int:
+    """Start the agents of tasks spun with --no-start; past the free slots a task waits QUEUED and
+    starts when a run ends (orch dequeue ID takes it back out)."""
+    from orch.agents import queue
+
+    c = ctx()
+    for task_id in ids:
+        _check_id(task_id, c)
+    codes = []
+    for task_id, st in queue.start_many(c, list(ids), tmux=use_tmux):
+        if not isinstance(st, dict):
+            err(f"orch: {task_id}: {st.render()}")
+            codes.append(int(st.exit_code))
+        elif st.get("state") == "QUEUED":
+            out(f"{task_id}: queued: {st.get('reason')}")
+        else:
+            tmux = f", tmux {st['tmux_session']}" if st.get("tmux_session") else ""
+            out(f"{task_id}: started ({st.get('agent')}{tmux})")
+    _box_notice(c, list(ids))
+    return max(codes) if codes else 0
+
+
+@app.command()
+def dequeue(task_id: str = typer.Argument(..., metavar="ID")) -> None:
+    """Take a QUEUED task out of the queue: it stays spun, PENDING, until orch start ID."""
+    from orch.agents import queue
 
     c = ctx()
     _check_id(task_id, c)
-    st = launch.start(c, task_id, tmux=use_tmux)
-    out(f"{task_id}: started ({st.get('agent')}" + (f", tmux {st['tmux_session']})" if st.get("tmux_session") else ")"))
-    _box_notice(c, [task_id])
+    queue.dequeue(c, task_id)
+    out(f"{task_id}: taken out of the queue (PENDING, still spun: orch start {task_id})")
 
 
 @app.command()
@@ -138,10 +161,13 @@ def agents_cmd(as_json: bool = typer.Option(False, "--json", help="Print as JSON
 
 @app.command()
 def wait(
-    ids: list[str] = typer.Argument(None, metavar="ID", help="Tasks to wait for (default: every running one)."),
+    ids: list[str] = typer.Argument(
+        None, metavar="ID", help="Tasks to wait for (default: every running or queued one)."
+    ),
     timeout: float | None = typer.Option(None, "--timeout", help="Give up after this many seconds."),
 ) -> int:
-    """Wait until tasks finish; exit 0 if all succeeded or were merged, 1 otherwise (or on timeout)."""
+    """Wait until tasks finish (queued ones too: until they have run and ended); exit 0 if all
+    succeeded or were merged, 1 otherwise (or on timeout)."""
     from orch.agents import launch
 
     c = ctx()
@@ -152,8 +178,8 @@ def wait(
         out("no task is running or waiting to be merged")
     for task_id, st in statuses.items():
         now = st.get("state")
-        if now == "RUNNING":
-            out(f"{task_id}: RUNNING (still running: timed out waiting)")
+        if now in ("RUNNING", "QUEUED"):
+            out(f"{task_id}: {now} (still {now.lower()}: timed out waiting)")
         else:
             merged = now not in ("SUCCESS", "MERGED") and launch.succeeded(st)  # CLEANED after its merge
             plan = " (its plan waits for a person: orch inbox)" if now == "AWAITING_APPROVAL" else ""

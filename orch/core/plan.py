@@ -19,7 +19,7 @@ ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,39}")
 AGENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 FIELDS = (
     "scope", "deps", "agent", "accept", "check", "tdd_gate", "model", "level", "max_iterations", "max_per_strategy",
-    "max_strategies", "task_timeout", "budget", "run", "approve",
+    "max_strategies", "task_timeout", "budget", "run", "approve", "priority", "overlap",
 )  # fmt: skip
 COUNTS = ("max_iterations", "max_per_strategy", "max_strategies")  # the loop's limits that are whole numbers
 LEVELS = ("goal", "feature", "component", "code")
@@ -95,6 +95,17 @@ class Task:
         """The whole loop's wall clock, seconds."""
         value = self.fields.get("task_timeout")
         return parse_duration(value) if value else None
+
+    @property
+    def priority(self) -> int:
+        """The queue's order (``orch.agents.queue``): higher first, then plan order; 0 when not given."""
+        value = self.fields.get("priority")
+        return int(value) if value and value.lstrip("-").isdigit() else 0
+
+    @property
+    def overlap_ok(self) -> bool:
+        """``overlap: ok``: may run beside a task whose scope reaches the same files."""
+        return self.fields.get("overlap") == "ok"
 
     def _count(self, key: str) -> int | None:
         value = self.fields.get(key)
@@ -370,6 +381,12 @@ def _validate(plan: Plan, where: str) -> list[tuple[int, str]]:
         approve = task.fields.get("approve")
         if approve and approve not in APPROVALS:
             problems.append((fl["approve"], f"bad approve '{approve}': plan (a person approves a plan first) or none"))
+        priority = task.fields.get("priority")
+        if priority and not re.fullmatch(r"-?[0-9]{1,9}", priority):  # the queue's order: higher first
+            problems.append((fl["priority"], f"bad priority '{priority}': a whole number (higher runs first)"))
+        overlap = task.fields.get("overlap")
+        if overlap and overlap != "ok":
+            problems.append((fl["overlap"], f"bad overlap '{overlap}': ok (may run beside tasks reaching its files)"))
         budget = task.fields.get("budget")
         if budget:
             try:

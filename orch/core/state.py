@@ -20,8 +20,9 @@ from orch.core.store import Store
 STATES = (
     "PENDING", "RUNNING", "SUCCESS", "FAILED", "BLOCKED", "PAUSED", "CRASHED",
     "SCOPE_VIOLATION", "LOCK_VIOLATION", "MERGED", "REVERTED", "CONFLICT", "QUARANTINED", "SKIPPED",
-    "CLEANED", "AWAITING_APPROVAL",
+    "CLEANED", "AWAITING_APPROVAL", "QUEUED",
 )  # fmt: skip
+# QUEUED: spun, waiting for a slot (orch.agents.queue); the supervisor of a run that ends starts it
 # AWAITING_APPROVAL: a planning run ended with a plan a person approves (orch.agents.planphase)
 FINISHED = frozenset({"SUCCESS", "FAILED", "BLOCKED", "PAUSED", "CRASHED", "AWAITING_APPROVAL"})
 VIOLATIONS = frozenset({"SCOPE_VIOLATION", "LOCK_VIOLATION", "QUARANTINED"})
@@ -142,7 +143,7 @@ def verified_sha(status: Status | None) -> str | None:
     does one of the commit the task was spun from. A task still PENDING or RUNNING has no finished
     work to count.
     """
-    if not status or status.get("state") in ("PENDING", "RUNNING"):
+    if not status or status.get("state") in ("PENDING", "RUNNING", "QUEUED"):
         return None
     verdict = status.get("verdict") or {}
     sha = verdict.get("sha")

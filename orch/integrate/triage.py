@@ -63,9 +63,7 @@ def branch_tips(ctx: Ctx) -> dict[str, str]:
     return refs.branch_heads(ctx.project.root)
 
 
-def triage(
-    ctx: Ctx, ids: list[str] | None, outside: dict[str, Any] | None = None, *, restore: bool = False
-) -> Triage:
+def triage(ctx: Ctx, ids: list[str] | None, outside: dict[str, Any] | None = None, *, restore: bool = False) -> Triage:
     """Sort every spun task (or the ``ids`` named) into the queue and the rest, with reasons.
 
     SUCCESS and SKIPPED go in the queue; so do REVERTED, CONFLICT and quarantined tasks whose branch

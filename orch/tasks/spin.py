@@ -54,6 +54,7 @@ class SpinResult:
     base_sha: str | None = None
     agent: str | None = None
     started: bool = False
+    queued: str | None = None  # why it waits QUEUED (spun, started when a slot frees: orch.agents.queue)
     tmux_session: str | None = None
     error: str | None = None
     exit_code: int = 0
@@ -124,9 +125,6 @@ def spin(
     )
     results: list[SpinResult] = []
     prepared: list[_Prepared] = []
-    slots = config.max_parallel
-    if start:
-        slots -= sum(1 for s in state.read_all(project, store).values() if s.get("state") == "RUNNING")
     for task_id in seen:
         result = SpinResult(task_id, branch=branch_name(task_id), base_sha=base_sha)
         results.append(result)
@@ -171,13 +169,6 @@ def spin(
                     raise _already_spun(ctx, task_id, f"its branch {branch_name(task_id)} exists", kept=kept)
             if taken:
                 raise InputError(f"{project.rel(path)} exists already", hint="run orch doctor to see what it is")
-            if start and slots <= 0:
-                raise InputError(
-                    f"task {task_id} not spun: {config.max_parallel} agents run already (max_parallel)",
-                    where=".orch/config.yaml",
-                    hint="wait for one to finish (orch wait), or raise max_parallel",
-                )
-            slots -= 1
             prepared.append(_Prepared(task, manifest, result, path))
         except OrchError as exc:
             result.error = exc.render()
@@ -227,13 +218,18 @@ def spin(
                 note(p.task.id, message)
 
     if start:
-        from orch.agents import launch
+        from orch.agents import launch, slots
 
-        for p in prepared:
+        order = slots.queue_order(ctx, [p.task.id for p in prepared])  # past the slots, the rest queue
+        for p in sorted(prepared, key=lambda p: order.index(p.task.id)):
             if not p.result.ok:
                 continue
             try:
                 st = launch.start(ctx, p.task.id, tmux=tmux)
+                if st.get("state") == "QUEUED":
+                    p.result.queued = str(st.get("reason") or "waits for a slot")
+                    note(p.task.id, f"queued: {p.result.queued}")
+                    continue
                 p.result.started = True
                 p.result.tmux_session = st.get("tmux_session")
                 note(p.task.id, "started" + (f" in tmux session {p.result.tmux_session}" if tmux else ""))

@@ -209,7 +209,6 @@ def verify_many(ctx: Ctx, task_ids: Sequence[str], *, all_tasks: bool = False) -
     """``orch verify``: the named tasks, or (``all_tasks``) every task in the plan with a branch."""
     ctx = ctx.judging()
     if all_tasks:
-
         heads = refs.branch_heads(ctx.project.root)
         task_ids = [t for t in ctx.plan.ids() if refs.branch_name(t) in heads]
     if not task_ids:

@@ -45,7 +45,10 @@ def build(ctx: Ctx) -> dict[str, Any]:
                 "locked (add '- scope: REGEX')"
             )
     _check_agents(ctx)
-    return {"title": plan.title, "tasks": tasks, "warnings": warnings}
+    from orch.agents.slots import overlapping_pairs
+
+    overlaps = [{"tasks": [a, b], "file": common} for a, b, common in overlapping_pairs(ctx, plan.tasks)]
+    return {"title": plan.title, "tasks": tasks, "warnings": warnings, "overlaps": overlaps}
 
 
 def _check_agents(ctx: Ctx) -> None:
@@ -91,4 +94,7 @@ def text(view: dict[str, Any]) -> str:
     table = plain_table(["ID", "STATE", "DEPS", "SCOPE", "AGENT", "TITLE"], rows, title=title)
     n = len(view["tasks"])
     summary = f"\n{n} task{'s' if n != 1 else ''}; ready to spin: {', '.join(ready) or 'none'}"
+    for pair in view.get("overlaps") or []:  # one file, one owner: never run together (orch.agents.slots)
+        a, b = pair["tasks"]
+        summary += f"\noverlap: {a} and {b} both reach {pair['file']} (never run at once; 'overlap: ok' allows it)"
     return table + summary

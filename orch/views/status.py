@@ -97,6 +97,11 @@ def needs_a_person(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def queued_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per QUEUED task and why it waits (``orch.agents.queue`` starts it when it can)."""
+    return [f"{r['id']} QUEUED: {r['reason'] or 'waits for a slot'}" for r in rows if r["state"] == "QUEUED"]
+
+
 def base_notice(ctx: Ctx) -> str | None:
     """One line when the base branch holds a task's work that no merge ceremony landed (someone moved
     the base itself); at most one cheap git call, and only when the refs changed since the last look."""
