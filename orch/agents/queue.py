@@ -67,12 +67,17 @@ def _agent_of(ctx: Ctx, task_id: str) -> str | None:
 
 
 def _note(ctx: Ctx, task_id: str, why: str) -> None:
+    """Say why a queued task could not start; a task another drain started meanwhile is left alone."""
+    still: list[bool] = []
+
     def change(st: state.Status) -> None:
-        if st.get("state") == "QUEUED":
+        still.append(st.get("state") == "QUEUED")
+        if still[-1]:
             st["reason"] = why
 
     state.update(ctx.project, ctx.store, task_id, change)
-    ctx.log("QUEUED", "QUEUE", why, task=task_id)
+    if still and still[-1]:
+        ctx.log("QUEUED", "QUEUE", why, task=task_id)
 
 
 def start_many(ctx: Ctx, ids: list[str], *, tmux: bool = False) -> list[tuple[str, state.Status | OrchError]]:
