@@ -472,21 +472,20 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(f"orch: {exc.message}\n")
         return int(exc.exit_code)
     finally:
-        _start_next(root)
+        sys.stderr.write(_start_next(root))
 
 
-def _start_next(root: Path) -> None:
-    """The run is over, its slot free: start the next queued tasks (``orch.agents.queue``; no daemon)."""
+def _start_next(root: Path) -> str:
+    """The run is over, its slot free: start the next queued tasks (``orch.agents.queue``; no daemon).
+    What happened, for supervisor.log."""
     from orch.agents import queue
     from orch.core.context import open_ctx
 
     try:
         started = queue.drain(open_ctx(root))
     except OrchError as exc:
-        sys.stderr.write(f"orch: the queue: {exc.message}\n")
-        return
-    if started:
-        sys.stderr.write(f"orch: started from the queue: {', '.join(started)}\n")
+        return f"orch: the queue: {exc.message}\n"
+    return f"orch: started from the queue: {', '.join(started)}\n" if started else ""
 
 
 if __name__ == "__main__":
