@@ -137,7 +137,12 @@ def test_empty_plan(project: Path, orch: Orch) -> None:
     write_plan(project, "# Plan: nothing yet\n")
     r = orch.ok("plan")
     assert r.stdout == "the plan has no tasks yet (add one: orch plan add ID --title ...)\n"
-    assert json.loads(orch.ok("plan", "--json").stdout) == {"title": "nothing yet", "tasks": [], "warnings": []}
+    assert json.loads(orch.ok("plan", "--json").stdout) == {
+        "title": "nothing yet",
+        "tasks": [],
+        "warnings": [],
+        "overlaps": [],
+    }
 
 
 def test_template_plan_is_valid(project: Path, orch: Orch) -> None:

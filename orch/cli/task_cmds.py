@@ -73,6 +73,8 @@ def start(
         _check_id(task_id, c)
     codes = []
     for task_id, st in queue.start_many(c, list(ids), tmux=use_tmux):
+        if not isinstance(st, dict) and len(ids) == 1:
+            raise st  # one task: its error as any command's
         if not isinstance(st, dict):
             err(f"orch: {task_id}: {st.render()}")
             codes.append(int(st.exit_code))
