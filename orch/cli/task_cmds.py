@@ -113,6 +113,7 @@ def retry(
     done = retry_mod.retry(c, task_id, note=note, tmux=use_tmux)
     st = done.status
     how = f"tmux {st['tmux_session']}" if st.get("tmux_session") else "running"
+    how = f"queued: {st.get('reason')}" if st.get("state") == "QUEUED" else how
     out(f"{task_id}: retried (was {done.previous}): {how} ({st.get('agent')})")
     for ref in done.kept:
         out(f"  kept the last run's work as {ref}")

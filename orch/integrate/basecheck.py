@@ -240,7 +240,7 @@ def notice(ctx: Ctx, statuses: dict[str, state.Status]) -> str | None:
     for line in lines:
         task_id, _, sha = line.partition(" ")
         st = statuses.get(task_id)
-        if st is None or state.merged(st) or st.get("state") == "PENDING":
+        if st is None or state.merged(st) or st.get("state") in ("PENDING", "QUEUED"):
             continue
         if sha == st.get("base_sha"):  # no commit of its own (a loop or a retry put it back at its start)
             continue

@@ -132,7 +132,7 @@ def conflicts(ctx: Ctx) -> Forecast:
     tips: dict[str, str] = {}
     heads = branch_tips(ctx)
     for task_id, st in statuses.items():
-        if st.get("state") in ("MERGED", "CLEANED", "PENDING"):
+        if st.get("state") in ("MERGED", "CLEANED", "PENDING", "QUEUED"):
             continue
         tip = branch_tip(heads, task_id)
         if tip is not None:

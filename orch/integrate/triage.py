@@ -100,7 +100,7 @@ def triage(ctx: Ctx, ids: list[str] | None, outside: dict[str, Any] | None = Non
             if revived is None:
                 continue
             current = revived  # named: what its kept branch holds is judged as the task was before the clean
-        tip = branch_tip(tips, task_id) if current not in ("PENDING", "CLEANED", "MERGED") else None
+        tip = branch_tip(tips, task_id) if current not in ("PENDING", "QUEUED", "CLEANED", "MERGED") else None
         merge = st.get("merge") or {}
         verdict = st.get("verdict") or {}
         if current in ("MERGED", "CLEANED"):
@@ -118,9 +118,11 @@ def triage(ctx: Ctx, ids: list[str] | None, outside: dict[str, Any] | None = Non
             elif named:
                 results.append(Result(task_id, "NOT_READY", f"already {current.lower()}"))
             continue
-        if current == "PENDING":
+        if current in ("PENDING", "QUEUED"):
             if named:
-                results.append(Result(task_id, "NOT_READY", "not spun yet"))
+                results.append(
+                    Result(task_id, "NOT_READY", "not spun yet" if current == "PENDING" else "queued, not run yet")
+                )
             continue
         if tip is None and restore and current != "RUNNING":
             tip = _restore(ctx, task_id, st, notes)
@@ -181,7 +183,10 @@ def _came_outside(tri: Triage, found: Any, tips: dict[str, str], wanted: list[st
     st = tri.statuses.get(task_id)
     if not found.clean or st is None or task_id not in wanted or task_id in tri.queue or state.merged(st):
         return
-    if st.get("state") in ("PENDING", "RUNNING", "CLEANED") or tips.get(refs.branch_name(task_id)) != found.sha:
+    if (
+        st.get("state") in ("PENDING", "QUEUED", "RUNNING", "CLEANED")
+        or tips.get(refs.branch_name(task_id)) != found.sha
+    ):
         return
     tri.results[:] = [r for r in tri.results if r.task != task_id]
     detail = "already contained in the base (it came in outside a merge ceremony; verified: its scope, the locks)"

@@ -33,7 +33,9 @@ from orch.core.refs import (
 from orch.tasks import halfspun
 from orch.tasks.spin import worktree_path
 
-CLEANABLE = frozenset(state.FINISHED | state.VIOLATIONS | {"MERGED", "REVERTED", "CONFLICT", "SKIPPED", "PENDING"})
+CLEANABLE = frozenset(
+    state.FINISHED | state.VIOLATIONS | {"MERGED", "REVERTED", "CONFLICT", "SKIPPED", "PENDING", "QUEUED"}
+)
 
 
 @dataclass

@@ -40,7 +40,7 @@ def half_spun(
             branch = branch_name(task_id)
             st = statuses.get(task_id)
             tip = git.rev_parse(f"refs/heads/{branch}", cwd=root)
-            spun = st is not None and st.get("state") == "PENDING" and bool(st.get("branch"))
+            spun = st is not None and st.get("state") in ("PENDING", "QUEUED") and bool(st.get("branch"))
             undo = not spun and tip is not None and tip == git.rev_parse(f"{BASE_PREFIX}/{task_id}", cwd=root)
             f = Finding(
                 "half-checked-out",
