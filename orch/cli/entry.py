@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 def _maybe_deciding(name: str) -> bool:
     """A cheap first look (no import): could ``name`` be a command only a person may run?"""
     return name in ("approve", "reject", "ack", "ack-base", "merge", "spin", "start", "run", "resume", "retry",
-                    "up", "stop", "clean", "lock", "plan", "hooks")  # fmt: skip
+                    "up", "stop", "clean", "takeover", "release", "lock", "plan", "hooks")  # fmt: skip
 
 
 def _verify(ids: list[str], seen: set[str], values: dict[str, str]) -> int:

@@ -66,13 +66,10 @@ def release(
     if rel.accept is not None:
         out(f"{task_id}: the accept command fails on {mine} (exit {rel.accept.get('exit_code')}): back to the agent")
     st = rel.status
-    if rel.outcome == "PENDING":
-        out(f"{task_id}: released, PENDING: {mine} and your note are in its brief")
-    else:
-        how = f"tmux {st['tmux_session']}" if st.get("tmux_session") else "running"
-        out(f"{task_id}: released: {how} ({st.get('agent')}) from {mine}, the loop from iteration 1")
-        out(f"  follow it: orch run {task_id} (or orch wait {task_id})")
-        _box_notice(c, [task_id])
+    how = f"tmux {st['tmux_session']}" if st.get("tmux_session") else "running"
+    out(f"{task_id}: released: {how} ({st.get('agent')}) from {mine}, the loop from iteration 1")
+    out(f"  follow it: orch run {task_id} (or orch wait {task_id})")
+    _box_notice(c, [task_id])
     if rel.run_files:
         out(f"  the earlier runs' files: {rel.run_files}")
     return 0

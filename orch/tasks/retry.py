@@ -63,6 +63,11 @@ def refusal(task_id: str, st: state.Status | None) -> InputError | None:
             f"task {task_id} is PENDING (spun, not started yet): nothing to retry",
             hint=f"start it: orch start {task_id} (or orch run {task_id}, which follows it)",
         )
+    if now == "HUMAN":
+        return InputError(
+            f"task {task_id} is HUMAN: a person took it over and works on it; orch retry does not start it over",
+            hint=f"give it back from the person's commits: orch release {task_id} --note TEXT (or --done)",
+        )
     if now == "CLEANED":
         return InputError(
             f"task {task_id} was cleaned (its worktree is gone): nothing to retry",

@@ -52,7 +52,7 @@ class Taken:
 @dataclass
 class Released:
     id: str
-    outcome: str  # SUCCESS (accept passed: no agent ran), RUNNING (the loop again), PENDING (no slot), HUMAN
+    outcome: str  # SUCCESS (accept passed: no agent ran), RUNNING (the loop again), HUMAN (--done refused)
     commits: list[str] = field(default_factory=list)  # the person's, since the takeover (git log --oneline)
     accept: dict[str, Any] | None = None
     accept_output: str | None = None  # the end of the accept log, when it failed
@@ -252,6 +252,7 @@ def release(ctx: Ctx, task_id: str, *, note: str | None = None, done: bool = Fal
             diffstat=_diffstat(root, since, tip),
             files=rel.run_files,
         )
+        store.save(f.manifest, manifest, "task_manifest")  # moved to run-<n>/ with the rest
         store.write_text(f.context, f"{base_brief}\n\n{section}")
         from orch.verify import hooks
 
@@ -260,13 +261,8 @@ def release(ctx: Ctx, task_id: str, *, note: str | None = None, done: bool = Fal
         said = f"{len(rel.commits)} commit(s) of the person's; back to the agent"
         said += f"; note: {' '.join(note.split())[:200]}" if note else ""
         ctx.log("PENDING", "RELEASE", said, task=task_id, artifacts=[rel.run_files] if rel.run_files else [])
-        try:
-            rel.status = launch.start(ctx, task_id, tmux=tmux)
-        except InputError as exc:  # no free slot: it waits PENDING, its brief written
-            rel.outcome = "PENDING"
-            rel.notes.append(f"not started: {exc.message} (orch start {task_id})")
-            rel.status = state.read(project, store, task_id, refresh=False) or {}
-            return rel
+        # As orch retry: refused here (every slot taken), it stays PENDING with its brief, for orch start.
+        rel.status = launch.start(ctx, task_id, tmux=tmux)
         rel.outcome = "RUNNING"
     return rel
 
