@@ -5,6 +5,7 @@ are never lost and never rewritten."""
 from __future__ import annotations
 
 import shlex
+import subprocess
 import sys
 import textwrap
 import time
@@ -78,9 +79,10 @@ def person_commits(wt: Path, rel: str, text: str, subject: str = SUBJECT) -> str
 
 
 def holds(project: Path, commit: str, ref: str = "orch/T1") -> bool:
-    return git(project, "merge-base", "--is-ancestor", commit, ref, check=False) == "" and (
-        git(project, "rev-parse", f"{commit}^{{commit}}") == commit
-    )
+    """``ref``'s history holds ``commit``, unchanged (the same sha: never rewritten)."""
+    proc = subprocess.run(["git", "merge-base", "--is-ancestor", commit, ref], cwd=project, check=False)
+    assert proc.returncode in (0, 1)
+    return proc.returncode == 0
 
 
 def test_takeover_of_a_running_task_then_release_with_a_note(project: Path, orch: Orch, agent: Path) -> None:
@@ -129,6 +131,8 @@ def test_takeover_of_a_running_task_then_release_with_a_note(project: Path, orch
     ]:
         r = orch(*args)
         assert r.returncode == 3 and said in r.stderr, (args, r.output)
+    r = orch("run", "T1")
+    assert r.returncode == 1 and "T1: a person works on it (HUMAN): orch release T1 gives it back" in r.stderr
     r = orch("merge", "T1")
     assert r.returncode != 0 and "HUMAN: a person works on it (orch release T1)" in r.output, r.output
     assert status_of(project, "T1")["state"] == "HUMAN"
@@ -236,3 +240,27 @@ def test_takeover_and_release_refuse_wrong_states_and_agents(project: Path, orch
     r = orch("clean", "T1")
     assert r.returncode == 1 and "a person works on it: orch release T1 first" in r.output, r.output
     assert (Path(status_of(project, "T1")["worktree"])).is_dir()
+
+
+def test_a_persons_rewrite_of_the_branch_stands(project: Path, orch: Orch, agent: Path) -> None:
+    plan(project, agent, "hang", ACCEPT)
+    orch.ok("spin", "T1")
+    st = status_of(project, "T1")
+    wt = Path(st["worktree"])
+    deadline = time.monotonic() + 60
+    while not (wt / "src/wip.txt").exists():
+        assert time.monotonic() < deadline, "the agent never got going"
+        time.sleep(0.1)
+    orch.ok("takeover", "T1")
+    agents = git(project, "rev-parse", "orch/T1")
+    # the person drops the agent's work: their call, and orch does not undo it
+    git(wt, "reset", "-q", "--hard", st["base_sha"])
+    git(wt, "clean", "-q", "-f", "-d")
+    person_commits(wt, "src/person.txt", "tabs\n")
+    mine = person_commits(wt, "src/done.txt", "done\n", "person: done")
+    r = orch.ok("release", "T1", "--done")
+    assert "T1: SUCCESS (the accept command passes on 2 commit(s) of yours; no agent ran)" in r.stdout, r.output
+    # the branch is the person's, exactly: neither the box's refs nor a restore brought the agent's tip back
+    assert git(project, "rev-parse", "orch/T1") == mine
+    assert not holds(project, agents)
+    assert "agent work" not in git(project, "log", "--format=%s", "orch/T1")
