@@ -126,8 +126,12 @@ def takeover(ctx: Ctx, task_id: str, *, grace: float = GRACE) -> Taken:
         taken.head = head
         was = str(st.get("state")) if not stopped else f"RUNNING, stopped: {st.get('state')}"
         now = eventlog.utcnow()
+        changed: list[str] = []
 
         def mine(s: state.Status) -> None:
+            if s.get("state") not in state.FINISHED:  # started meanwhile (orch approve starts a planned task)
+                changed.append(str(s.get("state")))
+                return
             s.update(
                 state="HUMAN",
                 reason=f"a person took it over (it was {previous}); they work in {project.rel(worktree)}",
@@ -144,6 +148,11 @@ def takeover(ctx: Ctx, task_id: str, *, grace: float = GRACE) -> Taken:
                 s["kept_refs"] = list(dict.fromkeys([*(s.get("kept_refs") or []), *taken.kept]))
 
         state.update(project, store, task_id, mine)
+        if changed:
+            raise InputError(
+                f"task {task_id} became {changed[0]} while orch takeover set it up; not taken over (its work is kept)",
+                hint=f"see: orch status {task_id}, then orch takeover {task_id} again",
+            )
         ctx.log("HUMAN", "TAKEOVER", f"was {was}; head={(head or '-')[:12]}", task=task_id)
     return taken
 
