@@ -235,6 +235,8 @@ def test_takeover_and_release_refuse_wrong_states_and_agents(project: Path, orch
         assert r.returncode == 3 and f"orch {args[0]} is for a person" in r.stderr, r.output
     assert status_of(project, "T1")["state"] == "BLOCKED" and not events(project, "TAKEOVER")
     orch.ok("takeover", "T1")
+    r = orch("release", "T1", "--done", "--note", "x")
+    assert r.returncode == 2 and "--note is for the agent, and --done runs none" in r.stderr, r.output
     r = orch("release", "T1", "--done", env={"ORCH_TASK": "T1"})
     assert r.returncode == 3 and status_of(project, "T1")["state"] == "HUMAN"
     r = orch("clean", "T1")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from orch.cli.app import app, ctx, typer
 from orch.cli.output import err, out
+from orch.core.errors import UsageError
 
 
 @app.command()
@@ -42,6 +43,8 @@ def release(
     from orch.cli.task_cmds import _box_notice
     from orch.tasks import takeover as takeover_mod
 
+    if done and note is not None:
+        raise UsageError("--note is for the agent, and --done runs none", hint=f"orch release {task_id} --done")
     c = ctx()
     rel = takeover_mod.release(c, task_id, note=note, done=done, tmux=use_tmux)
     mine = f"{len(rel.commits)} commit(s) of yours"
