@@ -210,3 +210,10 @@ def test_an_option_of_another_kind_is_refused(proj: Path, orch: Orch) -> None:
     r = orch("approve", "K1", "--id", "T9")
     assert r.returncode == 2 and "--id is for handoff items" in r.stderr
     assert items(orch)[0]["state"] == "open"  # nothing answered
+
+
+def test_the_entry_points_first_look_knows_every_deciding_command() -> None:
+    from orch.cli.entry import MAYBE_DECIDING
+    from orch.inbox.person import DECIDING, DECIDING_SUB
+
+    assert DECIDING | {group for group, _sub in DECIDING_SUB} <= MAYBE_DECIDING

@@ -150,3 +150,28 @@ def retry_section(
     if note and note.strip():
         lines += ["### A note from the person who retried it", "", *_quoted(note), ""]
     return "\n".join(lines)
+
+
+def human_section(*, run: int, was: str, note: str | None, commits: list[str], diffstat: str, files: str | None) -> str:
+    """What ``orch release`` adds to the brief: a person drove this task for a while; their note, the
+    commits they made (``git log --oneline``) and what those changed (the diffstat). Their commits are
+    the starting point: the agent goes on from them."""
+    lines = [
+        "## A person worked on this",
+        "",
+        f"A person took this task over with `orch takeover` (it was {was}) and handed it back with "
+        f"`orch release` (run {run} of this task). Your worktree holds their work: start from it, "
+        "do not undo their commits.",
+    ]
+    if files:
+        lines.append(f"The runs before theirs left their files (logs, progress.md) in `{files}`.")
+    lines.append("")
+    if note and note.strip():
+        lines += ["### Their note", "", *_quoted(note), ""]
+    if commits:
+        lines += ["### The commits they made", "", _fenced("\n".join(commits), "text"), ""]
+    else:
+        lines += ["They made no commit of their own.", ""]
+    if diffstat.strip():
+        lines += ["### What those commits changed", "", _fenced(diffstat.rstrip("\n"), "text"), ""]
+    return "\n".join(lines)

@@ -44,10 +44,16 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     guarded(fast)
 
 
+# A cheap first look (no import) at what only a person may run: every name of
+# ``orch.inbox.person.DECIDING`` and the groups of its ``DECIDING_SUB`` (a test checks they agree).
+MAYBE_DECIDING = frozenset({
+    "approve", "reject", "ack", "ack-base", "merge", "spin", "start", "run", "resume", "retry", "up", "stop",
+    "clean", "takeover", "release", "dequeue", "lock", "plan", "hooks",
+})  # fmt: skip
+
+
 def _maybe_deciding(name: str) -> bool:
-    """A cheap first look (no import): could ``name`` be a command only a person may run?"""
-    return name in ("approve", "reject", "ack", "ack-base", "merge", "spin", "start", "run", "resume", "retry",
-                    "up", "stop", "clean", "lock", "plan", "hooks")  # fmt: skip
+    return name in MAYBE_DECIDING
 
 
 def _verify(ids: list[str], seen: set[str], values: dict[str, str]) -> int:

@@ -14,7 +14,7 @@ STATE_STYLE = {
     "PENDING": "dim", "RUNNING": "cyan", "SUCCESS": "green", "MERGED": "bold green", "CLEANED": "dim green",
     "FAILED": "red", "CRASHED": "red", "REVERTED": "yellow", "CONFLICT": "yellow", "BLOCKED": "magenta",
     "PAUSED": "magenta", "SKIPPED": "dim yellow", "SCOPE_VIOLATION": "bold red", "LOCK_VIOLATION": "bold red",
-    "QUARANTINED": "bold red", "AWAITING_APPROVAL": "bold magenta", "QUEUED": "cyan",
+    "QUARANTINED": "bold red", "AWAITING_APPROVAL": "bold magenta", "QUEUED": "cyan", "HUMAN": "bold blue",
 }  # fmt: skip
 
 

@@ -1,7 +1,8 @@
 """Runtime state of tasks: ``.orch/run/tasks/<id>/status.yaml``.
 
 The state machine (see the README): PENDING -> RUNNING -> SUCCESS | FAILED | BLOCKED | PAUSED |
-CRASHED (a planning run: AWAITING_APPROVAL, then RUNNING again once a person answers), then a verdict
+CRASHED (a planning run: AWAITING_APPROVAL, then RUNNING again once a person answers; any of these can
+become HUMAN, a person's, by orch takeover, and PENDING or SUCCESS again by orch release), then a verdict
 (SCOPE_VIOLATION | LOCK_VIOLATION), then the ceremony (MERGED | REVERTED | CONFLICT | QUARANTINED |
 SKIPPED), then CLEANED. A RUNNING task whose process is gone becomes CRASHED
 the next time any command looks.
@@ -20,7 +21,7 @@ from orch.core.store import Store
 STATES = (
     "PENDING", "RUNNING", "SUCCESS", "FAILED", "BLOCKED", "PAUSED", "CRASHED",
     "SCOPE_VIOLATION", "LOCK_VIOLATION", "MERGED", "REVERTED", "CONFLICT", "QUARANTINED", "SKIPPED",
-    "CLEANED", "AWAITING_APPROVAL", "QUEUED",
+    "CLEANED", "AWAITING_APPROVAL", "QUEUED", "HUMAN",
 )  # fmt: skip
 # QUEUED: spun, waiting for a slot (orch.agents.queue); the supervisor of a run that ends starts it
 # AWAITING_APPROVAL: a planning run ended with a plan a person approves (orch.agents.planphase)
@@ -28,6 +29,9 @@ FINISHED = frozenset({"SUCCESS", "FAILED", "BLOCKED", "PAUSED", "CRASHED", "AWAI
 VIOLATIONS = frozenset({"SCOPE_VIOLATION", "LOCK_VIOLATION", "QUARANTINED"})
 AWAITING_MERGE = frozenset({"SUCCESS", "SKIPPED"})  # finished well; the next orch merge takes them
 RETRYABLE = FINISHED - {"SUCCESS"}  # a run that ended without its work done: orch retry starts it over
+# HUMAN: a person took the task over (orch takeover, orch.tasks.takeover): nothing schedules, retries,
+# resumes or merges it until orch release gives it back. Never in FINISHED.
+TAKEABLE = frozenset({"RUNNING", *FINISHED})  # what orch takeover takes (a RUNNING one is stopped first)
 
 Status = dict[str, Any]
 

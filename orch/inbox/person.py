@@ -17,7 +17,24 @@ from orch.core.errors import InputError
 
 # The deciding commands: a top-level name, or (group, sub-command).
 DECIDING = frozenset(
-    {"approve", "reject", "ack", "ack-base", "merge", "spin", "start", "run", "resume", "retry", "up", "stop", "clean"}
+    {
+        "approve",
+        "reject",
+        "ack",
+        "ack-base",
+        "merge",
+        "spin",
+        "start",
+        "run",
+        "resume",
+        "retry",
+        "up",
+        "stop",
+        "clean",
+        "takeover",
+        "release",
+        "dequeue",
+    }
 )
 DECIDING_SUB = frozenset(
     {

@@ -151,6 +151,8 @@ def triage(ctx: Ctx, ids: list[str] | None, outside: dict[str, Any] | None = Non
                 continue  # quarantined by an earlier ceremony and unchanged
         elif current == "RUNNING":
             results.append(Result(task_id, "NOT_READY", "still running"))
+        elif current == "HUMAN":  # a person drives it: not merged until orch release says it is done
+            results.append(Result(task_id, "NOT_READY", f"HUMAN: a person works on it (orch release {task_id})"))
         else:  # FAILED BLOCKED PAUSED CRASHED
             reason = st.get("reason")
             results.append(Result(task_id, "NOT_READY", current + (f": {reason}" if reason else "")))
@@ -184,7 +186,7 @@ def _came_outside(tri: Triage, found: Any, tips: dict[str, str], wanted: list[st
     if not found.clean or st is None or task_id not in wanted or task_id in tri.queue or state.merged(st):
         return
     if (
-        st.get("state") in ("PENDING", "QUEUED", "RUNNING", "CLEANED")
+        st.get("state") in ("PENDING", "QUEUED", "RUNNING", "CLEANED", "HUMAN")  # HUMAN: a person's until released
         or tips.get(refs.branch_name(task_id)) != found.sha
     ):
         return

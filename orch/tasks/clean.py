@@ -176,6 +176,8 @@ def _clean_one(
         return entry
     if previous not in CLEANABLE and previous != "CLEANED":
         entry.skipped = f"state {previous}"
+        if previous == "HUMAN":
+            entry.skipped += f" (a person works on it: orch release {task_id} first)"
         return entry
     branch = branch_name(task_id)  # never the status's word for it: a status is a file anyone can edit
     own = worktree_path(ctx, task_id)

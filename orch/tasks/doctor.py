@@ -328,7 +328,7 @@ def _adopt(ctx: Ctx, task_id: str, path: Path, branch: str) -> None:
     head = git.rev_parse(f"refs/heads/{branch}", cwd=root)
 
     def adopt(st: state.Status) -> None:
-        if st.get("state") in ("CLEANED", "RUNNING", "MERGED"):
+        if st.get("state") in ("CLEANED", "RUNNING", "MERGED", "HUMAN"):
             return  # never overwrite what a finished (or live) task's status records
         st.update(
             state="CRASHED",

@@ -92,6 +92,7 @@ def _paused(ctx: Ctx, task_id: str) -> state.Status:
             "BLOCKED": f"start it over with what it needs: orch retry {task_id} --note TEXT",
             "FAILED": f"start it over: orch retry {task_id}",
             "CRASHED": f"start it over: orch retry {task_id}",
+            "HUMAN": f"a person works on it; give it back: orch release {task_id} --note TEXT (or --done)",
         }.get(str(now), f"see: orch status {task_id}")
         raise InputError(f"task {task_id} is {now}, not PAUSED: nothing to resume", hint=hint)
     _still_supervised(task_id, "PAUSED", st)  # a status an agent rewrote to PAUSED while it still runs

@@ -19,7 +19,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from orch.agents import boxgit, brief, launch, loop, loopnotes, taskgit
 from orch.agents.taskfiles import TaskFiles, files, rotate_run_files, run_folder_problem
@@ -63,6 +63,11 @@ def refusal(task_id: str, st: state.Status | None) -> InputError | None:
             f"task {task_id} is PENDING (spun, not started yet): nothing to retry",
             hint=f"start it: orch start {task_id} (or orch run {task_id}, which follows it)",
         )
+    if now == "HUMAN":
+        return InputError(
+            f"task {task_id} is HUMAN: a person took it over and works on it; orch retry does not start it over",
+            hint=f"give it back from the person's commits: orch release {task_id} --note TEXT (or --done)",
+        )
     if now == "CLEANED":
         return InputError(
             f"task {task_id} was cleaned (its worktree is gone): nothing to retry",
@@ -97,26 +102,7 @@ def retry(ctx: Ctx, task_id: str, *, note: str | None = None, tmux: bool = False
         previous = str(st["state"])
         _still_supervised(task_id, previous, st)
         f = files(project, task_id)
-        linked = run_folder_problem(project, task_id)
-        if linked:
-            raise EnvError(f"task {task_id} not retried: {linked}; orch never writes through a link", hint="remove it")
-        manifest = _manifest(ctx, f, task_id)
-        worktree = worktree_path(ctx, task_id)
-        if os.path.realpath(str(manifest["worktree"])) != os.path.realpath(worktree):
-            raise InputError(
-                f"task {task_id}'s manifest names the worktree {manifest['worktree']}, not {project.rel(worktree)}",
-                where=project.rel(f.manifest),
-                hint=f"orch clean {task_id} (it keeps the branch), then orch spin {task_id}",
-            )
-        base = git.rev_parse(f"{refs.BASE_PREFIX}/{task_id}", cwd=root) or git.rev_parse(
-            str(manifest["base_sha"]), cwd=root
-        )
-        if base is None:
-            raise InputError(
-                f"task {task_id}: the commit it started from is gone ({refs.BASE_PREFIX}/{task_id})",
-                hint=f"orch clean {task_id} (it keeps the branch), then orch spin {task_id}",
-            )
-        manifest["base_sha"] = base
+        manifest, worktree, base = frozen(ctx, task_id, f)
         # Whatever can refuse (a broken locks file, planted git config) does so before anything changes.
         base_brief = brief.render_context(ctx, manifest).rstrip("\n")
         source, text = _last_run(f)
@@ -144,12 +130,39 @@ def retry(ctx: Ctx, task_id: str, *, note: str | None = None, tmux: bool = False
         from orch.verify import hooks
 
         hooks.write_agent_hooks(ctx, task_id, worktree)  # the agents' early warnings, as spin writes them
-        _back_to_pending(ctx, task_id, base, note, done)
+        back_to_pending(ctx, task_id, base, note, done)
         said = f"was {previous}" + (f"; kept {', '.join(done.kept)}" if done.kept else "")
         said += f"; note: {' '.join(note.split())[:200]}" if note else ""
         ctx.log("PENDING", "RETRY", said, task=task_id, artifacts=[done.run_files] if done.run_files else [])
         done.status = launch.start(ctx, task_id, tmux=tmux)
     return done
+
+
+def frozen(ctx: Ctx, task_id: str, f: TaskFiles, *, verb: str = "retried") -> tuple[dict[str, Any], Path, str]:
+    """The task's frozen manifest (its ``base_sha`` the commit the task started from), its worktree and
+    that commit; refused when the run folder holds a link or any of them is not as orch made it."""
+    project, root = ctx.project, ctx.project.root
+    linked = run_folder_problem(project, task_id)
+    if linked:
+        raise EnvError(f"task {task_id} not {verb}: {linked}; orch never writes through a link", hint="remove it")
+    manifest = _manifest(ctx, f, task_id)
+    worktree = worktree_path(ctx, task_id)
+    if os.path.realpath(str(manifest["worktree"])) != os.path.realpath(worktree):
+        raise InputError(
+            f"task {task_id}'s manifest names the worktree {manifest['worktree']}, not {project.rel(worktree)}",
+            where=project.rel(f.manifest),
+            hint=f"orch clean {task_id} (it keeps the branch), then orch spin {task_id}",
+        )
+    base = git.rev_parse(f"{refs.BASE_PREFIX}/{task_id}", cwd=root) or git.rev_parse(
+        str(manifest["base_sha"]), cwd=root
+    )
+    if base is None:
+        raise InputError(
+            f"task {task_id}: the commit it started from is gone ({refs.BASE_PREFIX}/{task_id})",
+            hint=f"orch clean {task_id} (it keeps the branch), then orch spin {task_id}",
+        )
+    manifest["base_sha"] = base
+    return manifest, worktree, base
 
 
 def _still_supervised(task_id: str, previous: str, st: state.Status) -> None:
@@ -186,13 +199,31 @@ def _manifest(ctx: Ctx, f: TaskFiles, task_id: str) -> dict[str, Any]:
     )
 
 
+class Keeps(Protocol):
+    kept: list[str]  # refs made to keep work
+    notes: list[str]  # what orch found and did on the way
+
+
 def _set_aside(ctx: Ctx, task_id: str, worktree: Path, base: str, st: state.Status, done: Retried) -> None:
     """Keep everything the last run left: the box's commits, uncommitted work, the branch's tip."""
+    keep_work(ctx, task_id, worktree, base, st, done)
+    attempt = loop.keep_attempt(ctx.project, task_id, base)
+    if attempt is not None:
+        done.kept.append(attempt)
+
+
+def keep_work(
+    ctx: Ctx, task_id: str, worktree: Path, base: str, st: state.Status, done: Keeps, *, command: str = "retry"
+) -> None:
+    """Bring in the box's commits and commit what is uncommitted onto ``orch/<id>`` (``taskgit.settle``):
+    nothing the worktree holds is lost whatever comes next. Refused (nothing changed) when it cannot."""
     project = ctx.project
+    verb = {"retry": "retried", "release": "released", "takeover": "taken over"}.get(command, command)
     tg = taskgit.open_worktree(project, task_id, worktree)
     if tg is None:
         raise InputError(
-            f"task {task_id}'s worktree {project.rel(worktree)} is gone: nothing to start over in",
+            f"task {task_id}'s worktree {project.rel(worktree)} is gone: nothing to "
+            + ("start over in" if command == "retry" else "work in"),
             hint=f"orch clean {task_id} (it keeps the branch), then orch spin {task_id}",
         )
     if tg.admin is not None and (tg.admin / refs.CHECKOUT_MARKER).exists():
@@ -209,7 +240,12 @@ def _set_aside(ctx: Ctx, task_id: str, worktree: Path, base: str, st: state.Stat
         os.replace(shadow, aside)
         done.notes += [*brought.problems, f"the box's git folder is kept as {project.rel(aside)}"]
     settled = taskgit.settle(
-        project, task_id, worktree, "left uncommitted before orch retry", last_seen=st.get("head_sha"), base_hint=base
+        project,
+        task_id,
+        worktree,
+        f"left uncommitted before orch {command}",
+        last_seen=st.get("head_sha"),
+        base_hint=base,
     )
     done.kept += settled.kept
     done.notes += [*settled.notes, *settled.problems]
@@ -218,18 +254,15 @@ def _set_aside(ctx: Ctx, task_id: str, worktree: Path, base: str, st: state.Stat
         ctx.log(str(st.get("state")), action, result, task=task_id)
     if settled.error:
         raise EnvError(
-            f"task {task_id} not retried: its uncommitted work could not be kept ({settled.error}); nothing was reset",
-            hint=f"commit or move it by hand in {project.rel(worktree)}, then orch retry {task_id}",
+            f"task {task_id} not {verb}: its uncommitted work could not be kept ({settled.error}); nothing was reset",
+            hint=f"commit or move it by hand in {project.rel(worktree)}, then orch {command} {task_id}",
         )
     tg = taskgit.open_worktree(project, task_id, worktree)
     if tg is None or tg.admin is None or tg.problem:
         raise EnvError(
-            f"task {task_id} not retried: {tg.problem if tg else 'its worktree is gone'}; its work is kept",
+            f"task {task_id} not {verb}: {tg.problem if tg else 'its worktree is gone'}; its work is kept",
             hint="orch doctor shows what is wrong",
         )
-    attempt = loop.keep_attempt(project, task_id, base)
-    if attempt is not None:
-        done.kept.append(attempt)
 
 
 def _read_tail(path: Path, limit: int) -> str | None:
@@ -267,13 +300,24 @@ def _last_run(f: TaskFiles) -> tuple[str | None, str | None]:
     return None, None
 
 
-def _back_to_pending(ctx: Ctx, task_id: str, base: str, note: str | None, done: Retried) -> None:
-    """PENDING again, with the last run's counters and results cleared and the note kept."""
+def back_to_pending(
+    ctx: Ctx,
+    task_id: str,
+    base: str,
+    note: str | None,
+    done: Keeps,
+    *,
+    allowed: frozenset[str] = state.RETRYABLE,
+    head: str | None = None,
+    mark: str = "RETRY",
+) -> None:
+    """PENDING again, with the last run's counters and results cleared and the note kept (``head``: the
+    branch's tip when it does not start from ``base``; ``mark``: the note's state, RETRY or RELEASE)."""
     changed: list[str] = []
     now = eventlog.utcnow()
 
     def back(st: state.Status) -> None:
-        if st.get("state") not in state.RETRYABLE:  # moved on meanwhile (a person's orch report)
+        if st.get("state") not in allowed:  # moved on meanwhile (a person's orch report)
             changed.append(str(st.get("state")))
             return
         # The last run's results and spending go (its status is kept in run-<n>/): a fresh budget, as a spin's.
@@ -283,7 +327,7 @@ def _back_to_pending(ctx: Ctx, task_id: str, base: str, note: str | None, done: 
             state="PENDING",
             reason=None,
             base_sha=base,
-            head_sha=base,
+            head_sha=head or base,
             iterations=0,
             iteration=None,
             max_iterations=None,
@@ -299,13 +343,15 @@ def _back_to_pending(ctx: Ctx, task_id: str, base: str, note: str | None, done: 
             tmux_session=None,
         )
         # The note marks where this run's reports begin (supervisor._reported_state stops there).
-        st.setdefault("notes", []).append({"at": now, "state": "RETRY", "text": note or "(retried without a note)"})
+        text = note or f"({'retried' if mark == 'RETRY' else 'released'} without a note)"
+        st.setdefault("notes", []).append({"at": now, "state": mark, "text": text})
+        st.pop("human", None)
         if done.kept:
             st["kept_refs"] = list(dict.fromkeys([*(st.get("kept_refs") or []), *done.kept]))
 
     state.update(ctx.project, ctx.store, task_id, back)
     if changed:
         raise InputError(
-            f"task {task_id} became {changed[0]} while orch retry set it up; not started (its work is kept)",
+            f"task {task_id} became {changed[0]} while orch {mark.lower()} set it up; not started (its work is kept)",
             hint=f"see: orch status {task_id}",
         )

@@ -74,6 +74,8 @@ def start(ctx: Ctx, ids: list[str], overrides: Overrides) -> Started:
             if not manifest.get("accept"):
                 out.notes.append(f"{task_id}: no accept command: it runs once (the loop needs one to iterate)")
             launch.start(ctx, task_id)
+        elif now == "HUMAN":
+            out.notes.append(f"{task_id}: a person works on it (HUMAN): orch release {task_id} gives it back")
         elif now == "AWAITING_APPROVAL":
             out.notes.append(f"{task_id}: its plan waits for a person: orch approve {task_id} (or orch reject)")
         elif now in state.RETRYABLE:

@@ -369,6 +369,8 @@ def _already_spun(
         by += f", agent {st['agent']}" if st.get("agent") else ""
         if now == "PENDING":
             hint += f"; start it: orch start {task_id}"
+        elif now == "HUMAN":
+            hint += f"; a person works on it: orch release {task_id} gives it back"
         elif now != "RUNNING":
             over = f"orch retry {task_id}" if now in state.RETRYABLE else f"orch clean {task_id}, then spin it again"
             hint += f"; to start over: {over}"

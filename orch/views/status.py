@@ -83,7 +83,7 @@ def _usage(st: state.Status) -> dict[str, Any] | None:
 
 def needs_a_person(rows: list[dict[str, Any]]) -> list[str]:
     """One line per task that waits for a person: PAUSED (resume it), BLOCKED (read its report) or
-    AWAITING_APPROVAL (read its plan)."""
+    AWAITING_APPROVAL (read its plan), or is a person's (HUMAN: orch release gives it back)."""
     out = []
     for r in rows:
         reason = r["reason"] or ""
@@ -94,6 +94,9 @@ def needs_a_person(rows: list[dict[str, Any]]) -> list[str]:
             out.append(f"{r['id']} BLOCKED: {reason or 'blocked'} (to start over: orch retry {r['id']} --note TEXT)")
         elif r["state"] == "AWAITING_APPROVAL":
             out.append(f"{r['id']} AWAITING_APPROVAL: {reason or 'its plan waits (orch inbox)'}")
+        elif r["state"] == "HUMAN":
+            back = f"orch release {r['id']} --note TEXT, or --done"
+            out.append(f"{r['id']} HUMAN: {reason or 'a person works on it'} (to give it back: {back})")
     return out
 
 
