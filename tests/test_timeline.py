@@ -6,6 +6,7 @@ log, and a log with older lines, unknown actions, a task with no end and hostile
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import sys
@@ -15,6 +16,7 @@ import jsonschema
 import pytest
 from conftest import Orch, git, wait_state, write_plan
 from test_loop import AGENT
+from test_status import run_in_pty
 from vhelpers import commit_in, make_task, setup_project
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,6 +169,7 @@ def test_an_empty_log(project: Path, orch: Orch) -> None:
 
 
 def test_old_lines_unknown_actions_no_end_and_hostile_text(project: Path, orch: Orch) -> None:
+    write_plan(project, "# Plan: hostile\n\n## T1: fix [/api] a:b#c;d [bold]\n- scope: ^src/\n")
     log = project / ".orch/run/log"
     log.parent.mkdir(parents=True, exist_ok=True)
     evil = "\x1b[31mred\x1b[0m [/api] [bold]x:y#z;w"
@@ -197,3 +200,11 @@ def test_old_lines_unknown_actions_no_end_and_hostile_text(project: Path, orch: 
     chart = orch.ok("timeline", "--mermaid").stdout
     tasks = check_mermaid(chart)
     assert tasks[-1].startswith("    iteration 2 open :active, ")
+    assert chart.splitlines()[4] == "    section T1 fix /api a b c d bold"
+    assert "[/api]" not in chart and "#" not in chart
+    # at a terminal: rich, each cell styled, the titles and results shown as written (Text, never markup)
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    env.update(TERM="xterm-256color", COLUMNS="100")
+    shown = run_in_pty(["timeline"], project, env)
+    assert "\x1b[" in shown and "\x1b[31mred" not in shown  # rich's colours; never the log's escapes
+    assert "T1  RUNNING  fix [/api] a:b#c;d [bold]" in shown and "\\u001b[31mred" in shown
