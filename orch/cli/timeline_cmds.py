@@ -52,6 +52,7 @@ def timeline(
     else:
         for row in rows:
             out(f"{row.task:<{id_w}} {''.join(c for c, _ in row.cells)} {row.state}".rstrip())
-    out(timelineout.legend())
+    for said in timelineout.legend(width):
+        out(said)
     for said in timelineout.details(data):
         out(said)

@@ -252,8 +252,8 @@ def _event(t: _Task, e: eventlog.Event) -> None:
 def _verify(t: _Task, e: eventlog.Event, result: str) -> None:
     sha = re.search(r"sha=([0-9a-f]{7,40})", e.result)
     last = t.spans[-1] if t.spans else None
-    if last is not None and last["kind"] == "verify" and last.get("sha") == (sha[1] if sha else None):
-        _close(last, e.ts)  # the ceremony's triage verifies again: one span
+    same = last is not None and last["kind"] == "verify" and last.get("sha") == (sha[1] if sha else None)
+    if same and last is not None and last["end"] == e.ts:  # the ceremony's triage, at once: one span
         return
     span = _span("verify", e.ts, sha=sha[1] if sha else None, label=result)
     _close(span, e.ts, result.split(" ", 1)[0])

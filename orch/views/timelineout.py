@@ -9,8 +9,8 @@ from datetime import datetime
 from typing import Any
 
 LEGEND = (
-    (".", "queued"), ("p", "planning"), ("1-9", "iteration n (0 for 10, 20, ...)"), ("v", "verify"),
-    ("?", "waiting for a person"), ("m", "merge"), (">", "still open at the log's end"),
+    (".", "queued"), ("p", "planning"), ("1-9", "nth iteration"), ("v", "verify"),
+    ("?", "waiting for a person"), ("m", "merge"), (">", "open at the log's end"),
 )  # fmt: skip
 _CHAR = {"queued": ".", "planning": "p", "verify": "v", "waiting": "?", "merge": "m"}
 MIN_BAR = 10
@@ -91,8 +91,15 @@ def axis(data: dict[str, Any], id_w: int, bar: int) -> str:
     return " " * (id_w + 1) + line[:bar]
 
 
-def legend() -> str:
-    return "  ".join(f"{c} {what}" for c, what in LEGEND)
+def legend(width: int) -> list[str]:
+    """The legend's entries, as many to a line as ``width`` holds."""
+    lines = [""]
+    for c, what in LEGEND:
+        entry = f"{c} {what}"
+        if lines[-1] and len(lines[-1]) + 2 + len(entry) > width:
+            lines.append("")
+        lines[-1] += ("  " if lines[-1] else "") + entry
+    return lines
 
 
 def details(data: dict[str, Any]) -> list[str]:
