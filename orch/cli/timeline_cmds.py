@@ -10,7 +10,7 @@ from orch.cli.output import out
 
 @app.command()
 def timeline(
-    ids: list[str] = typer.Argument(None, metavar="[ID]...", help="Tasks to show (default: every task in the log)."),
+    ids: list[str] = typer.Argument(None, metavar="ID", help="Tasks to show (default: every task in the log)."),
     as_json: bool = typer.Option(False, "--json", help="Print the spans as JSON (schemas/timeline.schema.json)."),
     as_mermaid: bool = typer.Option(False, "--mermaid", help="Print a Mermaid gantt chart."),
 ) -> None:
