@@ -14,7 +14,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from conftest import Orch, git, wait_state, write_plan
+from conftest import Orch, git, status_of, wait_state, write_plan
 from test_loop import AGENT
 from test_status import run_in_pty
 from vhelpers import commit_in, make_task, setup_project
@@ -211,3 +211,30 @@ def test_old_lines_unknown_actions_no_end_and_hostile_text(project: Path, orch: 
     shown = run_in_pty(["timeline"], project, env)
     assert "\x1b[" in shown and "\x1b[31mred" not in shown  # rich's colours; never the log's escapes
     assert "T1  RUNNING  fix [/api] a:b#c;d [bold]" in shown and "\\u001b[31mred" in shown
+
+
+def test_a_retried_task_links_each_run_to_its_own_files(project: Path, orch: Orch, tmp_path: Path) -> None:
+    import test_retry
+
+    agent = tmp_path / "retry_agent.py"
+    agent.write_text(test_retry.AGENT)
+    test_retry.plan(
+        project, agent, "never", "- accept: test -f src/done.txt", config="max_strategies: 1\nmax_per_strategy: 2\n"
+    )
+    orch.ok("spin", "T1")
+    assert wait_state(orch, "T1") == "BLOCKED"
+    orch.ok("retry", "T1", "--note", f"Say {test_retry.MAGIC}.")
+    assert wait_state(orch, "T1") == "SUCCESS"
+    spans = timeline_json(orch, "T1")["tasks"][0]["spans"]
+    got = [(s["kind"], s.get("run"), s.get("iteration"), s.get("outcome")) for s in spans]
+    assert got == [("iteration", 1, 1, "FAIL"), ("iteration", 1, 2, "FAIL"), ("iteration", 2, 1, "SUCCESS")]
+    first, second, third = spans
+    old, new = ".orch/run/tasks/T1/run-1", ".orch/run/tasks/T1"
+    assert first["saw"] == {"brief": f"{old}/context.md", "feedback": None}
+    assert second["saw"] == {"brief": f"{old}/context.md", "feedback": f"{old}/iter-1.log"}
+    assert second["returned"]["log"] == f"{old}/iter-2.log" and second["did"]["end"].startswith("BLOCKED ")
+    assert third["saw"] == {"brief": f"{new}/context.md", "feedback": None}
+    assert test_retry.MAGIC in (project / third["saw"]["brief"]).read_text()
+    assert third["returned"]["from_sha"] == status_of(project, "T1")["base_sha"][:12]
+    text = orch.ok("timeline", "T1", env=WIDE).stdout
+    assert "  iter 1     " in text and "SUCCESS (run 2)" in text

@@ -31,7 +31,7 @@ _ENDS = {"DONE"}  # a run's last word; a CRASHED CHECK (the supervisor gone) end
 # Actions the timeline reads; any other is counted, not shown (older and newer versions write more).
 KNOWN = frozenset(
     {
-        "SPIN", "QUEUED", "DEQUEUE", "START", "RESUME", "RETRY", "TDD_GATE", "PLANNING", "PLAN", "EXIT",
+        "SPIN", "QUEUED", "QUEUE", "DEQUEUE", "START", "RESUME", "RETRY", "TDD_GATE", "PLANNING", "PLAN", "EXIT",
         "SNAPSHOT", "ACCEPT", "ITERATE", "STRATEGY_SHIFT", "DONE", "VERIFY", "ASK", "APPROVE", "REJECT",
         "MERGE_START", "MERGE", "TEST", "MERGE_DONE", "MERGE_ROLLBACK", "CHECK", "STOP", "REFUSE",
     }
@@ -165,9 +165,10 @@ def _event(t: _Task, e: eventlog.Event) -> None:
         t.iteration, t.current, t.next_from = 0, None, None
         m = re.search(r"base=([0-9a-f]{7,40})", e.result)
         if m:
-            t.base = t.last_sha = m[1]
+            t.base = m[1]
+        t.last_sha = t.base  # a retry starts over from the task's base too
         t.queued = None
-    elif a == "QUEUED":
+    elif a in ("QUEUED", "QUEUE"):
         t.queued = _span("queued", e.ts, label=result)
         t.spans.append(t.queued)
     elif a == "DEQUEUE" and t.queued is not None:
@@ -219,9 +220,14 @@ def _event(t: _Task, e: eventlog.Event) -> None:
         if t.current is not None:
             t.current["did"].setdefault("notes", []).append(f"{a} {result}")
     elif a in _ENDS or (a == "CHECK" and e.state == "CRASHED"):
+        said = f"{printable(e.state)} {result}".strip()
         if t.current is not None:
-            t.current["did"]["end"] = f"{printable(e.state)} {result}".strip()
+            t.current["did"]["end"] = said
             _close(t.current, e.ts, printable(e.state))
+        elif t.next_from is not None:  # the loop ended after a failed iteration (BLOCKED, PAUSED)
+            last = next((s for s in reversed(t.spans) if s["kind"] == "iteration"), None)
+            if last is not None:
+                last["did"]["end"] = said
         t.current, t.next_from = None, None
     elif a == "VERIFY":
         _verify(t, e, result)
