@@ -15,9 +15,13 @@ from pathlib import Path
 import jsonschema
 import pytest
 from conftest import Orch, git, status_of, wait_state, write_plan
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_loop import AGENT
 from test_status import run_in_pty
 from vhelpers import commit_in, make_task, setup_project
+
+from orch.views import timeline as view
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads((ROOT / "schemas/timeline.schema.json").read_text())
@@ -238,3 +242,52 @@ def test_a_retried_task_links_each_run_to_its_own_files(project: Path, orch: Orc
     assert third["returned"]["from_sha"] == status_of(project, "T1")["base_sha"][:12]
     text = orch.ok("timeline", "T1", env=WIDE).stdout
     assert "  iter 1     " in text and "SUCCESS (run 2)" in text
+
+
+_ACTIONS = sorted(view.KNOWN) + ["WHIRL", "merge", ""]
+_FIELD = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30)
+_EVENT = st.tuples(
+    st.sampled_from([f"2026-11-01T10:00:0{n}Z" for n in range(10)] + ["yesterday", ""]),
+    st.sampled_from(["RUNNING", "SUCCESS", "MERGED", "INBOX", "-", "CRASHED"]),
+    st.sampled_from(["T1", "T1.i1", "T1.i2", "T2", "T2.i7", "-", "../x", "T1.i99999999999"]),
+    st.sampled_from(_ACTIONS),
+    st.one_of(
+        _FIELD,
+        st.sampled_from(
+            ["K1 ack: x", "K1 ack by a", "FAIL sig=1", "PASS", "into main at 1; queue: T1, T2", "T1: pass"]
+        ),
+        st.sampled_from(["base=0123456789ab", "sha=0123456789ab", "0123456789ab", "code=0"]),
+    ),
+    st.lists(_FIELD, max_size=2),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.one_of(_EVENT, _FIELD), max_size=25), st.integers(min_value=1, max_value=140))
+def test_any_log_gives_a_timeline(project: Path, lines: list, width: int) -> None:
+    """Whatever the log holds (events in any order, torn lines, hostile text), the timeline is built,
+    matches its schema, fits the width (or its minimum) and gives a Mermaid chart of the right shape."""
+    from orch.core import eventlog
+    from orch.core.context import open_ctx
+    from orch.views import timelineout
+
+    text = ""
+    for line in lines:
+        if isinstance(line, tuple):
+            ts, state, it, action, result, arts = line
+            text += eventlog.Event(ts, state, it, action, result, tuple(arts)).line()
+        else:
+            text += line.replace("\n", " ") + "\n"
+    log = project / ".orch/run/log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(text, encoding="utf-8", errors="surrogateescape")
+    data = view.build(open_ctx(project))
+    jsonschema.validate(json.loads(json.dumps(data)), SCHEMA)
+    if data["tasks"]:
+        rows, id_w, bar = timelineout.gantt(data, width)
+        for row in rows:
+            line = f"{row.task:<{id_w}} {''.join(c for c, _ in row.cells)} {row.state}".rstrip()
+            assert len(line) <= max(width, id_w + 1 + timelineout.MIN_BAR), line
+        assert all(len(ln) <= max(width, 30) for ln in timelineout.legend(width))
+        timelineout.details(data)
+    check_mermaid(timelineout.mermaid(data))
