@@ -169,7 +169,9 @@ def test_an_inbox_item_answered_is_a_wait_for_a_person(repo: Path, orch: Orch) -
 
 
 def test_an_empty_log(project: Path, orch: Orch) -> None:
-    assert orch.ok("timeline").stdout == "the event log holds no task's events yet (.orch/run/log)\n"
+    assert orch.ok("timeline").stdout == "the event log holds no events of any task yet (.orch/run/log)\n"
+    write_plan(project, "# Plan: p\n\n## T1: Not run yet\n- scope: ^src/\n")
+    assert orch.ok("timeline", "T1").stdout == "the event log holds no events of T1 yet (.orch/run/log)\n"
     data = timeline_json(orch)
     assert data["tasks"] == [] and data["start"] is None
     assert check_mermaid(orch.ok("timeline", "--mermaid").stdout) == []

@@ -33,7 +33,8 @@ def timeline(
         out(timelineout.mermaid(data))
         return
     if not data["tasks"]:
-        out("the event log holds no task's events yet (.orch/run/log)")
+        whose = f"of {', '.join(ids)} " if ids else "of any task "
+        out(f"the event log holds no events {whose}yet (.orch/run/log)")
         return
     width = shutil.get_terminal_size((100, 24)).columns
     rows, id_w, bar = timelineout.gantt(data, width)
