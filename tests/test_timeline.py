@@ -293,3 +293,21 @@ def test_any_log_gives_a_timeline(project: Path, lines: list, width: int) -> Non
         assert all(len(ln) <= max(width, 30) for ln in timelineout.legend(width))
         timelineout.details(data)
     check_mermaid(timelineout.mermaid(data))
+
+
+def test_a_queued_task_waits_until_its_start(project: Path, orch: Orch) -> None:
+    """A queue's events (issue 15's QUEUED, before or after the spin's): the wait is a span of its own."""
+    (project / ".orch/run").mkdir(parents=True, exist_ok=True)
+    (project / ".orch/run/log").write_text(
+        "2026-11-01T10:00:00Z | QUEUED | T1 | QUEUED | waits for a slot | -\n"
+        "2026-11-01T10:00:01Z | PENDING | T1 | SPIN | branch=orch/T1 base=0123456789ab | -\n"
+        "2026-11-01T10:00:05Z | RUNNING | T1 | START | agent=shell box=on | -\n"
+        "2026-11-01T10:00:09Z | SUCCESS | T1 | DONE | head=0123456789ab | -\n"
+    )
+    spans = timeline_json(orch, "T1", "T1")["tasks"][0]["spans"]
+    assert [(s["kind"], s["start"][-3:-1], s["end"][-3:-1], s.get("outcome")) for s in spans] == [
+        ("queued", "00", "05", None),
+        ("iteration", "05", "09", "SUCCESS"),
+    ]
+    row = next(ln for ln in orch.ok("timeline", env={"COLUMNS": "60"}).stdout.splitlines() if ln.startswith("T1 "))
+    assert re.fullmatch(r"T1 +\.+1+ SUCCESS", row) and len(row) <= 60, row

@@ -63,7 +63,7 @@ def build(ctx: Ctx, ids: list[str] | None = None) -> dict[str, Any]:
         for task_id in ids:
             if task_id not in tasks:
                 _require_known(ctx, task_id)
-    chosen = [tasks[i] for i in (ids or list(tasks)) if i in tasks]
+    chosen = [tasks[i] for i in dict.fromkeys(ids or tasks) if i in tasks]
     titles = _titles(ctx)
     for t in chosen:
         _links(ctx, t)
@@ -167,7 +167,6 @@ def _event(t: _Task, e: eventlog.Event) -> None:
         if m:
             t.base = m[1]
         t.last_sha = t.base  # a retry starts over from the task's base too
-        t.queued = None
     elif a in ("QUEUED", "QUEUE"):
         t.queued = _span("queued", e.ts, label=result)
         t.spans.append(t.queued)
