@@ -189,7 +189,7 @@ class Loop:
                 )
 
         with contextlib.suppress(OrchError, OSError):
-            state.update(self.project, self.store, self.task_id, mark)
+            state.update(self.project, self.store, self.task_id, mark, create=False)
         launch = dict(self.launch)
         launch["argv"] = argv_now(launch, self.f.context, self.meter)
         left = self.time_left()

@@ -170,8 +170,10 @@ def _iteration(
         if st.get("state") == "RUNNING":
             st.update(pid=proc.pid, pid_start=agent_start)
 
-    with contextlib.suppress(EnvError):  # a run folder already replaced by a link: finish sees to it
-        now = state.update(project, store, task_id, record)  # a status the agent already forged is not the run's
+    # A run folder already replaced by a link, or moved away: finish sees to it. A status the agent
+    # already forged is not the run's.
+    with contextlib.suppress(EnvError):
+        now = state.update(project, store, task_id, record, create=False)
         run.status = now if now.get("state") == "RUNNING" else run.status
     run.watch.poll()
 
@@ -209,7 +211,7 @@ def _budget_tick(project: Project, store: Store, task_id: str, run: RunMemory) -
                 st["usage"] = now.as_json()
 
         with contextlib.suppress(OrchError, OSError):
-            state.update(project, store, task_id, note)
+            state.update(project, store, task_id, note, create=False)
     over = budget.over(now, run.meter.budget) if run.meter.budget else None
     if over:
         run.budget_stop = over

@@ -70,8 +70,13 @@ def update(
     *,
     durable: bool = True,
     check: bool = True,
+    create: bool = True,
 ) -> Status:
     """Read-modify-write one status under its lock; ``change`` may mutate in place and return None.
+
+    ``create=False`` (what a run notes while its agent runs: the agent may have moved the run folder
+    away) writes nothing when the status is not there, and returns ``{}``: orch never makes a run
+    folder anew where an agent took one away, and its end (``supervisor.finish``) says what happened.
 
     ``durable=False`` skips the fsyncs: for the many writes at the end of a merge ceremony, which a
     later ceremony re-derives from the base branch if a power cut loses them. ``check=False`` skips
@@ -85,10 +90,21 @@ def update(
         return new
 
     path = project.task_dir(task_id) / "status.yaml"
-    result: Status = store.update(
-        path, "task_status", apply, default=lambda: {"id": task_id, "state": "PENDING"}, durable=durable, check=check
-    )
+
+    def default() -> Status:
+        if not create:
+            raise _NoStatus
+        return {"id": task_id, "state": "PENDING"}
+
+    try:
+        result: Status = store.update(path, "task_status", apply, default=default, durable=durable, check=check)
+    except _NoStatus:
+        return {}
     return result
+
+
+class _NoStatus(Exception):
+    """The status is not there, and the update must not create it."""
 
 
 def _running(status: Status) -> bool:
