@@ -122,6 +122,33 @@ def plan_add(
     out(f"added {task.id} at .orch/plan.md:{task.line}")
 
 
+@app.command()
+def route(
+    task_id: str = typer.Argument(..., metavar="ID", help="The task to route."),
+    as_json: bool = typer.Option(False, "--json", help="Print the decision as JSON."),
+) -> int:
+    """Which agent and model .orch/routing.yaml (as committed) gives a task, rule by rule, and why."""
+    from orch.cli import render
+    from orch.tasks import routing
+
+    c = ctx()
+    task = c.plan.require(task_id)
+    rules = None if task.agent else routing.in_force(c)
+    d = routing.decide(c, task, rules)
+    if as_json:
+        keys = ("agent", "model", "rule", "question", "own", "lines")
+        out(render.dumps({"id": task.id, **{k: getattr(d, k) for k in keys}}))
+    else:
+        for line in d.lines:
+            out(line)
+        if not d.own and not d.question:
+            out(f"{task.id} runs agent {d.agent or c.config.default_agent}" + (" (the default)" if not d.agent else ""))
+    pending = routing.pending_edit(c)
+    if pending:
+        err(f"note: {pending}")
+    return 3 if d.question else 0  # a tie: bad input until the task names its agent
+
+
 # -- status and log ---------------------------------------------------------------------------------
 
 

@@ -4,7 +4,7 @@ Agents run as the person's own user and can write the main checkout's files, ``.
 What judges them (``orch verify``, ``orch ack``, ``orch merge``) therefore takes the rules committed on
 the base branch and makes them stricter with the working copy, never looser: locks of both files
 apply, a task's scope is its committed scope and its working scope, the committed test command runs.
-This module reads the committed side: ``config.yaml``, ``plan.md``, ``locks.yaml`` and ``policy.yaml``
+This module reads the committed side: ``config.yaml``, ``plan.md``, ``locks.yaml``, ``policy.yaml`` and ``routing.yaml``
 of ``.orch/`` at the tip of one branch, from one ``git cat-file --batch`` (started at once, read when
 needed, so it runs while other work goes on).
 """
@@ -19,7 +19,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
 
-RULE_FILES = ("config.yaml", "plan.md", "locks.yaml", "policy.yaml")  # under .orch/
+RULE_FILES = ("config.yaml", "plan.md", "locks.yaml", "policy.yaml", "routing.yaml")  # under .orch/
 
 
 class Committed:

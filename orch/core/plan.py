@@ -19,10 +19,11 @@ ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,39}")
 AGENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 FIELDS = (
     "scope", "deps", "agent", "accept", "check", "tdd_gate", "model", "level", "max_iterations", "max_per_strategy",
-    "max_strategies", "task_timeout", "budget", "run", "approve", "priority", "overlap",
+    "max_strategies", "task_timeout", "budget", "run", "approve", "priority", "overlap", "kind",
 )  # fmt: skip
 COUNTS = ("max_iterations", "max_per_strategy", "max_strategies")  # the loop's limits that are whole numbers
 LEVELS = ("goal", "feature", "component", "code")
+KINDS = ("design", "implement", "test", "review", "docs")  # `- kind:` what a task does (.orch/routing.yaml)
 APPROVALS = ("plan", "none")  # `- approve:` plan first (orch.agents.planphase), or none (the config's default off)
 # A field is a Markdown bullet ('-', '*' or '+', then a space or a tab), indented or not: whatever a
 # Markdown reader shows as a bullet under the heading counts, so no field is dropped without a word.
@@ -77,6 +78,10 @@ class Task:
     @property
     def level(self) -> str | None:
         return self.fields.get("level") or None
+
+    @property
+    def kind(self) -> str | None:
+        return self.fields.get("kind") or None
 
     @property
     def max_iterations(self) -> int | None:
@@ -364,6 +369,9 @@ def _validate(plan: Plan, where: str) -> list[tuple[int, str]]:
         level = task.fields.get("level")
         if level and level not in LEVELS:
             problems.append((fl["level"], f"bad level '{level}': one of {', '.join(LEVELS)}"))
+        kind = task.fields.get("kind")
+        if kind and kind not in KINDS:
+            problems.append((fl["kind"], f"bad kind '{kind}': one of {', '.join(KINDS)}"))
         for key in COUNTS:
             count = task.fields.get(key)
             if count and not (re.fullmatch(r"[0-9]{1,18}", count) and int(count) > 0):  # int() of 4,300 digits raises

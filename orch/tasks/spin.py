@@ -123,6 +123,9 @@ def spin(
     existing = set(
         git.out(["for-each-ref", "--format=%(refname)", "refs/heads/orch/"], cwd=root, optional_locks=False).split()
     )
+    from orch.tasks import routing
+
+    routes = routing.Routes(ctx) if agent is None else None  # .orch/routing.yaml as committed, read once
     results: list[SpinResult] = []
     prepared: list[_Prepared] = []
     for task_id in seen:
@@ -145,11 +148,16 @@ def spin(
                     f"task {task_id} depends on {', '.join(missing)}, not merged yet",
                     hint="merge those first, or pass --force to spin it from the current base anyway",
                 )
+            rule_at = None  # the routing rule that named the agent
+            if not agent and not task.agent:  # routing picks the agent (and model) of a task naming none
+                task, rule_at = _routed(task, routes)
             name = agent or task.agent or config.default_agent
             named_at = None  # where a missing manifest is asked for: the task's field, or the config's default
             if not agent and not agents.manifest_path(project, name).is_file():
                 line = task.field_lines.get("agent", task.line)
-                named_at = f".orch/plan.md:{line}" if task.agent else key_where(project, "agent", indent=True)
+                named_at = rule_at or (
+                    f".orch/plan.md:{line}" if task.agent else key_where(project, "agent", indent=True)
+                )
             manifest = agents.load(project, store, name, named_at=named_at)
             result.agent = name
             if "{run}" in " ".join(manifest.command) and not task.run:
@@ -239,6 +247,19 @@ def spin(
                 p.result.exit_code = int(exc.exit_code)
                 note(p.task.id, f"not started: {exc.message.splitlines()[0]}")
     return results
+
+
+def _routed(task: Task, routes: Any) -> tuple[Task, str | None]:
+    """``task`` with the agent and model routing gives it, and where the rule is; a tie refuses it."""
+    d = routes.decide(task)
+    if d.question:
+        raise InputError(d.question, hint=f"orch route {task.id} shows which rules match and why")
+    if not d.agent:
+        return task, None
+    fields = dict(task.fields, agent=d.agent)
+    if d.model and not task.model:
+        fields["model"] = d.model
+    return replace(task, fields=fields), d.where
 
 
 def _kept_by_clean(ctx: Ctx, task_id: str, st: state.Status, base_sha: str) -> InputError:

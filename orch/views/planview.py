@@ -45,6 +45,9 @@ def build(ctx: Ctx) -> dict[str, Any]:
                 "locked (add '- scope: REGEX')"
             )
     _check_agents(ctx)
+    from orch.tasks import routing
+
+    warnings += routing.order_warnings(plan, routing.in_force(ctx))
     from orch.agents.slots import overlapping_pairs
 
     overlaps = [{"tasks": [a, b], "file": common} for a, b, common in overlapping_pairs(ctx, plan.tasks)]

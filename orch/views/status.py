@@ -28,6 +28,10 @@ def rows(ctx: Ctx, task_id: str | None = None) -> list[dict[str, Any]]:
     heads = refs.branch_heads(ctx.project.root) if any(s.get("verdict") for s in statuses.values()) else {}
     ids = plan.ids() + [i for i in statuses if plan.get(i) is None]
     ready = state.ready_ids(ctx.project, plan.tasks, statuses, lambda: ctx.config.base_branch)
+    from orch.tasks import routing
+
+    unspun = [t for t in plan.tasks if (statuses.get(t.id) or {}).get("state", "PENDING") == "PENDING"]
+    asked = routing.questions(ctx, [t for t in unspun if task_id is None or t.id == task_id])
     out: list[dict[str, Any]] = []
     for tid in ids:
         if task_id is not None and tid != task_id:
@@ -45,7 +49,8 @@ def rows(ctx: Ctx, task_id: str | None = None) -> list[dict[str, Any]]:
                 "id": tid,
                 "title": task.title if task else "(not in the plan any more)",
                 "state": st.get("state", "PENDING"),
-                "reason": st.get("reason"),
+                "reason": st.get("reason") or asked.get(tid),
+                "question": asked.get(tid),
                 "deps": task.deps if task else [],
                 "ready": task is not None and tid in ready,
                 "agent": st.get("agent") or (task.agent if task else None),
@@ -83,7 +88,8 @@ def _usage(st: state.Status) -> dict[str, Any] | None:
 
 def needs_a_person(rows: list[dict[str, Any]]) -> list[str]:
     """One line per task that waits for a person: PAUSED (resume it), BLOCKED (read its report) or
-    AWAITING_APPROVAL (read its plan), or is a person's (HUMAN: orch release gives it back)."""
+    AWAITING_APPROVAL (read its plan), is a person's (HUMAN: orch release gives it back), or waits
+    for a person to name its agent (two routing rules tie: orch.tasks.routing)."""
     out = []
     for r in rows:
         reason = r["reason"] or ""
@@ -94,6 +100,8 @@ def needs_a_person(rows: list[dict[str, Any]]) -> list[str]:
             out.append(f"{r['id']} BLOCKED: {reason or 'blocked'} (to start over: orch retry {r['id']} --note TEXT)")
         elif r["state"] == "AWAITING_APPROVAL":
             out.append(f"{r['id']} AWAITING_APPROVAL: {reason or 'its plan waits (orch inbox)'}")
+        elif r.get("question"):
+            out.append(f"{r['id']} PENDING: {r['question']}")
         elif r["state"] == "HUMAN":
             back = f"orch release {r['id']} --note TEXT, or --done"
             out.append(f"{r['id']} HUMAN: {reason or 'a person works on it'} (to give it back: {back})")
