@@ -191,9 +191,11 @@ def test_a_new_routing_file_counts_once_committed(project: Path, orch: Orch) -> 
 def test_a_bad_routing_file_is_named_with_its_line(project: Path, orch: Orch, text: str, expected: str) -> None:
     write_plan(project, PLAN)
     commit_file(project, ".orch/routing.yaml", text)
-    r = orch("route", "D1")
-    assert r.returncode == 3, r.output
-    assert expected in r.stderr and "Traceback" not in r.stderr, r.stderr
+    for command in (("route", "D1"), ("spin", "D1", "--no-start"), ("plan",)):
+        r = orch(*command)
+        assert r.returncode == 3, (command, r.output)
+        assert expected in r.stderr and "Traceback" not in r.stderr, (command, r.stderr)
+    orch.ok("status")  # shows the tasks still; the commands above name the file
 
 
 def test_a_bad_kind_in_the_plan_is_refused(project: Path, orch: Orch) -> None:

@@ -215,7 +215,12 @@ def questions(ctx: Ctx, tasks: list[Task]) -> dict[str, str]:
     todo = [t for t in tasks if not t.agent]
     if not todo:
         return {}
-    routing = in_force(ctx)
+    from orch.core.errors import OrchError
+
+    try:
+        routing = in_force(ctx)
+    except OrchError:  # orch plan, orch route and orch spin name the broken file; status goes on
+        return {}
     if routing is None or not routing.rules:
         return {}
     reach = Reach(ctx)
