@@ -211,3 +211,9 @@ def test_plan_warns_when_an_implement_task_depends_on_no_design_task(routed: Pat
     assert warning in r.stderr, r.stderr
     write_plan(routed, PLAN.replace("- kind: implement\n", "- kind: implement\n- deps: G1\n"))
     assert warning not in orch.ok("plan").stderr
+
+
+def test_two_rules_giving_the_same_agent_and_model_are_no_question(routed: Path, orch: Orch) -> None:
+    commit_file(routed, ".orch/routing.yaml", ROUTING.replace("agent: gemini", "agent: claude"))
+    d = route(orch, "T7")
+    assert (d["agent"], d["question"], d["rule"]) == ("claude", None, "backend"), d
