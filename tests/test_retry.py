@@ -8,6 +8,7 @@ import shlex
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -179,6 +180,10 @@ def test_retry_is_refused_for_running_pending_and_merged_tasks(project: Path, or
     assert "hint: stop it first: orch stop T1, then orch retry T1" in r.stderr
     # a status rewritten to FAILED while the supervisor lives (an agent can write it): still not over
     status = project / ".orch/run/tasks/T1/status.yaml"
+    deadline = time.monotonic() + 60  # the supervisor's own write of the agent's pid comes first
+    while not status_of(project, "T1").get("pid"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     running = status.read_text()
     status.write_text(running.replace("state: RUNNING", "state: FAILED"))
     r = orch("retry", "T1")

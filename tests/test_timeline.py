@@ -153,7 +153,7 @@ def test_an_inbox_item_answered_is_a_wait_for_a_person(repo: Path, orch: Orch) -
     waiting = timeline_json(orch, "T3")["tasks"][0]["spans"]
     assert [s["kind"] for s in waiting] == ["verify", "waiting"] and waiting[1]["open"] and waiting[1]["end"] is None
     row = next(ln for ln in orch.ok("timeline", env=WIDE).stdout.splitlines() if ln.startswith("T3 "))
-    assert re.search(r"v *\?*> PENDING$", row), row  # still waiting at the log's end
+    assert re.search(r"v *\?*> *PENDING$", row), row  # still waiting at the log's end (the span may be 0 wide)
     orch.ok("approve", "K1", "--note", "fine")
     orch.ok("verify", "T3")
     data = timeline_json(orch, "T3")

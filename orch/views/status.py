@@ -31,7 +31,11 @@ def rows(ctx: Ctx, task_id: str | None = None) -> list[dict[str, Any]]:
     from orch.tasks import routing
 
     unspun = [t for t in plan.tasks if (statuses.get(t.id) or {}).get("state", "PENDING") == "PENDING"]
-    asked = routing.questions(ctx, [t for t in unspun if task_id is None or t.id == task_id])
+    asked: dict[str, str] = {}
+    # Routing questions only where a routing file is there (a cheap look: a warm status runs no git);
+    # spin itself always asks the committed file.
+    if (ctx.project.orch_dir / routing.ROUTING).exists():
+        asked = routing.questions(ctx, [t for t in unspun if task_id is None or t.id == task_id])
     out: list[dict[str, Any]] = []
     for tid in ids:
         if task_id is not None and tid != task_id:
