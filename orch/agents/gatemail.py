@@ -29,6 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from orch.agents.taskfiles import read_plain
 from orch.core import eventlog, inbox, state
 from orch.core.errors import InputError, OrchError
 from orch.core.repo import Project
@@ -164,15 +165,10 @@ def drain(project: Project, store: Store, task_id: str) -> list[str]:
 
 
 def _read(path: Path) -> dict[str, Any]:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise Refused("not a plain file")
-        raw = os.read(fd, MAX_ENTRY + 1)
-    finally:
-        os.close(fd)
-    if len(raw) > MAX_ENTRY:
-        raise Refused(f"over {MAX_ENTRY} bytes")
+        raw = read_plain(path, MAX_ENTRY)
+    except ValueError as exc:
+        raise Refused(str(exc)) from None
     data = json.loads(raw.decode("utf-8"))
     if not isinstance(data, dict):
         raise Refused("not a JSON object")

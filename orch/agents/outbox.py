@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from orch.agents.taskfiles import read_plain
 from orch.core import eventlog, state
 from orch.core.repo import Project
 from orch.core.store import Store, atomic_write
@@ -99,17 +100,9 @@ def _parse(path: Path, name: str) -> Report:
     if not NAME_RE.fullmatch(name):
         raise ValueError("not a name orch report writes")
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
-    except OSError as exc:
+        raw = read_plain(path, MAX_ENTRY)
+    except FileNotFoundError as exc:
         raise ValueError(exc.strerror or str(exc)) from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ValueError("not a plain file")
-        raw = os.read(fd, MAX_ENTRY + 1)
-    finally:
-        os.close(fd)
-    if len(raw) > MAX_ENTRY:
-        raise ValueError(f"over {MAX_ENTRY} bytes")
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

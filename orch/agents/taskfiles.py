@@ -128,6 +128,26 @@ def _foreign(path: Path) -> str | None:
     return None
 
 
+def read_plain(path: Path, limit: int) -> bytes:
+    """An agent's file, read as untrusted: a plain file only (never through a link, never a fifo),
+    at most ``limit`` bytes; ``ValueError`` saying why not (``FileNotFoundError`` passes through)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ValueError(exc.strerror or str(exc)) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("not a plain file")
+        raw = os.read(fd, limit + 1)
+    finally:
+        os.close(fd)
+    if len(raw) > limit:
+        raise ValueError(f"over {limit} bytes")
+    return raw
+
+
 def open_run_file(path: Path, *, append: bool, readable: bool = False) -> tuple[int, str | None]:
     """Open one of orch's files in a run folder for writing, never through a link; (fd, note).
 
