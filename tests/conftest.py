@@ -183,6 +183,11 @@ def write_plan(repo: Path, text: str) -> None:
     (repo / ".orch" / "plan.md").write_text(text)
 
 
+def events(project: Path, action: str) -> list[str]:
+    """The event log's lines of one action (``| ITERATE |``), in order."""
+    return [ln for ln in (project / ".orch/run/log").read_text().splitlines() if f"| {action} |" in ln]
+
+
 def status_of(repo: Path, task_id: str) -> dict:
     """A task's status.yaml as it is on disk."""
     import yaml

@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import Orch, git, status_of, wait_state, write_plan
+from conftest import Orch, events, git, status_of, wait_state, write_plan
 
 from orch.agents import budget
 from orch.agents.manifest import Usage
@@ -63,10 +63,6 @@ def plan(project: Path, agent: Path, mode: str, *extra: str) -> None:
     write_plan(project, "\n".join(lines) + "\n\nMake src/done.txt.\n")
     git(project, "add", "-A")
     git(project, "commit", "-q", "-m", "plan")
-
-
-def events(project: Path, action: str) -> list[str]:
-    return [ln for ln in (project / ".orch/run/log").read_text().splitlines() if f"| {action} |" in ln]
 
 
 def test_shares_and_lines() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import Orch, git, status_of, wait_state, write_plan
+from conftest import Orch, events, git, status_of, wait_state, write_plan
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -76,10 +76,6 @@ def plan(project: Path, tmp_path: Path, mode: str, *reflections: Path | str, acc
 
 def items(orch: Orch) -> list[dict]:
     return json.loads(orch.ok("inbox", "--json").stdout)["items"]
-
-
-def events(project: Path, action: str) -> list[str]:
-    return [ln for ln in (project / ".orch/run/log").read_text().splitlines() if f"| {action} |" in ln]
 
 
 def on_branch(project: Path, task: str = "T1") -> list[str]:

@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import Orch, git, status_of, wait_state, write_plan
+from conftest import Orch, events, git, status_of, wait_state, write_plan
 
 from orch.agents import loopnotes
 
@@ -71,10 +71,6 @@ def plan(project: Path, agent: Path, mode: str, *extra: str, config: str = "") -
         path.write_text(yaml.safe_dump(data, sort_keys=False))
     git(project, "add", "-A")
     git(project, "commit", "-q", "-m", "plan")
-
-
-def events(project: Path, action: str) -> list[str]:
-    return [ln for ln in (project / ".orch/run/log").read_text().splitlines() if f"| {action} |" in ln]
 
 
 def test_signature_ignores_times_paths_addresses_and_numbers() -> None:

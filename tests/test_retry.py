@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Orch, git, run_orch, status_of, wait_state, write_plan
+from conftest import Orch, events, git, run_orch, status_of, wait_state, write_plan
 
 MAGIC = "MAGIC-WORD-42"
 
@@ -68,10 +68,6 @@ def plan(project: Path, agent: Path, mode: str, *extra: str, config: str = "") -
         path.write_text(yaml.safe_dump(data, sort_keys=False))
     git(project, "add", "-A")
     git(project, "commit", "-q", "-m", "plan")
-
-
-def events(project: Path, action: str) -> list[str]:
-    return [ln for ln in (project / ".orch/run/log").read_text().splitlines() if f"| {action} |" in ln]
 
 
 def test_retry_after_blocked_with_a_note(project: Path, orch: Orch, agent: Path) -> None:
