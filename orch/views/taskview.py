@@ -112,12 +112,12 @@ def progress(ctx: Ctx, task_id: str, st: state.Status) -> dict[str, Any]:
     history = [h for h in loop.get("history") or [] if isinstance(h, dict)]
     checks: list[dict[str, Any]] = []
     last = history[-1] if history else None
-    if last is not None and last.get("iteration") == st.get("iteration"):
-        for ran in last.get("ran") or []:  # the last iteration failed: what it ran, and how each ended
+    if isinstance(st.get("accept"), dict):  # written when a run passes
+        checks.append({"name": "accept", "passed": st["accept"].get("exit_code") == 0})
+    elif last is not None:  # else the last failed iteration: what it ran, and how each ended
+        for ran in last.get("ran") or []:
             if isinstance(ran, list) and len(ran) == 2 and ran[0] != "agent":
                 checks.append({"name": str(ran[0]), "passed": ran[1] == 0})
-    elif isinstance(st.get("accept"), dict):
-        checks.append({"name": "accept", "passed": st["accept"].get("exit_code") == 0})
     usage: dict[str, Any] = st["usage"] if isinstance(st.get("usage"), dict) else {}
     tokens = usage.get("tokens")
     if tokens is None and (usage.get("input") or usage.get("output")):
@@ -146,9 +146,18 @@ def feature(
 ) -> dict[str, Any]:
     """The feature level: acceptance, verdict, inbox items and answers, blocker question, strategy shifts."""
     accept = st.get("accept") if isinstance(st.get("accept"), dict) else None
+    if accept is None:  # a run that ended without passing keeps its last accept in loop.json's history
+        task = ctx.plan.get(task_id)
+        for h in reversed(loop_state(ctx, task_id).get("history") or []):
+            ran = [
+                r for r in (h.get("ran") or []) if isinstance(h, dict) and isinstance(r, list) and r[:1] == ["accept"]
+            ]
+            if ran and len(ran[-1]) == 2:
+                accept = {"command": task.accept if task else None, "exit_code": ran[-1][1], "log": None}
+                break
     verdict = st.get("verdict") if isinstance(st.get("verdict"), dict) else None
     shifts = [
-        {"at": e.ts, "iteration": e.iteration, "why": printable(e.result)}
+        {"at": e.ts, "iteration": _number(e.iteration), "why": printable(e.result)}
         for e in events
         if e.task == task_id and e.action == "STRATEGY_SHIFT"
     ]
@@ -161,7 +170,11 @@ def feature(
         else {
             "result": verdict.get("result"),
             "sha": verdict.get("sha"),
-            "mergeable": verdict.get("mergeable"),
+            # as ``judge.Verdict.mergeable``: no hard violation, no soft lock waiting for an ack
+            "mergeable": not any(
+                isinstance(v, dict) and v.get("mode") == "hard" for v in verdict.get("violations") or []
+            )
+            and not verdict.get("pending_acks"),
             "violations": [
                 {"path": v.get("path"), "rule": v.get("rule"), "lock": v.get("lock")}
                 for v in verdict.get("violations") or []
@@ -187,6 +200,12 @@ def feature(
         "blocker": blocker(ctx, task_id),
         "strategy_shifts": shifts,
     }
+
+
+def _number(iteration: str) -> int | None:
+    """``T1.i3`` -> 3 (an event of the task as a whole: None)."""
+    head, sep, n = iteration.rpartition(".i")
+    return int(n) if sep and n.isdigit() else None
 
 
 def blocker(ctx: Ctx, task_id: str) -> dict[str, Any] | None:

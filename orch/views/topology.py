@@ -184,7 +184,7 @@ def tree_text(data: dict[str, Any], counts: dict[str, int] | None = None) -> str
         level = node["level"] + ("*" if node["level_from"] else "")
         extra = []
         if node.get("folded"):
-            extra.append(f"({node['files']} files)")
+            extra.append(f"({node['files']} file{'' if node['files'] == 1 else 's'})")
         if node["locks"]:
             extra.append(
                 " ".join(f"[{'hard' if lk['hard'] else 'soft'} {lk['kind']} {lk['name']}]" for lk in node["locks"])
