@@ -218,9 +218,8 @@ def blocker(ctx: Ctx, task_id: str) -> dict[str, Any] | None:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
-    why = next(
-        (ln.split(":", 1)[1].strip().rstrip(".") for ln in text.splitlines() if ln.startswith("orch stopped")), ""
-    )
+    said = next((ln for ln in text.splitlines() if ln.startswith("orch stopped this task: ")), "")
+    why = said[len("orch stopped this task: ") :].removesuffix(" It needs a person.").rstrip(".")
     _, _, rest = text.partition("## Hypothesis of the root cause")
     question = rest.split("\n## ", 1)[0].strip()
     return {"report": ctx.project.rel(path), "why": printable(why), "question": printable(question)}
