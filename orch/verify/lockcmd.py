@@ -173,12 +173,13 @@ def pressure(ctx: Ctx) -> list[dict[str, Any]]:
     statuses = state.read_all(ctx.project, ctx.store)
     base = ctx.config.base_branch
     r = git.run(["ls-tree", "-r", "-z", "--name-only", f"refs/heads/{base}"], cwd=ctx.project.root, check=False)
-    files = [f for f in r.stdout.split("\0") if f]
+    files = sorted(f for f in r.stdout.split("\0") if f)
     rows = []
     for lock in lockset.for_agents():
+        covered = covered_files(lock, files)
         tasks = []
         for task in ctx.plan.tasks:
-            if not locks_mod.touches_scope(lock, task.scope, files=files):
+            if not locks_mod.touches_scope(lock, task.scope, files=covered):
                 continue
             st = statuses.get(task.id) or {}
             current = st.get("state", "PENDING")
@@ -197,6 +198,23 @@ def pressure(ctx: Ctx) -> list[dict[str, Any]]:
         rows.append({**lock.to_dict(), "implicit": lock.id == locks_mod.AGENTS_MD_LOCK and not lockset.get(lock.id),
                      "tasks": tasks})  # fmt: skip
     return rows
+
+
+def covered_files(lock: locks_mod.Lock, files: list[str]) -> list[str]:
+    """The sorted ``files`` a path or test lock covers, found among those starting with its literal
+    prefix (a bisection): each task's overlap is then looked for in those alone, not in every file."""
+    import bisect
+
+    if lock.kind not in ("path", "test"):
+        return files
+    start = bisect.bisect_left(files, lock.prefix)
+    out = []
+    for f in files[start:]:
+        if not f.startswith(lock.prefix):
+            break
+        if lock.matches(f):
+            out.append(f)
+    return out
 
 
 def pressure_text(rows: list[dict[str, Any]]) -> str:

@@ -26,6 +26,7 @@ from the file itself (and the cache entry rewritten with the truth).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -386,7 +387,8 @@ def check_fields(item: dict[str, Any]) -> tuple[str | None, str | None]:
 # -- scope overlap ----------------------------------------------------------------------------------
 
 
-def _fragments(scope: str) -> list[str]:
+@functools.lru_cache(maxsize=256)  # lock list and the topology ask it once per lock and task: parse once
+def _fragments(scope: str) -> tuple[str, ...]:
     """The literal runs inside a regex (``^tests/test_x\\.py$`` -> ``tests/test_x.py``)."""
     sre = sre_parser()
     found: set[str] = set()
@@ -414,11 +416,11 @@ def _fragments(scope: str) -> list[str]:
     try:
         walk(sre.parse(scope))
     except Exception:  # an odd regex only loses precision here
-        return []
-    return sorted(found)[:50]
+        return ()
+    return tuple(sorted(found)[:50])
 
 
-def _samples(pattern: str, fills: list[str]) -> list[str]:
+def _samples(pattern: str, fills: tuple[str, ...]) -> list[str]:
     """Concrete paths built from a glob, its wildcards filled with ``fills``."""
     p = pattern.lstrip("/")
     out: set[str] = set()

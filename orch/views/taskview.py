@@ -44,7 +44,7 @@ def view(ctx: Ctx, ids: list[str] | None, level: str | None = None) -> list[dict
         if plan.get(task_id) is None and task_id not in statuses:
             plan.require(task_id)  # raises, with a did-you-mean
     chosen = list(dict.fromkeys(ids or [*plan.ids(), *(i for i in statuses if plan.get(i) is None)]))
-    files = levels_mod.tracked_files(ctx) if levels_mod.rules(ctx) else []
+    leveled = levels_mod.leveled_files(ctx) if level is None else []
     events = eventlog.read(ctx.project.log_path)
     items = inbox_mod.read_all(ctx.project, ctx.store)
     pressure: list[dict[str, Any]] | None = None
@@ -55,7 +55,7 @@ def view(ctx: Ctx, ids: list[str] | None, level: str | None = None) -> list[dict
         if level is not None:
             at, why = level, "asked for with --level"
         elif task is not None:
-            at, why = levels_mod.task_level(ctx, task, files)
+            at, why = levels_mod.task_level(ctx, task, leveled=leveled)
         else:
             at, why = levels_mod.DEFAULT, "not in the plan any more: the default"
         rank = LEVELS.index(at)
