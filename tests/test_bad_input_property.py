@@ -77,7 +77,8 @@ TASK = "## {0}: Task {0}\n- scope: ^src/\n- deps: {1}\n- agent: shell\n- run: tr
 # The commands that read each file; on the intact project each answers 0 or 1 (and the spin spins).
 COMMANDS: dict[str, list[list[str]]] = {
     PLAN: [["plan"], ["plan", "--json"], ["status"], ["verify", "T1"], ["merge", "--dry-run"], ["doctor"]],
-    CONFIG: [["status"], ["plan"], ["verify", "T1"], ["merge", "--dry-run"], ["doctor"], ["lock", "list"]],
+    CONFIG: [["status"], ["plan"], ["verify", "T1"], ["merge", "--dry-run"], ["doctor"], ["lock", "list"],
+             ["level", "list"], ["view", "--json"], ["topology", "--json"]],
     LOCKS: [["lock", "list"], ["verify", "T1"], ["merge", "--dry-run"], ["status"]],
     AGENT: [["agents"], ["spin", "T3", "--no-start", "--force"]],
     STATUS: [["status"], ["status", "T1"], ["status", "--json"], ["verify", "T1"], ["merge", "--dry-run"],
@@ -96,6 +97,8 @@ def spun(project: Path, orch: Orch) -> Path:
     """T1 succeeded with a commit, T2 is spun but not started, T3 waits for T1; three kinds of lock."""
     (project / LOCKS).write_text(LOCKS_TEXT)
     (project / POLICY).write_text(POLICY_TEXT)
+    config = project / CONFIG
+    config.write_text(config.read_text() + "levels:\n  src/: code\n  'docs/*.md': goal\n")
     write_plan(project, "# Plan: properties\n\n" + TASK.format("T1", "none") + TASK.format("T2", "none")
                + TASK.format("T3", "T1"))  # fmt: skip
     (project / "src").mkdir()

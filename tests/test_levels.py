@@ -187,3 +187,25 @@ def test_task_level_field_then_finest_reached_then_feature(proj: Path, orch: Orc
     write_plan(proj, PLAN.replace("- scope: ^src/dashboard/", "- scope: ^web/"))
     git(proj, "commit", "-qam", "T2 moves")
     assert levels.task_level(open_ctx(proj), open_ctx(proj).plan.require("T2"))[0] == "feature"
+
+
+def test_a_glob_yaml_would_misread_is_written_quoted(proj: Path, orch: Orch) -> None:
+    for glob in ("a b/", "it's/", "yes", "*.sql", "#notes/".replace("#", "\\#"), 'say "hi"/'):
+        orch.ok("level", "set", glob, "component")
+    assert dict(open_ctx(proj).working_config.levels) == {
+        "a b/": "component", "it's/": "component", "yes": "component", "*.sql": "component",
+        "\\#notes/": "component", 'say "hi"/': "component",
+    }  # fmt: skip
+    tail = config(proj).read_text().split("levels:\n", 1)[1]
+    assert tail.splitlines()[:2] == ['  "a b/": component', '  "it\'s/": component']
+
+
+def test_status_with_levels_imports_no_pathspec(proj: Path, orch: Orch) -> None:
+    """Every command reads the config; the levels' globs are checked there without pathspec."""
+    from test_house import HEAVY, imported
+
+    orch.ok("level", "set", "src/auth/", "code")
+    orch.ok("status")  # warms the caches
+    status = imported(proj, "-m", "orch", "status")
+    assert not status & {"jsonschema", "yaml", "pathspec"}, status & HEAVY
+    assert not {m for m in status if m.startswith("orch.views.levels")}

@@ -309,3 +309,26 @@ def test_api_the_dashboard_calls(ran: Path) -> None:
     [card] = taskview.view(ctx, ["T3"])
     assert card["level"] == "goal" and card["title"] == "Onboarding"
     assert [c["id"] for c in taskview.view(ctx, [], level="goal")] == ["T1", "T2", "T3", "T4"]
+
+
+@pytest.mark.parametrize(
+    "loop", ["not json", "[1, 2]", '{"history": [1, {"ran": "x"}, {"iteration": "2", "ran": [["accept"]]}]}', ""]
+)
+def test_a_run_folder_anyone_wrote_is_read_as_far_as_it_goes(repo: Path, orch: Orch, loop: str) -> None:
+    proj = setup_project(repo, orch)
+    folder = proj / ".orch/run/tasks/T1"
+    folder.mkdir(parents=True)
+    (folder / "status.yaml").write_text("id: T1\nstate: BLOCKED\nbranch: orch/T1\nbase_sha: nothex\niteration: 2\n")
+    (folder / "loop.json").write_text(loop)
+    (folder / "BLOCKER_REPORT.md").write_text("orch stopped this task: \x1b[2J cleared. It needs a person.\n")
+    card = cards(orch, "T1", "--level", "code")["T1"]
+    assert card["goal"]["checks"] == [] and card["feature"]["accept"] is None
+    assert card["feature"]["blocker"]["why"] == "\\u001b[2J cleared"
+    assert card["component"]["base"] is None  # no such base commit: no work to show
+    assert card["code"] == {"base": None, "tip": None, "files": [], "truncated": False}
+    assert "\x1b" not in orch.ok("view", "T1").stdout
+    secret = proj.parent / "secret.txt"
+    secret.write_text("orch stopped this task: the password is hunter2. It needs a person.\n")
+    (folder / "BLOCKER_REPORT.md").unlink()
+    (folder / "BLOCKER_REPORT.md").symlink_to(secret)  # a link is not orch's report: it is not read
+    assert cards(orch, "T1", "--level", "feature")["T1"]["feature"]["blocker"] is None

@@ -57,7 +57,8 @@ def load(project: Project, store: Store) -> Config:
                 where=key_where(project, "budget", indent=True),
                 hint="write e.g. '200k tokens', '$5', or both: '200k tokens, $5'",
             ) from None
-    for glob in data.get("levels") or {}:
+    for key in data.get("levels") or {}:
+        glob = str(key)  # YAML reads a bare 1 or true as a number or a boolean: the glob is its text
         problem = level_glob_problem(glob)
         if problem:
             raise InputError(f"levels: {problem}", where=level_where(project, glob), hint=LEVEL_HINT)

@@ -14,6 +14,7 @@ from typing import Any
 
 from orch.core import git, refs, state
 from orch.core.context import Ctx
+from orch.core.errors import OrchError
 from orch.core.plan import ID_RE
 from orch.core.text import printable
 from orch.verify import locks as locks_mod
@@ -61,7 +62,7 @@ def span(ctx: Ctx, task_id: str, st: state.Status) -> tuple[str, str] | None:
         try:
             manifest = ctx.store.load(ctx.project.task_dir(task_id) / "manifest.yaml", "task_manifest")
             base = manifest.get("base_sha")
-        except (FileNotFoundError, OSError, ValueError, Exception):  # anyone's file: a view does not fail on it
+        except (OSError, OrchError):  # anyone's file: a view does not fail on it
             base = None
     base = base or st.get("base_sha")
     branch = st.get("branch") or (refs.branch_name(task_id) if ID_RE.fullmatch(task_id) else None)

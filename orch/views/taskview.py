@@ -99,25 +99,36 @@ def loop_state(ctx: Ctx, task_id: str) -> dict[str, Any]:
     """``loop.json`` as far as it reads (an empty dict when it does not)."""
     if not ID_RE.fullmatch(task_id):
         return {}
+    path = ctx.project.task_dir(task_id) / "loop.json"
     try:
-        data = json.loads((ctx.project.task_dir(task_id) / "loop.json").read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8")) if not path.is_symlink() else None
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
 
 
+def history(loop: dict[str, Any]) -> list[dict[str, Any]]:
+    """``loop.json``'s iterations that failed, as far as they read."""
+    past = loop.get("history")
+    return [h for h in past if isinstance(h, dict)] if isinstance(past, list) else []
+
+
+def _ran(entry: dict[str, Any]) -> list[list[Any]]:
+    """What one iteration ran: ``[name, exit code]`` pairs."""
+    ran = entry.get("ran")
+    return [r for r in ran if isinstance(r, list) and len(r) == 2] if isinstance(ran, list) else []
+
+
 def progress(ctx: Ctx, task_id: str, st: state.Status) -> dict[str, Any]:
     """The goal level: state, iteration n/m, checks passing, time, cost."""
     loop = loop_state(ctx, task_id)
-    history = [h for h in loop.get("history") or [] if isinstance(h, dict)]
+    past = history(loop)
     checks: list[dict[str, Any]] = []
-    last = history[-1] if history else None
+    last = past[-1] if past else None
     if isinstance(st.get("accept"), dict):  # written when a run passes
         checks.append({"name": "accept", "passed": st["accept"].get("exit_code") == 0})
     elif last is not None:  # else the last failed iteration: what it ran, and how each ended
-        for ran in last.get("ran") or []:
-            if isinstance(ran, list) and len(ran) == 2 and ran[0] != "agent":
-                checks.append({"name": str(ran[0]), "passed": ran[1] == 0})
+        checks += [{"name": str(name), "passed": code == 0} for name, code in _ran(last) if name != "agent"]
     usage: dict[str, Any] = st["usage"] if isinstance(st.get("usage"), dict) else {}
     tokens = usage.get("tokens")
     if tokens is None and (usage.get("input") or usage.get("output")):
@@ -148,11 +159,9 @@ def feature(
     accept = st.get("accept") if isinstance(st.get("accept"), dict) else None
     if accept is None:  # a run that ended without passing keeps its last accept in loop.json's history
         task = ctx.plan.get(task_id)
-        for h in reversed(loop_state(ctx, task_id).get("history") or []):
-            ran = [
-                r for r in (h.get("ran") or []) if isinstance(h, dict) and isinstance(r, list) and r[:1] == ["accept"]
-            ]
-            if ran and len(ran[-1]) == 2:
+        for h in reversed(history(loop_state(ctx, task_id))):
+            ran = [r for r in _ran(h) if r[0] == "accept"]
+            if ran:
                 accept = {"command": task.accept if task else None, "exit_code": ran[-1][1], "log": None}
                 break
     verdict = st.get("verdict") if isinstance(st.get("verdict"), dict) else None
@@ -214,9 +223,11 @@ def blocker(ctx: Ctx, task_id: str) -> dict[str, Any] | None:
     if not ID_RE.fullmatch(task_id):
         return None
     path = ctx.project.task_dir(task_id) / "BLOCKER_REPORT.md"
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+    try:  # orch writes a file there, never a link: a link could show any file of the person's
+        text = path.read_text(encoding="utf-8", errors="replace") if not path.is_symlink() else ""
     except OSError:
+        return None
+    if not text:
         return None
     said = next((ln for ln in text.splitlines() if ln.startswith("orch stopped this task: ")), "")
     why = said[len("orch stopped this task: ") :].removesuffix(" It needs a person.").rstrip(".")
