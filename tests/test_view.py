@@ -12,12 +12,17 @@ import sys
 import textwrap
 from pathlib import Path
 
+import jsonschema
 import pytest
 from conftest import Orch, git, wait_state
 from vhelpers import LOCKS, setup_project
 
 from orch.core.context import open_ctx
 from orch.views import taskview, topology
+
+ROOT = Path(__file__).resolve().parents[1]
+VIEW_SCHEMA = json.loads((ROOT / "schemas/view.schema.json").read_text())
+TOPOLOGY_SCHEMA = json.loads((ROOT / "schemas/topology.schema.json").read_text())
 
 AGENT = textwrap.dedent(
     """
@@ -95,7 +100,7 @@ def ran(repo: Path, orch: Orch, tmp_path: Path) -> Path:
 
 def cards(orch: Orch, *args: str) -> dict[str, dict]:
     data = json.loads(orch.ok("view", "--json", *args).stdout)
-    assert data["version"] == 1
+    jsonschema.validate(data, VIEW_SCHEMA)
     return {c["id"]: c for c in data["tasks"]}
 
 
@@ -233,6 +238,7 @@ def test_bad_input(ran: Path, orch: Orch) -> None:
 
 def test_topology(ran: Path, orch: Orch) -> None:
     data = json.loads(orch.ok("topology", "--json").stdout)
+    jsonschema.validate(data, TOPOLOGY_SCHEMA)
     pressure = data["pressure"]
     # L1, L2 and AGENTS.md: no task's scope reaches them
     assert pressure["counts"] == {"blocking": 1, "routing around": 1, "clear": 3}

@@ -46,7 +46,9 @@ def level_list(as_json: bool = typer.Option(False, "--json", help="Print as JSON
 @app.command()
 def topology(
     path: str = typer.Argument(None, metavar="PATH", help="A tracked folder or file (default: the whole repository)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the lock pressure and the tree as JSON."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the lock pressure and the tree as JSON (schemas/topology.schema.json)."
+    ),
 ) -> None:
     """The trust topology: the base branch's tracked files as a tree (folded where nothing below differs),
     each path with its level, its locks and the tasks in flight whose scope reaches it; the lock pressure
@@ -67,7 +69,7 @@ def topology(
 def view(
     ids: list[str] = typer.Argument(None, metavar="ID", help="Tasks to show (default: every task in the plan)."),
     level: str | None = typer.Option(None, "--level", help="Show every task at this level instead of its own."),
-    as_json: bool = typer.Option(False, "--json", help="Print the cards as JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print the cards as JSON (schemas/view.schema.json)."),
 ) -> None:
     """Each task at its level (orch level list): goal (progress), feature (acceptance, verdict, inbox
     answers, blocker, strategy shifts), component (folders, files, definitions, manifests, lock pressure)
