@@ -44,6 +44,26 @@ def level_list(as_json: bool = typer.Option(False, "--json", help="Print as JSON
 
 
 @app.command()
+def view(
+    ids: list[str] = typer.Argument(None, metavar="ID", help="Tasks to show (default: every task in the plan)."),
+    level: str | None = typer.Option(None, "--level", help="Show every task at this level instead of its own."),
+    as_json: bool = typer.Option(False, "--json", help="Print the cards as JSON (schemas/view.schema.json)."),
+) -> None:
+    """Each task at its level (orch level list): goal (progress), feature (acceptance, verdict, inbox
+    answers, blocker, strategy shifts), component (folders, files, definitions, manifests, lock pressure)
+    or code (the diff, locked lines marked); each level adds to the coarser ones."""
+    from orch.cli import render
+    from orch.views import taskview, taskviewtext
+
+    cards = taskview.view(ctx(), list(ids or []), level)
+    out(
+        render.dumps({"version": taskview.SCHEMA_VERSION, "tasks": cards})
+        if as_json
+        else taskviewtext.cards_text(cards)
+    )
+
+
+@app.command()
 def topology(
     path: str = typer.Argument(None, metavar="PATH", help="A tracked folder or file (default: the whole repository)."),
     as_json: bool = typer.Option(
@@ -63,23 +83,3 @@ def topology(
         out(render.dumps({"version": view.SCHEMA_VERSION, "pressure": pressure, "tree": tree}))
         return
     out(view.tree_text(tree, pressure["counts"]))
-
-
-@app.command()
-def view(
-    ids: list[str] = typer.Argument(None, metavar="ID", help="Tasks to show (default: every task in the plan)."),
-    level: str | None = typer.Option(None, "--level", help="Show every task at this level instead of its own."),
-    as_json: bool = typer.Option(False, "--json", help="Print the cards as JSON (schemas/view.schema.json)."),
-) -> None:
-    """Each task at its level (orch level list): goal (progress), feature (acceptance, verdict, inbox
-    answers, blocker, strategy shifts), component (folders, files, definitions, manifests, lock pressure)
-    or code (the diff, locked lines marked); each level adds to the coarser ones."""
-    from orch.cli import render
-    from orch.views import taskview, taskviewtext
-
-    cards = taskview.view(ctx(), list(ids or []), level)
-    out(
-        render.dumps({"version": taskview.SCHEMA_VERSION, "tasks": cards})
-        if as_json
-        else taskviewtext.cards_text(cards)
-    )
