@@ -34,6 +34,7 @@ DECIDING = frozenset(
         "takeover",
         "release",
         "dequeue",
+        "ui",  # the dashboard answers the inbox, acks, stops agents, edits the locks
     }
 )
 DECIDING_SUB = frozenset(
