@@ -200,6 +200,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif path.startswith("/static/") and path[len("/static/") :] in STATIC_TYPES:
             name = path[len("/static/") :]
             self._send(200, (STATIC / name).read_bytes(), STATIC_TYPES[name])
+        elif path == "/favicon.ico":
+            self._send(204, b"", "image/x-icon")
         elif path == "/events":
             self._events()
         else:
