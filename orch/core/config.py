@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from orch.core.errors import InputError
+from orch.core.plan import LEVELS  # noqa: F401 (coarse to fine; the plan's level: field takes the same)
 from orch.core.repo import Project
 from orch.core.store import Store
 from orch.core.text import quoted
@@ -25,6 +26,7 @@ class Config:
     sandbox: str = "auto"
     writable: tuple[str, ...] = ()  # what boxed processes may write besides their tree (caches)
     defaults: dict[str, Any] = field(default_factory=dict)
+    levels: tuple[tuple[str, str], ...] = ()  # (glob, level) as written: orch.views.levels reads them
 
     @property
     def default_agent(self) -> str:
@@ -55,7 +57,59 @@ def load(project: Project, store: Store) -> Config:
                 where=key_where(project, "budget", indent=True),
                 hint="write e.g. '200k tokens', '$5', or both: '200k tokens, $5'",
             ) from None
+    for glob in data.get("levels") or {}:
+        problem = level_glob_problem(glob)
+        if problem:
+            raise InputError(f"levels: {problem}", where=level_where(project, glob), hint=LEVEL_HINT)
     return from_data(project, data)
+
+
+LEVEL_HINT = "map gitignore-style globs to goal, feature, component or code, e.g. 'src/auth/: code'"
+
+
+def level_glob_problem(glob: str) -> str | None:
+    """What is wrong with one ``levels:`` key that its text shows (no pathspec: every command reads the
+    config), or None; ``orch.views.levels`` compiles the rest."""
+    from orch.core.globs import syntax_problem
+
+    if any(c < " " or c == "\x7f" for c in glob):
+        return f"{quoted(glob)} holds a control character"
+    return syntax_problem(glob, "level")
+
+
+def level_where(project: Project, glob: str, path: Path | None = None) -> str:
+    """``.orch/config.yaml:LINE`` of ``glob``'s line under ``levels:`` (of ``levels:`` itself when the
+    key is not found as written: a flow mapping, an escape); the file alone without a ``levels:``."""
+    import re
+
+    path = path or project.config_path
+    where = project.rel(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return where
+    start = next((n for n, text in enumerate(lines) if re.match(r"['\"]?levels['\"]?[ \t]*:", text)), None)
+    if start is None:
+        return where
+    line = level_where_in(lines, glob, start)
+    return f"{where}:{(start if line is None else line) + 1}"
+
+
+def level_where_in(lines: list[str], glob: str, start: int) -> int | None:
+    """The index in ``lines`` of ``glob``'s entry in the ``levels:`` block that starts at ``start``."""
+    import json
+    import re
+
+    spelled = {glob, json.dumps(glob, ensure_ascii=False)[1:-1], glob.replace("'", "''")}
+    keys = "|".join(re.escape(s) for s in sorted(spelled, key=len, reverse=True))
+    key = re.compile(rf"[ \t]+(?:'(?:{keys})'|\"(?:{keys})\"|(?:{keys}))[ \t]*:")
+    for n in range(start + 1, len(lines)):
+        text = lines[n]
+        if text.strip() and not text[0].isspace() and not text.startswith("#"):
+            return None  # the next top-level key: the block ended
+        if key.match(text):
+            return n
+    return None
 
 
 def from_data(project: Project, data: dict[str, Any]) -> Config:
@@ -73,6 +127,7 @@ def from_data(project: Project, data: dict[str, Any]) -> Config:
         sandbox=_sandbox(data.get("sandbox")),
         writable=tuple(str(p) for p in data.get("writable") or ()),
         defaults=dict(data.get("defaults") or {}),
+        levels=tuple((str(k), str(v)) for k, v in (data.get("levels") or {}).items()),
     )
 
 

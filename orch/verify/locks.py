@@ -32,6 +32,7 @@ import re
 from collections.abc import Iterable
 
 from orch.core.errors import InputError
+from orch.core.globs import glob_problem, glob_regex  # noqa: F401 (their home before core.globs)
 
 TYPE_CHECKING = False  # typing costs git hooks ~2 ms to import; mypy reads this as typing's
 if TYPE_CHECKING:
@@ -153,49 +154,6 @@ def agents_md_lock() -> Lock:
         rx=AGENTS_MD_RX,
         prefix=AGENTS_MD_PREFIX,
     )
-
-
-def glob_regex(pattern: str) -> str:
-    """A regex (for ``re.match``) equivalent to one gitignore-style pattern."""
-    try:  # pathspec >= 0.13 names it GitIgnoreSpecPattern; older releases GitWildMatchPattern
-        from pathspec.patterns.gitignore.spec import GitIgnoreSpecPattern as _Pattern
-    except ImportError:  # pragma: no cover - depends on the pathspec release
-        from pathspec.patterns.gitwildmatch import GitWildMatchPattern as _Pattern
-    try:
-        regex, include = _Pattern.pattern_to_regex(pattern)
-    except ValueError:  # pathspec refuses some patterns outright (a trailing lone backslash)
-        regex, include = None, None
-    if regex is None or not include:
-        raise ValueError(glob_problem(pattern))
-    # Named groups would clash once patterns are combined; '$' would accept a trailing newline.
-    return re.sub(r"\(\?P<[A-Za-z_0-9]+>", "(?:", regex).replace("|$)", "|\\Z)")
-
-
-def glob_problem(pattern: str) -> str:
-    """Why ``pattern`` is no usable lock glob (pathspec only says that it compiled to nothing)."""
-    body = pattern.rstrip(" ")  # gitignore drops trailing spaces
-    if not body.strip():
-        return "a lock pattern cannot be empty"
-    if body[0] in "#!":
-        what = "a comment" if body[0] == "#" else "a negation"
-        return f"'{pattern}' is {what} in gitignore syntax, not a lock (write '\\{body[0]}' for a literal '{body[0]}')"
-    i = 0
-    while i < len(body):
-        if body[i] == "\\" and i + 1 == len(body):
-            return f"'{pattern}' is not a valid glob: it ends with a lone '\\' (write '\\\\' for a literal one)"
-        if body[i] == "[":  # git's wildmatch: '!' or '^' negates, a ']' right after them is a member
-            j = i + 1 + (body[i + 1 : i + 2] in ("!", "^"))
-            j += body[j : j + 1] == "]"
-            while j < len(body) and body[j] != "]":
-                j += 2 if body[j] == "\\" else 1
-            if j >= len(body):
-                return (
-                    f"'{pattern}' is not a valid glob: unterminated character class (the '[' at position {i + 1} "
-                    "has no closing ']'; write '\\[' for a literal '[')"
-                )
-            i = j
-        i += 2 if body[i] == "\\" else 1
-    return f"'{pattern}' is not a valid glob: it matches no path"
 
 
 _PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/")
