@@ -198,9 +198,19 @@ def test_approving_from_the_page_answers_the_item_like_the_cli(browser: Any, ui:
         page.close()
 
 
-def test_removing_a_lock_asks_first_and_then_logs_it(browser: Any, ui: UI, shop: Path) -> None:
+def test_removing_a_lock_asks_first_and_setting_a_level_is_orch_level_set(browser: Any, ui: UI, shop: Path) -> None:
     page = _open(browser, ui)
     try:
+        assert page.inner_text("#task-T1 .level") == "feature"
+        page.fill("#levels input[name=path]", "src/auth/")
+        page.select_option("#levels select[name=level]", "code")
+        page.click("#levels button[data-action=level]")
+        page.wait_for_selector("#flash", timeout=10_000)
+        assert page.inner_text("#flash").startswith("src/auth/ is at level code: .orch/config.yaml:")
+        assert "levels:\n  src/auth/: code\n" in (shop / ".orch/config.yaml").read_text()
+        assert page.inner_text("#task-T1 .level") == "code" and events(shop, "LEVEL_SET")
+        assert "src/auth/" in page.inner_text("#levels .rules")
+
         page.click("#lock-L1 button[data-action=lock-rm]")
         page.wait_for_selector("#confirm", timeout=10_000)
         assert "Remove hard path lock L1" in page.inner_text("#confirm")

@@ -77,12 +77,11 @@ def _ack(ctx: Ctx, form: dict[str, str]) -> Done:
 
 
 def _level(ctx: Ctx, form: dict[str, str]) -> Done:
-    import importlib
+    from orch.views import levels
 
-    path, level = _need(form, "path"), _need(form, "level")
-    levels = importlib.import_module("orch.views.levels")
-    levels.set_level(ctx, path, level)
-    return Done(f"{path} is at level {level}")
+    done = levels.set_level(ctx, _need(form, "path"), _need(form, "level"))
+    was = f" (was {done['previous']})" if done.get("previous") else ""
+    return Done(f"{done['glob']} is at level {done['level']}{was}: {done['where']}")
 
 
 def _lock_add(ctx: Ctx, form: dict[str, str]) -> Done:

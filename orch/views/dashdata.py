@@ -60,10 +60,13 @@ def snapshot(ctx: Ctx) -> dict[str, Any]:
                     "since": since or st.get("started_at") or st.get("created_at"),
                 }
             )
+    from orch.views import levels
+
+    files = levels.tracked_files(ctx) if levels.rules(ctx) else []  # once, not once per task
     tasks = []
     for row in rows:
         task = ctx.plan.get(row["id"])
-        level, why = level_of_task(ctx, task)
+        level, why = level_of_task(ctx, task, files)
         tasks.append(
             {
                 **{k: row[k] for k in ("id", "title", "state", "reason", "iteration", "max_iterations", "iterations")},
@@ -104,40 +107,35 @@ def snapshot(ctx: Ctx) -> dict[str, Any]:
     }
 
 
-def level_of_task(ctx: Ctx, task: Any) -> tuple[str, str]:
+def level_of_task(ctx: Ctx, task: Any, files: list[str] | None = None) -> tuple[str, str]:
     """A task's level and why (its ``level:`` field, the paths its scope reaches, or the default)."""
-    levels = _optional("levels")
-    if task is None or levels is None:
-        return str(task.fields.get("level") or "feature") if task else "feature", "not in the plan" if not task else ""
-    level, why = levels.task_level(ctx, task)
-    return str(level), str(why)
+    from orch.views import levels
+
+    if task is None:
+        return levels.DEFAULT, "not in the plan any more"
+    return levels.task_level(ctx, task, files)
 
 
 def levels_overview(ctx: Ctx, tasks: list[dict[str, Any]]) -> dict[str, Any]:
     """The configured globs and how many tasks are at each level."""
-    levels = _optional("levels")
-    names = list(levels.LEVELS) if levels is not None else ["goal", "feature", "component", "code"]
-    by_level = dict.fromkeys(names, 0)
+    from orch.views import levels
+
+    by_level = dict.fromkeys(levels.LEVELS, 0)
     for t in tasks:
         by_level[t["level"]] = by_level.get(t["level"], 0) + 1
-    rules = levels.list_levels(ctx) if levels is not None else []
-    return {"levels": names, "rules": rules, "tasks": by_level}
+    return {"levels": list(levels.LEVELS), "rules": levels.list_levels(ctx), "tasks": by_level}
 
 
 def topology(ctx: Ctx) -> dict[str, Any] | None:
-    """The trust topology tree (``orch topology``'s)."""
-    topo = _optional("topology")
-    return topo.build(ctx) if topo is not None else None
-
-
-def _optional(name: str) -> Any:
-    """``orch.views.levels`` / ``topology``, built alongside (None until they are there)."""
+    """The trust topology tree (``orch topology``'s), once it is there to read."""
     import importlib
 
     try:
-        return importlib.import_module(f"orch.views.{name}")
+        topo = importlib.import_module("orch.views.topology")
     except ModuleNotFoundError:
         return None
+    tree: dict[str, Any] = topo.build(ctx)
+    return tree
 
 
 def diff(ctx: Ctx, task_id: str) -> dict[str, Any]:
