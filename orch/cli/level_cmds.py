@@ -41,3 +41,43 @@ def level_list(as_json: bool = typer.Option(False, "--json", help="Print as JSON
     cells = [[r["glob"], r["level"], str(r["files"]), r["where"]] for r in rows]
     out(plain_table(["GLOB", "LEVEL", "FILES", "WHERE"], cells))
     out(f"elsewhere: {levels.DEFAULT}")
+
+
+@app.command()
+def topology(
+    path: str = typer.Argument(None, metavar="PATH", help="A tracked folder or file (default: the whole repository)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the lock pressure and the tree as JSON."),
+) -> None:
+    """The trust topology: the base branch's tracked files as a tree (folded where nothing below differs),
+    each path with its level, its locks and the tasks in flight whose scope reaches it; the lock pressure
+    (blocking, routing around, clear) at the top."""
+    from orch.cli import render
+    from orch.views import topology as view
+
+    c = ctx()
+    tree = view.build(c, path)
+    pressure = view.pressure(c)
+    if as_json:
+        out(render.dumps({"version": view.SCHEMA_VERSION, "pressure": pressure, "tree": tree}))
+        return
+    out(view.tree_text(tree, pressure["counts"]))
+
+
+@app.command()
+def view(
+    ids: list[str] = typer.Argument(None, metavar="ID", help="Tasks to show (default: every task in the plan)."),
+    level: str | None = typer.Option(None, "--level", help="Show every task at this level instead of its own."),
+    as_json: bool = typer.Option(False, "--json", help="Print the cards as JSON."),
+) -> None:
+    """Each task at its level (orch level list): goal (progress), feature (acceptance, verdict, inbox
+    answers, blocker, strategy shifts), component (folders, files, definitions, manifests, lock pressure)
+    or code (the diff, locked lines marked); each level adds to the coarser ones."""
+    from orch.cli import render
+    from orch.views import taskview, taskviewtext
+
+    cards = taskview.view(ctx(), list(ids or []), level)
+    out(
+        render.dumps({"version": taskview.SCHEMA_VERSION, "tasks": cards})
+        if as_json
+        else taskviewtext.cards_text(cards)
+    )
