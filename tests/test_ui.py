@@ -166,7 +166,11 @@ def test_the_page_shows_counts_cards_locks_and_the_inbox_and_follows_a_task_live
         assert "K1" in page.inner_text("#attention") and "soft lock L4" in page.inner_text("#item-K1")
         assert page.inner_text("[data-pressure=blocking] b") == "1"  # T3 on L4
         assert "L4" in page.inner_text("#pressure") and "T3 blocking" in page.inner_text("#lock-L4")
-        assert page.query_selector("#topology") is not None and page.query_selector("#levels") is not None
+        auth = "#topology li[data-path='src/auth/']"
+        assert page.inner_text(f"{auth} > .name") == "auth"
+        assert "T1" in page.inner_text(f"{auth} > .task") and "L3" in page.inner_text(f"{auth} > .lock-hard")
+        assert "L4" in page.inner_text("#topology li[data-path='docs/'] > .lock-soft")
+        assert page.inner_text("#levels [data-level=feature] b") == "3"
         if os.environ.get("ORCH_SCREENSHOT"):
             page.screenshot(path=os.environ["ORCH_SCREENSHOT"], full_page=True)
 

@@ -43,10 +43,11 @@ def snapshot(ctx: Ctx) -> dict[str, Any]:
     locks = lockcmd.pressure(ctx)
     inbox = [{**i, "answer_with": decide.answer_command(i), "phrase": decide.phrase(i)} for i in decide.waiting(ctx)]
     engaged: dict[str, list[dict[str, Any]]] = {}
-    counts = dict.fromkeys(PRESSURES, 0)
+    counts = dict.fromkeys(PRESSURES, 0)  # per lock, as orch topology counts (topology.pressure)
     for lock in locks:
+        said = {t["pressure"] for t in lock["tasks"]}
+        counts[next((p for p in PRESSURES[:2] if p in said), "clear")] += 1
         for t in lock["tasks"]:
-            counts[t["pressure"]] = counts.get(t["pressure"], 0) + 1
             if t["pressure"] == "clear":
                 continue
             st = statuses.get(t["id"]) or {}
@@ -126,16 +127,11 @@ def levels_overview(ctx: Ctx, tasks: list[dict[str, Any]]) -> dict[str, Any]:
     return {"levels": list(levels.LEVELS), "rules": levels.list_levels(ctx), "tasks": by_level}
 
 
-def topology(ctx: Ctx) -> dict[str, Any] | None:
-    """The trust topology tree (``orch topology``'s), once it is there to read."""
-    import importlib
+def topology(ctx: Ctx) -> dict[str, Any]:
+    """The trust topology tree (``orch topology``'s)."""
+    from orch.views import topology as topo
 
-    try:
-        topo = importlib.import_module("orch.views.topology")
-    except ModuleNotFoundError:
-        return None
-    tree: dict[str, Any] = topo.build(ctx)
-    return tree
+    return topo.build(ctx)
 
 
 def diff(ctx: Ctx, task_id: str) -> dict[str, Any]:

@@ -225,7 +225,7 @@ def topology(tree: dict[str, Any] | None) -> str:
 def _node(node: dict[str, Any], depth: int) -> str:
     locks = "".join(
         f"<span class=\"badge lock-{'hard' if lk.get('hard') else 'soft'}\" title=\"{h(lk.get('kind'))}\">"
-        f"&#128274; {h(lk.get('name'))}</span>"
+        f"{h(lk.get('name'))}</span>"
         for lk in node.get("locks") or []
     )
     tasks = "".join(f"<a class=\"badge task\" href=\"/task/{h(t)}\">{h(t)}</a>" for t in node.get("tasks") or [])
@@ -236,7 +236,9 @@ def _node(node: dict[str, Any], depth: int) -> str:
     inner = ""
     if kids and depth < MAX_TREE_DEPTH:
         inner = "<ul>" + "".join(_node(k, depth + 1) for k in kids) + "</ul>"
-    name = node.get("name") or node.get("path") or "/"
+    name = "(the repository)" if depth == 0 and node.get("path") in (".", "") else node.get("name") or node.get("path")
+    if node.get("folded"):
+        inner = f"<span class=\"quiet\"> · {int(node.get('files') or 0)} files</span>"
     return (
         f"<li data-path=\"{h(node.get('path'))}\" class=\"{h(node.get('kind'))}\"><span class=\"name\">{h(name)}</span>"
         f" {lvl if level else ''}{locks}{tasks}{inner}</li>"
