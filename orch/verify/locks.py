@@ -46,6 +46,11 @@ AGENTS_MD_LOCK = "AGENTS_MD"
 _COMPILER = "5"  # bump when the compiled form changes
 
 
+# Lock regexes compiled in this process, by source: a long-lived one (orch ui) reads the locks again
+# for each page, and re's own cache (512 entries) is too small for hundreds of locks and scopes.
+_COMPILED: dict[str, re.Pattern[str]] = {}
+
+
 class Lock:
     """One lock. ``regex`` is the compiled glob for path and test locks."""
 
@@ -77,7 +82,11 @@ class Lock:
     @property
     def rx(self) -> re.Pattern[str] | None:
         if self._rx is None and self.rx_src:
-            self._rx = re.compile(self.rx_src, re.DOTALL)
+            self._rx = _COMPILED.get(self.rx_src)
+            if self._rx is None:
+                if len(_COMPILED) > 4096:
+                    _COMPILED.clear()
+                self._rx = _COMPILED[self.rx_src] = re.compile(self.rx_src, re.DOTALL)
         return self._rx
 
     @property
@@ -387,7 +396,20 @@ def check_fields(item: dict[str, Any]) -> tuple[str | None, str | None]:
 
 
 def _fragments(scope: str) -> list[str]:
-    """The literal runs inside a regex (``^tests/test_x\\.py$`` -> ``tests/test_x.py``)."""
+    """The literal runs inside a regex (``^tests/test_x\\.py$`` -> ``tests/test_x.py``), remembered
+    per scope (a plan's scopes meet every lock: parsing each once per pair cost most of lock list)."""
+    found = _FRAGMENTS.get(scope)
+    if found is None:
+        if len(_FRAGMENTS) > 4096:
+            _FRAGMENTS.clear()
+        found = _FRAGMENTS[scope] = _parse_fragments(scope)
+    return list(found)
+
+
+_FRAGMENTS: dict[str, tuple[str, ...]] = {}
+
+
+def _parse_fragments(scope: str) -> tuple[str, ...]:
     sre = sre_parser()
     found: set[str] = set()
 
@@ -414,8 +436,8 @@ def _fragments(scope: str) -> list[str]:
     try:
         walk(sre.parse(scope))
     except Exception:  # an odd regex only loses precision here
-        return []
-    return sorted(found)[:50]
+        return ()
+    return tuple(sorted(found)[:50])
 
 
 def _samples(pattern: str, fills: list[str]) -> list[str]:
