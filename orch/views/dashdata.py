@@ -175,10 +175,10 @@ def log_tail(ctx: Ctx, task_id: str, limit: int = LOG_TAIL) -> dict[str, Any]:
     return {"task": task_id, "text": text, "size": info.st_size, "note": f"last {len(raw)} bytes" if start else ""}
 
 
-def task_detail(ctx: Ctx, task_id: str) -> dict[str, Any]:
-    """One task's card data, its diff and its log, for the task page."""
+def task_detail(ctx: Ctx, task_id: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One task's card data (from ``data``, a ``snapshot``, when given), its diff and its log."""
     _check_id(task_id)
-    data = snapshot(ctx)
+    data = snapshot(ctx) if data is None else data
     card = next((t for t in data["tasks"] if t["id"] == task_id), None)
     if card is None:
         ctx.plan.require(task_id)  # raises with a did-you-mean

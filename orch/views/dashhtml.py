@@ -52,11 +52,11 @@ def flash(said: str | None, error: str | None) -> str:
     return ""
 
 
-def main(data: dict[str, Any], csrf: str, *, said: str | None = None, error: str | None = None) -> str:
-    """The main page's live part (``/part/main``): swapped in whole on each change."""
+def main(data: dict[str, Any], csrf: str) -> str:
+    """The main page's live part (``/part/main``): swapped in whole on each change (a flash line, the
+    answer to an action, goes before it)."""
     return "".join(
         [
-            flash(said, error),
             counts(data["counts"]),
             "<div class=\"grid\">",
             attention(data["inbox"], csrf),

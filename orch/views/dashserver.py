@@ -20,7 +20,9 @@ import hmac
 import json
 import secrets
 import threading
+import time
 import urllib.parse
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ CSP = (
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 BODY_MAX = 64 * 1024
+FRESH = 2.0  # seconds a rendering is served again while no watched file changes
 KEEPALIVE = 15.0
 
 
@@ -59,6 +62,26 @@ class Dashboard:
         self.hosts = {f"127.0.0.1:{self.port}", f"localhost:{self.port}"}
         self.watcher = Watcher(self.ctx.project)
         self.closing = threading.Event()
+        self._made: dict[str, tuple[int, float, Any]] = {}
+        self._making = threading.RLock()  # the main part is made from the state, under the same lock
+
+    def made(self, key: str, make: Callable[[], Any]) -> Any:
+        """``make()``, or what it gave for ``key`` while no watched file changed since (and for at most
+        ``FRESH`` seconds: a crashed agent, a moved branch and "2m ago" are not files it watches). A
+        page open in several tabs, each fetching its part on every change, costs one rendering."""
+        with self._making:
+            version = self.watcher.version
+            held = self._made.get(key)
+            if held is not None and held[0] == version and time.monotonic() - held[1] < FRESH:
+                return held[2]
+            value = make()
+            self._made[key] = (version, time.monotonic(), value)
+            return value
+
+    def forget(self) -> None:
+        """After an action: the next page reads the files again."""
+        with self._making:
+            self._made.clear()
 
     @property
     def url(self) -> str:
@@ -181,22 +204,30 @@ class _Handler(BaseHTTPRequestHandler):
         error = (query.get("error") or [""])[0] or None
         csrf = self.dash.csrf
         title = f"orch · {self.dash.root.name}"
+        dash = self.dash
+
+        def data() -> dict[str, Any]:
+            return dict(dash.made("state", lambda: dashdata.snapshot(open_ctx(dash.root))))
+
+        def main() -> str:
+            return str(dash.made("main", lambda: dashhtml.main(data(), csrf)))
+
         if path == "/":
-            body = dashhtml.main(dashdata.snapshot(open_ctx(self.dash.root)), csrf, said=said, error=error)
+            body = dashhtml.flash(said, error) + main()
             self._html(dashhtml.page(title, body, csrf=csrf, kind="main"))
         elif path == "/part/main":
-            self._html(dashhtml.main(dashdata.snapshot(open_ctx(self.dash.root)), csrf))
+            self._html(main())
         elif path.startswith("/task/") or path.startswith("/part/task/"):
             task = path.rpartition("/")[2]
-            body = dashhtml.task_page(dashdata.task_detail(open_ctx(self.dash.root), task), csrf)
+            body = dashhtml.task_page(dashdata.task_detail(open_ctx(dash.root), task, data()), csrf)
             if path.startswith("/part/"):
                 self._html(body)
             else:
                 self._html(dashhtml.page(f"{task} · {title}", body, csrf=csrf, kind="task", task=task))
         elif path == "/api/state.json":
-            self._json(dashdata.snapshot(open_ctx(self.dash.root)))
+            self._json(data())
         elif path.startswith("/api/task/") and path.endswith(".json"):
-            self._json(dashdata.task_detail(open_ctx(self.dash.root), path[len("/api/task/") : -len(".json")]))
+            self._json(dashdata.task_detail(open_ctx(dash.root), path[len("/api/task/") : -len(".json")], data()))
         elif path.startswith("/static/") and path[len("/static/") :] in STATIC_TYPES:
             name = path[len("/static/") :]
             self._send(200, (STATIC / name).read_bytes(), STATIC_TYPES[name])
@@ -275,6 +306,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             done = dashactions.run(self.dash.root, action, form)
         except OrchError as exc:
+            self.dash.forget()
             self._redirect("/?" + urllib.parse.urlencode({"error": _said(exc)}))
             return
         if done.confirm is not None:
@@ -282,6 +314,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._html(dashhtml.page(f"confirm · orch · {self.dash.root.name}", body, csrf=self.dash.csrf,
                                      kind="confirm"))  # fmt: skip
             return
+        self.dash.forget()
         self._redirect("/?" + urllib.parse.urlencode({"said": done.said}))
 
 

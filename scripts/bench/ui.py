@@ -6,8 +6,10 @@ Builds a throw-away repository with 200 tasks (each with a status file, in every
 locks, starts the dashboard's server (``orch.views.dashserver``, the one ``orch ui`` runs) in this
 process, and times over HTTP:
 
-- the full page (every panel rendered from the files, as on a first load) against a static file of
-  the same size served by the same server (its ``/static/`` route, through the same token check);
+- the full page (every panel read from the files and rendered, as on a first load or after a change)
+  against a static file of the same size served by the same server (its ``/static/`` route, through
+  the same token check); and the same page asked again with no file changed, which the server
+  serves as it rendered it (``Dashboard.made``: several tabs cost one rendering);
 - a status write (``orch.core.state.update``, as a command writes it) until the page has its new
   text: the server-sent event arrives and ``/part/main``, which the page's script then fetches, holds
   the new text. The baseline is that fetch alone.
@@ -145,11 +147,20 @@ def rows(runs: int) -> list[Row]:
                 raise BenchError(f"the page after the event lacks {marker!r}")
             return time.perf_counter() - begin
 
+        def computed(n: int) -> float:
+            dash.forget()  # as after a change: every panel read from the files and rendered again
+            return _timed(lambda: client.get("/"))
+
+        def again(n: int) -> float:
+            client.get("/")
+            return _timed(lambda: client.get("/"))
+
         got = rounds(
             {
-                "page": lambda n: _timed(lambda: client.get("/")),
+                "page": computed,
+                "again": again,
                 "static": lambda n: _timed(lambda: client.get("/static/app.js")),
-                "part": lambda n: _timed(lambda: client.get("/part/main")),
+                "part": lambda n: (dash.forget(), _timed(lambda: client.get("/part/main")))[1],
                 "shown": shown,
             },
             runs,
@@ -158,9 +169,11 @@ def rows(runs: int) -> list[Row]:
         dash.shutdown()
     kb = len(page) / 1024
     return [
-        Row(f"full page, {TASKS} tasks, {LOCKS} locks ({kb:.0f} KiB)", got["page"], got["static"],
+        Row(f"full page, {TASKS} tasks, {LOCKS} locks ({kb:.0f} KiB), rendered", got["page"], got["static"],
             "static file, same size", target=Target(3)),  # fmt: skip
-        Row("status write to the page's update (SSE + part)", got["shown"], got["part"], "the part's fetch alone",
+        Row("the same page again, no file changed (served as rendered)", got["again"], got["static"],
+            "static file, same size"),  # fmt: skip
+        Row("status write to the page's update (SSE + part)", got["shown"], got["part"], "the part rendered alone",
             target=Target(1000, of_ratio=False)),  # fmt: skip
     ]
 
