@@ -176,10 +176,11 @@ def pressure(ctx: Ctx) -> list[dict[str, Any]]:
     files = [f for f in r.stdout.split("\0") if f]
     rows = []
     reach = _Reach(ctx.plan.tasks)
+    ordered = sorted(files)
     for lock in lockset.for_agents():
         tasks = []
         # The tracked files this lock covers, once (not once per task): touches_scope asks the same.
-        covered = [f for f in files if f.startswith(lock.prefix) and lock.matches(f)] if lock.rx_src else files
+        covered = [f for f in _starting(ordered, lock.prefix) if lock.matches(f)] if lock.rx_src else files
         for task in reach.near(lock):
             if not locks_mod.touches_scope(lock, task.scope, files=covered):
                 continue
@@ -200,6 +201,19 @@ def pressure(ctx: Ctx) -> list[dict[str, Any]]:
         rows.append({**lock.to_dict(), "implicit": lock.id == locks_mod.AGENTS_MD_LOCK and not lockset.get(lock.id),
                      "tasks": tasks})  # fmt: skip
     return rows
+
+
+def _starting(ordered: list[str], prefix: str) -> list[str]:
+    """The paths of sorted ``ordered`` that start with ``prefix`` (a slice found by bisection)."""
+    import bisect
+
+    if not prefix:
+        return ordered
+    start = bisect.bisect_left(ordered, prefix)
+    end = start
+    while end < len(ordered) and ordered[end].startswith(prefix):
+        end += 1
+    return ordered[start:end]
 
 
 class _Reach:
