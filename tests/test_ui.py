@@ -224,6 +224,23 @@ def test_removing_a_lock_asks_first_and_setting_a_level_is_orch_level_set(browse
         assert page.inner_text("#flash").startswith("removed hard path lock L1")
         assert "id: L1" not in (shop / ".orch/locks.yaml").read_text()
         assert events(shop, "LOCK_RM") and page.query_selector("#lock-L1") is None
+
+        page.fill("#pressure input[name=pattern]", "src/billing/")
+        page.select_option("#pressure select[name=mode]", "soft")
+        page.fill("#pressure input[name=reason]", "finance <reviews>")
+        page.click("#pressure button[data-action=lock-add]")
+        page.wait_for_selector("#confirm", timeout=10_000)
+        assert page.inner_text("#confirm p") == "Add a soft path lock on src/billing/ (finance <reviews>)?"
+        page.click("#confirm button[data-action=lock-add]")
+        page.wait_for_selector("#flash", timeout=10_000)
+        assert page.inner_text("#flash") == "added soft path lock L1: src/billing/"  # the next free id
+        assert "finance <reviews>" in page.inner_text("#lock-L1") and events(shop, "LOCK_ADD")
+
+        page.click("#lock-L4 button[data-action=ack]")  # T3 waits on soft lock L4: orch ack T3 L4
+        page.wait_for_selector("#flash", timeout=10_000)
+        assert page.inner_text("#flash").startswith("acked L4 for T3 at ")
+        assert status_of(shop, "T3")["acks"][0].startswith("L4@") and events(shop, "ACK")
+        assert page.query_selector("#item-K1") is None  # the inbox item went with it
     finally:
         page.close()
 
