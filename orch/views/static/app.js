@@ -35,16 +35,21 @@
   }
 
   var source = new EventSource("/events");
+  var lost = false;
   source.addEventListener("hello", function () {
     if (badge) { badge.textContent = "live"; badge.className = "live on"; }
     document.body.setAttribute("data-live", "1");
+    if (lost) { lost = false; refresh(); }  // back after a break: what changed meanwhile
   });
   source.addEventListener("state", refresh);
   source.addEventListener("log", function (e) {
     if (page !== "task") { return; }
     try { if (JSON.parse(e.data).indexOf(task) >= 0) { refresh(); } } catch (err) { refresh(); }
   });
-  source.onerror = function () { if (badge) { badge.textContent = "reconnecting"; badge.className = "live"; } };
+  source.onerror = function () {
+    lost = true;
+    if (badge) { badge.textContent = "reconnecting"; badge.className = "live"; }
+  };
   var log = document.getElementById("log-text");
   if (log) { log.scrollTop = log.scrollHeight; }
 })();
