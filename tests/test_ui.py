@@ -100,11 +100,17 @@ class UI:
             self.proc.wait()
 
     def request(self, method: str, path: str, body: str = "", headers: dict[str, str] | None = None) -> tuple[int, str]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        status, text, _ = self.exchange(method, path, body, headers)
+        return status, text
+
+    def exchange(
+        self, method: str, path: str, body: str = "", headers: dict[str, str] | None = None
+    ) -> tuple[int, str, dict[str, str]]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         try:
             conn.request(method, path, body=body.encode(), headers=headers or {})
             r = conn.getresponse()
-            return r.status, r.read().decode()
+            return r.status, r.read().decode(), dict(r.getheaders())
         finally:
             conn.close()
 
@@ -293,6 +299,16 @@ def test_no_token_no_page_and_no_change_without_csrf_and_origin(ui: UI, shop: Pa
     status, _ = ui.request("POST", "/act/approve", f"id=K1&csrf={csrf}", {**cookie, **origin})
     assert status == 303  # the same request, right: answered
     assert yaml.safe_load((shop / ".orch/run/inbox/K1.yaml").read_text())["state"] == "approved"
+    # what the command refuses, the page refuses with the command's words
+    acks = len(events(shop, "ACK"))
+    status, _, headers = ui.exchange("POST", "/act/ack", f"task=T1&lock=L1&csrf={csrf}", {**cookie, **origin})
+    assert status == 303 and "error=" in headers["Location"]
+    status, page, _ = ui.exchange("GET", headers["Location"], headers=cookie)
+    assert status == 200 and "L1 is a hard lock" in page and "cannot be acked" in page
+    assert len(events(shop, "ACK")) == acks
+    # the token's redirect never leaves the server
+    status, _, headers = ui.exchange("GET", f"//evil.example/?token={ui.token}")
+    assert status == 303 and headers["Location"].startswith("/") and not headers["Location"].startswith("//")
 
 
 def test_an_agent_cannot_start_the_dashboard(project: Path, orch: Orch) -> None:

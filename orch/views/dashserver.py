@@ -188,7 +188,8 @@ class _Handler(BaseHTTPRequestHandler):
         if by_url:  # trade the token for a cookie, and take it out of the address bar
             rest = urllib.parse.urlencode([(k, v) for k, vs in query.items() if k != "token" for v in vs])
             cookie = f"{self.dash.cookie}={self.dash.token}; HttpOnly; SameSite=Strict; Path=/"
-            self._redirect(url.path + (f"?{rest}" if rest else ""), {"Set-Cookie": cookie})
+            where = url.path if url.path.startswith("/") and not url.path.startswith("//") else "/"  # never off-site
+            self._redirect(where + (f"?{rest}" if rest else ""), {"Set-Cookie": cookie})
             return
         try:
             self._route(url.path, query)
@@ -196,6 +197,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._refuse(404 if "no task" in str(exc) or "not a task id" in str(exc) else 400, _said(exc))
         except (BrokenPipeError, ConnectionResetError):
             return
+        except Exception as exc:  # a bug: said on the page, the server goes on
+            self._refuse(500, f"internal error: {type(exc).__name__}: {exc}")
 
     def _route(self, path: str, query: dict[str, list[str]]) -> None:
         from orch.views import dashdata
@@ -298,14 +301,19 @@ class _Handler(BaseHTTPRequestHandler):
         if not url.path.startswith("/act/"):
             self._refuse(404, "no such action")
             return
-        self._act(url.path[len("/act/") :], form)
+        try:
+            self._act(url.path[len("/act/") :], form)
+        except (BrokenPipeError, ConnectionResetError):
+            return
+        except Exception as exc:  # a bug: said on the page, the server goes on
+            self._refuse(500, f"internal error: {type(exc).__name__}: {exc}")
 
     def _act(self, action: str, form: dict[str, str]) -> None:
         from orch.views import dashactions
 
         try:
             done = dashactions.run(self.dash.root, action, form)
-        except OrchError as exc:
+        except OrchError as exc:  # said as the command would say it
             self.dash.forget()
             self._redirect("/?" + urllib.parse.urlencode({"error": _said(exc)}))
             return
