@@ -208,9 +208,14 @@ def test_approving_from_the_page_answers_the_item_like_the_cli(browser: Any, ui:
         page.close()
 
 
-def test_removing_a_lock_asks_first_and_setting_a_level_is_orch_level_set(browser: Any, ui: UI, shop: Path) -> None:
+def test_removing_a_lock_asks_first_and_setting_a_level_is_orch_level_set(
+    browser: Any, ui: UI, shop: Path, orch: Orch
+) -> None:
     page = _open(browser, ui)
     try:
+        orch.ok("lock", "require", "prices stay positive", "--check", "true", "--via", "static")
+        page.wait_for_selector("#req-R1", timeout=10_000)  # a command's change, shown without a reload
+        assert page.inner_text("#req-R1 .via") == "static" and "prices stay positive" in page.inner_text("#req-R1")
         assert page.inner_text("#task-T1 .level") == "feature"
         page.fill("#levels input[name=path]", "src/auth/")
         page.select_option("#levels select[name=level]", "code")
