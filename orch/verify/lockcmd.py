@@ -173,14 +173,12 @@ def pressure(ctx: Ctx) -> list[dict[str, Any]]:
     statuses = state.read_all(ctx.project, ctx.store)
     base = ctx.config.base_branch
     r = git.run(["ls-tree", "-r", "-z", "--name-only", f"refs/heads/{base}"], cwd=ctx.project.root, check=False)
-    files = [f for f in r.stdout.split("\0") if f]
+    files = sorted(f for f in r.stdout.split("\0") if f)
     rows = []
     reach = _Reach(ctx.plan.tasks)
-    ordered = sorted(files)
     for lock in lockset.for_agents():
+        covered = covered_files(lock, files)
         tasks = []
-        # The tracked files this lock covers, once (not once per task): touches_scope asks the same.
-        covered = [f for f in _starting(ordered, lock.prefix) if lock.matches(f)] if lock.rx_src else files
         for task in reach.near(lock):
             if not locks_mod.touches_scope(lock, task.scope, files=covered):
                 continue
@@ -203,17 +201,21 @@ def pressure(ctx: Ctx) -> list[dict[str, Any]]:
     return rows
 
 
-def _starting(ordered: list[str], prefix: str) -> list[str]:
-    """The paths of sorted ``ordered`` that start with ``prefix`` (a slice found by bisection)."""
+def covered_files(lock: locks_mod.Lock, files: list[str]) -> list[str]:
+    """The sorted ``files`` a path or test lock covers, found among those starting with its literal
+    prefix (a bisection): each task's overlap is then looked for in those alone, not in every file."""
     import bisect
 
-    if not prefix:
-        return ordered
-    start = bisect.bisect_left(ordered, prefix)
-    end = start
-    while end < len(ordered) and ordered[end].startswith(prefix):
-        end += 1
-    return ordered[start:end]
+    if lock.kind not in ("path", "test"):
+        return files
+    start = bisect.bisect_left(files, lock.prefix)
+    out = []
+    for f in files[start:]:
+        if not f.startswith(lock.prefix):
+            break
+        if lock.matches(f):
+            out.append(f)
+    return out
 
 
 class _Reach:

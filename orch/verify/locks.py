@@ -26,6 +26,7 @@ from the file itself (and the cache entry rewritten with the truth).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -395,21 +396,9 @@ def check_fields(item: dict[str, Any]) -> tuple[str | None, str | None]:
 # -- scope overlap ----------------------------------------------------------------------------------
 
 
-def _fragments(scope: str) -> list[str]:
-    """The literal runs inside a regex (``^tests/test_x\\.py$`` -> ``tests/test_x.py``), remembered
-    per scope (a plan's scopes meet every lock: parsing each once per pair cost most of lock list)."""
-    found = _FRAGMENTS.get(scope)
-    if found is None:
-        if len(_FRAGMENTS) > 4096:
-            _FRAGMENTS.clear()
-        found = _FRAGMENTS[scope] = _parse_fragments(scope)
-    return list(found)
-
-
-_FRAGMENTS: dict[str, tuple[str, ...]] = {}
-
-
-def _parse_fragments(scope: str) -> tuple[str, ...]:
+@functools.lru_cache(maxsize=256)  # lock list and the topology ask it once per lock and task: parse once
+def _fragments(scope: str) -> tuple[str, ...]:
+    """The literal runs inside a regex (``^tests/test_x\\.py$`` -> ``tests/test_x.py``)."""
     sre = sre_parser()
     found: set[str] = set()
 
@@ -440,7 +429,7 @@ def _parse_fragments(scope: str) -> tuple[str, ...]:
     return tuple(sorted(found)[:50])
 
 
-def _samples(pattern: str, fills: list[str]) -> list[str]:
+def _samples(pattern: str, fills: tuple[str, ...]) -> list[str]:
     """Concrete paths built from a glob, its wildcards filled with ``fills``."""
     p = pattern.lstrip("/")
     out: set[str] = set()

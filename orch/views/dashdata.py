@@ -63,11 +63,11 @@ def snapshot(ctx: Ctx) -> dict[str, Any]:
             )
     from orch.views import levels
 
-    files = levels.tracked_files(ctx) if levels.rules(ctx) else []  # once, not once per task
+    leveled = levels.leveled_files(ctx)  # once, not once per task
     tasks = []
     for row in rows:
         task = ctx.plan.get(row["id"])
-        level, why = level_of_task(ctx, task, files)
+        level, why = level_of_task(ctx, task, leveled)
         tasks.append(
             {
                 **{k: row[k] for k in ("id", "title", "state", "reason", "iteration", "max_iterations", "iterations")},
@@ -108,13 +108,14 @@ def snapshot(ctx: Ctx) -> dict[str, Any]:
     }
 
 
-def level_of_task(ctx: Ctx, task: Any, files: list[str] | None = None) -> tuple[str, str]:
-    """A task's level and why (its ``level:`` field, the paths its scope reaches, or the default)."""
+def level_of_task(ctx: Ctx, task: Any, leveled: list[Any] | None = None) -> tuple[str, str]:
+    """A task's level and why (its ``level:`` field, the paths its scope reaches, or the default);
+    ``leveled``: ``levels.leveled_files``, worked out once for every task."""
     from orch.views import levels
 
     if task is None:
         return levels.DEFAULT, "not in the plan any more"
-    return levels.task_level(ctx, task, files)
+    return levels.task_level(ctx, task, leveled=leveled)
 
 
 def levels_overview(ctx: Ctx, tasks: list[dict[str, Any]]) -> dict[str, Any]:

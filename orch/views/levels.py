@@ -122,26 +122,40 @@ def where_of(ctx: Ctx, rule: Rule) -> str:
     return config_mod.level_where(ctx.project, rule.glob)
 
 
-def task_level(ctx: Ctx, task: Task, paths: list[str] | None = None) -> tuple[str, str]:
+def leveled_files(ctx: Ctx, paths: list[str] | None = None) -> list[tuple[str, Rule]]:
+    """The tracked ``paths`` (the base branch's files when None) that a glob gives a level, with it: what
+    ``task_level`` reads, worked out once for many tasks."""
+    found = rules(ctx)
+    if not found:
+        return []
+    out = []
+    for path in tracked_files(ctx) if paths is None else paths:
+        rule = rule_of_path(found, path)
+        if rule is not None:
+            out.append((path, rule))
+    return out
+
+
+def task_level(
+    ctx: Ctx, task: Task, paths: list[str] | None = None, *, leveled: list[tuple[str, Rule]] | None = None
+) -> tuple[str, str]:
     """``(level, why)`` of a plan task: its ``level:`` field, else the finest level among the tracked
     ``paths`` (the base branch's files when None) its scope reaches (every one without a scope), else
-    ``feature``."""
+    ``feature``. ``leveled`` (``leveled_files``) saves matching every path again for each task."""
     if task.level:
         line = task.field_lines.get("level")
         return task.level, f"level: {task.level} in .orch/plan.md" + (f":{line}" if line else "")
-    found = rules(ctx)
-    if not found:
+    if not rules(ctx):
         return DEFAULT, "the default: .orch/config.yaml sets no levels"
     try:
         scope = re.compile(task.scope) if task.scope else None
     except re.error:
         scope = None
     finest: tuple[Rule, str] | None = None
-    for path in tracked_files(ctx) if paths is None else paths:
+    for path, rule in leveled_files(ctx, paths) if leveled is None else leveled:
         if scope is not None and not scope.search(path):
             continue
-        rule = rule_of_path(found, path)
-        if rule is not None and (finest is None or rank(rule.level) > rank(finest[0].level)):
+        if finest is None or rank(rule.level) > rank(finest[0].level):
             finest = (rule, path)
             if rule.level == LEVELS[-1]:
                 break

@@ -44,7 +44,7 @@ def view(ctx: Ctx, ids: list[str] | None, level: str | None = None) -> list[dict
         if plan.get(task_id) is None and task_id not in statuses:
             plan.require(task_id)  # raises, with a did-you-mean
     chosen = list(dict.fromkeys(ids or [*plan.ids(), *(i for i in statuses if plan.get(i) is None)]))
-    files = levels_mod.tracked_files(ctx) if levels_mod.rules(ctx) else []
+    leveled = levels_mod.leveled_files(ctx) if level is None else []
     events = eventlog.read(ctx.project.log_path)
     items = inbox_mod.read_all(ctx.project, ctx.store)
     pressure: list[dict[str, Any]] | None = None
@@ -55,7 +55,7 @@ def view(ctx: Ctx, ids: list[str] | None, level: str | None = None) -> list[dict
         if level is not None:
             at, why = level, "asked for with --level"
         elif task is not None:
-            at, why = levels_mod.task_level(ctx, task, files)
+            at, why = levels_mod.task_level(ctx, task, leveled=leveled)
         else:
             at, why = levels_mod.DEFAULT, "not in the plan any more: the default"
         rank = LEVELS.index(at)
@@ -218,9 +218,8 @@ def blocker(ctx: Ctx, task_id: str) -> dict[str, Any] | None:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
-    why = next(
-        (ln.split(":", 1)[1].strip().rstrip(".") for ln in text.splitlines() if ln.startswith("orch stopped")), ""
-    )
+    said = next((ln for ln in text.splitlines() if ln.startswith("orch stopped this task: ")), "")
+    why = said[len("orch stopped this task: ") :].removesuffix(" It needs a person.").rstrip(".")
     _, _, rest = text.partition("## Hypothesis of the root cause")
     question = rest.split("\n## ", 1)[0].strip()
     return {"report": ctx.project.rel(path), "why": printable(why), "question": printable(question)}

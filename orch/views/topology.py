@@ -77,24 +77,47 @@ def build(ctx: Ctx, root: str | None = None) -> dict[str, Any]:
                 hint="name a folder or file of the base branch (git ls-tree -r --name-only BRANCH)",
             )
     rules = levels_mod.rules(ctx)
-    locks = [lk for lk in locks_mod.load(ctx.project).for_agents() if lk.kind != "requirement"]
+    locks = _locks_by_file(ctx, sorted(files))
     tasks = in_flight(ctx)
     if top in files:  # a file
         return _file(top, rules, locks, tasks)
     node = _folder(top, rules)
+    folders = {top: node}
     for path in files:
-        leaf = _file(path, rules, locks, tasks)
-        parts = path[len(top) + 1 if top else 0 :].split("/")
-        here = node
-        for i, part in enumerate(parts[:-1]):
-            sub = next((c for c in here["children"] if c["kind"] == "dir" and c["name"] == part), None)
-            if sub is None:
-                sub = _folder("/".join(filter(None, [top, *parts[: i + 1]])), rules)
-                here["children"].append(sub)
-            here = sub
-        here["children"].append(leaf)
+        parent = path.rpartition("/")[0]
+        here = folders.get(parent)
+        if here is None:  # make the folders down to it
+            parts = path[len(top) + 1 if top else 0 :].split("/")[:-1]
+            here = node
+            for i in range(len(parts)):
+                at = "/".join(filter(None, [top, *parts[: i + 1]]))
+                sub = folders.get(at)
+                if sub is None:
+                    sub = folders[at] = _folder(at, rules)
+                    here["children"].append(sub)
+                here = sub
+        here["children"].append(_file(path, rules, locks, tasks))
     _settle(node, keep=True)
     return node
+
+
+def _locks_by_file(ctx: Ctx, files: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Each (sorted) file's locks, found lock by lock among the files that start with its prefix."""
+    from orch.verify.lockcmd import covered_files
+
+    out: dict[str, list[dict[str, Any]]] = {}
+    known = set(files)
+    for lock in locks_mod.load(ctx.project).for_agents():
+        if lock.kind == "region":
+            found = [lock.file] if lock.file in known else []
+        elif lock.kind in ("path", "test"):
+            found = covered_files(lock, files)
+        else:
+            continue
+        entry = lock_entry(lock)
+        for path in found:
+            out.setdefault(str(path), []).append(entry)
+    return out
 
 
 def _normal(root: str | None) -> str:
@@ -123,7 +146,7 @@ def _folder(path: str, rules: tuple[levels_mod.Rule, ...]) -> dict[str, Any]:
 def _file(
     path: str,
     rules: tuple[levels_mod.Rule, ...],
-    locks: list[locks_mod.Lock],
+    locks: dict[str, list[dict[str, Any]]],
     tasks: dict[str, re.Pattern[str] | None],
 ) -> dict[str, Any]:
     rule = levels_mod.rule_of_path(rules, path)
@@ -133,7 +156,7 @@ def _file(
         "kind": "file",
         "level": rule.level if rule else levels_mod.DEFAULT,
         "level_from": rule.glob if rule else None,
-        "locks": [lock_entry(lk) for lk in locks if path.startswith(lk.prefix) and lk.matches(path)],
+        "locks": list(locks.get(path, ())),
         "tasks": [tid for tid, rx in tasks.items() if rx is None or rx.search(path)],
         "children": [],
     }
@@ -186,11 +209,12 @@ def tree_text(data: dict[str, Any], counts: dict[str, int] | None = None) -> str
         if node.get("folded"):
             extra.append(f"({node['files']} file{'' if node['files'] == 1 else 's'})")
         if node["locks"]:
-            extra.append(
-                " ".join(f"[{'hard' if lk['hard'] else 'soft'} {lk['kind']} {lk['name']}]" for lk in node["locks"])
-            )
+            shown = [f"[{'hard' if lk['hard'] else 'soft'} {lk['kind']} {lk['name']}]" for lk in node["locks"][:3]]
+            more = len(node["locks"]) - len(shown)
+            extra.append(" ".join(shown) + (f" +{more} more" if more else ""))
         if node["tasks"]:
-            extra.append("tasks: " + ", ".join(node["tasks"]))
+            more = len(node["tasks"]) - 6
+            extra.append("tasks: " + ", ".join(node["tasks"][:6]) + (f" +{more} more" if more > 0 else ""))
         lines.append(f"{name:<{width}}{level:<11}{' '.join(extra)}".rstrip())
     lines.append("(* set by a glob under levels: in .orch/config.yaml; the rest is at the default, feature)")
     return "\n".join(lines)
