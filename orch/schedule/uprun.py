@@ -42,7 +42,7 @@ def run(
 ) -> Look:
     """Drain the plan; the last look (``done``: every task landed)."""
     ctx = open_ctx(root)  # a broken plan or config at the start: exit 3 before anything is claimed
-    _ = ctx.plan
+    _ = ctx.config, ctx.plan
     project = ctx.project
     how: dict[str, Any] = {
         "land": options.land,
@@ -69,8 +69,8 @@ def run(
                 continue
             if look.done:
                 break
-            if look.broken is None and not look.moving:
-                if options.until_idle or not look.waiting:
+            if look.broken is not None or not look.moving:  # a broken plan or config waits for a person
+                if options.until_idle or (look.broken is None and not look.waiting):
                     break
                 idle_since = idle_since if idle_since is not None else time.monotonic()
                 if time.monotonic() - idle_since >= wait_for_people:
