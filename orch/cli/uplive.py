@@ -85,7 +85,7 @@ def frame(look: Any, recent: Any) -> Any:
     from rich.text import Text
 
     title = Text("orch up: " + printable(head(look)), style="bold")
-    table = Table(title=title, title_justify="left", header_style="bold", box=None, pad_edge=False)
+    table = Table(header_style="bold", box=None, pad_edge=False)
     for header in ("ID", "STATE", "WHY"):
         table.add_column(header, no_wrap=header != "WHY", overflow="fold" if header == "WHY" else "ellipsis")
     for x in look.left:
@@ -95,7 +95,7 @@ def frame(look: Any, recent: Any) -> Any:
             cells[1].stylize(style)
         table.add_row(*cells)
     lines = [Text(printable(line), style="dim", no_wrap=True, overflow="ellipsis") for line in recent]
-    return Group(table, *lines)
+    return Group(title, table, *lines) if look.left else Group(title, *lines)
 
 
 def summary(look: Any) -> str:

@@ -54,15 +54,15 @@ class Up:
         look.spent = runbudget.line(used, run_budget)
         look.budget = runbudget.level(used, run_budget)
         held: dict[str, tuple[str, str]] = {}
-        stop_dispatch = self._budget_hold(ctx, look, run_budget, statuses)
-        self._spin_ready(ctx, statuses, merged, held, stop_dispatch, look)
-        if look.spun:
-            statuses = state.read_all(ctx.project, ctx.store)
-        landing_why = self.lander.land(ctx, statuses, merged, look)
+        landing_why = self.lander.land(ctx, statuses, merged, look)  # first: its dependents spin below
         if look.landed:
             statuses = state.read_all(ctx.project, ctx.store)
             merged = self._merged(ctx, statuses)
             look.again = True
+        stop_dispatch = self._budget_hold(ctx, look, run_budget, statuses)
+        self._spin_ready(ctx, statuses, merged, held, stop_dispatch, look)
+        if look.spun:
+            statuses = state.read_all(ctx.project, ctx.store)
         items = [i for i in inbox.open_items(ctx.project, ctx.store) if i.get("task") in set(ids) or not i.get("task")]
         look.open_items = items
         by_task: dict[str, list[str]] = {}
