@@ -292,3 +292,20 @@ def test_the_runs_budget(project: Path, orch: Orch, spent: float) -> None:
     else:
         assert "the run's budget is spent" in r.stdout
         assert not open_items(project, "budget")
+
+
+def test_at_100_percent_of_the_runs_budget_running_agents_are_paused(project: Path, orch: Orch) -> None:
+    shell = yaml.safe_load((project / ".orch/agents/shell.yaml").read_text())
+    shell.update(usage="claude-json")
+    (project / ".orch/agents/pricey.yaml").write_text(yaml.safe_dump(shell, sort_keys=False))
+    line = '{"type":"result","total_cost_usd":1.5,"usage":{"input_tokens":10,"output_tokens":5}}'
+    pricey = task("P", writes("P", f"echo '{line}'")).replace("agent: shell", "agent: pricey")
+    slow = task("L", writes("L", "sleep 60"))
+    plan(project, pricey, slow)
+    r = orch("up", "--land", "auto", "--until-idle", "--budget", "$1", timeout=120)
+    assert r.returncode == 1, r.output
+    st = status_of(project, "L")
+    assert st["state"] == "PAUSED", st
+    assert "the run's budget is spent" in st["reason"]
+    assert "L PAUSED: paused:" in r.stdout
+    assert any(e.action == "PAUSE" and task_of(e) == "L" for e in log(project))
