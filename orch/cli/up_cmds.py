@@ -11,6 +11,10 @@ from orch.cli.output import err, out
 from orch.core.errors import ExitCode, OrchError, UsageError
 
 
+class UpStopped(OrchError):
+    exit_code = ExitCode.INTERRUPTED
+
+
 @app.command()
 def up(
     land: str = typer.Option("ask", "--land", help="auto: land verified work by itself; ask: a person approves each."),
@@ -59,9 +63,11 @@ def up(
         with view:
             look = uprun.run(c.project.root, options, say=view.say, on_look=view.show, wait_for_people=waiting)
     except KeyboardInterrupt as exc:
-        stopped = "orch down" if isinstance(exc, uprun.Stopped) else "Ctrl-C"
-        err(f"orch up: stopped by {stopped}; the agents keep running (orch up again goes on, orch status shows them)")
-        return ExitCode.INTERRUPTED
+        stopped = "SIGTERM (orch down)" if isinstance(exc, uprun.Stopped) else "Ctrl-C"
+        raise UpStopped(
+            f"orch up stopped by {stopped}; the agents keep running",
+            hint="orch up again goes on; orch status shows them",
+        ) from None
     out(uplive.summary(look))
     return ExitCode.OK if look.done else ExitCode.CHECK_FAILED
 
@@ -86,7 +92,7 @@ def _detach(c: Any) -> int:
     argv = [a for a in sys.argv[1:] if a != "--detach"]
     log = upfile.log_path(c.project)
     log.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    fd = _open_log(c, log)
     try:
         child = subprocess.Popen(
             [sys.executable, "-m", "orch", *argv],
@@ -113,6 +119,26 @@ def _detach(c: Any) -> int:
         procs.wait_exit([child.pid], 0.05)
     err(f"orch up (pid {child.pid}) has not said it runs after 30 s; see {c.project.rel(log)}")
     return ExitCode.GIT
+
+
+def _open_log(c: Any, log: Any) -> int:
+    """``run/up.log`` to append to, never through a link (anyone can write ``.orch/run/``)."""
+    import stat
+
+    from orch.core.errors import EnvError
+
+    try:
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise EnvError(
+            f"cannot open {c.project.rel(log)}: {exc.strerror}", hint="remove what is in its place"
+        ) from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        os.close(fd)
+        raise EnvError(f"{c.project.rel(log)} is not a plain file of its own (a link?)", hint="remove it")
+    os.set_blocking(fd, True)
+    return fd
 
 
 @app.command()

@@ -16,7 +16,7 @@ from typing import Any
 from orch.core import inbox, refs, state
 from orch.core.context import Ctx, open_ctx
 from orch.core.errors import OrchError
-from orch.schedule.left import ENDED, PERSON
+from orch.schedule.left import ENDED, MOVING, PERSON
 from orch.schedule.look import Look
 
 Why = dict[str, tuple[str, str]]
@@ -81,8 +81,11 @@ class Lander:
             outcome = ceremony.merge(open_ctx(ctx.project.root, from_source=True), ids, batch=len(ids) > 1)
         except OrchError as exc:
             why = "not landed: " + _first(exc)
-            self.stuck = (key, why)
             self.say(why)
+            if _busy(exc):  # another ceremony runs: tried again in a moment
+                look.soon = True
+                return {t: (why + "; tried again when it ends", MOVING) for t in ids}
+            self.stuck = (key, why)
             return {t: (why, PERSON) for t in ids}
         self.stuck = None
         for r in outcome.results:
@@ -163,3 +166,9 @@ class Lander:
 
 def _first(exc: OrchError) -> str:
     return exc.message.splitlines()[0]
+
+
+def _busy(exc: OrchError) -> bool:
+    """The ceremony could not start only because another holds the merge lock (it will end)."""
+    first = _first(exc)
+    return first.startswith(("a merge ceremony is running", "another orch command holds the merge lock"))

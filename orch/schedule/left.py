@@ -6,7 +6,7 @@ nothing moves (and, without ``--until-idle``, nothing waits for a person), and p
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from orch.core import state
 from orch.core.plan import Plan, topo_order
@@ -33,6 +33,7 @@ class Known:
     held: Mapping[str, tuple[str, str]]  # task -> (why, kind): not spun by orch up
     items: Mapping[str, list[str]]  # task -> open inbox item ids
     landing: Mapping[str, tuple[str, str]]  # task -> (why, kind): a SUCCESS task not landed
+    breakers: Mapping[str, str] = field(default_factory=dict)  # agent -> why its queue is paused
 
 
 def left(plan: Plan, statuses: dict[str, state.Status], merged: set[str], known: Known) -> list[Left]:
@@ -67,11 +68,18 @@ def left(plan: Plan, statuses: dict[str, state.Status], merged: set[str], known:
         if now == "RUNNING":
             at = f" iteration {st.get('iteration')}" if st.get("iteration") else ""
             out[task.id] = Left(task.id, now, "runs" + at, MOVING)
+        elif now == "QUEUED" and str(st.get("agent")) in known.breakers:
+            out[task.id] = Left(task.id, now, known.breakers[str(st.get("agent"))], PERSON)
         elif now == "QUEUED":
             kind = PERSON if reason.startswith("waits: agent") else MOVING
             out[task.id] = Left(task.id, now, reason or "queued", kind)
+        elif now == "PENDING" and task.id in known.held:
+            why, kind = known.held[task.id]
+            out[task.id] = Left(task.id, now, why, kind)
+        elif now == "PENDING" and "orch dequeue" in reason:
+            out[task.id] = Left(task.id, now, f"taken out of the queue: orch start {task.id}", PERSON)
         elif now == "PENDING":
-            out[task.id] = Left(task.id, now, f"spun, not started: orch start {task.id}", PERSON)
+            out[task.id] = Left(task.id, now, "spun: starts on the next look", MOVING)
         elif now == "AWAITING_APPROVAL":
             out[task.id] = Left(task.id, now, f"its plan waits for a person{items}", PERSON)
         elif now == "HUMAN":

@@ -21,6 +21,7 @@ class Look:
     """What one look found and did."""
 
     spun: list[str] = field(default_factory=list)
+    started: list[str] = field(default_factory=list)  # spun before, started (or queued) now
     landed: list[str] = field(default_factory=list)
     asked: list[str] = field(default_factory=list)
     left: list[Left] = field(default_factory=list)
@@ -33,6 +34,7 @@ class Look:
     budget: str = "ok"
     notes: list[str] = field(default_factory=list)
     again: bool = False  # something landed or spun: look again at once (its dependents)
+    soon: bool = False  # something to try again in a moment (another ceremony held the merge lock)
     broken: str | None = None  # the plan or config does not read: nothing is done until it is fixed
 
     @property

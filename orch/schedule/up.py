@@ -19,11 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orch.core import inbox, state
+from orch.core import inbox, refs, state
 from orch.core.context import Ctx, open_ctx
 from orch.core.errors import OrchError
 from orch.schedule import landing, runbudget
-from orch.schedule.left import PERSON, Known, left
+from orch.schedule.left import ENDED, PERSON, Known, left
 from orch.schedule.look import Look, Options
 
 Say = Callable[[str], None]
@@ -37,12 +37,35 @@ class Up:
         self.refused: dict[str, tuple[Any, str]] = {}  # task -> (what it was refused for, why)
         self.lander = landing.Lander(options.land, say)
 
+    def recover(self) -> None:
+        """Before the first look: spins a killed ``orch up`` (or anyone) left half done, a plan task's
+        branch without its status, are finished or undone as ``orch doctor --fix`` does."""
+        try:
+            ctx = open_ctx(self.root)
+            statuses = state.read_all(ctx.project, ctx.store)
+            heads = refs.branch_heads(ctx.project.root)
+            half = [
+                t.id
+                for t in ctx.plan.tasks
+                if refs.branch_name(t.id) in heads and not (statuses.get(t.id) or {}).get("branch")
+            ]
+            if not half:
+                return
+            from orch.tasks import doctor
+
+            fixed = [f for f in doctor.run(ctx, fix=True) if f.fixed]
+        except OrchError as exc:
+            self.say("could not look for half-done spins: " + exc.message.splitlines()[0])
+            return
+        for finding in fixed:
+            self.say(f"repaired: {finding.detail}" + (f" ({finding.fix})" if finding.fix else ""))
+
     def look(self) -> Look:
-        """Read everything afresh; spin, land and ask what can be now; say what is left."""
+        """Read everything afresh; land, spin, start and ask what can be now; say what is left."""
         try:
             ctx = open_ctx(self.root)
             plan = ctx.plan
-            run_budget = self.options.budget or _config_budget(ctx)
+            run_budget = self.options.budget or runbudget.of_config(ctx)
         except OrchError as exc:
             return Look(broken=exc.render().splitlines()[0])
         look = Look(total=len(plan.tasks), slots=ctx.config.max_parallel)
@@ -50,25 +73,35 @@ class Up:
         statuses = state.read_all(ctx.project, ctx.store)
         merged = self._merged(ctx, statuses)
         ids = [t.id for t in plan.tasks]
-        used = runbudget.spent(statuses, ids)
+        used = runbudget.spent(ctx.project, statuses, ids)
         look.spent = runbudget.line(used, run_budget)
         look.budget = runbudget.level(used, run_budget)
-        held: dict[str, tuple[str, str]] = {}
         landing_why = self.lander.land(ctx, statuses, merged, look)  # first: its dependents spin below
         if look.landed:
             statuses = state.read_all(ctx.project, ctx.store)
             merged = self._merged(ctx, statuses)
             look.again = True
-        stop_dispatch = self._budget_hold(ctx, look, run_budget, statuses)
-        self._spin_ready(ctx, statuses, merged, held, stop_dispatch, look)
-        if look.spun:
+        if look.budget == "spent":
+            from orch.schedule import pausing
+
+            for task_id in pausing.pause_all(ctx, statuses, f"the run's budget is spent ({look.spent})"):
+                look.notes.append(f"{task_id}: asked to pause, the run's budget is spent")
+        stop = runbudget.hold(ctx, run_budget, look.budget, look.spent, look.asked)
+        held: dict[str, tuple[str, str]] = {}
+        from orch.agents.breaker import tripped
+
+        breakers = tripped(statuses)
+        self._start_spun(ctx, statuses, breakers, stop, held, look)
+        self._spin_ready(ctx, statuses, merged, breakers, stop, held, look)
+        if look.spun or look.started:
             statuses = state.read_all(ctx.project, ctx.store)
+        self._sync_inbox(ctx)
         items = [i for i in inbox.open_items(ctx.project, ctx.store) if i.get("task") in set(ids) or not i.get("task")]
         look.open_items = items
         by_task: dict[str, list[str]] = {}
         for item in items:
             by_task.setdefault(str(item.get("task")), []).append(str(item["id"]))
-        look.left = left(plan, statuses, merged, Known(held, by_task, landing_why))
+        look.left = left(plan, statuses, merged, Known(held, by_task, landing_why, breakers))
         look.merged = sum(1 for t in ids if t in merged)
         look.running = sum(1 for t in ids if (statuses.get(t) or {}).get("state") == "RUNNING")
         return look
@@ -77,40 +110,97 @@ class Up:
         base = ctx.config.base_branch
         return state.merged_tasks(ctx.project, statuses, list(statuses), lambda: f"refs/heads/{base}")
 
+    def _start_spun(
+        self,
+        ctx: Ctx,
+        statuses: dict[str, state.Status],
+        breakers: dict[str, str],
+        stop: tuple[str, bool] | None,
+        held: dict[str, tuple[str, str]],
+        look: Look,
+    ) -> None:
+        """Start the plan's tasks spun but not started (a spin killed before it started the agent, a
+        plan approved while every slot was taken), but those a person took out of the queue; and
+        start QUEUED ones the slots allow now (a supervisor killed before it drained the queue)."""
+        from orch.agents import queue
+
+        spun = []
+        queued = False
+        for task in ctx.plan.tasks:
+            st = statuses.get(task.id) or {}
+            if st.get("state") == "QUEUED":
+                queued = True
+            if st.get("state") != "PENDING" or not st.get("branch") or "orch dequeue" in str(st.get("reason") or ""):
+                continue
+            if stop is not None:
+                held[task.id] = (stop[0], ENDED if stop[1] else PERSON)
+                continue
+            if st.get("agent") in breakers:
+                held[task.id] = (breakers[str(st.get("agent"))], PERSON)
+                continue
+            seen = self.refused.get(task.id)
+            if seen is not None and seen[0] == _inputs(ctx, task):
+                held[task.id] = (seen[1], PERSON)
+                continue
+            spun.append(task.id)
+        for task_id, result in queue.start_many(ctx, spun) if spun else []:
+            if isinstance(result, OrchError):
+                why = "not started: " + result.message.splitlines()[0]
+                self.refused[task_id] = (_inputs(ctx, ctx.plan.require(task_id)), why)
+                held[task_id] = (why, PERSON)
+                self.say(f"{task_id}: {why}")
+            else:
+                look.started.append(task_id)
+        if queued and stop is None:
+            try:
+                look.started += queue.drain(ctx)
+            except OrchError as exc:
+                look.notes.append("the queue could not be drained: " + exc.message.splitlines()[0])
+
     def _spin_ready(
         self,
         ctx: Ctx,
         statuses: dict[str, state.Status],
         merged: set[str],
+        breakers: dict[str, str],
+        stop: tuple[str, bool] | None,
         held: dict[str, tuple[str, str]],
-        stop_dispatch: str | None,
         look: Look,
     ) -> None:
         """Spin (and start, or queue) every task never spun whose dependencies have all landed."""
-        from orch.agents.breaker import tripped
         from orch.core.plan import topo_order
-        from orch.tasks import spin
+        from orch.tasks import routing, spin
 
-        breakers = tripped(statuses)
         ready = [t for t in topo_order(ctx.plan) if state.ready(ctx.plan.require(t), statuses, merged)]
+        routes = routing.Routes(ctx)
         wanted = []
         for task_id in ready:
             task = ctx.plan.require(task_id)
-            agent = task.agent or ctx.config.default_agent
             seen = self.refused.get(task_id)
-            if stop_dispatch:
-                held[task_id] = (stop_dispatch, PERSON)
-            elif agent in breakers:
-                held[task_id] = (breakers[agent], PERSON)
+            if stop is not None:
+                held[task_id] = (stop[0], ENDED if stop[1] else PERSON)
             elif seen is not None and seen[0] == _inputs(ctx, task):
                 held[task_id] = (seen[1], PERSON)
+            elif (agent := _agent(ctx, task, routes)) in breakers:
+                held[task_id] = (breakers[agent], PERSON)
             else:
                 wanted.append(task_id)
         if not wanted:
             return
-        for result in spin.spin(ctx, wanted):
+        try:
+            results = spin.spin(ctx, wanted)
+        except OrchError as exc:  # refused as a whole (a broken locks.yaml, a planted git filter)
+            why = "not spun: " + exc.message.splitlines()[0]
+            self.say(why)
+            for task_id in wanted:
+                self.refused[task_id] = (_inputs(ctx, ctx.plan.require(task_id)), why)
+                held[task_id] = (why, PERSON)
+            return
+        for result in results:
             if result.error:
                 why = "not spun: " + result.error.splitlines()[0].removeprefix("orch: error: ")
+                if "killed half-way" in why:
+                    why += " (orch doctor --fix finishes or undoes it; orch up does at its start)"
                 self.refused[result.id] = (_inputs(ctx, ctx.plan.require(result.id)), why)
                 held[result.id] = (why, PERSON)
                 self.say(f"{result.id}: {why}")
@@ -119,68 +209,36 @@ class Up:
                 look.spun.append(result.id)
         look.again = look.again or bool(look.spun)
 
-    def _budget_hold(
-        self, ctx: Ctx, look: Look, run_budget: runbudget.RunBudget | None, statuses: dict[str, state.Status]
-    ) -> str | None:
-        """Why nothing new may be dispatched (the run's budget), or None; at 100% the running agents
-        are asked to pause."""
-        if run_budget is None or look.budget == "ok":
-            return None
-        if look.budget == "spent":
-            from orch.schedule import pausing
+    def _sync_inbox(self, ctx: Ctx) -> None:
+        """Ask what the tasks wait on and withdraw what no longer waits (a landing done by hand)."""
+        from orch.inbox import decide
 
-            for task_id in pausing.pause_all(ctx, statuses, f"the run's budget is spent ({look.spent})"):
-                look.notes.append(f"{task_id}: asked to pause, the run's budget is spent")
-            return f"the run's budget is spent ({look.spent}): nothing new starts"
-        answer = _budget_answer(ctx, run_budget, look)
-        if answer == "approved":
-            return None
-        if answer == "rejected":
-            return f"{look.spent}: a person said to dispatch nothing more"
-        return f"{look.spent}: nothing new is dispatched until a person answers (orch inbox)"
+        try:
+            decide.sync(ctx)
+        except OrchError as exc:
+            self.say("the inbox could not be brought up to date: " + exc.message.splitlines()[0])
 
 
-def _budget_answer(ctx: Ctx, run_budget: runbudget.RunBudget, look: Look) -> str:
-    """The person's answer to going past 85% of this budget: ``approved``, ``rejected`` or ``open``
-    (asked now if it was not yet)."""
-    from orch.inbox import decide
-
-    key = f"budget:{run_budget.text}"
-    for item in inbox.read_all(ctx.project, ctx.store):
-        if item.get("key") != key or item.get("kind") != "budget":
-            continue
-        if item.get("state") == "open":
-            return "open"
-        if item.get("state") in ("approved", "rejected") and decide.answered_by_a_person(ctx, item):
-            return str(item["state"])
-    item = inbox.post(
-        ctx.project,
-        ctx.store,
-        "budget",
-        task=None,
-        asked=f"orch up has {look.spent}: go on to 100% (approve), or dispatch nothing more (reject)?",
-        data={"budget": run_budget.text},
-        key=key,
-    )
-    look.asked.append(str(item["id"]))
-    return "open"
-
-
-def _config_budget(ctx: Ctx) -> runbudget.RunBudget | None:
-    from orch.core.plan import parse_budget
-
-    text = ctx.config.budget
-    return runbudget.RunBudget.parsed(parse_budget(text), text) if text else None
+def _agent(ctx: Ctx, task: Any, routes: Any) -> str:
+    """The agent a spin would give the task (its own, the routing's, or the config's default)."""
+    if task.agent:
+        return str(task.agent)
+    try:
+        decision = routes.decide(task)
+    except OrchError:
+        return ctx.config.default_agent
+    return str(decision.agent or ctx.config.default_agent)
 
 
 def _inputs(ctx: Ctx, task: Any) -> Any:
-    """What a spin refusal depended on: the task's fields, the manifests, the config (an edit of any
-    of them and it is tried again)."""
+    """What a refusal depended on: the task's fields, the config, routing, locks and manifests (an
+    edit of any of them and it is tried again)."""
     import os
 
     orch = ctx.project.orch_dir
     looks = []
-    for path in [orch / "config.yaml", orch / "routing.yaml", orch / "agents", *sorted((orch / "agents").glob("*"))]:
+    names = ["config.yaml", "routing.yaml", "locks.yaml", "agents"]
+    for path in [*(orch / n for n in names), *sorted((orch / "agents").glob("*"))]:
         try:
             st = os.stat(path)
             looks.append((path.name, st.st_size, st.st_mtime_ns))

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from orch.core import eventlog, procs
-from orch.core.errors import InputError, OrchError
+from orch.core.errors import EnvError, InputError, OrchError
 from orch.core.repo import Project
 from orch.core.store import Store
 
@@ -73,14 +73,23 @@ def claim(project: Project, store: Store, **how: Any) -> Claim:
         "started_at": eventlog.utcnow(),
         **how,
     }
-    with store.lock(NAME + "-record"):
-        store.dump(record_path(project), record, "up")
+    try:
+        with store.lock(NAME + "-record"):
+            store.dump(record_path(project), record, "up")
+    except OSError as exc:
+        os.close(fd)
+        raise EnvError(
+            f"cannot write {project.rel(record_path(project))}: {exc.strerror}", hint="remove what is in its place"
+        ) from None
     return Claim(fd, record)
 
 
 def running(project: Project, store: Store) -> dict[str, Any] | None:
-    """The record of the ``orch up`` that runs now, or None (none holds the lock, or the record is
-    not about the process that does)."""
+    """The record of the ``orch up`` that runs now, or None when none holds the lock.
+
+    The record's pid is believed only when that very process holds the lock (``/proc/locks``): anyone
+    can write ``up.yaml``, and ``orch down`` signals the pid it names. Where the kernel does not say
+    who holds it, the record carries ``unverified`` and ``orch down`` signals nobody."""
     fd = _lock_fd(store)
     try:
         try:
@@ -89,23 +98,58 @@ def running(project: Project, store: Store) -> dict[str, Any] | None:
             pass  # held: one runs
         else:
             return None
+        inode = os.fstat(fd).st_ino
     finally:
         os.close(fd)
     try:
         record: dict[str, Any] = store.load(record_path(project), "up")
     except (OSError, OrchError):
+        record = {}
+    holders = lock_holders(inode)
+    if holders is None:
+        return {**record, "unverified": True} if record else {"pid": 0, "unverified": True}
+    pid = int(record.get("pid") or 0)
+    if pid in holders and procs.alive(pid, record.get("pid_start")):
+        return record
+    if not holders:
         return None
-    if not procs.alive(int(record.get("pid") or 0), record.get("pid_start")):
+    real = min(holders)  # the record was not written by the holder: name the holder, not the record
+    return {"pid": real, "pid_start": procs.start_time(real), "started_at": "?", "note": "up.yaml did not name it"}
+
+
+def lock_holders(inode: int) -> set[int] | None:
+    """The pids holding a ``flock`` on the file with this inode, from ``/proc/locks`` (None where
+    there is no such file)."""
+    try:
+        text = Path("/proc/locks").read_text(encoding="ascii", errors="replace")
+    except OSError:
         return None
-    return record
+    pids = set()
+    for line in text.splitlines():
+        fields = line.split()
+        if "->" in fields or len(fields) < 6 or fields[1] != "FLOCK":
+            continue
+        try:
+            pid, ino = int(fields[4]), int(fields[5].rsplit(":", 1)[1])
+        except (ValueError, IndexError):
+            continue
+        if ino == inode:
+            pids.add(pid)
+    return pids
 
 
 def down(project: Project, store: Store, *, grace: float = 10.0) -> dict[str, Any] | None:
     """Stop the running ``orch up`` (SIGTERM, then SIGKILL after ``grace`` seconds); its record, or
-    None when none runs. Its agents are not touched here."""
+    None when none runs. Its agents are not touched here. A holder the kernel cannot name is not
+    signalled (an ``EnvError`` says so)."""
     record = running(project, store)
     if record is None:
         return None
+    if record.get("unverified"):
+        raise EnvError(
+            "orch up runs, but this system does not say which process holds its lock (no /proc/locks)",
+            hint="stop it where it runs (Ctrl-C), or kill the pid .orch/run/up.yaml names once you checked it",
+        )
     pid = int(record["pid"])
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)

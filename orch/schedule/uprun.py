@@ -25,11 +25,12 @@ from orch.schedule.up import Say, Up
 from orch.schedule.wake import Waker
 
 SAFETY = 30.0  # a look at least this often, whatever wakes it (a status no event announced)
+SOON = 1.0  # the next look when something is to be tried again in a moment
 WAIT_FOR_PEOPLE = 8 * 3600.0  # how long nothing but people's answers may be awaited
 
 
 class Stopped(KeyboardInterrupt):
-    """``orch down`` (SIGTERM) asked orch up to stop."""
+    """SIGTERM (``orch down``) asked orch up to stop: it does, between two steps."""
 
 
 def run(
@@ -51,21 +52,34 @@ def run(
         "log": project.rel(upfile.log_path(project)) if os.environ.get("ORCH_UP_DETACHED") else None,
     }
     claim = upfile.claim(project, ctx.store, **how)
-    waker = Waker(project)
-    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        waker = Waker(project)
+    except BaseException:
+        claim.release()
+        raise
+    asked: list[int] = []
+
+    def on_term(signum: int, frame: Any) -> None:  # stop between two steps, never inside one
+        asked.append(signum)
+        waker.poke()
+
+    previous = signal.signal(signal.SIGTERM, on_term)
     try:
         offset = _size(project.log_path)
         ctx.log(
             "-", "UP", f"started pid={os.getpid()} land={options.land}" + (" until-idle" if options.until_idle else "")
         )
         up = Up(root, options, say)
+        up.recover()
         idle_since: float | None = None
         while True:
+            if asked:
+                raise Stopped
             before, offset = eventlog.read_from(project.log_path, offset)  # what led to this look, first
             look = up.look()
             events, offset = eventlog.read_from(project.log_path, offset)
             on_look(look, before, events)
-            if look.again:
+            if look.again and not asked:
                 continue
             if look.done:
                 break
@@ -78,21 +92,18 @@ def run(
                     break
             else:
                 idle_since = None
-            waker.wait(SAFETY)
+            left = SAFETY if idle_since is None else wait_for_people - (time.monotonic() - idle_since)
+            waker.wait(max(0.0, min(SOON if look.soon else SAFETY, left)))
         ctx.log("-", "UP", f"stopped: {look.merged} of {look.total} landed")
         return look
     except KeyboardInterrupt as exc:
-        why = "orch down" if isinstance(exc, Stopped) else "Ctrl-C"
+        why = "SIGTERM (orch down)" if isinstance(exc, Stopped) else "Ctrl-C"
         ctx.log("-", "UP", f"stopped by {why}")
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
         waker.close()
         claim.release()
-
-
-def _stop(signum: int, frame: Any) -> None:
-    raise Stopped
 
 
 def _size(path: Path) -> int:

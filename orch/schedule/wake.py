@@ -18,6 +18,7 @@ import stat
 import time
 from pathlib import Path
 
+from orch.core.errors import EnvError
 from orch.core.eventlog import WAKE
 from orch.core.repo import Project
 
@@ -31,25 +32,54 @@ class Waker:
         self.project = project
         self.fifo = project.run_dir / WAKE
         self._read_fd = self._write_fd = -1
+        self._inode = -1
         self._seen = self._files()
         self._open()
 
     def _open(self) -> None:
+        """Make the fifo (whatever else is in its place goes: anyone can write ``.orch/run/``) and open
+        both ends of it."""
         self.fifo.parent.mkdir(parents=True, exist_ok=True)
         try:
             mode = os.lstat(self.fifo).st_mode
         except FileNotFoundError:
             mode = None
         if mode is not None and not stat.S_ISFIFO(mode):
-            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-                os.unlink(self.fifo)
+            try:
+                if stat.S_ISDIR(mode):
+                    os.rename(self.fifo, self.fifo.with_name(f"{self.fifo.name}.moved-{os.getpid()}"))
+                else:
+                    os.unlink(self.fifo)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise EnvError(
+                    f"cannot make the fifo {self.project.rel(self.fifo)}: {exc.strerror}",
+                    hint="remove what is in its place",
+                ) from None
             mode = None
         if mode is None:
             with contextlib.suppress(FileExistsError):  # another orch up made it meanwhile: it is one
                 os.mkfifo(self.fifo, 0o600)
         flags = os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
-        self._read_fd = os.open(self.fifo, os.O_RDONLY | flags)
-        self._write_fd = os.open(self.fifo, os.O_WRONLY | flags)
+        try:
+            self._read_fd = os.open(self.fifo, os.O_RDONLY | flags)
+            self._write_fd = os.open(self.fifo, os.O_WRONLY | flags)
+        except OSError as exc:
+            raise EnvError(f"cannot open the fifo {self.project.rel(self.fifo)}: {exc.strerror}") from None
+        self._inode = os.fstat(self._read_fd).st_ino
+
+    def _still_ours(self) -> bool:
+        """The fifo at the path is the one this reads (someone may have replaced it)."""
+        try:
+            return os.lstat(self.fifo).st_ino == self._inode
+        except OSError:
+            return False
+
+    def poke(self) -> None:
+        """Wake the wait at once (a signal handler's way out of ``select``)."""
+        with contextlib.suppress(OSError):
+            os.write(self._write_fd, b"!")
 
     def close(self) -> None:
         for fd in (self._read_fd, self._write_fd):
@@ -64,9 +94,18 @@ class Waker:
         deadline = time.monotonic() + max(0.0, timeout)
         while True:
             left = deadline - time.monotonic()
-            ready, _, _ = select.select([self._read_fd], [], [], max(0.0, min(LOOK, left)))
+            if self._read_fd < 0:  # the fifo could not be made again: look at the files only
+                with contextlib.suppress(EnvError):
+                    self._open()
+            fds = [self._read_fd] if self._read_fd >= 0 else []
+            ready, _, _ = select.select(fds, [], [], max(0.0, min(LOOK, left)))
             if ready:
                 self._drain()
+                return "event"
+            if not self._still_ours():  # replaced: the writers write elsewhere now
+                self.close()
+                with contextlib.suppress(EnvError):
+                    self._open()
                 return "event"
             files = self._files()
             if files != self._seen:
