@@ -29,6 +29,7 @@ DECIDING = frozenset(
         "resume",
         "retry",
         "up",
+        "down",
         "stop",
         "clean",
         "takeover",
