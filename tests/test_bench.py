@@ -109,6 +109,6 @@ def test_the_loop_benchmark_runs_orch_and_its_baseline_to_the_same_end() -> None
 def test_run_refuses_what_it_cannot_do() -> None:
     proc = bench(str(BENCH / "run"), "--only", "nosuch")
     assert proc.returncode == 2
-    assert "no benchmark nosuch (there are: loop, merge, spin, startup, verify)" in proc.stderr
+    assert "no benchmark nosuch (there are: loop, merge, spin, startup, ui, up, verify)" in proc.stderr
     proc = bench(str(BENCH / "run"), "--runs", "0")
     assert proc.returncode == 2 and "--runs must be at least 1" in proc.stderr

@@ -48,6 +48,8 @@ def test_the_wheel_ships_schemas_templates_and_both_commands(wheel: Path) -> Non
             assert f"orch/_data/templates/{template.relative_to(ROOT / 'templates')}" in names
     for module in (ROOT / "orch").rglob("*.py"):  # every subpackage ships, each with its __init__.py
         assert module.relative_to(ROOT).as_posix() in names
+    for asset in (ROOT / "orch/views/static").iterdir():  # the dashboard's script and style: no CDN
+        assert asset.relative_to(ROOT).as_posix() in names
     assert not any(n.startswith(("tests/", "scripts/")) for n in names)
     for page in ("orch.1", "git-orch.1"):
         assert f"git_orch-0.1.0.data/data/share/man/man1/{page}" in names

@@ -1,6 +1,7 @@
 """Whether a spun task may run now, or why it waits QUEUED: the queue's rules (``orch.agents.queue``).
 
-A task waits while ``max_parallel`` agents run (the config's), while its agent runs its own
+A task waits while ``max_parallel`` agents run (the config's), while its agent's circuit breaker is
+open (``orch.agents.breaker``: three of its tasks failed in a row), while its agent runs its own
 ``max_parallel`` tasks already (the agent manifest's), and while a running task's scope reaches a
 tracked file its scope reaches too (one file, one owner; ``overlap: ok`` on either task allows it).
 Callers decide under the ``agent-slots`` store lock, with the statuses read under it.
@@ -26,6 +27,7 @@ class Slots:
         self.ctx = ctx
         self.statuses = statuses
         self._files: list[str] | None = None
+        self._breakers: dict[str, str] | None = None
 
     def running(self, but: str = "") -> list[str]:
         return sorted(t for t, st in self.statuses.items() if st.get("state") == "RUNNING" and t != but)
@@ -37,6 +39,12 @@ class Slots:
 
     def why_wait(self, task_id: str, agent: str | None) -> str | None:
         """None when ``task_id`` (run by ``agent``) may start now; else why it waits, in one line."""
+        if self._breakers is None:
+            from orch.agents.breaker import tripped
+
+            self._breakers = tripped(self.statuses)
+        if agent and agent in self._breakers:
+            return f"waits: {self._breakers[agent]}"
         running = self.running(but=task_id)
         limit = self.ctx.config.max_parallel
         if len(running) >= limit:

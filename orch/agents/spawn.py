@@ -230,6 +230,7 @@ def start(ctx: Ctx, task_id: str, *, tmux: bool = False, resume: bool = False, p
             pid_start=None,
             tmux_session=None,
             stop_requested_at=None,
+            pause_requested=None,
             sandbox=boxrun.box_word(launch["box"]),
             resumed_at=eventlog.utcnow() if resume else None,
             queued_at=None,

@@ -178,9 +178,13 @@ def _iteration(
     run.watch.poll()
 
     def tick() -> str | None:
-        if it is not None and _stop_requested(project, store, task_id):
+        now = state.read(project, store, task_id, refresh=False) or {}
+        if it is not None and now.get("stop_requested_at"):
             flags.terminated = True  # an orch stop that came between iterations signalled no agent
         outbox.drain(project, store, task_id)  # what the agent reported from the box
+        if now.get("state") == "RUNNING" and now.get("pause_requested"):  # orch up's budget for the run
+            run.budget_stop = str(now["pause_requested"])
+            return run.budget_stop
         return _budget_tick(project, store, task_id, run)
 
     reason = _watch(proc, flags, run.watch, in_tmux=in_tmux, timeout=launch.get("timeout"), tick=tick)

@@ -47,8 +47,8 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 # A cheap first look (no import) at what only a person may run: every name of
 # ``orch.inbox.person.DECIDING`` and the groups of its ``DECIDING_SUB`` (a test checks they agree).
 MAYBE_DECIDING = frozenset({
-    "approve", "reject", "ack", "ack-base", "merge", "spin", "start", "run", "resume", "retry", "up", "stop",
-    "clean", "takeover", "release", "dequeue", "lock", "plan", "hooks",
+    "approve", "reject", "ack", "ack-base", "merge", "spin", "start", "run", "resume", "retry", "up", "down", "stop",
+    "clean", "takeover", "release", "dequeue", "ui", "lock", "plan", "hooks",
 })  # fmt: skip
 
 

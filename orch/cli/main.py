@@ -12,8 +12,8 @@ from orch.cli.app import app
 # isort: off
 # Importing a command module registers its commands; `orch --help` lists them in this order.
 from orch.cli import project_cmds, task_cmds, human_cmds, verify_cmds, merge_cmds  # noqa: F401
-from orch.cli import inbox_cmds, policy_cmds, timeline_cmds  # noqa: F401
-from orch.cli import level_cmds  # noqa: F401
+from orch.cli import up_cmds, inbox_cmds, policy_cmds, timeline_cmds  # noqa: F401
+from orch.cli import level_cmds, ui_cmds  # noqa: F401
 
 # isort: on
 from orch.core.errors import ExitCode

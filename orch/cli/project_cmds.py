@@ -174,7 +174,7 @@ def status(
         text = render.table(headers, cells)
         if text is not None:
             out(text)
-        waiting = status_mod.needs_a_person(rows)
+        waiting = status_mod.needs_a_person(rows) + status_mod.breaker_lines(c)
         if waiting:
             out("\nneeds a person:\n" + "\n".join(f"  {line}" for line in waiting))
         queued = status_mod.queued_lines(rows)
@@ -188,6 +188,9 @@ def status(
         asked = decide.count(c)
         if asked:
             out(f"inbox: {asked} item{' waits' if asked == 1 else 's wait'} for a person (orch inbox)")
+        running_up = status_mod.up_line(c)
+        if running_up:
+            out(running_up)
     _rules_notice(c)
 
 

@@ -27,6 +27,7 @@ class Config:
     writable: tuple[str, ...] = ()  # what boxed processes may write besides their tree (caches)
     defaults: dict[str, Any] = field(default_factory=dict)
     levels: tuple[tuple[str, str], ...] = ()  # (glob, level) as written: orch.views.levels reads them
+    budget: str | None = None  # the budget of a whole orch up run
 
     @property
     def default_agent(self) -> str:
@@ -45,18 +46,21 @@ def load(project: Project, store: Store) -> Config:
             where=key_where(project, "worktree_root"),
             hint="name a folder by a plain path, e.g. the default .orch/worktrees",
         )
-    budget = (data.get("defaults") or {}).get("budget")
-    if budget:
-        from orch.core.plan import parse_budget
+    for name, budget, indent in (
+        ("defaults.budget", (data.get("defaults") or {}).get("budget"), True),
+        ("budget", data.get("budget"), False),
+    ):
+        if budget:
+            from orch.core.plan import parse_budget
 
-        try:
-            parse_budget(str(budget))
-        except ValueError as exc:
-            raise InputError(
-                f"defaults.budget: {exc}",
-                where=key_where(project, "budget", indent=True),
-                hint="write e.g. '200k tokens', '$5', or both: '200k tokens, $5'",
-            ) from None
+            try:
+                parse_budget(str(budget))
+            except ValueError as exc:
+                raise InputError(
+                    f"{name}: {exc}",
+                    where=key_where(project, "budget", indent=indent),
+                    hint="write e.g. '200k tokens', '$5', or both: '200k tokens, $5'",
+                ) from None
     for key in data.get("levels") or {}:
         glob = str(key)  # YAML reads a bare 1 or true as a number or a boolean: the glob is its text
         problem = level_glob_problem(glob)
@@ -129,6 +133,7 @@ def from_data(project: Project, data: dict[str, Any]) -> Config:
         writable=tuple(str(p) for p in data.get("writable") or ()),
         defaults=dict(data.get("defaults") or {}),
         levels=tuple((str(k), str(v)) for k, v in (data.get("levels") or {}).items()),
+        budget=str(data["budget"]) if data.get("budget") else None,
     )
 
 

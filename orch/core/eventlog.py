@@ -140,7 +140,27 @@ def append(
             view = view[written:]
     finally:
         os.close(fd)  # closing releases the flock
+    nudge(log_path.parent / WAKE)
     return event
+
+
+WAKE = "up.wake"  # the fifo ``orch up`` reads (``orch.schedule.wake``): each event wakes it at once
+
+
+def nudge(fifo: Path) -> None:
+    """Wake ``orch up`` if one listens: one byte into its fifo, never blocking, never into anything
+    but a fifo (anyone can put a file there). No fifo, or no reader: nothing happens."""
+    try:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:  # none there (ENOENT), nobody reading (ENXIO), a link (ELOOP)
+        return
+    try:
+        if stat.S_ISFIFO(os.fstat(fd).st_mode):
+            os.write(fd, b".")
+    except OSError:  # the fifo is full (EAGAIN): orch up has wakes waiting already
+        pass
+    finally:
+        os.close(fd)
 
 
 def _open_log(log_path: Path) -> tuple[int, str | None]:

@@ -9,7 +9,7 @@ answered: the answer, who gave it and when stay in the file, and in the event lo
 
 The id is the kind's letter and a number, counted on from the highest ever used for that letter:
 G (gate), P (handoff: a proposal), A (plan: an approval), L (learning), K (ack), Q (question),
-M (landing). It lives here, in ``core``, because the stages below the inbox post items (the agent
+M (landing), B (budget). It lives here, in ``core``, because the stages below the inbox post items (the agent
 hooks in ``verify``, the supervisor in ``agents``); what an answer does is ``orch.inbox``'s.
 """
 
@@ -26,7 +26,16 @@ from orch.core.errors import InputError
 from orch.core.repo import Project
 from orch.core.store import Store
 
-LETTERS = {"gate": "G", "handoff": "P", "plan": "A", "learning": "L", "ack": "K", "question": "Q", "landing": "M"}
+LETTERS = {
+    "gate": "G",
+    "handoff": "P",
+    "plan": "A",
+    "learning": "L",
+    "ack": "K",
+    "question": "Q",
+    "landing": "M",
+    "budget": "B",
+}
 ITEM_ID = re.compile(r"[A-Z][0-9]{1,9}")
 LOCK = "inbox"
 

@@ -54,8 +54,10 @@ def _kinds() -> None:
 
     modules: list[str] = [
         # the kind modules of orch.inbox, one per line:
+        "budget",
         "gates",
         "handoff",
+        "landing",
         "learnings",
         "plans",
     ]

@@ -29,11 +29,13 @@ DECIDING = frozenset(
         "resume",
         "retry",
         "up",
+        "down",
         "stop",
         "clean",
         "takeover",
         "release",
         "dequeue",
+        "ui",  # the dashboard answers the inbox, acks, stops agents, edits the locks
     }
 )
 DECIDING_SUB = frozenset(

@@ -175,10 +175,11 @@ def pressure(ctx: Ctx) -> list[dict[str, Any]]:
     r = git.run(["ls-tree", "-r", "-z", "--name-only", f"refs/heads/{base}"], cwd=ctx.project.root, check=False)
     files = sorted(f for f in r.stdout.split("\0") if f)
     rows = []
+    reach = _Reach(ctx.plan.tasks)
     for lock in lockset.for_agents():
         covered = covered_files(lock, files)
         tasks = []
-        for task in ctx.plan.tasks:
+        for task in reach.near(lock):
             if not locks_mod.touches_scope(lock, task.scope, files=covered):
                 continue
             st = statuses.get(task.id) or {}
@@ -215,6 +216,40 @@ def covered_files(lock: locks_mod.Lock, files: list[str]) -> list[str]:
         if lock.matches(f):
             out.append(f)
     return out
+
+
+class _Reach:
+    """Which tasks could reach a lock, by literal starts alone (in plan order): every path a path or
+    test lock covers starts with its prefix, every path a scope anchored with ``^`` matches starts
+    with the scope's literal head, so one of the two must start with the other. That settles most
+    pairs of a big plan by a lookup, before ``touches_scope`` looks closer at the rest."""
+
+    def __init__(self, tasks: list[Any]) -> None:
+        self.tasks = tasks
+        self.loose: set[int] = set()  # no scope, or not anchored: any lock may be near
+        self.by_head: dict[str, set[int]] = {}
+        for i, task in enumerate(tasks):
+            anchored, head, _ = locks_mod.literal_head(task.scope) if task.scope else (False, "", False)
+            if anchored and head:
+                self.by_head.setdefault(head, set()).add(i)
+            else:
+                self.loose.add(i)
+        self.heads = sorted(self.by_head)
+
+    def near(self, lock: locks_mod.Lock) -> list[Any]:
+        if not lock.rx_src or not lock.prefix:
+            return self.tasks
+        import bisect
+
+        prefix = lock.prefix
+        found = set(self.loose)
+        i = bisect.bisect_left(self.heads, prefix)
+        while i < len(self.heads) and self.heads[i].startswith(prefix):
+            found |= self.by_head[self.heads[i]]
+            i += 1
+        for end in range(1, len(prefix)):
+            found |= self.by_head.get(prefix[:end], set())
+        return [self.tasks[i] for i in sorted(found)]
 
 
 def pressure_text(rows: list[dict[str, Any]]) -> str:

@@ -47,6 +47,11 @@ AGENTS_MD_LOCK = "AGENTS_MD"
 _COMPILER = "5"  # bump when the compiled form changes
 
 
+# Lock regexes compiled in this process, by source: a long-lived one (orch ui) reads the locks again
+# for each page, and re's own cache (512 entries) is too small for hundreds of locks and scopes.
+_COMPILED: dict[str, re.Pattern[str]] = {}
+
+
 class Lock:
     """One lock. ``regex`` is the compiled glob for path and test locks."""
 
@@ -78,7 +83,11 @@ class Lock:
     @property
     def rx(self) -> re.Pattern[str] | None:
         if self._rx is None and self.rx_src:
-            self._rx = re.compile(self.rx_src, re.DOTALL)
+            self._rx = _COMPILED.get(self.rx_src)
+            if self._rx is None:
+                if len(_COMPILED) > 4096:
+                    _COMPILED.clear()
+                self._rx = _COMPILED[self.rx_src] = re.compile(self.rx_src, re.DOTALL)
         return self._rx
 
     @property

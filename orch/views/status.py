@@ -112,6 +112,24 @@ def needs_a_person(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def breaker_lines(ctx: Ctx) -> list[str]:
+    """One line per agent whose queue the circuit breaker paused (``orch.agents.breaker``)."""
+    from orch.agents.breaker import tripped
+
+    return list(tripped(state.read_all(ctx.project, ctx.store)).values())
+
+
+def up_line(ctx: Ctx) -> str | None:
+    """``orch up runs (pid 4242, since ..., lands: ask)`` while one runs, else None."""
+    from orch.schedule import upfile
+
+    record = upfile.running(ctx.project, ctx.store)
+    if record is None:
+        return None
+    log = f"; its output: {record['log']}" if record.get("log") else ""
+    return f"orch up runs (pid {record['pid']}, since {record.get('started_at')}, lands: {record.get('land')}){log}"
+
+
 def queued_lines(rows: list[dict[str, Any]]) -> list[str]:
     """One line per QUEUED task and why it waits (``orch.agents.queue`` starts it when it can)."""
     return [f"{r['id']} QUEUED: {r['reason'] or 'waits for a slot'}" for r in rows if r["state"] == "QUEUED"]
