@@ -7,6 +7,7 @@ pressure; unknown ids, levels and paths (exit 3)."""
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 import textwrap
@@ -338,3 +339,9 @@ def test_a_run_folder_anyone_wrote_is_read_as_far_as_it_goes(repo: Path, orch: O
     (folder / "BLOCKER_REPORT.md").unlink()
     (folder / "BLOCKER_REPORT.md").symlink_to(secret)  # a link is not orch's report: it is not read
     assert cards(orch, "T1", "--level", "feature")["T1"]["feature"]["blocker"] is None
+    (folder / "BLOCKER_REPORT.md").unlink()
+    os.mkfifo(folder / "BLOCKER_REPORT.md")  # nobody writes it: reading it would wait for ever
+    (folder / "loop.json").unlink()
+    os.mkfifo(folder / "loop.json")
+    card = cards(orch, "T1", "--level", "feature")["T1"]
+    assert card["feature"]["blocker"] is None and card["goal"]["checks"] == []

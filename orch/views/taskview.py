@@ -23,6 +23,7 @@ import time
 from datetime import datetime
 from typing import Any
 
+from orch.agents.taskfiles import read_plain
 from orch.core import eventlog, state
 from orch.core import inbox as inbox_mod
 from orch.core.context import Ctx
@@ -31,6 +32,8 @@ from orch.core.text import printable
 from orch.views import levels as levels_mod
 
 SCHEMA_VERSION = 1
+MAX_LOOP_JSON = 16 << 20  # loop.json holds each failed iteration's output excerpt
+MAX_REPORT = 4 << 20
 
 
 def view(ctx: Ctx, ids: list[str] | None, level: str | None = None) -> list[dict[str, Any]]:
@@ -99,9 +102,8 @@ def loop_state(ctx: Ctx, task_id: str) -> dict[str, Any]:
     """``loop.json`` as far as it reads (an empty dict when it does not)."""
     if not ID_RE.fullmatch(task_id):
         return {}
-    path = ctx.project.task_dir(task_id) / "loop.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8")) if not path.is_symlink() else None
+    try:  # an agent's file: a plain one only (a fifo would hang the view), capped
+        data = json.loads(read_plain(ctx.project.task_dir(task_id) / "loop.json", MAX_LOOP_JSON))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -223,9 +225,9 @@ def blocker(ctx: Ctx, task_id: str) -> dict[str, Any] | None:
     if not ID_RE.fullmatch(task_id):
         return None
     path = ctx.project.task_dir(task_id) / "BLOCKER_REPORT.md"
-    try:  # orch writes a file there, never a link: a link could show any file of the person's
-        text = path.read_text(encoding="utf-8", errors="replace") if not path.is_symlink() else ""
-    except OSError:
+    try:  # orch writes a plain file there: a link could show any file of the person's, a fifo hang
+        text = read_plain(path, MAX_REPORT).decode("utf-8", "replace")
+    except (OSError, ValueError):
         return None
     if not text:
         return None
