@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 # ``orch.inbox.person.DECIDING`` and the groups of its ``DECIDING_SUB`` (a test checks they agree).
 MAYBE_DECIDING = frozenset({
     "approve", "reject", "ack", "ack-base", "merge", "spin", "start", "run", "resume", "retry", "up", "down", "stop",
-    "clean", "takeover", "release", "dequeue", "ui", "lock", "plan", "hooks",
+    "clean", "takeover", "release", "dequeue", "ui", "lock", "plan", "hooks", "level",
 })  # fmt: skip
 
 

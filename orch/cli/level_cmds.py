@@ -11,7 +11,9 @@ app.add_typer(level_app, name="level")
 
 @level_app.command("set")
 def level_set(
-    path: str = typer.Argument(..., metavar="PATH", help="A gitignore-style glob: src/auth/, '*.sql', docs/**/*.md."),
+    path: str = typer.Argument(
+        ..., metavar="PATH", help="A gitignore-style glob from the repository's root (wherever you run it): src/auth/."
+    ),
     level: str = typer.Argument(..., metavar="LEVEL", help="goal, feature, component or code (coarse to fine)."),
 ) -> None:
     """Set the level of the paths PATH matches: a line appended under levels: in .orch/config.yaml (or

@@ -25,6 +25,12 @@ def printable(text: str) -> str:
     return _UNSAFE.sub(lambda m: f"\\u{ord(m[0]):04x}", text) if _UNSAFE.search(text) else text
 
 
+def one_line(text: str) -> str:
+    """``printable``, with newlines and tabs shown as ``\\n``, ``\\r`` and ``\\t`` too: a name (a file an
+    agent committed) that must not start a line of its own in a listing."""
+    return printable(text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t"))
+
+
 def quoted(text: str) -> str:
     """``text`` quoted for a message (``repr``: control characters escaped), cut short when long."""
     return repr(text) if len(text) <= 60 else f"{text[:40]!r}... ({len(text)} characters)"

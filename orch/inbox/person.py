@@ -44,6 +44,7 @@ DECIDING_SUB = frozenset(
         ("lock", "require"),
         ("lock", "rm"),
         ("plan", "add"),
+        ("level", "set"),
         ("hooks", "install"),
         ("hooks", "uninstall"),
     }

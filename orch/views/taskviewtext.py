@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orch.core.text import age, printable
+from orch.core.text import age, one_line, printable
 
 
 def cards_text(cards: list[dict[str, Any]]) -> str:
@@ -61,7 +61,7 @@ def _feature(f: dict[str, Any]) -> list[str]:
         ok = "mergeable" if v.get("mergeable") else "not mergeable"
         said.append(f"verdict: {v['result']} at {str(v.get('sha') or '')[:12]} ({ok})")
         for x in v["violations"]:
-            said.append(f"  - {printable(str(x['path']))}: {printable(str(x['rule']))}")
+            said.append(f"  - {one_line(str(x['path']))}: {printable(str(x['rule']))}")
         if v["pending_acks"]:
             said.append(f"  waits for an ack of {', '.join(v['pending_acks'])} (orch ack)")
     else:
@@ -99,10 +99,10 @@ def _component(c: dict[str, Any]) -> list[str]:
         said.append(f"deleted: {', '.join(c['deleted']) or '-'}")
         for d in c["definitions"]:
             if d.get("unreadable"):
-                said.append(f"definitions in {d['path']}: cannot be read")
+                said.append(f"definitions in {one_line(str(d['path']))}: cannot be read")
                 continue
             what = [f"+{x}" for x in d["added"]] + [f"-{x}" for x in d["removed"]]
-            said.append(f"definitions in {d['path']}: {', '.join(what)}")
+            said.append(f"definitions in {one_line(str(d['path']))}: {', '.join(what)}")
         said.append(f"dependency manifests: {', '.join(c['manifests']) or 'none changed'}")
     for lk in c["locks"]:
         said.append(f"lock {lk['lock']} ({lk['mode']} {lk['kind']}): {lk['pressure']}")
@@ -117,7 +117,7 @@ def _code(c: dict[str, Any]) -> list[str]:
         marks = [f"locked by {', '.join(f['locks'])}"] if f["locks"] else []
         if f["regions"]:
             marks.append(f"regions {', '.join(f['regions'])}")
-        lines.append(f"    {printable(f['path'])} ({f['status']})" + (f"  [{'; '.join(marks)}]" if marks else ""))
+        lines.append(f"    {one_line(str(f['path']))} ({f['status']})" + (f"  [{'; '.join(marks)}]" if marks else ""))
         if f["binary"]:
             lines.append("      (binary)")
         for ln in f["lines"]:

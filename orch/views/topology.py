@@ -15,7 +15,7 @@ from typing import Any
 from orch.core import state
 from orch.core.context import Ctx
 from orch.core.errors import InputError
-from orch.core.text import printable
+from orch.core.text import one_line, printable
 from orch.verify import locks as locks_mod
 from orch.views import levels as levels_mod
 
@@ -201,7 +201,7 @@ def tree_text(data: dict[str, Any], counts: dict[str, int] | None = None) -> str
             walk(child, below, i == len(kids) - 1, False)
 
     walk(data, "", True, True)
-    names = [printable(b + n["name"] + ("/" if n["kind"] == "dir" and n["name"] != "." else "")) for b, n in rows]
+    names = [b + one_line(n["name"] + ("/" if n["kind"] == "dir" and n["name"] != "." else "")) for b, n in rows]
     width = max(len(n) for n in names) + 2
     for name, (_, node) in zip(names, rows, strict=True):
         level = node["level"] + ("*" if node["level_from"] else "")
