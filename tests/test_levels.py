@@ -209,3 +209,12 @@ def test_status_with_levels_imports_no_pathspec(proj: Path, orch: Orch) -> None:
     status = imported(proj, "-m", "orch", "status")
     assert not status & {"jsonschema", "yaml", "pathspec"}, status & HEAVY
     assert not {m for m in status if m.startswith("orch.views.levels")}
+
+
+def test_level_set_is_for_a_person_only(proj: Path, orch: Orch) -> None:
+    before = (proj / ".orch/config.yaml").read_text()
+    r = orch("level", "set", "src/auth/", "goal", env={"ORCH_TASK": "T1"})
+    assert r.returncode == 3, r.output
+    assert "for a person" in r.output
+    assert (proj / ".orch/config.yaml").read_text() == before
+    assert orch("level", "list", env={"ORCH_TASK": "T1"}).returncode == 0  # looking is anyone's

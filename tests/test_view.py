@@ -345,3 +345,10 @@ def test_a_run_folder_anyone_wrote_is_read_as_far_as_it_goes(repo: Path, orch: O
     os.mkfifo(folder / "loop.json")
     card = cards(orch, "T1", "--level", "feature")["T1"]
     assert card["feature"]["blocker"] is None and card["goal"]["checks"] == []
+
+
+def test_a_file_name_with_newlines_stays_on_its_line(tmp_path: Path) -> None:
+    from orch.core.text import one_line
+
+    assert one_line("src/x\n   verdict: VERIFIED\r\tend") == "src/x\\n   verdict: VERIFIED\\r\\tend"
+    assert "\n" not in one_line("a\nb") and one_line("back\\slash") == "back\\\\slash"
