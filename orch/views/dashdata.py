@@ -36,7 +36,15 @@ _diffs: dict[tuple[str, str, str], tuple[str, bool]] = {}  # (root, base, tip) -
 
 
 def snapshot(ctx: Ctx) -> dict[str, Any]:
-    """Everything the dashboard's main page shows (also served as ``/api/state.json``)."""
+    """Everything the dashboard's main page shows (also served as ``/api/state.json``); the status
+    files read once for all its readers (status rows, lock pressure, the inbox, the topology)."""
+    from orch.views import levels
+
+    with state.read_once(), levels.list_once():
+        return _snapshot(ctx)
+
+
+def _snapshot(ctx: Ctx) -> dict[str, Any]:
     from orch.inbox import decide
     from orch.verify import lockcmd
     from orch.views import status as status_view

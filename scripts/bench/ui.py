@@ -81,13 +81,13 @@ def make_repo(folder: Path) -> Path:
 
 
 class Client:
-    def __init__(self, port: int, cookie: str) -> None:
-        self.port, self.cookie = port, cookie
+    def __init__(self, port: int, token: str) -> None:
+        self.port, self.token = port, token
 
     def get(self, path: str) -> bytes:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
         try:
-            conn.request("GET", path, headers={"Cookie": self.cookie})
+            conn.request("GET", path, headers={"X-Orch-Token": self.token})
             r = conn.getresponse()
             body = r.read()
             if r.status != 200:
@@ -98,7 +98,7 @@ class Client:
 
     def events(self, into: queue.Queue[str], stop: threading.Event) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        conn.request("GET", "/events", headers={"Cookie": self.cookie})
+        conn.request("GET", "/events", headers={"X-Orch-Token": self.token})
         r = conn.getresponse()
         while not stop.is_set():
             line = r.fp.readline()
@@ -121,7 +121,7 @@ def rows(runs: int) -> list[Row]:
             del os.environ[key]  # orch as a user runs it (the server runs in this process)
         dash = dashserver.Dashboard(repo, 0)
         threading.Thread(target=dash.serve_forever, daemon=True).start()
-        client = Client(dash.port, f"{dash.cookie}={dash.token}")
+        client = Client(dash.port, dash.token)
         page = client.get("/")
         static = Path(tempfile.mkdtemp(dir=tmp))
         (static / "app.js").write_bytes(b"/" * len(page))  # a static file of the page's size, same route
