@@ -161,8 +161,11 @@ def test_clients_that_reset_idle_or_crowd_are_handled_quietly(served: Served) ->
     assert served.reported == []
 
 
-def test_the_diff_takes_a_validated_base_and_is_cut(shop: Path, tmp_path: Path) -> None:
+def test_the_diff_takes_a_validated_base_and_is_cut(
+    shop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from orch.core.context import open_ctx
+    from orch.views import taskchange
 
     wt = shop / ".orch" / "worktrees" / "T3"
     status = shop / ".orch/run/tasks/T3/status.yaml"
@@ -181,6 +184,9 @@ def test_the_diff_takes_a_validated_base_and_is_cut(shop: Path, tmp_path: Path) 
     got = dashdata.diff(open_ctx(shop), "T3")
     assert got["cut"] and len(got["text"].encode()) <= dashdata.DIFF_CAP and got["text"].endswith("\n")
     assert got["tip"] == git(shop, "rev-parse", "orch/T3")
+    monkeypatch.setattr(taskchange, "MAX_DIFF_BYTES", 4096)  # orch view --level code reads a capped patch too
+    code = taskchange.code(open_ctx(shop), "T3", {"base_sha": base, "branch": "orch/T3"})
+    assert code["truncated"] and sum(len(f["lines"]) for f in code["files"]) < 100
 
 
 def test_the_watcher_sees_git_only_changes(shop: Path) -> None:
