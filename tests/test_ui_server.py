@@ -9,6 +9,7 @@ requests are plain sockets and ``http.client``.
 from __future__ import annotations
 
 import http.client
+import os
 import socket
 import struct
 import subprocess
@@ -221,6 +222,33 @@ def test_a_reset_prints_nothing_on_the_terminal(shop: Path) -> None:
         proc.terminate()
         _, stderr = proc.communicate(timeout=10)
     assert stderr == "", stderr
+
+
+def test_open_gives_the_browser_a_one_time_code_not_the_token(shop: Path, tmp_path: Path) -> None:
+    said = tmp_path / "opened"
+    browser = tmp_path / "browser"
+    browser.write_text(f"#!/bin/sh\nprintf '%s' \"$1\" > {said}\n")
+    browser.chmod(0o755)
+    proc = subprocess.Popen([sys.executable, "-m", "orch", "ui", "--open"], cwd=shop, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "BROWSER": str(browser)})  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        printed = urllib.parse.urlsplit(proc.stdout.readline().strip())
+        token = urllib.parse.parse_qs(printed.query)["token"][0]
+        deadline = time.monotonic() + 30
+        while not said.exists() or not said.read_text():
+            assert time.monotonic() < deadline, "the browser was not started"
+            time.sleep(0.05)
+        opened = urllib.parse.urlsplit(said.read_text())
+        assert opened.path == "/open" and token not in said.read_text()
+        conn = http.client.HTTPConnection("127.0.0.1", printed.port or 0, timeout=10)
+        conn.request("GET", f"/open?{opened.query}")
+        r = conn.getresponse()
+        assert (r.status, r.getheader("Location")) == (303, f"/?token={token}")
+        conn.close()
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
 
 
 def _read_all(s: socket.socket) -> bytes:
