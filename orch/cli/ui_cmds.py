@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 
 from orch.cli.app import app
-from orch.cli.output import out
+from orch.cli.output import err, out
 
 
 @app.command()
@@ -16,7 +16,8 @@ def ui(
 ) -> None:
     """A live dashboard in the browser: tasks by state, lock pressure, the trust topology, levels, the
     inbox (answer it there), diffs, cost and the agents' logs. Serves 127.0.0.1 only, behind a token in
-    the URL it prints first; Ctrl-C stops it."""
+    the URL it prints first (every link carries it; no cookie); --open hands the browser a one-time
+    code instead; Ctrl-C stops it."""
     import sys
     from pathlib import Path
 
@@ -26,7 +27,7 @@ def ui(
     if not port.isdigit() or int(port) > 65535:
         raise UsageError(f"--port must be a number from 0 to 65535 (got {port!r})", hint="0 picks a free port")
     try:
-        dash = dashserver.Dashboard(Path.cwd(), int(port))
+        dash = dashserver.Dashboard(Path.cwd(), int(port), report=err)
     except OSError as exc:
         from orch.core.errors import EnvError
 
@@ -37,7 +38,7 @@ def ui(
     if open_browser:
         import webbrowser
 
-        webbrowser.open(dash.url)
+        webbrowser.open(dash.open_url)  # a one-time code: the token stays out of the browser's command line
     try:
         dash.serve_forever()
     except KeyboardInterrupt:

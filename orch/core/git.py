@@ -256,6 +256,26 @@ class Stream:
         if rest:
             yield _decode(rest)
 
+    def head(self, limit: int) -> tuple[str, bool]:
+        """At most ``limit`` bytes of git's output, cut at a line's end, and whether it was cut (git is
+        stopped there: a huge output costs ``limit``); ``GitError`` if git failed before that."""
+        held: list[bytes] = []
+        size = 0
+        try:
+            while size <= limit and (data := os.read(self._fd, 1 << 16)):
+                held.append(data)
+                size += len(data)
+            if size <= limit and self._proc.wait() != 0:
+                self._err.seek(0)
+                raise GitError(self.argv, self._proc.returncode, _decode(b"".join(held)), _decode(self._err.read()))
+        finally:
+            self.cancel()
+        raw = b"".join(held)
+        if size > limit:
+            raw = raw[:limit]
+            raw = raw[: raw.rfind(b"\n") + 1] or raw
+        return _decode(raw), size > limit
+
     def cancel(self) -> None:
         """Stop git if it still runs, and release the pipe and the stderr file (idempotent)."""
         proc = self._proc

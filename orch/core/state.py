@@ -10,8 +10,10 @@ the next time any command looks.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from typing import Any
 
 from orch.core import eventlog, git, procs
@@ -48,8 +50,32 @@ def read(project: Project, store: Store, task_id: str, *, refresh: bool = True) 
     return status
 
 
+_held: ContextVar[dict[str, dict[str, Status]] | None] = ContextVar("orch_state_held", default=None)
+
+
+@contextlib.contextmanager
+def read_once() -> Iterator[None]:
+    """Within it, ``read_all`` reads the status files once per project and gives the same statuses
+    again (a view built by several readers: ``orch ui``'s page). Never around a write or a decision."""
+    token = _held.set({})
+    try:
+        yield
+    finally:
+        _held.reset(token)
+
+
 def read_all(project: Project, store: Store) -> dict[str, Status]:
     """Every task with runtime state, by id (including tasks no longer in the plan)."""
+    held = _held.get()
+    if held is not None:
+        key = str(project.tasks_dir)
+        if key not in held:
+            held[key] = _read_all(project, store)
+        return dict(held[key])
+    return _read_all(project, store)
+
+
+def _read_all(project: Project, store: Store) -> dict[str, Status]:
     try:
         names = sorted(os.listdir(project.tasks_dir))
     except FileNotFoundError:

@@ -13,6 +13,7 @@ from typing import Any
 
 from orch.core import git, refs, state
 from orch.core.context import Ctx
+from orch.core.errors import GitError
 from orch.core.plan import ID_RE
 
 # Card groups, in the order the page shows them: (heading, states).
@@ -29,11 +30,21 @@ ACTIVE = frozenset({"RUNNING", "QUEUED"})
 BLOCKED = frozenset({"BLOCKED", "FAILED", "CRASHED", "CONFLICT", "REVERTED"}) | state.VIOLATIONS
 PRESSURES = ("blocking", "routing around", "clear")
 LOG_TAIL = 64 * 1024
-DIFF_CAP = 512 * 1024
+DIFF_CAP = 1 << 20  # bytes of a diff shown; the rest is git diff BASE TIP away
+DIFFS_KEPT = 16
+_diffs: dict[tuple[str, str, str], tuple[str, bool]] = {}  # (root, base, tip) -> (text, cut): a commit never changes
 
 
 def snapshot(ctx: Ctx) -> dict[str, Any]:
-    """Everything the dashboard's main page shows (also served as ``/api/state.json``)."""
+    """Everything the dashboard's main page shows (also served as ``/api/state.json``); the status
+    files read once for all its readers (status rows, lock pressure, the inbox, the topology)."""
+    from orch.views import levels
+
+    with state.read_once(), levels.list_once():
+        return _snapshot(ctx)
+
+
+def _snapshot(ctx: Ctx) -> dict[str, Any]:
     from orch.inbox import decide
     from orch.verify import lockcmd
     from orch.views import status as status_view
@@ -136,18 +147,31 @@ def topology(ctx: Ctx) -> dict[str, Any]:
 
 
 def diff(ctx: Ctx, task_id: str) -> dict[str, Any]:
-    """A task's change: its branch tip against the commit it was spun from (plumbing only: no
-    textconv, no external diff), capped at ``DIFF_CAP`` bytes."""
+    """A task's change: its branch tip against the commit it was spun from (``taskchange.span``: the
+    manifest's base, checked as a commit; plumbing only: no textconv, no external diff), at most
+    ``DIFF_CAP`` bytes (git is stopped there), kept by (base, tip) for the next request."""
+    from orch.views import taskchange
+
     _check_id(task_id)
     st = state.read(ctx.project, ctx.store, task_id, refresh=False) or {}
-    tip = git.rev_parse(f"refs/heads/{refs.branch_name(task_id)}", cwd=ctx.project.root)
-    base = st.get("base_sha")
-    if tip is None or not base:
-        return {"task": task_id, "base": base, "tip": tip, "text": "", "cut": False}
-    r = git.run(["diff-tree", "-p", "--no-color", "--no-renames", str(base), tip, "--"], cwd=ctx.project.root,
-                check=False)  # fmt: skip
-    text = r.stdout if r.ok else f"(git diff-tree failed: {r.stderr.strip()})"
-    return {"task": task_id, "base": base, "tip": tip, "text": text[:DIFF_CAP], "cut": len(text) > DIFF_CAP}
+    found = taskchange.span(ctx, task_id, st)
+    if found is None:
+        tip = git.rev_parse(f"refs/heads/{refs.branch_name(task_id)}", cwd=ctx.project.root)
+        return {"task": task_id, "base": None, "tip": tip, "text": "", "cut": False}
+    base, tip = found
+    key = (str(ctx.project.root), base, tip)
+    held = _diffs.get(key)
+    if held is None:
+        args = ["diff-tree", "-p", "--no-color", "--no-renames", "--end-of-options", base, tip, "--"]
+        try:
+            held = git.Stream(args, cwd=ctx.project.root).head(DIFF_CAP)
+        except GitError as exc:
+            return {"task": task_id, "base": base, "tip": tip, "text": f"(git diff-tree failed: {exc})", "cut": False}
+        while len(_diffs) >= DIFFS_KEPT:
+            _diffs.pop(next(iter(_diffs)), None)
+        _diffs[key] = held
+    text, cut = held
+    return {"task": task_id, "base": base, "tip": tip, "text": text, "cut": cut, "cut_at": f"{DIFF_CAP >> 20} MB"}
 
 
 def log_tail(ctx: Ctx, task_id: str, limit: int = LOG_TAIL) -> dict[str, Any]:

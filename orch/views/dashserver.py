@@ -1,11 +1,18 @@
 """``orch ui``'s web server: the standard library's ``ThreadingHTTPServer`` on 127.0.0.1.
 
-Access: a random token, given in the URL ``orch ui`` prints; the first page load trades it for an
-HttpOnly, SameSite=Strict cookie (named after the port: cookies do not tell ports apart) and
-redirects to the bare URL, so the token leaves the address bar. Any request without one is refused
-(403), as is one whose ``Host`` is not this server's (DNS rebinding). A POST also needs the page's
-CSRF token and an ``Origin`` (or ``Referer``) of this server. Every answer carries a strict
-Content-Security-Policy: scripts and styles only from ``/static/``, no inline ones.
+Access: a random token, given in the URL ``orch ui`` prints, and carried by every request: in the
+URL (``?token=``: every link, form and the event stream's URL are rendered with it; a form also
+holds it as a hidden field) or, for the page's fetches, in an ``X-Orch-Token`` header. No cookie:
+browsers send 127.0.0.1's cookies to every port, so any local web server the person opens would get
+it. ``Referrer-Policy: same-origin`` keeps the URL off other sites. Any request without the token is
+refused (403), as is one whose ``Host`` is not this server's (DNS rebinding). A POST also needs the
+page's CSRF token and an ``Origin`` (or ``Referer``) of this server. ``--open`` opens a URL with a
+one-time code instead (``/open?code=``), traded once for the token URL: the token never reaches the
+browser's command line. Every answer carries a strict Content-Security-Policy: scripts and styles
+only from ``/static/``, no inline ones.
+
+Connections: each gets ``TIMEOUT`` seconds per request (the event stream excepted), and at most
+``MAX_CONNECTIONS`` are served at once (503 beyond). A client that goes away is not reported.
 
 Live: ``/events`` is a server-sent-events stream. One ``Watcher`` thread looks at the event log, the
 status files, the inbox and the rule files (their size and mtime, every ``POLL`` seconds) and wakes
@@ -16,9 +23,12 @@ The server keeps no state of its own: each request reads the files again (``dash
 
 from __future__ import annotations
 
+import errno
 import hmac
 import json
 import secrets
+import socket
+import sys
 import threading
 import time
 import urllib.parse
@@ -39,6 +49,11 @@ CSP = (
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 BODY_MAX = 64 * 1024
+TIMEOUT = 10.0  # seconds a connection may take to send its request (and to take the answer)
+MAX_CONNECTIONS = 64
+BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 22\r\n"
+        b"Retry-After: 1\r\n\r\ntoo many connections\r\n")
+GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError, socket.timeout)
 FRESH = 2.0  # seconds a rendering is served again while no watched file changes
 KEEPALIVE = 15.0
 
@@ -46,21 +61,28 @@ KEEPALIVE = 15.0
 class Dashboard:
     """One ``orch ui``: the server, its token, its CSRF token and the watcher feeding its streams."""
 
-    def __init__(self, root: Path, port: int = 0) -> None:
+    def __init__(self, root: Path, port: int = 0, report: Callable[[str], None] | None = None) -> None:
         from orch.inbox.person import require_person
 
+        self.report = report or (lambda line: None)  # one line for a request that failed (not a client gone)
         require_person(["ui"])  # the server answers the inbox: a person's, never an agent's
         self.ctx = open_ctx(root)  # the project must be there, and readable, before anything is served
         self.root = self.ctx.project.root
         self.token = secrets.token_urlsafe(32)
         self.csrf = secrets.token_urlsafe(32)
+        self.code: str | None = secrets.token_urlsafe(32)  # ``--open``'s, good once
+        self._code_lock = threading.Lock()
         self.httpd = _Server(("127.0.0.1", port), _Handler)
         self.httpd.dashboard = self
         self.port = int(self.httpd.server_address[1])
-        self.cookie = f"orch_ui_{self.port}"
-        self.origins = {f"http://127.0.0.1:{self.port}", f"http://localhost:{self.port}"}
-        self.hosts = {f"127.0.0.1:{self.port}", f"localhost:{self.port}"}
-        self.watcher = Watcher(self.ctx.project)
+        self.hosts = hosts(self.port)
+        self.origins = {f"http://{h}" for h in self.hosts}
+        self.keys = dashhtml.Keys(csrf=self.csrf, token=self.token)
+        try:
+            base = str(self.ctx.working_config.base_branch)
+        except Exception:  # a broken config: the page says so; the ref is not watched
+            base = None
+        self.watcher = Watcher(self.ctx.project, base_branch=base)
         self.closing = threading.Event()
         self._made: dict[str, tuple[int, float, Any]] = {}
         self._making = threading.RLock()  # the main part is made from the state, under the same lock
@@ -79,13 +101,29 @@ class Dashboard:
             return value
 
     def forget(self) -> None:
-        """After an action: the next page reads the files again."""
+        """After an action: the next page reads the files again, and the streams learn of the change
+        now (the page the action redirects to starts from it, instead of refreshing at once)."""
         with self._making:
             self._made.clear()
+        self.watcher.check()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/?token={self.token}"
+
+    @property
+    def open_url(self) -> str:
+        """The URL ``--open`` gives the browser: a one-time code, not the token (a browser's command
+        line is readable by every local user in ``/proc``)."""
+        return f"http://127.0.0.1:{self.port}/open?code={self.code}"
+
+    def redeem(self, code: str) -> bool:
+        """True once for the right one-time code; never again after."""
+        with self._code_lock:
+            if self.code is None or not hmac.compare_digest(code.encode(), self.code.encode()):
+                return False
+            self.code = None
+            return True
 
     def serve_forever(self) -> None:
         self.watcher.start()
@@ -105,9 +143,49 @@ class Dashboard:
         self.httpd.shutdown()
 
 
+def hosts(port: int) -> set[str]:
+    """The ``Host`` values a browser sends to this server (the port left out when it is 80, the
+    scheme's own)."""
+    names = ("127.0.0.1", "localhost")
+    return {f"{n}:{port}" for n in names} | (set(names) if port == 80 else set())
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128
     dashboard: Dashboard
+
+    def __init__(self, address: tuple[str, int], handler: Any) -> None:
+        super().__init__(address, handler)
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):  # too many at once: refused here, no thread for it
+            try:
+                request.settimeout(1.0)
+                request.sendall(BUSY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away is nobody's concern; anything else is one line, not a traceback."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, GONE) or (isinstance(exc, OSError) and exc.errno in _GONE_ERRNOS):
+            return
+        self.dashboard.report(f"orch ui: a request failed: {type(exc).__name__}: {exc}")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -115,6 +193,13 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"  # one request per connection: the event stream ends with its socket
     server_version = "orch-ui"
     sys_version = ""
+    timeout = TIMEOUT  # set on the socket before the request is read (the event stream lifts it)
+    error_content_type = "text/html; charset=utf-8"
+
+    def end_headers(self) -> None:
+        if not getattr(self, "_common_sent", False):  # ``send_error``'s answers too (501, 431, 400)
+            self._common_headers()
+        super().end_headers()
 
     def log_message(self, format: str, *args: Any) -> None:
         return  # the command's output is the URL; requests are not logged
@@ -137,6 +222,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _common_headers(self) -> None:
+        self._common_sent = True
         self.send_header("Content-Security-Policy", CSP)
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("X-Frame-Options", "DENY")
@@ -152,26 +238,16 @@ class _Handler(BaseHTTPRequestHandler):
     def _redirect(self, where: str, headers: dict[str, str] | None = None) -> None:
         self._send(303, b"", "text/plain", {"Location": where, **(headers or {})})
 
-    def _cookie_token(self) -> str | None:
-        from http.cookies import CookieError, SimpleCookie
+    def _host_ok(self) -> bool:
+        return self.headers.get("Host") in self.dash.hosts
 
-        jar: SimpleCookie = SimpleCookie()
-        try:
-            jar.load(self.headers.get("Cookie") or "")
-        except CookieError:
-            return None
-        morsel = jar.get(self.dash.cookie)
-        return morsel.value if morsel is not None else None
-
-    def _allowed(self, query: dict[str, list[str]]) -> tuple[bool, bool]:
-        """(authorised, by the URL's token)."""
-        if self.headers.get("Host") not in self.dash.hosts:
-            return False, False
-        given = (query.get("token") or [""])[0]
-        if given and hmac.compare_digest(given.encode(), self.dash.token.encode()):
-            return True, True
-        cookie = self._cookie_token()
-        return bool(cookie) and hmac.compare_digest(str(cookie).encode(), self.dash.token.encode()), False
+    def _allowed(self, given: str) -> bool:
+        """The request's ``Host`` is this server's and it carries the token (``given``: from the URL or
+        the form; the ``X-Orch-Token`` header otherwise)."""
+        if not self._host_ok():
+            return False
+        given = given or self.headers.get("X-Orch-Token") or ""
+        return bool(given) and hmac.compare_digest(given.encode(), self.dash.token.encode())
 
     # -- GET ------------------------------------------------------------------------------------------
 
@@ -181,21 +257,20 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         url = urllib.parse.urlsplit(self.path)
         query = urllib.parse.parse_qs(url.query)
-        ok, by_url = self._allowed(query)
-        if not ok:
-            self._refuse(403, "this dashboard needs the token orch ui printed (open the URL it gave)")
+        if url.path == "/open" and self._host_ok():  # ``--open``'s one-time code, traded for the token URL
+            if self.dash.redeem((query.get("code") or [""])[0]):
+                self._redirect(f"/?token={self.dash.token}")
+            else:
+                self._refuse(403, "this link was used already: open the URL orch ui printed")
             return
-        if by_url:  # trade the token for a cookie, and take it out of the address bar
-            rest = urllib.parse.urlencode([(k, v) for k, vs in query.items() if k != "token" for v in vs])
-            cookie = f"{self.dash.cookie}={self.dash.token}; HttpOnly; SameSite=Strict; Path=/"
-            where = url.path if url.path.startswith("/") and not url.path.startswith("//") else "/"  # never off-site
-            self._redirect(where + (f"?{rest}" if rest else ""), {"Set-Cookie": cookie})
+        if not self._allowed((query.get("token") or [""])[0]):
+            self._refuse(403, "this dashboard needs the token orch ui printed (open the URL it gave)")
             return
         try:
             self._route(url.path, query)
         except OrchError as exc:
             self._refuse(404 if "no task" in str(exc) or "not a task id" in str(exc) else 400, _said(exc))
-        except (BrokenPipeError, ConnectionResetError):
+        except GONE:
             return
         except Exception as exc:  # a bug: said on the page, the server goes on
             self._refuse(500, f"internal error: {type(exc).__name__}: {exc}")
@@ -205,7 +280,7 @@ class _Handler(BaseHTTPRequestHandler):
 
         said = (query.get("said") or [""])[0] or None
         error = (query.get("error") or [""])[0] or None
-        csrf = self.dash.csrf
+        keys = self.dash.keys
         title = f"orch · {self.dash.root.name}"
         dash = self.dash
 
@@ -213,20 +288,23 @@ class _Handler(BaseHTTPRequestHandler):
             return dict(dash.made("state", lambda: dashdata.snapshot(open_ctx(dash.root))))
 
         def main() -> str:
-            return str(dash.made("main", lambda: dashhtml.main(data(), csrf)))
+            return str(dash.made("main", lambda: dashhtml.main(data(), keys)))
 
         if path == "/":
             body = dashhtml.flash(said, error) + main()
-            self._html(dashhtml.page(title, body, csrf=csrf, kind="main"))
+            self._html(dashhtml.page(title, body, keys=keys, kind="main"))
         elif path == "/part/main":
             self._html(main())
+        elif path.startswith("/part/log/"):
+            task = path.rpartition("/")[2]
+            self._html(dashhtml.log_section(dashdata.log_tail(open_ctx(dash.root), task)))
         elif path.startswith("/task/") or path.startswith("/part/task/"):
             task = path.rpartition("/")[2]
-            body = dashhtml.task_page(dashdata.task_detail(open_ctx(dash.root), task, data()), csrf)
+            body = dashhtml.task_page(dashdata.task_detail(open_ctx(dash.root), task, data()), keys)
             if path.startswith("/part/"):
                 self._html(body)
             else:
-                self._html(dashhtml.page(f"{task} · {title}", body, csrf=csrf, kind="task", task=task))
+                self._html(dashhtml.page(f"{task} · {title}", body, keys=keys, kind="task", task=task))
         elif path == "/api/state.json":
             self._json(data())
         elif path.startswith("/api/task/") and path.endswith(".json"):
@@ -251,6 +329,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self._common_headers()
         self.end_headers()
+        if self.command == "HEAD":
+            return
+        self.connection.settimeout(KEEPALIVE * 2)  # its own pace: a write every KEEPALIVE seconds
         watcher = self.dash.watcher
         seen = watcher.version
         try:
@@ -267,15 +348,14 @@ class _Handler(BaseHTTPRequestHandler):
                     if logs:
                         self.wfile.write(f"event: log\ndata: {json.dumps(logs)}\n\n".encode())
                 self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError, OSError):
+        except OSError:  # the browser went away (a timeout included)
             return
 
     # -- POST -----------------------------------------------------------------------------------------
 
     def do_POST(self) -> None:
         url = urllib.parse.urlsplit(self.path)
-        ok, _ = self._allowed({})
-        if not ok:
+        if not self._host_ok():
             self._refuse(403, "this dashboard needs the token orch ui printed (open the URL it gave)")
             return
         origin = self.headers.get("Origin")
@@ -292,8 +372,17 @@ class _Handler(BaseHTTPRequestHandler):
         if not 0 <= length <= BODY_MAX:
             self._refuse(413, "the form is too large")
             return
-        raw = self.rfile.read(length).decode("utf-8", errors="replace")
-        form = {k: v[0] for k, v in urllib.parse.parse_qs(raw, keep_blank_values=True).items()}
+        try:
+            body = self.rfile.read(length).decode("utf-8")
+            pairs = urllib.parse.parse_qs(body, keep_blank_values=True, errors="strict")
+        except (UnicodeDecodeError, ValueError):
+            self._refuse(400, "the form is not UTF-8 text")
+            return
+        form = {k: v[0] for k, v in pairs.items()}
+        token = form.pop("token", "") or (urllib.parse.parse_qs(url.query).get("token") or [""])[0]
+        if not self._allowed(token):
+            self._refuse(403, "this dashboard needs the token orch ui printed (open the URL it gave)")
+            return
         given = form.pop("csrf", "") or self.headers.get("X-CSRF-Token") or ""
         if not given or not hmac.compare_digest(given.encode(), self.dash.csrf.encode()):
             self._refuse(403, "the form's CSRF token is missing or wrong: reload the dashboard")
@@ -303,7 +392,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             self._act(url.path[len("/act/") :], form)
-        except (BrokenPipeError, ConnectionResetError):
+        except GONE:
             return
         except Exception as exc:  # a bug: said on the page, the server goes on
             self._refuse(500, f"internal error: {type(exc).__name__}: {exc}")
@@ -315,15 +404,18 @@ class _Handler(BaseHTTPRequestHandler):
             done = dashactions.run(self.dash.root, action, form)
         except OrchError as exc:  # said as the command would say it
             self.dash.forget()
-            self._redirect("/?" + urllib.parse.urlencode({"error": _said(exc)}))
+            self._redirect("/?" + urllib.parse.urlencode({"error": _said(exc), "token": self.dash.token}))
             return
         if done.confirm is not None:
-            body = dashhtml.confirm(action, done.confirm, done.fields or {}, self.dash.csrf)
-            self._html(dashhtml.page(f"confirm · orch · {self.dash.root.name}", body, csrf=self.dash.csrf,
+            body = dashhtml.confirm(action, done.confirm, done.fields or {}, self.dash.keys)
+            self._html(dashhtml.page(f"confirm · orch · {self.dash.root.name}", body, keys=self.dash.keys,
                                      kind="confirm"))  # fmt: skip
             return
         self.dash.forget()
-        self._redirect("/?" + urllib.parse.urlencode({"said": done.said}))
+        self._redirect("/?" + urllib.parse.urlencode({"said": done.said, "token": self.dash.token}))
+
+
+_GONE_ERRNOS = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ETIMEDOUT})
 
 
 def _said(exc: OrchError) -> str:

@@ -2,8 +2,10 @@
 
 One thread for the whole server (not one per browser) compares each file's size and mtime with the
 last look: the event log, every task's ``status.yaml`` and ``loop.json``, the inbox's items, the rule
-files (config, plan, locks); and each task's ``agent.log`` apart, so a growing log wakes only the
-pages that show it. A look is a few ``stat`` calls per task: cheap at hundreds of tasks.
+files (config, plan, locks), the base branch's ref, the task branches (``refs/heads/orch/*``) and
+``packed-refs`` (a commit or a merge that writes no orch file still shows); and each task's
+``agent.log`` apart, so a growing log wakes only the pages that show it. A look is a few ``stat``
+calls per task: cheap at hundreds of tasks.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ Sig = tuple[int, int, int]
 
 
 class Watcher:
-    def __init__(self, project: Project, poll: float = POLL) -> None:
+    def __init__(self, project: Project, poll: float = POLL, base_branch: str | None = None) -> None:
         self.project = project
         self.poll = poll
+        self.base_branch = base_branch
+        self._looking = threading.Lock()  # the thread and an action's request both look
         self.version = 0
         self._changes: dict[int, frozenset[str]] = {}
         self._cond = threading.Condition()
@@ -46,9 +50,10 @@ class Watcher:
 
     def check(self) -> frozenset[str]:
         """Look once; what changed since the last look (``state``, ``log:<id>``), and wake the streams."""
-        now = self.look()
-        changed = {k for k in now.keys() | self._last.keys() if now.get(k) != self._last.get(k)}
-        self._last = now
+        with self._looking:
+            now = self.look()
+            changed = {k for k in now.keys() | self._last.keys() if now.get(k) != self._last.get(k)}
+            self._last = now
         what = frozenset("log:" + k[4:] if k.startswith("log:") else "state" for k in changed)
         if what:
             with self._cond:
@@ -77,6 +82,18 @@ class Watcher:
         for key, path in (("log", p.log_path), ("config", p.config_path), ("plan", p.plan_path),
                           ("locks", p.locks_path)):  # fmt: skip
             _stat(found, key, path)
+        git_dir = p.common_dir
+        _stat(found, "packed-refs", git_dir / "packed-refs")
+        if self.base_branch and ".." not in self.base_branch:
+            _stat(found, "base", git_dir / "refs" / "heads" / self.base_branch)
+        try:
+            branches = os.scandir(git_dir / "refs" / "heads" / "orch")
+        except OSError:
+            branches = None
+        if branches is not None:
+            with branches:
+                for entry in branches:
+                    _stat(found, f"ref:{entry.name}", Path(entry.path))
         try:
             tasks = os.scandir(p.tasks_dir)
         except OSError:

@@ -14,9 +14,12 @@ the new text must read back with that one change before it is written.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import re
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,15 +114,52 @@ def level_of_path(levels: dict[str, str], path: str) -> str | None:
     return rule.level if rule else None
 
 
+_listed: ContextVar[dict[tuple[str, str], list[str]] | None] = ContextVar("orch_levels_listed", default=None)
+
+
+@contextlib.contextmanager
+def list_once() -> Iterator[None]:
+    """Within it, ``tracked_files`` lists each tree once (a page built from the levels, their overview
+    and the topology asks three times)."""
+    token = _listed.set({})
+    try:
+        yield
+    finally:
+        _listed.reset(token)
+
+
 def tracked_files(ctx: Ctx, rev: str | None = None) -> list[str]:
     """The files tracked on ``rev`` (the base branch by default), as ``orch lock list`` reads them."""
     rev = rev or f"refs/heads/{ctx.config.base_branch}"
+    held = _listed.get()
+    key = (str(ctx.project.root), rev)
+    if held is not None and key in held:
+        return list(held[key])
     r = git.run(["ls-tree", "-r", "-z", "--name-only", rev], cwd=ctx.project.root, check=False)
-    return [f for f in r.stdout.split("\0") if f] if r.ok else []
+    files = [f for f in r.stdout.split("\0") if f] if r.ok else []
+    if held is not None:
+        held[key] = list(files)
+    return files
+
+
+_WHERE: dict[tuple[str, int, int, int, str], str] = {}
 
 
 def where_of(ctx: Ctx, rule: Rule) -> str:
-    return config_mod.level_where(ctx.project, rule.glob)
+    """``.orch/config.yaml:LINE`` of ``rule``'s glob (kept while the file stays as it was: a page of
+    200 tasks asks for the same few globs 200 times)."""
+    path = ctx.project.config_path
+    try:
+        st = path.stat()
+    except OSError:
+        return config_mod.level_where(ctx.project, rule.glob)
+    key = (str(path), st.st_mtime_ns, st.st_size, st.st_ino, rule.glob)
+    got = _WHERE.get(key)
+    if got is None:
+        if len(_WHERE) > 256:
+            _WHERE.clear()
+        got = _WHERE[key] = config_mod.level_where(ctx.project, rule.glob)
+    return got
 
 
 def leveled_files(ctx: Ctx, paths: list[str] | None = None) -> list[tuple[str, Rule]]:

@@ -21,6 +21,7 @@ from orch.verify import locks as locks_mod
 from orch.verify import regions
 
 MAX_DIFF_LINES = 5000  # per task: a bigger diff is cut there (``truncated``)
+MAX_DIFF_BYTES = 4 << 20  # and git is stopped after this much of its patch
 MAX_BLOB = 1 << 20  # files larger than this are not read for definitions
 ZERO = "0" * 40
 MANIFESTS = frozenset(
@@ -196,7 +197,8 @@ def code(ctx: Ctx, task_id: str, st: state.Status) -> dict[str, Any]:
     root = ctx.project.root
     changed = changes(ctx, base, tip)
     lockset = locks_mod.load(ctx.project)
-    patch = git.run(["diff-tree", "-r", "-p", "--no-renames", "--no-color", base, tip], cwd=root).stdout
+    patch, cut = git.Stream(["diff-tree", "-r", "-p", "--no-renames", "--no-color", "--end-of-options", base, tip],
+                            cwd=root).head(MAX_DIFF_BYTES)  # fmt: skip
     chunks = iter(re.split(r"^(?=diff --git )", patch, flags=re.MULTILINE)[1:])
     region_locks = lockset.of_kind("region")
     wanted = [s for c in changed if any(lk.file == c["path"] for lk in region_locks) for s in (c["old"], c["new"])]
@@ -207,6 +209,9 @@ def code(ctx: Ctx, task_id: str, st: state.Status) -> dict[str, Any]:
     for c in changed:
         # A type change (a link made a file) is two chunks of the patch: the deletion and the addition.
         chunk = next(chunks, "") + (next(chunks, "") if c["status"] == "T" else "")
+        if cut and not chunk:  # the patch was cut before this file
+            truncated = True
+            break
         path = c["path"]
         path_locks = [
             lk.id for lk in lockset.of_kind("path", "test") if path.startswith(lk.prefix) and lk.matches(path)
@@ -231,7 +236,7 @@ def code(ctx: Ctx, task_id: str, st: state.Status) -> dict[str, Any]:
         )
         if truncated:
             break
-    return {"base": base, "tip": tip, "files": files, "truncated": truncated}
+    return {"base": base, "tip": tip, "files": files, "truncated": truncated or cut}
 
 
 def _region_ranges(path: str, blob: bytes | None, locks: list[locks_mod.Lock]) -> dict[str, tuple[int, int] | None]:
