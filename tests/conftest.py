@@ -150,13 +150,14 @@ class Orch:
         return r
 
 
-def _build_repo(root: Path) -> None:
+def init_repo(root: Path) -> None:
+    """What the ``repo`` fixture holds: branch main with one commit."""
     git(root, "init", "-q", "-b", "main")
     commit_file(root, "README.md", "hello\n", "initial commit")
 
 
 def _build_project(root: Path) -> None:
-    _build_repo(root)
+    init_repo(root)
     Orch(root).ok("init", "--test-cmd", "true", *no_hooks_flag())
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "orch init")
@@ -169,8 +170,9 @@ _TEMPLATES: dict[object, Path] = {}
 
 def built(dest: Path, key: object, build: Callable[[Path], None]) -> Path:
     """``dest`` (replaced) as ``build(dest)`` would leave it: built once per worker and ``key`` under
-    pytest's temporary folder, copied for each test. ``build`` must not depend on where it builds:
-    it runs in another folder than ``dest``, with the first caller's environment (the fixtures')."""
+    pytest's temporary folder, copied for each test. ``build`` starts from an empty folder and must
+    not depend on where it builds: it runs in another folder than ``dest``, with the first caller's
+    environment (the fixtures')."""
     template = _TEMPLATES.get(key)
     if template is None:
         template = _TMP[0].mktemp("template") / "repo"
@@ -189,7 +191,7 @@ def built(dest: Path, key: object, build: Callable[[Path], None]) -> Path:
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     """A repository on branch main with one commit."""
-    return built(tmp_path / "repo", "repo", _build_repo)
+    return built(tmp_path / "repo", "repo", init_repo)
 
 
 @pytest.fixture

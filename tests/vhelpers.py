@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from conftest import Orch, built, commit_file, git, write_plan
+from conftest import Orch, built, commit_file, git, init_repo, write_plan
 
 PLAN = """\
 # Plan: shop
@@ -75,6 +75,7 @@ def setup_project(repo: Path, orch: Orch, *, locks: str = LOCKS, plan: str = PLA
 
 
 def _build(repo: Path, locks: str, plan: str) -> None:
+    init_repo(repo)
     Orch(repo).ok("init", "--test-cmd", "true", "--no-hooks")
     files = {
         "src/auth/session.py": "TTL = 60\n",
