@@ -53,6 +53,18 @@ def _git_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
     yield
 
 
+# The modules whose tests take longest (each test a matrix of commands or a whole run): they go first,
+# so that with ``-n`` (scripts/test: ``--dist worksteal``) no worker is left running one at the end.
+SLOW_FIRST = (
+    "test_hostile_names.py", "test_state_mutations.py", "test_bad_input_property.py", "test_plan_property.py",
+    "test_spin_crash.py", "test_takeover.py", "test_retry.py",
+)  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name not in SLOW_FIRST)  # stable: the order is kept otherwise
+
+
 def git(cwd: Path, *args: str, check: bool = True, input: str | None = None) -> str:
     proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False, input=input)
     if check and proc.returncode != 0:
