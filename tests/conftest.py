@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,8 @@ PINNED = {
     "GIT_CONFIG_NOSYSTEM": "1",
 }
 
+_TMP: list[pytest.TempPathFactory] = []  # the session's, for ``built``
+
 
 @pytest.fixture(autouse=True)
 def _git_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
@@ -39,6 +42,7 @@ def _git_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
         "[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n"
     )
     templates = tmp_path_factory.mktemp("git-template")
+    _TMP[:] = [tmp_path_factory]
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     monkeypatch.setenv("GIT_TEMPLATE_DIR", str(templates))
@@ -47,6 +51,18 @@ def _git_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
     for key, value in PINNED.items():
         monkeypatch.setenv(key, value)
     yield
+
+
+# The modules whose tests take longest (each test a matrix of commands or a whole run): they go first,
+# so that with ``-n`` (scripts/test: ``--dist worksteal``) no worker is left running one at the end.
+SLOW_FIRST = (
+    "test_hostile_names.py", "test_state_mutations.py", "test_bad_input_property.py", "test_plan_property.py",
+    "test_spin_crash.py", "test_takeover.py", "test_retry.py",
+)  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name not in SLOW_FIRST)  # stable: the order is kept otherwise
 
 
 def git(cwd: Path, *args: str, check: bool = True, input: str | None = None) -> str:
@@ -146,14 +162,48 @@ class Orch:
         return r
 
 
+def init_repo(root: Path) -> None:
+    """What the ``repo`` fixture holds: branch main with one commit."""
+    git(root, "init", "-q", "-b", "main")
+    commit_file(root, "README.md", "hello\n", "initial commit")
+
+
+def _build_project(root: Path) -> None:
+    init_repo(root)
+    Orch(root).ok("init", "--test-cmd", "true", *no_hooks_flag())
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "orch init")
+
+
+# Each worker builds a fixture's repository once, with git and orch as a test would, and every test
+# gets a copy of it (a copy costs a few ms; the build runs git three to five times and orch once).
+_TEMPLATES: dict[object, Path] = {}
+
+
+def built(dest: Path, key: object, build: Callable[[Path], None]) -> Path:
+    """``dest`` (replaced) as ``build(dest)`` would leave it: built once per worker and ``key`` under
+    pytest's temporary folder, copied for each test. ``build`` starts from an empty folder and must
+    not depend on where it builds: it runs in another folder than ``dest``, with the first caller's
+    environment (the fixtures')."""
+    template = _TEMPLATES.get(key)
+    if template is None:
+        template = _TMP[0].mktemp("template") / "repo"
+        template.mkdir()
+        build(template)
+        _TEMPLATES[key] = template
+    if dest.exists():
+        shutil.rmtree(dest)
+    # New files (fresh times, as a build now would leave them), then git's index brought up to date
+    # with them: the copy is what the build would have made, to the byte.
+    shutil.copytree(template, dest, symlinks=True, copy_function=shutil.copy)
+    git(dest, "update-index", "-q", "--refresh")
+    return dest
+
+
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     """A repository on branch main with one commit."""
-    root = tmp_path / "repo"
-    root.mkdir()
-    git(root, "init", "-q", "-b", "main")
-    commit_file(root, "README.md", "hello\n", "initial commit")
-    return root
+    return built(tmp_path / "repo", "repo", init_repo)
 
 
 @pytest.fixture
@@ -164,10 +214,7 @@ def orch(repo: Path) -> Orch:
 @pytest.fixture
 def project(repo: Path, orch: Orch) -> Path:
     """A repository with orch initialised (no hooks) and .orch/ committed."""
-    orch.ok("init", "--test-cmd", "true", *no_hooks_flag())
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "orch init")
-    return repo
+    return built(repo, "project", _build_project)
 
 
 def no_hooks_flag() -> Sequence[str]:

@@ -175,14 +175,16 @@ def test_start_takes_several_ids_and_wait_waits_for_the_queue(project: Path, orc
     assert starts(project) == ["T1", "T2", "T3"] and most_at_once(project) == 1
 
 
-def test_scopes_that_reach_one_file_never_run_together(project: Path, orch: Orch) -> None:
+def test_scopes_that_reach_one_file_never_run_together(project: Path, orch: Orch, tmp_path: Path) -> None:
     commit_file(project, "src/api/app.py", "app\n")
     commit_file(project, "docs/guide.md", "guide\n")
+    gate = let_agent_write(project, tmp_path / "gate")
+    hold = f"while [ ! -e {gate}/go ]; do sleep 0.05; done"  # T1 runs until the test has looked
     plan(
         project,
-        task("T1", "sleep 2", scope="^src/api/"),
-        task("T2", "sleep 2", scope="^src/"),
-        task("T3", "sleep 2", scope="^docs/"),
+        task("T1", hold, scope="^src/api/"),
+        task("T2", "true", scope="^src/"),
+        task("T3", "true", scope="^docs/"),
     )
     r = orch.ok("plan")
     assert "overlap: T1 and T2 both reach src/api/app.py (never run at once; 'overlap: ok' allows it)" in r.stdout
@@ -191,6 +193,9 @@ def test_scopes_that_reach_one_file_never_run_together(project: Path, orch: Orch
     assert "T2: queued: waits for T1: both reach src/api/app.py" in r.stderr, r.output
     assert status_of(project, "T2")["reason"] == "waits for T1: both reach src/api/app.py"
     assert "  T2 QUEUED: waits for T1: both reach src/api/app.py" in orch.ok("status").stdout
+    assert ended(project, ["T3"]) == {"T3": "SUCCESS"}  # beside T1, which still runs
+    assert status_of(project, "T2")["state"] == "QUEUED"
+    (gate / "go").touch()
     assert ended(project, ["T1", "T2", "T3"]) == dict.fromkeys(["T1", "T2", "T3"], "SUCCESS")
     log = [(task_of(e), e.action) for e in events(project) if e.action in ("START", "EXIT")]
     assert log.index(("T1", "EXIT")) < log.index(("T2", "START"))

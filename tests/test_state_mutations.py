@@ -5,15 +5,19 @@ manifest.yaml) a set of mutations (wrong types, missing required keys, unknown k
 truncated YAML, ...) is applied in turn, and a handful of commands that read the file run against it:
 each must exit 3 with a message that starts with the file's path, with ``:LINE`` when the problem
 sits on a line. The file is put back after each command, so one project serves a whole file.
+The mutated runs are real processes forked from one warm server (``forkorch``); the first mutation
+of each command runs as ``python -m orch`` too, and must answer byte for byte as the forked one.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import Orch, git, write_plan
+from forkorch import ForkOrch
 
 CONFIG = ".orch/config.yaml"
 LOCKS = ".orch/locks.yaml"
@@ -181,12 +185,21 @@ def spun(project: Path, orch: Orch) -> Path:
     return project
 
 
+@pytest.fixture
+def forked(spun: Path) -> Iterator[ForkOrch]:
+    server = ForkOrch(spun)
+    yield server
+    server.close()
+
+
 @pytest.mark.parametrize(
     ("rel", "command"),
     [(rel, command) for rel, commands in COMMANDS.items() for command in commands],
     ids=lambda value: Path(value).name if isinstance(value, str) else "-".join(value),
 )
-def test_mutated_state_file_is_named_with_its_line(spun: Path, orch: Orch, rel: str, command: list[str]) -> None:
+def test_mutated_state_file_is_named_with_its_line(
+    spun: Path, orch: Orch, forked: ForkOrch, rel: str, command: list[str]
+) -> None:
     path = spun / rel
     original = path.read_bytes()
     statuses = [spun / STATUS, spun / ".orch/run/tasks/T2/status.yaml", spun / MANIFEST]
@@ -198,7 +211,10 @@ def test_mutated_state_file_is_named_with_its_line(spun: Path, orch: Orch, rel: 
     for name, mutate, has_line in MUTATIONS[rel]:
         text = mutate(original.decode())  # type: ignore[operator]
         path.write_bytes(text.encode("latin-1") if name == "not UTF-8" else text.encode())
-        r = orch(*command)
+        r = forked(*command)
+        if name == MUTATIONS[rel][0][0] and r.returncode == 3:  # as python -m orch too: the same answer
+            real = orch(*command)
+            assert (real.returncode, real.stdout, real.stderr) == (r.returncode, r.stdout, r.stderr), (name, command)
         message = _message(r.stderr)
         expected = rf"{re.escape(rel)}:\d+: " if has_line else rf"{re.escape(rel)}(:\d+)?: "
         if r.returncode != 3 or not re.match(expected, message) or "Traceback" in r.output:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from conftest import Orch, commit_file, git, write_plan
+from conftest import Orch, built, commit_file, git, init_repo, write_plan
 
 PLAN = """\
 # Plan: shop
@@ -68,8 +68,15 @@ CART = textwrap.dedent(
 
 
 def setup_project(repo: Path, orch: Orch, *, locks: str = LOCKS, plan: str = PLAN) -> Path:
-    """Init orch (no hooks), write files, plan and locks, commit everything on main."""
-    orch.ok("init", "--test-cmd", "true", "--no-hooks")
+    """Init orch (no hooks), write files, plan and locks, commit everything on main (built once per
+    worker, copied into ``repo`` for each test)."""
+    assert orch.cwd == repo
+    return built(repo, ("vhelpers", locks, plan), lambda root: _build(root, locks, plan))
+
+
+def _build(repo: Path, locks: str, plan: str) -> None:
+    init_repo(repo)
+    Orch(repo).ok("init", "--test-cmd", "true", "--no-hooks")
     files = {
         "src/auth/session.py": "TTL = 60\n",
         "src/auth/cart.py": CART,
@@ -87,7 +94,6 @@ def setup_project(repo: Path, orch: Orch, *, locks: str = LOCKS, plan: str = PLA
     (repo / ".orch/locks.yaml").write_text(locks)
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "project")
-    return repo
 
 
 def make_task(repo: Path, task_id: str) -> Path:
