@@ -57,7 +57,7 @@ def _git_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
 # so that with ``-n`` (scripts/test: ``--dist worksteal``) no worker is left running one at the end.
 SLOW_FIRST = (
     "test_hostile_names.py", "test_state_mutations.py", "test_bad_input_property.py", "test_plan_property.py",
-    "test_spin_crash.py", "test_takeover.py", "test_retry.py",
+    "test_spin_crash.py", "test_takeover.py", "test_retry.py", "test_up.py", "test_up_hardening.py", "test_ui.py",
 )  # fmt: skip
 
 
