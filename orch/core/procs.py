@@ -225,3 +225,17 @@ def check_failpoint() -> None:
         where=FAILPOINT,
         hint=f"ORCH_FAILPOINT=<point>[:<detail>], where the point is one of: {names}",
     )
+
+
+def pause_point(step: str) -> None:
+    """The race tests' way in (as ``ORCH_FAILPOINT`` is the crash tests'): with
+    ``ORCH_TEST_PAUSE_AT=<step>:<folder>``, create ``<folder>/paused`` here and wait (60 s at most) for
+    ``<folder>/go``, while the test runs a concurrent orch. (It used to be a reference-transaction
+    hook; orch's git runs no hook now.)"""
+    name, _, folder = os.environ.get("ORCH_TEST_PAUSE_AT", "").partition(":")
+    if name != step or not folder:
+        return
+    Path(folder, "paused").touch()
+    deadline = time.monotonic() + 60
+    while not Path(folder, "go").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)

@@ -187,8 +187,10 @@ class Up:
                 wanted.append(task_id)
         if not wanted:
             return
-        try:
-            results = spin.spin(ctx, wanted)
+        from orch.agents.slots import queue_order
+
+        try:  # each agent starts as soon as its worktree is ready, by priority (``eager``)
+            results = spin.spin(ctx, queue_order(ctx, wanted), eager=True)
         except OrchError as exc:  # refused as a whole (a broken locks.yaml, a planted git filter)
             why = "not spun: " + exc.message.splitlines()[0]
             self.say(why)

@@ -89,6 +89,7 @@ def spin(
     tmux: bool = False,
     force: bool = False,
     progress: Progress | None = None,
+    eager: bool = False,
 ) -> list[SpinResult]:
     """Give each task a branch, a worktree, a manifest and a context; start its agent unless not ``start``.
 
@@ -216,36 +217,41 @@ def spin(
 
     # The progress comes in the order of the tasks asked for, each line as soon as its task and
     # every task before it are done (checkouts finish in any order; their lines must not).
-    workers = max(1, min(len(prepared), os.cpu_count() or 1, 4))
-    if workers == 1:
-        for p in prepared:
-            note(p.task.id, add_worktree(p))
-    else:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for p, message in zip(prepared, pool.map(add_worktree, prepared), strict=True):
-                note(p.task.id, message)
+    def start_one(p: _Prepared) -> None:
+        from orch.agents import launch
 
-    if start:
-        from orch.agents import launch, slots
+        try:
+            st = launch.start(ctx, p.task.id, tmux=tmux)
+            if st.get("state") == "QUEUED":
+                p.result.queued = str(st.get("reason") or "waits for a slot")
+                note(p.task.id, f"queued: {p.result.queued}")
+                return
+            p.result.started = True
+            p.result.tmux_session = st.get("tmux_session")
+            note(p.task.id, "started" + (f" in tmux session {p.result.tmux_session}" if tmux else ""))
+        except OrchError as exc:
+            p.result.ok = False
+            p.result.error = exc.render()
+            p.result.exit_code = int(exc.exit_code)
+            note(p.task.id, f"not started: {exc.message.splitlines()[0]}")
+
+    # The progress comes in the order of the tasks asked for, each line as soon as its task and
+    # every task before it are done (checkouts finish in any order; their lines must not). ``eager``
+    # (orch up, the ids in queue order): each agent starts as soon as its checkout and those before it are.
+    workers = max(1, min(len(prepared), os.cpu_count() or 1, 4))
+    with ThreadPoolExecutor(max_workers=workers) if workers > 1 else contextlib.nullcontext() as pool:
+        checked = pool.map(add_worktree, prepared) if pool is not None else map(add_worktree, prepared)
+        for p, message in zip(prepared, checked, strict=True):
+            note(p.task.id, message)
+            if eager and start and p.result.ok:
+                start_one(p)
+    if start and not eager:
+        from orch.agents import slots
 
         order = slots.queue_order(ctx, [p.task.id for p in prepared])  # past the slots, the rest queue
         for p in sorted(prepared, key=lambda p: order.index(p.task.id)):
-            if not p.result.ok:
-                continue
-            try:
-                st = launch.start(ctx, p.task.id, tmux=tmux)
-                if st.get("state") == "QUEUED":
-                    p.result.queued = str(st.get("reason") or "waits for a slot")
-                    note(p.task.id, f"queued: {p.result.queued}")
-                    continue
-                p.result.started = True
-                p.result.tmux_session = st.get("tmux_session")
-                note(p.task.id, "started" + (f" in tmux session {p.result.tmux_session}" if tmux else ""))
-            except OrchError as exc:
-                p.result.ok = False
-                p.result.error = exc.render()
-                p.result.exit_code = int(exc.exit_code)
-                note(p.task.id, f"not started: {exc.message.splitlines()[0]}")
+            if p.result.ok:
+                start_one(p)
     return results
 
 
@@ -307,7 +313,7 @@ def _claim(ctx: Ctx, prepared: list[_Prepared], base_sha: str, note: Progress) -
     """
     root = ctx.project.root
     last: OrchError | None = None
-    _pause_for_tests("claim")
+    procs.pause_point("claim")
     for attempt in range(CLAIM_ATTEMPTS):
         if not prepared:
             return prepared
@@ -396,20 +402,6 @@ def _already_spun(
             over = f"orch retry {task_id}" if now in state.RETRYABLE else f"orch clean {task_id}, then spin it again"
             hint += f"; to start over: {over}"
     return InputError(f"task {task_id} already spun ({by})" + (f": {how}" if how else ""), hint=hint)
-
-
-def _pause_for_tests(step: str) -> None:
-    """The race tests' way in (as ``ORCH_FAILPOINT`` is the crash tests'): with
-    ``ORCH_TEST_PAUSE_AT=<step>:<folder>``, create ``<folder>/paused`` here and wait (60 s at most) for
-    ``<folder>/go``, while the test runs a concurrent orch. (It used to be a reference-transaction
-    hook; orch's git runs no hook now.)"""
-    name, _, folder = os.environ.get("ORCH_TEST_PAUSE_AT", "").partition(":")
-    if name != step or not folder:
-        return
-    Path(folder, "paused").touch()
-    deadline = time.monotonic() + 60
-    while not Path(folder, "go").exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
 
 
 def _listed(value: Any) -> list[str]:
