@@ -133,7 +133,11 @@ class Lander:
 
         why: Why = {}
         try:
-            outcome = forecast.dry_run(open_ctx(ctx.project.root, from_source=True), ids)
+            from orch.verify import judge
+
+            judging = open_ctx(ctx.project.root, from_source=True)
+            judge.verify_many(judging, ids)  # the verdicts recorded: orch status shows them too
+            outcome = forecast.dry_run(judging, ids)
         except OrchError as exc:
             return {t: ("not asked: the forecast failed: " + _first(exc), PERSON) for t in ids}
         results = {r.task: r for r in outcome.results}
