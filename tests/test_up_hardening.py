@@ -122,3 +122,27 @@ def test_a_person_saying_no_to_the_budget_ends_the_run_without_waiting(project: 
     assert "a person said to dispatch nothing more" in r.stdout
     assert not (project / ".orch/run/tasks/Q").exists()
     assert git(project, "show", "main:src/P/f") == "P"
+
+
+def test_a_task_the_tdd_gate_sent_back_waits_for_a_person(project: Path, orch: Orch) -> None:
+    git(project, "show", "HEAD:README.md")  # the accept below passes on the base already
+    gated = task("A", writes("A")).replace("- agent: shell", "- agent: shell\n- accept: test -f README.md")
+    plan(project, gated)
+    r = orch("up", "--land", "auto", "--until-idle", timeout=120)
+    assert r.returncode == 1, r.output
+    assert "orch start A runs it again" in r.stdout
+    assert [task_of(e) for e in log(project) if e.action == "START"] == ["A"]  # started once, not again and again
+
+
+def test_a_run_budget_never_lets_the_queue_pass_it(project: Path, orch: Orch) -> None:
+    shell = yaml.safe_load((project / ".orch/agents/shell.yaml").read_text())
+    shell.update(usage="claude-json")
+    (project / ".orch/agents/pricey.yaml").write_text(yaml.safe_dump(shell, sort_keys=False))
+    line = '{"type":"result","total_cost_usd":0.45,"usage":{"input_tokens":10,"output_tokens":5}}'
+    tasks = [task(t, writes(t, f"echo '{line}'")).replace("agent: shell", "agent: pricey") for t in ("P1", "P2", "P3")]
+    plan(project, *tasks, max_parallel=1)
+    r = orch("up", "--land", "auto", "--until-idle", "--budget", "$1", timeout=180)
+    assert r.returncode == 1, r.output
+    starts = [task_of(e) for e in log(project) if e.action == "START"]
+    assert starts == ["P1", "P2"], starts  # at 90% the third is not dispatched, queued or not
+    assert "nothing new is dispatched until a person answers" in r.stdout

@@ -24,7 +24,7 @@ from orch.agents.taskfiles import files, open_run_file, run_folder_problem
 from orch.core import eventlog, procs, refs, state
 from orch.core.config import key_where
 from orch.core.context import Ctx
-from orch.core.errors import EnvError, InputError
+from orch.core.errors import EnvError, InputError, OrchError
 from orch.core.store import atomic_write
 
 
@@ -305,6 +305,22 @@ def start(ctx: Ctx, task_id: str, *, tmux: bool = False, resume: bool = False, p
     word = "RESUME" if resume else "START"
     ctx.log("RUNNING", word, f"agent={launch['agent']} {boxed}" + (f" tmux={session}" if tmux else ""), task=task_id)
     return status
+
+
+def own(project: Any, store: Any, task_id: str, *, in_tmux: bool) -> state.Status:
+    """The supervisor, as it starts, writes itself in as the run's owner: the process that started it
+    (``start`` above) may be killed before its ``hand_over``, and a RUNNING task whose owner is dead
+    reads as CRASHED. In tmux the session owns the run (``hand_over`` names it)."""
+    me = os.getpid()
+
+    def mine(st: state.Status) -> None:
+        if st.get("state") == "RUNNING" and not in_tmux and st.get("supervisor_pid") != me:
+            st.update(supervisor_pid=me, supervisor_start=procs.start_time(me))
+
+    try:
+        return state.update(project, store, task_id, mine, create=False)
+    except OrchError:
+        return state.read(project, store, task_id, refresh=False) or {}
 
 
 def queue_it(ctx: Ctx, task_id: str, why: str) -> state.Status:

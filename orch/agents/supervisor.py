@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orch.agents import boxcmd, boxrun, budget, handoff, learnings, loop, outbox, pane, planphase, taskgit
+from orch.agents import boxcmd, boxrun, budget, handoff, learnings, loop, outbox, pane, planphase, spawn, taskgit
 from orch.agents.procgroup import end_group, terminate, wait_for
 from orch.agents.taskfiles import files, guard_run_folder, open_run_file, run_folder_problem, sweep_run_files
 from orch.core import eventlog, git, procs, refs, state
@@ -71,7 +71,7 @@ def supervise(root: Path, task_id: str, *, in_tmux: bool = False) -> int:
     if problem:
         raise EnvError(f"refused to run task {task_id}: {problem}; orch never writes through a link")
     launch = json.loads(f.launch.read_text(encoding="utf-8"))
-    start_status = state.read(project, store, task_id, refresh=False) or {}
+    start_status = spawn.own(project, store, task_id, in_tmux=in_tmux)
     watch = taskgit.BranchWatch(project, task_id, start_status.get("base_sha"))
     run = RunMemory(launch, start_status, watch, f.log)
     if in_tmux:

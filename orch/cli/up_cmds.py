@@ -63,7 +63,7 @@ def up(
         with view:
             look = uprun.run(c.project.root, options, say=view.say, on_look=view.show, wait_for_people=waiting)
     except KeyboardInterrupt as exc:
-        stopped = "SIGTERM (orch down)" if isinstance(exc, uprun.Stopped) else "Ctrl-C"
+        stopped = "SIGTERM (orch down, or whoever sent it)" if isinstance(exc, uprun.Stopped) else "Ctrl-C"
         raise UpStopped(
             f"orch up stopped by {stopped}; the agents keep running",
             hint="orch up again goes on; orch status shows them",

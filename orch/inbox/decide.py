@@ -223,6 +223,7 @@ def decide(ctx: Ctx, ref: str, answer: Answer) -> Item:
         action = "APPROVE" if answer.approve else "REJECT"
         ctx.log("INBOX", action, f"{item['id']} {item['kind']} by {who} at {now}{note}"[:500], task=item.get("task"))
         item = inbox.change(ctx.project, ctx.store, item["id"], record)
+    eventlog.nudge(ctx.project.run_dir / eventlog.WAKE)  # orch up, woken by the log line, reads the item now
     return item
 
 

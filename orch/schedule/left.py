@@ -62,6 +62,8 @@ def left(plan: Plan, statuses: dict[str, state.Status], merged: set[str], known:
                 out[task.id] = Left(task.id, now, f"waits for {dep} to land", MOVING)
             elif first.kind == PERSON:
                 out[task.id] = Left(task.id, now, f"waits for {dep}, which waits for a person", PERSON)
+            elif first.state in ("PENDING", "QUEUED"):  # held for good (the run's budget, a person's no)
+                out[task.id] = Left(task.id, now, f"waits for {dep}, which will not run in this run", ENDED)
             else:
                 out[task.id] = Left(task.id, now, f"dependency {dep} failed ({first.state})", ENDED)
             continue

@@ -23,7 +23,7 @@ from orch.core import inbox, refs, state
 from orch.core.context import Ctx, open_ctx
 from orch.core.errors import OrchError
 from orch.schedule import landing, runbudget
-from orch.schedule.left import ENDED, PERSON, Known, left
+from orch.schedule.left import ENDED, MOVING, PERSON, Known, left
 from orch.schedule.look import Look, Options
 
 Say = Callable[[str], None]
@@ -36,6 +36,7 @@ class Up:
         self.say = say
         self.refused: dict[str, tuple[Any, str]] = {}  # task -> (what it was refused for, why)
         self.lander = landing.Lander(options.land, say)
+        self.budgeted = False
 
     def recover(self) -> None:
         """Before the first look: spins a killed ``orch up`` (or anyone) left half done, a plan task's
@@ -69,6 +70,7 @@ class Up:
         except OrchError as exc:
             return Look(broken=exc.render().splitlines()[0])
         look = Look(total=len(plan.tasks), slots=ctx.config.max_parallel)
+        self.budgeted = run_budget is not None
         self.lander.resume_interrupted(ctx, look)
         statuses = state.read_all(ctx.project, ctx.store)
         merged = self._merged(ctx, statuses)
@@ -132,6 +134,10 @@ class Up:
                 queued = True
             if st.get("state") != "PENDING" or not st.get("branch") or "orch dequeue" in str(st.get("reason") or ""):
                 continue
+            if st.get("started_at"):  # it ran and was sent back (the TDD gate): a person decides
+                why = str(st.get("reason") or "sent back to PENDING")
+                held[task.id] = (f"{why} (orch start {task.id} runs it again)", PERSON)
+                continue
             if stop is not None:
                 held[task.id] = (stop[0], ENDED if stop[1] else PERSON)
                 continue
@@ -185,6 +191,12 @@ class Up:
                 held[task_id] = (breakers[agent], PERSON)
             else:
                 wanted.append(task_id)
+        if wanted and self.budgeted:  # spun past the slots, a task would wait QUEUED, and the queue knows no run budget
+            running = sum(1 for st in statuses.values() if st.get("state") in ("RUNNING", "QUEUED"))
+            free = max(0, ctx.config.max_parallel - running)
+            for task_id in wanted[free:]:
+                held[task_id] = ("waits for a slot (spun when one is free: the run has a budget)", MOVING)
+            wanted = wanted[:free]
         if not wanted:
             return
         from orch.agents.slots import queue_order

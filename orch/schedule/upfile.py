@@ -98,14 +98,15 @@ def running(project: Project, store: Store) -> dict[str, Any] | None:
             pass  # held: one runs
         else:
             return None
-        inode = os.fstat(fd).st_ino
+        st = os.fstat(fd)
+        inode, device = st.st_ino, (os.major(st.st_dev), os.minor(st.st_dev))
     finally:
         os.close(fd)
     try:
         record: dict[str, Any] = store.load(record_path(project), "up")
     except (OSError, OrchError):
         record = {}
-    holders = lock_holders(inode)
+    holders = lock_holders(inode, device)
     if holders is None:
         return {**record, "unverified": True} if record else {"pid": 0, "unverified": True}
     pid = int(record.get("pid") or 0)
@@ -117,9 +118,9 @@ def running(project: Project, store: Store) -> dict[str, Any] | None:
     return {"pid": real, "pid_start": procs.start_time(real), "started_at": "?", "note": "up.yaml did not name it"}
 
 
-def lock_holders(inode: int) -> set[int] | None:
-    """The pids holding a ``flock`` on the file with this inode, from ``/proc/locks`` (None where
-    there is no such file)."""
+def lock_holders(inode: int, device: tuple[int, int] | None = None) -> set[int] | None:
+    """The pids holding a ``flock`` on the file with this inode (on this device), from ``/proc/locks``
+    (None where there is no such file)."""
     try:
         text = Path("/proc/locks").read_text(encoding="ascii", errors="replace")
     except OSError:
@@ -130,10 +131,12 @@ def lock_holders(inode: int) -> set[int] | None:
         if "->" in fields or len(fields) < 6 or fields[1] != "FLOCK":
             continue
         try:
-            pid, ino = int(fields[4]), int(fields[5].rsplit(":", 1)[1])
+            pid = int(fields[4])
+            major, minor, ino = fields[5].split(":")
+            dev = (int(major, 16), int(minor, 16))
         except (ValueError, IndexError):
             continue
-        if ino == inode:
+        if int(ino) == inode and (device is None or dev == device):
             pids.add(pid)
     return pids
 

@@ -97,7 +97,7 @@ def run(
         ctx.log("-", "UP", f"stopped: {look.merged} of {look.total} landed")
         return look
     except KeyboardInterrupt as exc:
-        why = "SIGTERM (orch down)" if isinstance(exc, Stopped) else "Ctrl-C"
+        why = "SIGTERM" if isinstance(exc, Stopped) else "Ctrl-C"
         ctx.log("-", "UP", f"stopped by {why}")
         raise
     finally:

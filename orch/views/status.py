@@ -127,7 +127,8 @@ def up_line(ctx: Ctx) -> str | None:
     if record is None:
         return None
     log = f"; its output: {record['log']}" if record.get("log") else ""
-    return f"orch up runs (pid {record['pid']}, since {record.get('started_at')}, lands: {record.get('land')}){log}"
+    lands = f", lands: {record['land']}" if record.get("land") else ""
+    return f"orch up runs (pid {record['pid']}, since {record.get('started_at') or '?'}{lands}){log}"
 
 
 def queued_lines(rows: list[dict[str, Any]]) -> list[str]:
