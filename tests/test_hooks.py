@@ -372,3 +372,15 @@ def test_hooks_an_older_orch_installed_keep_working(proj: Path) -> None:
     command = OLD_AGENT_HOOK.format(hook="codex-pretool").replace("PYTHON", py)
     r = subprocess.run(["sh", "-c", command], cwd=wt, input=stdin, capture_output=True, text=True, check=False)
     assert r.returncode == 2, r.stderr
+
+
+def test_a_plan_in_the_middle_of_an_edit_does_not_fail_an_agents_commit(proj: Path, orch: Orch) -> None:
+    orch.ok("hooks", "install")
+    wt = make_task(proj, "T1")
+    with (proj / ".orch/plan.md").open("a") as plan:
+        plan.write("\n## a heading a person is still typing\n")
+    ok = try_commit(wt, "src/auth/session.py", "TTL = 5\n")
+    assert ok.returncode == 0, ok.stderr
+    assert "orch: warning: the task's scope is not checked here:" in ok.stderr and "plan.md:" in ok.stderr
+    tamper = try_commit(wt, ".orch/locks.yaml", "version: 1\nlocks: []\n")  # the locks still hold
+    assert tamper.returncode == 1 and ".orch/locks.yaml: orch-state" in tamper.stderr

@@ -102,6 +102,19 @@ def task_scope(place: Place) -> str | None:
     return scope
 
 
+def scope_of(place: Place) -> tuple[str | None, str | None]:
+    """``task_scope``, and why the scope could not be read (None when it could). A plan.md that does
+    not read (a person in the middle of an edit) leaves the task's commits unchecked against its scope
+    instead of failing every agent's commit: the hook is an early warning, and orch verify judges
+    the scope as committed before any merge."""
+    from orch.core.errors import InputError
+
+    try:
+        return task_scope(place), None
+    except InputError as exc:
+        return None, exc.render().splitlines()[0].removeprefix("orch: error: ")
+
+
 def _show(path: str) -> str:
     """A path on one line: control characters (a newline in a file name) escaped."""
     return json.dumps(path, ensure_ascii=False)[1:-1] if any(c < " " for c in path) else path
@@ -116,7 +129,7 @@ def pre_commit(cwd: str) -> tuple[int, str]:
     if place is None:
         return 0, ""
     lockset = locks_mod.load_dir(place.orch_dir)
-    scope = task_scope(place)
+    scope, unread = scope_of(place)
     env = {k: os.environ[k] for k in ("GIT_INDEX_FILE",) if k in os.environ}
     diff = ["diff-index", "--cached", "-r", "-z", "--no-renames", "--ignore-submodules=none"]
     r = git.run([*diff, "HEAD", "--"], cwd=place.top, env=env, check=False)
@@ -135,6 +148,8 @@ def pre_commit(cwd: str) -> tuple[int, str]:
     hard = [v for v in found if v.mode == "hard"]
     soft = [v for v in found if v.mode == "soft"]
     lines = [f"orch: warning: {_show(v.path)}: {v.rule}: {v.message} (needs `orch ack` before a merge)" for v in soft]
+    if unread:
+        lines.insert(0, f"orch: warning: the task's scope is not checked here: {unread} (orch verify checks it)")
     if not hard:
         return 0, "\n".join(lines)
     who = f"task {place.task}" + (f" (scope {scope})" if scope else " (no scope)") if agent else "the main checkout"
@@ -172,7 +187,7 @@ class Edit:
 def judge_edits(place: Place, edits: list[Edit]) -> list[rules.Violation]:
     """The rules the edits would break, checked like a commit of them would be."""
     lockset = locks_mod.load_dir(place.orch_dir)
-    scope = task_scope(place)
+    scope, _unread = scope_of(place)
     blobs: dict[str, bytes] = {}
     changes: list[changeset.Change] = []
     for i, e in enumerate(edits):
