@@ -67,7 +67,9 @@ def view(
 
 @app.command()
 def topology(
-    path: str = typer.Argument(None, metavar="PATH", help="A tracked folder or file (default: the whole repository)."),
+    path: str = typer.Argument(
+        None, metavar="PATH", help="A tracked folder or file, from the repository's root (default: all of it)."
+    ),
     as_json: bool = typer.Option(
         False, "--json", help="Print the lock pressure and the tree as JSON (schemas/topology.schema.json)."
     ),
