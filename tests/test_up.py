@@ -37,6 +37,14 @@ def plan(project: Path, *tasks: str, max_parallel: int = 4, commit: bool = True)
         git(project, "commit", "-q", "-m", "plan")
 
 
+def agent_like_shell(project: Path, name: str, **changes: object) -> None:
+    """An agent manifest ``name``: the shell preset with ``changes`` (``usage="claude-json"``: it
+    reports what a Claude JSON result line on its output says it spent)."""
+    shell = yaml.safe_load((project / ".orch/agents/shell.yaml").read_text())
+    shell.update(changes)
+    (project / ".orch/agents" / f"{name}.yaml").write_text(yaml.safe_dump(shell, sort_keys=False))
+
+
 def log(project: Path) -> list[eventlog.Event]:
     return eventlog.read(project / ".orch/run/log")
 
@@ -58,6 +66,13 @@ def background(project: Path, *args: str) -> subprocess.Popen[str]:
         text=True,
         start_new_session=True,
     )
+
+
+def kill(up: subprocess.Popen[str]) -> None:
+    """A background ``orch up`` still running at the end of a test: killed with its session."""
+    if up.poll() is None:
+        os.killpg(up.pid, signal.SIGKILL)
+        up.wait()
 
 
 def wait_for(check, timeout: float = 90, what: str = "") -> None:  # type: ignore[no-untyped-def]
@@ -141,9 +156,7 @@ def test_land_ask_waits_for_a_persons_approve(project: Path, orch: Orch) -> None
         orch.ok("approve", b_item["id"])
         out, _ = up.communicate(timeout=60)
     finally:
-        if up.poll() is None:
-            os.killpg(up.pid, signal.SIGKILL)
-            up.wait()
+        kill(up)
     assert up.returncode == 0, out
     assert "all 2 tasks landed" in out
     assert merged_order(project) == ["A", "B"]
@@ -172,8 +185,7 @@ def test_hot_reload_of_a_new_task_and_a_new_manifest(project: Path, orch: Orch) 
     try:
         wait_for(lambda: open_items(project, "landing"), what="A's landing item")
         # while it runs: a new agent manifest, and a task that uses it, added to plan.md by hand
-        shell = yaml.safe_load((project / ".orch/agents/shell.yaml").read_text())
-        (project / ".orch/agents/fresh.yaml").write_text(yaml.safe_dump(shell, sort_keys=False))
+        agent_like_shell(project, "fresh")
         text = (project / ".orch/plan.md").read_text()
         (project / ".orch/plan.md").write_text(text + task("N", writes("N")).replace("agent: shell", "agent: fresh"))
         wait_for(lambda: [i for i in open_items(project, "landing") if i["task"] == "N"], what="N to run and ask")
@@ -182,16 +194,13 @@ def test_hot_reload_of_a_new_task_and_a_new_manifest(project: Path, orch: Orch) 
             orch.ok("approve", item["id"])
         out, _ = up.communicate(timeout=60)
     finally:
-        if up.poll() is None:
-            os.killpg(up.pid, signal.SIGKILL)
-            up.wait()
+        kill(up)
     assert up.returncode == 0, out
     assert {status_of(project, t)["state"] for t in "AN"} == {"MERGED"}
 
 
 def test_the_circuit_breaker_pauses_an_agents_queue(project: Path, orch: Orch) -> None:
-    shell = yaml.safe_load((project / ".orch/agents/shell.yaml").read_text())
-    (project / ".orch/agents/flaky.yaml").write_text(yaml.safe_dump(shell, sort_keys=False))
+    agent_like_shell(project, "flaky")
     bad = [task(t, "exit 1").replace("agent: shell", "agent: flaky") for t in ("F1", "F2", "F3")]
     later = task("F4", writes("F4")).replace("agent: shell", "agent: flaky")
     fine = task("S", writes("S"))
@@ -271,9 +280,7 @@ def test_bad_options_are_usage_errors(project: Path, orch: Orch) -> None:
 def test_the_runs_budget(project: Path, orch: Orch, spent: float) -> None:
     """A task that reports a cost (Claude's JSON result line) spends the run's budget: at 85% nothing new
     is dispatched and a budget item asks a person; at 100% nothing new starts either."""
-    shell = yaml.safe_load((project / ".orch/agents/shell.yaml").read_text())
-    shell.update(usage="claude-json")
-    (project / ".orch/agents/pricey.yaml").write_text(yaml.safe_dump(shell, sort_keys=False))
+    agent_like_shell(project, "pricey", usage="claude-json")
     line = '{"type":"result","total_cost_usd":' + str(spent) + ',"usage":{"input_tokens":10,"output_tokens":5}}'
     first = task("P", writes("P", f"echo '{line}'")).replace("agent: shell", "agent: pricey")
     plan(project, first, task("Q", writes("Q"), deps="P"))
@@ -295,9 +302,7 @@ def test_the_runs_budget(project: Path, orch: Orch, spent: float) -> None:
 
 
 def test_at_100_percent_of_the_runs_budget_running_agents_are_paused(project: Path, orch: Orch) -> None:
-    shell = yaml.safe_load((project / ".orch/agents/shell.yaml").read_text())
-    shell.update(usage="claude-json")
-    (project / ".orch/agents/pricey.yaml").write_text(yaml.safe_dump(shell, sort_keys=False))
+    agent_like_shell(project, "pricey", usage="claude-json")
     line = '{"type":"result","total_cost_usd":1.5,"usage":{"input_tokens":10,"output_tokens":5}}'
     pricey = task("P", writes("P", f"echo '{line}'")).replace("agent: shell", "agent: pricey")
     slow = task("L", writes("L", "sleep 60"))

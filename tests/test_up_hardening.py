@@ -4,15 +4,13 @@ person's "no". Real processes and git, as in ``tests/test_up.py``."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
 from conftest import Orch, git, status_of
-from test_up import background, log, open_items, plan, task, task_of, wait_for, writes
+from test_up import agent_like_shell, background, kill, log, open_items, plan, task, task_of, wait_for, writes
 
 
 def test_orch_down_never_signals_a_pid_forged_into_up_yaml(project: Path, orch: Orch) -> None:
@@ -32,9 +30,7 @@ def test_orch_down_never_signals_a_pid_forged_into_up_yaml(project: Path, orch: 
     finally:
         victim.kill()
         victim.wait()
-        if up.poll() is None:
-            os.killpg(up.pid, signal.SIGKILL)
-            up.wait()
+        kill(up)
 
 
 HOLD = """
@@ -94,9 +90,7 @@ def test_whatever_sits_in_the_fifos_place_is_replaced(project: Path, orch: Orch)
 
 
 def test_the_runs_budget_counts_every_run_of_a_retried_task(project: Path, orch: Orch) -> None:
-    shell = yaml.safe_load((project / ".orch/agents/shell.yaml").read_text())
-    shell.update(usage="claude-json")
-    (project / ".orch/agents/pricey.yaml").write_text(yaml.safe_dump(shell, sort_keys=False))
+    agent_like_shell(project, "pricey", usage="claude-json")
     line = '{"type":"result","total_cost_usd":0.4,"usage":{"input_tokens":10,"output_tokens":5}}'
     plan(project, task("P", f"echo '{line}'; exit 1").replace("agent: shell", "agent: pricey"))
     r = orch("up", "--land", "auto", "--until-idle", "--budget", "$5", timeout=120)
@@ -108,9 +102,7 @@ def test_the_runs_budget_counts_every_run_of_a_retried_task(project: Path, orch:
 
 
 def test_a_person_saying_no_to_the_budget_ends_the_run_without_waiting(project: Path, orch: Orch) -> None:
-    shell = yaml.safe_load((project / ".orch/agents/shell.yaml").read_text())
-    shell.update(usage="claude-json")
-    (project / ".orch/agents/pricey.yaml").write_text(yaml.safe_dump(shell, sort_keys=False))
+    agent_like_shell(project, "pricey", usage="claude-json")
     line = '{"type":"result","total_cost_usd":0.9,"usage":{"input_tokens":10,"output_tokens":5}}'
     first = task("P", writes("P", f"echo '{line}'")).replace("agent: shell", "agent: pricey")
     plan(project, first, task("Q", writes("Q"), deps="P"))
@@ -135,9 +127,7 @@ def test_a_task_the_tdd_gate_sent_back_waits_for_a_person(project: Path, orch: O
 
 
 def test_a_run_budget_never_lets_the_queue_pass_it(project: Path, orch: Orch) -> None:
-    shell = yaml.safe_load((project / ".orch/agents/shell.yaml").read_text())
-    shell.update(usage="claude-json")
-    (project / ".orch/agents/pricey.yaml").write_text(yaml.safe_dump(shell, sort_keys=False))
+    agent_like_shell(project, "pricey", usage="claude-json")
     line = '{"type":"result","total_cost_usd":0.45,"usage":{"input_tokens":10,"output_tokens":5}}'
     tasks = [task(t, writes(t, f"echo '{line}'")).replace("agent: shell", "agent: pricey") for t in ("P1", "P2", "P3")]
     plan(project, *tasks, max_parallel=1)

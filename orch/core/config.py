@@ -89,9 +89,8 @@ def level_where(project: Project, glob: str, path: Path | None = None) -> str:
 
     path = path or project.config_path
     where = project.rel(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):
+    lines = _lines(path)
+    if lines is None:
         return where
     start = next((n for n, text in enumerate(lines) if re.match(r"['\"]?levels['\"]?[ \t]*:", text)), None)
     if start is None:
@@ -213,6 +212,14 @@ def base_where(project: Project) -> str:
     return key_where(project, "base_branch")
 
 
+def _lines(path: Path) -> list[str] | None:
+    """The file's lines, for saying where in it something is (None: it does not read as text)."""
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def key_where(project: Project, key: str, path: Path | None = None, *, indent: bool = False) -> str:
     """``.orch/config.yaml:LINE`` (or ``path``'s) of a top-level ``key`` (``indent``: of a nested one,
     the first found); the file alone if it is not there."""
@@ -220,9 +227,8 @@ def key_where(project: Project, key: str, path: Path | None = None, *, indent: b
 
     path = path or project.config_path
     where = project.rel(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):
+    lines = _lines(path)
+    if lines is None:
         return where
     pattern = re.compile(("[ \t]+" if indent else "") + rf"['\"]?{re.escape(key)}['\"]?[ \t]*:")
     line = next((n for n, text in enumerate(lines, 1) if pattern.match(text)), None)

@@ -247,15 +247,7 @@ def _agent(ctx: Ctx, task: Any, routes: Any) -> str:
 def _inputs(ctx: Ctx, task: Any) -> Any:
     """What a refusal depended on: the task's fields, the config, routing, locks and manifests (an
     edit of any of them and it is tried again)."""
-    import os
+    from orch.schedule.wake import EDITED, edited
 
-    orch = ctx.project.orch_dir
-    looks = []
-    names = ["config.yaml", "routing.yaml", "locks.yaml", "agents"]
-    for path in [*(orch / n for n in names), *sorted((orch / "agents").glob("*"))]:
-        try:
-            st = os.stat(path)
-            looks.append((path.name, st.st_size, st.st_mtime_ns))
-        except OSError:
-            looks.append((path.name, -1, -1))
-    return (tuple(sorted(task.fields.items())), tuple(looks))
+    others = tuple(n for n in EDITED if n != "plan.md")  # the task's own fields stand for the plan
+    return (tuple(sorted(task.fields.items())), edited(ctx.project, others))

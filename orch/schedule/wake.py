@@ -120,12 +120,21 @@ class Waker:
                 pass
 
     def _files(self) -> tuple[tuple[str, int, int], ...]:
-        """Size and time of each file a person edits (and of the agents folder: a new manifest)."""
-        orch = self.project.orch_dir
-        names = [orch / n for n in ("plan.md", "config.yaml", "routing.yaml", "locks.yaml", "agents")]
+        return edited(self.project)
+
+
+EDITED = ("plan.md", "config.yaml", "routing.yaml", "locks.yaml", "agents")
+
+
+def edited(project: Project, names: tuple[str, ...] = EDITED) -> tuple[tuple[str, int, int], ...]:
+    """Size and time of each file a person edits under ``.orch/`` (and of each agent manifest: the
+    agents folder's own time says one was added)."""
+    orch = project.orch_dir
+    paths = [orch / n for n in names]
+    if "agents" in names:
         with contextlib.suppress(OSError):
-            names += sorted((orch / "agents").iterdir())
-        return tuple(_look(p) for p in names)
+            paths += sorted((orch / "agents").iterdir())
+    return tuple(_look(p) for p in paths)
 
 
 def _look(path: Path) -> tuple[str, int, int]:
